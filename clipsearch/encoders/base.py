@@ -1,0 +1,41 @@
+"""The one interface every model backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+
+class Encoder(ABC):
+    """A loaded CLIP-family model: images and texts in, unit-length float32 vectors out.
+
+    ``image_transform`` turns an upright RGB PIL image into the model's input
+    tensor (it runs in decode workers); ``encode_images`` takes a stacked batch
+    of those. ``fingerprint`` identifies weights and preprocessing so an index
+    never mixes vectors of two models.
+    """
+
+    spec: str
+    dim: int
+    image_size: int
+    fingerprint: str
+    device: str
+    precision: str
+    image_transform: Callable[[Image.Image], torch.Tensor]
+
+    @abstractmethod
+    def encode_images(self, batch: torch.Tensor) -> np.ndarray:
+        """(N, 3, H, W) preprocessed pixels -> (N, dim) L2-normalised float32."""
+
+    @abstractmethod
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> (N, dim) L2-normalised float32."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.spec, "dim": self.dim, "device": self.device, "precision": self.precision}

@@ -1,0 +1,201 @@
+"""open_clip backend: every architecture and pretrained tag open_clip knows, or a local checkpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from clipsearch.encoders import ModelSpec
+from clipsearch.encoders.base import Encoder
+from clipsearch.errors import UserError
+from clipsearch.store import file_content_hash
+
+RANDOM_SEED = 0
+
+
+def pick_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA GPU is available")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise UserError(f"unknown --device '{device}' (auto, cpu, cuda, cuda:N)")
+    return device
+
+
+def _cpu_has_bf16() -> bool:
+    """Native bf16 matmuls (AVX512-BF16 or AMX): there bf16 is several times faster than fp32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pick_precision(precision: str, device: str) -> str:
+    if precision == "auto":
+        if device.startswith("cuda"):
+            return "fp16"
+        return "bf16" if _cpu_has_bf16() else "fp32"
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise UserError(f"unknown --precision '{precision}' (auto, fp32, bf16, fp16)")
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise UserError("--precision fp16 needs a CUDA GPU; on the CPU use bf16 or fp32")
+    return precision
+
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _hub_reachable() -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.getaddrinfo("huggingface.co", 443)
+    except OSError:
+        return False
+    return True
+
+
+def _pretrained_file(arch: str, tag: str, cfg: dict[str, Any]) -> str:
+    """Path of the weights for ``arch:tag``: from the local cache, else downloaded once."""
+    import open_clip
+
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import hf_hub_download
+
+        repo, filename = os.path.split(hub)
+        candidates = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        for name in candidates:
+            try:
+                return hf_hub_download(repo, name, local_files_only=True)
+            except Exception:  # noqa: BLE001 - not cached under this name
+                continue
+    url = cfg.get("url", "")
+    if url:
+        cached = os.path.join(os.path.expanduser("~/.cache/clip"), os.path.basename(url))
+        if os.path.isfile(cached):
+            return cached
+    if not _hub_reachable():
+        raise UserError(
+            f"the weights of {arch}:{tag} are not on this machine and there is no network to download them; "
+            f"run once where there is, or pass --model {arch}:/path/to/checkpoint.pt"
+        )
+    print(f"downloading the weights of {arch}:{tag} (once)...", file=sys.stderr)
+    try:
+        return open_clip.download_pretrained(cfg)
+    except Exception as exc:  # noqa: BLE001 - network/hub failures become one line
+        raise UserError(f"could not download the weights of {arch}:{tag}: {exc}") from None
+
+
+MODEL_CONFIGS = Path(__file__).resolve().parent.parent / "model_configs"
+
+
+def register_model_configs() -> None:
+    """Make the architectures this package ships (the demo model) known to open_clip."""
+    import open_clip
+
+    if "clipsearch-demo" not in open_clip.list_models():
+        open_clip.add_model_config(MODEL_CONFIGS)
+
+
+def open_clip_embed_dim(arch: str) -> int:
+    import open_clip
+
+    return int((open_clip.get_model_config(arch) or {}).get("embed_dim", 0))
+
+
+class OpenClipEncoder(Encoder):
+    def __init__(self, spec: ModelSpec, model: torch.nn.Module, preprocess: Any, tokenizer: Any, device: str,
+                 precision: str, weights_id: str) -> None:
+        self.spec = spec.text
+        self._model = model
+        self._tokenizer = tokenizer
+        self.image_transform = preprocess
+        self.device = device
+        self.precision = precision
+        self._dtype = _DTYPES[precision]
+        cfg = dict(getattr(model.visual, "preprocess_cfg", {}))
+        size = cfg.get("size", getattr(model.visual, "image_size", 224))
+        self.image_size = int(max(size) if isinstance(size, (tuple, list)) else size)
+        self.dim = int(getattr(model.visual, "output_dim", 0) or open_clip_embed_dim(spec.arch))
+        self.fingerprint = json.dumps(
+            {
+                "backend": "open_clip",
+                "arch": spec.arch,
+                "weights": weights_id,
+                "dim": self.dim,
+                "preprocess": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(cfg.items())},
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def load(cls, spec: ModelSpec, device: str = "auto", precision: str = "auto") -> OpenClipEncoder:
+        import open_clip
+
+        register_model_configs()
+        device = pick_device(device)
+        precision = pick_precision(precision, device)
+        if spec.arch not in open_clip.list_models():
+            raise UserError(f"unknown model architecture '{spec.arch}' (open_clip knows {len(open_clip.list_models())}; "
+                            "e.g. ViT-B-32-quickgelu, ViT-L-14, ViT-H-14-quickgelu)")
+        kwargs: dict[str, Any] = {}
+        path = spec.weights_path
+        if spec.weights == "none":
+            print(f"WARNING: {spec.arch} has RANDOM weights (seed {RANDOM_SEED}): results are meaningless; "
+                  "use this only for tests and benchmarks", file=sys.stderr)
+            torch.manual_seed(RANDOM_SEED)
+            pretrained, weights_id = None, f"random:seed{RANDOM_SEED}"
+        elif path is not None:
+            if not os.path.isfile(path):
+                raise UserError(f"model checkpoint not found: {path}")
+            pretrained, weights_id = path, "file:" + file_content_hash(path).hex()
+        else:
+            cfg = open_clip.get_pretrained_cfg(spec.arch, spec.weights)
+            if not cfg:
+                tags = [t for a, t in open_clip.list_pretrained() if a == spec.arch]
+                raise UserError(f"'{spec.weights}' is not a pretrained tag of {spec.arch}"
+                                + (f" (known: {', '.join(tags)})" if tags else " (it has no pretrained tags)"))
+            pretrained, weights_id = _pretrained_file(spec.arch, spec.weights, cfg), spec.weights
+            kwargs = {"force_quick_gelu": bool(cfg.get("quick_gelu", False))}
+            for key in ("mean", "std", "interpolation", "resize_mode"):
+                if key in cfg:
+                    kwargs[f"image_{key}"] = cfg[key]
+        logging.getLogger("root").setLevel(logging.ERROR)  # open_clip logs "no pretrained weights" at WARNING
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                spec.arch, pretrained=pretrained, device=device, **kwargs
+            )
+        except UserError:
+            raise
+        except (RuntimeError, KeyError, ValueError, OSError) as exc:
+            raise UserError(f"cannot load {spec.text}: {str(exc).splitlines()[0][:300]}") from None
+        model.eval().to(dtype=_DTYPES[precision])
+        return cls(spec, model, preprocess, open_clip.get_tokenizer(spec.arch), device, precision, weights_id)
+
+    def encode_images(self, batch: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            batch = batch.to(self.device, dtype=self._dtype, non_blocking=True)
+            features = self._model.encode_image(batch).float()
+            return torch.nn.functional.normalize(features, dim=-1).cpu().numpy()
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), 256):
+                tokens = self._tokenizer(list(texts[start : start + 256])).to(self.device)
+                features = self._model.encode_text(tokens).float()
+                out.append(torch.nn.functional.normalize(features, dim=-1).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.dim), dtype="float32")

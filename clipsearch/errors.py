@@ -1,0 +1,9 @@
+"""Errors that are the user's to fix: the CLI prints their message as one line, no traceback."""
+
+
+class UserError(Exception):
+    """A mistake or a condition the user can act on (missing folder, no index, unknown model)."""
+
+
+class IndexLocked(UserError):
+    """Another process is writing to the same index."""

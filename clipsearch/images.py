@@ -1,0 +1,174 @@
+"""Turn the bytes of an image file into an upright sRGB picture, as small as the model allows.
+
+Shared by the indexer (every photo) and search (``--image`` queries) so that a
+query image is decoded exactly like the indexed ones.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageCms
+
+# We enforce our own pixel cap (``max_pixels``) so one hostile file fails alone
+# instead of Pillow warning or raising from deep inside a worker.
+Image.MAX_IMAGE_PIXELS = None
+
+DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own decompression-bomb error threshold
+
+EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+PLUGIN_EXTENSIONS = {".heic": "pillow_heif", ".heif": "pillow_heif", ".avif": "pillow_heif"}
+
+_plugins_tried = False
+
+
+def register_plugins() -> frozenset[str]:
+    """Enable HEIC/AVIF when the optional pillow-heif plugin is installed; returns the extensions it adds."""
+    global _plugins_tried
+    added: set[str] = set()
+    try:
+        import pillow_heif  # type: ignore[import-not-found]
+
+        if not _plugins_tried:
+            pillow_heif.register_heif_opener()
+            if hasattr(pillow_heif, "register_avif_opener"):
+                pillow_heif.register_avif_opener()
+        added.update(ext for ext, mod in PLUGIN_EXTENSIONS.items() if mod == "pillow_heif")
+        if not hasattr(pillow_heif, "register_avif_opener"):
+            added.discard(".avif")
+    except ImportError:
+        pass
+    if ".avif" not in added and "AVIF" in Image.registered_extensions().values():
+        added.add(".avif")  # Pillow >= 11.2 decodes AVIF itself when built with libavif
+    _plugins_tried = True
+    return frozenset(added)
+
+
+def supported_extensions() -> frozenset[str]:
+    return EXTENSIONS | register_plugins()
+
+
+class ImageError(Exception):
+    """This file cannot be used as an image (the message says why)."""
+
+
+@dataclass
+class Decoded:
+    image: Image.Image  # RGB, upright, reduced to about the size the model needs
+    width: int  # full size as displayed (after EXIF orientation)
+    height: int
+
+
+# EXIF orientation tag -> the transpose that makes the picture upright (as ImageOps.exif_transpose).
+_ORIENT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+_SRGB = ImageCms.createProfile("sRGB")
+_transforms: dict[tuple[bytes, str], ImageCms.ImageCmsTransform] = {}
+
+
+def _to_srgb(im: Image.Image, icc: bytes | None) -> Image.Image:
+    """Apply an embedded colour profile (Adobe RGB, Display P3, CMYK press profiles) so colours match a viewer's."""
+    if not icc or im.mode not in ("RGB", "CMYK"):
+        return im
+    key = (icc, im.mode)
+    transform = _transforms.get(key)
+    if transform is None:
+        try:
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            transform = ImageCms.buildTransform(src, _SRGB, im.mode, "RGB")
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            return im
+        if len(_transforms) > 64:
+            _transforms.clear()
+        _transforms[key] = transform
+    try:
+        return ImageCms.applyTransform(im, transform) or im
+    except (ImageCms.PyCMSError, ValueError):
+        return im
+
+
+def _flatten(im: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB: alpha over white, 16-bit and float scaled, not clipped."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        import numpy as np
+
+        arr = np.asarray(im, dtype="float64")
+        top = 65535.0 if im.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        if im.mode == "F" and arr.max(initial=0) <= 1.0:
+            top = 1.0
+        im = Image.fromarray(np.clip(arr * (255.0 / top), 0, 255).round().astype("uint8"), "L")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGBA", "LA", "La", "RGBa", "PA"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, rgba)
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def decode(data: bytes, min_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """Decode ``data`` to an upright RGB image whose shorter side is still >= ``min_side``.
+
+    JPEGs are decoded in the DCT domain at 1/2, 1/4 or 1/8 scale when that still
+    covers ``min_side`` (Pillow's draft mode), other formats are box-reduced
+    right after decoding, so the model's resize works on a small picture.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data))
+            width, height = im.size
+            if width <= 0 or height <= 0:
+                raise ImageError("image has no pixels")
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"{width}x{height} pixels is over the limit of {max_pixels:,} (possible decompression bomb)"
+                )
+            orientation = im.getexif().get(0x0112, 1)
+            icc = im.info.get("icc_profile")
+            if min_side and im.format == "JPEG":
+                im.draft("RGB", (min_side, min_side))
+            im.load()
+            if min_side:
+                factor = min(im.size) // min_side
+                if factor >= 2:
+                    im = im.reduce(factor)
+            im = _flatten(_to_srgb(im, icc))
+            if orientation in _ORIENT:
+                im = im.transpose(_ORIENT[orientation])
+                if orientation >= 5:
+                    width, height = height, width
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError(str(exc)) from None
+    except MemoryError:
+        raise ImageError("out of memory while decoding") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is this file's problem only
+        message = str(exc) or type(exc).__name__
+        if isinstance(exc, Image.UnidentifiedImageError):
+            message = "not a recognised image format"
+        raise ImageError(message) from None
+    return Decoded(im, width, height)
+
+
+def probe(data: bytes) -> tuple[int, int]:
+    """Displayed (width, height) from the header alone, without decoding pixels."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                width, height = height, width
+    except Exception as exc:  # noqa: BLE001
+        raise ImageError(str(exc) or type(exc).__name__) from None
+    return width, height

@@ -1,0 +1,101 @@
+"""Read, hash and decode files in parallel workers, one file's failure costing only that file."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+from clipsearch import images
+from clipsearch.store import FileRow, content_hash
+from indexer.walk import Found
+
+if TYPE_CHECKING:
+    import torch
+
+    from clipsearch.encoders import Encoder
+
+MAX_FILE_BYTES = 1 << 30  # a single "image" over 1 GiB is refused rather than read into memory
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class Task:
+    found: Found
+    previous: FileRow | None  # the catalog row of this path, if it had one
+
+
+@dataclass
+class Loaded:
+    task: Task
+    digest: bytes = b""
+    width: int = 0
+    height: int = 0
+    pixels: torch.Tensor | None = None  # the model input; None when the vector is reused or on error
+    reused: bool = False  # the content's vector is already stored: nothing to decode or embed
+    error: str | None = None
+
+
+class Reader:
+    """Turns a Task into a Loaded: the worker-side half of the pipeline."""
+
+    def __init__(self, encoder: Callable[[], Encoder], known: Callable[[bytes], bool],
+                 max_pixels: int = images.DEFAULT_MAX_PIXELS) -> None:
+        self.encoder = encoder
+        self.known = known
+        self.max_pixels = max_pixels
+
+    def __call__(self, task: Task) -> Loaded:
+        out = Loaded(task)
+        try:
+            with open(task.found.path, "rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            out.error = f"cannot read: {exc.strerror or exc}"
+            return out
+        if not data:
+            out.error = "empty file"
+            return out
+        if len(data) > MAX_FILE_BYTES:
+            out.error = "file is over 1 GiB"
+            return out
+        out.digest = content_hash(data)
+        unchanged_content = task.previous is not None and task.previous.hash == out.digest
+        try:
+            if unchanged_content or self.known(out.digest):
+                out.width, out.height = images.probe(data)
+                out.reused = True
+                return out
+            encoder = self.encoder()
+            decoded = images.decode(data, encoder.image_size, self.max_pixels)
+            out.width, out.height = decoded.width, decoded.height
+            out.pixels = encoder.image_transform(decoded.image)
+        except images.ImageError as exc:
+            out.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a transform failure is still only this file's problem
+            out.error = f"{type(exc).__name__}: {exc}"
+        return out
+
+
+def bounded_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: int) -> Iterator[R]:
+    """``map`` over threads, yielding results as they finish, never more than ``window`` in flight.
+
+    Pillow and torch release the GIL while decoding and resizing, so threads
+    overlap with inference without copying pixels between processes.
+    """
+    if workers <= 0:
+        yield from map(fn, items)
+        return
+    with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        pending: set[cf.Future[R]] = set()
+        for item in items:
+            pending.add(pool.submit(fn, item))
+            if len(pending) >= window:
+                done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    yield fut.result()
+        for fut in cf.as_completed(pending):
+            yield fut.result()

@@ -1,0 +1,213 @@
+"""One indexing run: classify what the walk finds against the catalog, embed what changed, commit in chunks, sweep."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from clipsearch import images
+from clipsearch.errors import UserError
+from clipsearch.store import StoreWriter
+from indexer.reader import Loaded, Reader, Task, bounded_map
+from indexer.walk import walk
+
+if TYPE_CHECKING:
+    from clipsearch.encoders import Encoder
+
+
+@dataclass
+class Options:
+    include_hidden: bool = False
+    batch_size: int | None = None  # None: 128 on CUDA, 32 on the CPU
+    workers: int | None = None  # decode threads; None: one per CPU
+    commit_every: int = 256  # images
+    commit_seconds: float = 30.0
+    max_pixels: int = images.DEFAULT_MAX_PIXELS
+
+
+@dataclass
+class Report:
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    renamed: int = 0
+    unchanged: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in ("added", "updated", "removed", "renamed", "unchanged", "failed")}
+        out["seconds"] = round(self.seconds, 3)
+        if self.interrupted:
+            out["interrupted"] = True
+        return out
+
+
+class Progress:
+    """What the run tells a watching person; the CLI supplies a tqdm-backed one."""
+
+    def found(self, n: int = 1) -> None: ...
+    def done(self, n: int = 1) -> None: ...
+    def total(self, n: int) -> None: ...
+    def close(self) -> None: ...
+
+
+def index_folders(
+    store: StoreWriter,
+    roots: Sequence[str],
+    get_encoder: Callable[[], Encoder],
+    options: Options | None = None,
+    progress: Progress | None = None,
+) -> Report:
+    """Bring the index up to date with ``roots`` (absolute folder paths). Ctrl-C commits what is done.
+
+    ``get_encoder`` is called only once there is something to embed, so a run
+    that finds nothing new never pays for loading the model.
+    """
+    options = options or Options()
+    progress = progress or Progress()
+    report = Report()
+    started = time.monotonic()
+    extensions = images.supported_extensions()
+    store.begin_run(roots)
+
+    walked_fully: dict[str, int] = {}  # root -> image files found, set only when its walk finished
+
+    def on_walk_error(path: str, message: str) -> None:
+        report.failed.append({"path": path, "error": message})
+
+    def tasks() -> Iterator[Task]:
+        for root in roots:
+            found_here = 0
+            for found in walk(root, extensions, options.include_hidden, exclude=[str(store.directory)],
+                              on_error=on_walk_error):
+                found_here += 1
+                progress.found()
+                previous = store.lookup(found.path)
+                if previous is not None and (previous.size, previous.mtime_ns) == (found.size, found.mtime_ns):
+                    store.mark_seen(previous.id)
+                    report.unchanged += 1
+                    progress.done()
+                    continue
+                if previous is None and store.known_failure(found.path, found.size, found.mtime_ns):
+                    progress.done()
+                    continue
+                if not models:
+                    models.append(get_encoder())  # in this thread, before any worker needs it
+                yield Task(found, previous)
+            walked_fully[root] = found_here
+
+    models: list[Encoder] = []
+    reader = Reader(lambda: models[0], store.vector_lookup(), options.max_pixels)
+    batch: list[Loaded] = []
+    reused_new: dict[bytes, int] = {}  # digest -> how many new paths reused it (rename or copy candidates)
+    since_commit = 0
+    last_commit = time.monotonic()
+
+    def store_loaded(item: Loaded, embedding: Any) -> None:
+        nonlocal since_commit
+        f, prev = item.task.found, item.task.previous
+        if prev is not None and prev.hash == item.digest:
+            store.touch(prev.id, f.size, f.mtime_ns)
+            report.unchanged += 1
+        else:
+            store.put(f.path, f.size, f.mtime_ns, item.digest, item.width, item.height, embedding)
+            if prev is not None:
+                report.updated += 1
+            elif embedding is None:
+                reused_new[item.digest] = reused_new.get(item.digest, 0) + 1
+            else:
+                report.added += 1
+        since_commit += 1
+        progress.done()
+
+    def flush() -> None:
+        if not batch:
+            return
+        import torch
+
+        vectors = models[0].encode_images(torch.stack([b.pixels for b in batch]))  # type: ignore[misc]
+        for item, vector in zip(batch, vectors):
+            store_loaded(item, vector)
+        batch.clear()
+
+    def maybe_commit(force: bool = False) -> None:
+        nonlocal since_commit, last_commit
+        if force or since_commit >= options.commit_every or time.monotonic() - last_commit > options.commit_seconds:
+            store.commit()
+            since_commit = 0
+            last_commit = time.monotonic()
+
+    try:
+        workers = options.workers if options.workers is not None else (os.cpu_count() or 2)
+        window = max((options.batch_size or 128) * 2, workers * 4)
+        for item in bounded_map(reader, tasks(), workers, window):
+            if item.error is not None:
+                f = item.task.found
+                store.fail(f.path, f.size, f.mtime_ns, item.error)
+                report.failed.append({"path": f.path, "error": item.error})
+                progress.done()
+            elif item.reused or store.has_vector(item.digest):
+                store_loaded(item, None)
+            else:
+                batch.append(item)
+                cuda = models[0].device.startswith("cuda")
+                if len(batch) >= (options.batch_size or (128 if cuda else 32)):
+                    flush()
+            maybe_commit()
+        flush()
+    except KeyboardInterrupt:
+        report.interrupted = True
+        batch.clear()  # decoded but not embedded: the next run does them
+    finally:
+        store.commit()
+
+    gone_hashes: dict[bytes, int] = {}
+    removed = 0
+    if not report.interrupted:
+        for root in roots:
+            if root not in walked_fully:
+                continue
+            if walked_fully[root] == 0 and store.ids_under(root):
+                report.failed.append({"path": root, "error": "no images found any more; kept the indexed ones "
+                                      "(an unmounted drive?). Remove the folder from the index to drop them."})
+                continue
+            for _, _, digest in store.sweep(root):
+                gone_hashes[digest] = gone_hashes.get(digest, 0) + 1
+                removed += 1
+    for digest, count in reused_new.items():
+        renames = min(count, gone_hashes.get(digest, 0))
+        report.renamed += renames
+        report.added += count - renames
+        removed -= renames
+    report.removed = removed
+    report.seconds = time.monotonic() - started
+    summary = report.as_dict()
+    summary["failed"] = len(report.failed)
+    store.finish(summary)
+    progress.close()
+    return report
+
+
+def resolve_roots(folders: Sequence[str], recorded: Sequence[str]) -> list[str]:
+    """Absolute, existing folders to index: the ones given, or else every folder the index already has."""
+    if not folders:
+        if not recorded:
+            raise UserError("no folder given and the index has none yet: clipsearch index FOLDER")
+        present = [r for r in recorded if os.path.isdir(r)]
+        if not present:
+            raise UserError(f"none of the indexed folders exists now: {', '.join(recorded)}")
+        return present
+    roots = []
+    for folder in folders:
+        path = os.path.abspath(os.path.expanduser(folder))
+        if not os.path.exists(path):
+            raise UserError(f"folder not found: {folder}")
+        if not os.path.isdir(path):
+            raise UserError(f"not a folder: {folder}")
+        roots.append(path)
+    return roots

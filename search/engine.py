@@ -1,0 +1,102 @@
+"""Query the committed index with a text or an image."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clipsearch.errors import UserError
+from clipsearch.store import StoreReader
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from clipsearch.encoders import Encoder
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int
+    path: str
+    score: float  # cosine similarity of the unit-length query and image embeddings
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rank": self.rank, "path": self.path, "score": self.score}
+
+
+class Searcher:
+    """An open index plus, loaded on first use, the model it was built with."""
+
+    def __init__(self, index_dir: Path, device: str = "auto", precision: str = "auto") -> None:
+        self.store = StoreReader.open(index_dir)
+        model = self.store.model
+        if model is None or self.store.count() == 0:
+            raise UserError(f"the index at {index_dir} holds no images yet: run 'clipsearch index FOLDER'")
+        self.model = model
+        self._device = device
+        self._precision = precision
+        self._encoder: Encoder | None = None
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            from clipsearch.encoders import load_encoder
+
+            encoder = load_encoder(self.model.spec, self._device, self._precision)
+            if self.model.fingerprint and encoder.fingerprint != self.model.fingerprint:
+                raise UserError(
+                    f"the model {self.model.spec} no longer matches the one this index was built with "
+                    "(its weights or preprocessing changed): re-index with --reindex"
+                )
+            self._encoder = encoder
+        return self._encoder
+
+    def embed_text(self, text: str) -> np.ndarray:
+        if not text.strip():
+            raise UserError("the query is empty")
+        return self.encoder.encode_texts([text])[0]
+
+    def embed_image(self, path: str) -> np.ndarray:
+        """Embed a query image exactly as the indexer embeds photos."""
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise UserError(f"cannot read query image {path}: {exc.strerror or exc}") from None
+        import torch
+
+        from clipsearch import images
+
+        encoder = self.encoder
+        try:
+            decoded = images.decode(data, encoder.image_size)
+        except images.ImageError as exc:
+            raise UserError(f"cannot use {path} as a query image: {exc}") from None
+        return encoder.encode_images(torch.stack([encoder.image_transform(decoded.image)]))[0]
+
+    def search(self, query: np.ndarray, k: int = 10, within: str | None = None) -> list[Hit]:
+        """The ``k`` nearest files to ``query``, best first, optionally only those under folder ``within``."""
+        import faiss
+        import numpy as np
+
+        if k <= 0:
+            raise UserError("-k must be at least 1")
+        index = self.store.vector_index()
+        params = None
+        if within is not None:
+            folder = os.path.abspath(os.path.expanduser(within))
+            ids = self.store.ids_under(folder)
+            if not ids:
+                return []
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(ids, dtype="int64")))
+            k = min(k, len(ids))
+        k = min(k, index.ntotal)
+        if k == 0:
+            return []
+        scores, ids = index.search(np.asarray(query, dtype="float32").reshape(1, -1), k, params=params)
+        found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        paths = self.store.paths(i for i, _ in found)
+        hits = [(paths[i], s) for i, s in found if i in paths]
+        return [Hit(rank, path, score) for rank, (path, score) in enumerate(hits, start=1)]
