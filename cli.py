@@ -205,6 +205,35 @@ def search(
 
 
 @app.command()
+def forget(
+    folders: Annotated[list[str], typer.Argument(help="Indexed folders to drop from the index.", show_default=False)],
+    index_dir: IndexOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Drop folders and every photo under them from the index (the photos themselves are not touched)."""
+    with _user_errors():
+        from clipsearch.store import StoreWriter
+
+        directory = resolve_index_dir(index_dir)
+        if not (directory / "catalog.sqlite").is_file():
+            raise UserError(f"no index at {directory}")
+        dropped = {}
+        with StoreWriter.open(directory) as store:
+            roots = store.roots()
+            for folder in folders:
+                path = os.path.abspath(os.path.expanduser(folder))
+                if path not in roots and not store.ids_under(path):
+                    raise UserError(f"{folder} is not in the index (folders: {', '.join(roots) or 'none'})")
+                dropped[path] = store.forget(path)
+            store.finish({"forgotten": dropped})
+    if as_json:
+        _print_json({"removed": sum(dropped.values()), "folders": dropped})
+    else:
+        for path, count in dropped.items():
+            typer.echo(f"dropped {count} images under {path}")
+
+
+@app.command()
 def info(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
     """What is indexed, where, and with which model."""
     with _user_errors():

@@ -106,7 +106,7 @@ def _flatten(im: Image.Image) -> Image.Image:
         top = 65535.0 if im.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
         if im.mode == "F" and arr.max(initial=0) <= 1.0:
             top = 1.0
-        im = Image.fromarray(np.clip(arr * (255.0 / top), 0, 255).round().astype("uint8"), "L")
+        im = Image.fromarray(np.clip(arr * (255.0 / top), 0, 255).round().astype("uint8"))
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     if im.mode in ("RGBA", "LA", "La", "RGBa", "PA"):
@@ -114,6 +114,17 @@ def _flatten(im: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         im = Image.alpha_composite(background, rgba)
     return im if im.mode == "RGB" else im.convert("RGB")
+
+
+_REDUCIBLE = frozenset({"RGB", "RGBA", "L", "LA", "CMYK"})
+
+
+def _reduce(im: Image.Image, min_side: int | None) -> Image.Image:
+    """Box-shrink by an integer factor that keeps the shorter side >= ``min_side`` (cheap, alias-free)."""
+    if not min_side:
+        return im
+    factor = min(im.size) // min_side
+    return im.reduce(factor) if factor >= 2 else im
 
 
 def decode(data: bytes, min_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
@@ -139,11 +150,10 @@ def decode(data: bytes, min_side: int | None = None, max_pixels: int = DEFAULT_M
             if min_side and im.format == "JPEG":
                 im.draft("RGB", (min_side, min_side))
             im.load()
-            if min_side:
-                factor = min(im.size) // min_side
-                if factor >= 2:
-                    im = im.reduce(factor)
+            if im.mode in _REDUCIBLE:
+                im = _reduce(im, min_side)
             im = _flatten(_to_srgb(im, icc))
+            im = _reduce(im, min_side)
             if orientation in _ORIENT:
                 im = im.transpose(_ORIENT[orientation])
                 if orientation >= 5:

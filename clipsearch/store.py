@@ -330,6 +330,7 @@ class StoreWriter(_Base):
         self._removed_ids: set[int] = set()
         self._added_ids: set[int] = set()
         self._in_txn = False
+        self._dirty = False  # files or vectors changed in the open transaction
 
     # -- opening and locking -------------------------------------------------
     @classmethod
@@ -400,6 +401,7 @@ class StoreWriter(_Base):
             conn.execute("DELETE FROM files")
             conn.execute("DELETE FROM vectors")
             conn.execute("DELETE FROM failures")
+            self._dirty = True
         conn = self._txn()
         for key, value in (("model_spec", record.spec), ("model_fingerprint", record.fingerprint), ("dim", str(record.dim))):
             conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
@@ -473,6 +475,7 @@ class StoreWriter(_Base):
             )
             file_id = int(cur.lastrowid or 0)
         self._added_ids.add(file_id)
+        self._dirty = True
         return file_id
 
     def fail(self, path: str, size: int, mtime_ns: int, error: str) -> None:
@@ -483,15 +486,18 @@ class StoreWriter(_Base):
             conn.execute("DELETE FROM files WHERE id = ?", (old[0],))
             self._removed_ids.add(int(old[0]))
             self._added_ids.discard(int(old[0]))
+            self._dirty = True
         conn.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)", (path, size, mtime_ns, error, self._run_id))
 
     def commit(self) -> None:
-        """Make everything so far durable and visible to readers as one new generation."""
+        """Make everything so far durable and visible to readers; a new generation if any vector changed."""
         if not self._in_txn:
             return
-        self._conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+        if self._dirty:
+            self._conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
         self._conn.execute("COMMIT")
         self._in_txn = False
+        self._dirty = False
 
     def sweep(self, root: str) -> list[tuple[int, str, bytes]]:
         """Delete files under ``root`` not seen in this run (mark-and-sweep); returns (id, path, hash) of each."""
@@ -504,13 +510,22 @@ class StoreWriter(_Base):
             conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
             self._removed_ids.add(file_id)
             self._added_ids.discard(file_id)
+            self._dirty = True
         conn.execute("DELETE FROM failures WHERE path >= ? AND path < ? AND seen != ?", (lo, hi, self._run_id))
         return [(int(i), p, bytes(h)) for i, p, h in gone]
+
+    def forget(self, root: str) -> int:
+        """Drop a folder and everything indexed under it; returns how many files were dropped."""
+        self._run_id = -1  # nothing is "seen": everything under root goes
+        conn = self._txn()
+        conn.execute("DELETE FROM roots WHERE path = ?", (root,))
+        return len(self.sweep(root))
 
     def finish(self, report: dict[str, Any]) -> None:
         """Drop unreferenced vectors, commit, bring the FAISS file up to date and log the run."""
         conn = self._txn()
-        conn.execute("DELETE FROM vectors WHERE hash NOT IN (SELECT hash FROM files)")
+        if conn.execute("DELETE FROM vectors WHERE hash NOT IN (SELECT hash FROM files)").rowcount:
+            self._dirty = True
         conn.execute(
             "UPDATE runs SET finished = ?, report = ? WHERE id = ?", (time.time(), json.dumps(report), self._run_id)
         )

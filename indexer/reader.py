@@ -64,12 +64,13 @@ class Reader:
             return out
         out.digest = content_hash(data)
         unchanged_content = task.previous is not None and task.previous.hash == out.digest
+        out.reused = unchanged_content or self.known(out.digest)
+        # Outside the per-file guard: a model that cannot load stops the run instead of failing every file.
+        encoder = None if out.reused else self.encoder()
         try:
-            if unchanged_content or self.known(out.digest):
+            if encoder is None:
                 out.width, out.height = images.probe(data)
-                out.reused = True
                 return out
-            encoder = self.encoder()
             decoded = images.decode(data, encoder.image_size, self.max_pixels)
             out.width, out.height = decoded.width, decoded.height
             out.pixels = encoder.image_transform(decoded.image)

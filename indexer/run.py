@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,29 @@ class Progress:
     def close(self) -> None: ...
 
 
+class LazyEncoder:
+    """Loads the model the first time any thread needs it, once; a load failure is re-raised to every caller."""
+
+    def __init__(self, load: Callable[[], Encoder]) -> None:
+        self._load = load
+        self._lock = threading.Lock()
+        self._value: Encoder | None = None
+        self._error: BaseException | None = None
+
+    def __call__(self) -> Encoder:
+        if self._value is None:
+            with self._lock:
+                if self._error is not None:
+                    raise self._error
+                if self._value is None:
+                    try:
+                        self._value = self._load()
+                    except BaseException as exc:
+                        self._error = exc
+                        raise
+        return self._value
+
+
 def index_folders(
     store: StoreWriter,
     roots: Sequence[str],
@@ -96,13 +120,11 @@ def index_folders(
                 if previous is None and store.known_failure(found.path, found.size, found.mtime_ns):
                     progress.done()
                     continue
-                if not models:
-                    models.append(get_encoder())  # in this thread, before any worker needs it
                 yield Task(found, previous)
             walked_fully[root] = found_here
 
-    models: list[Encoder] = []
-    reader = Reader(lambda: models[0], store.vector_lookup(), options.max_pixels)
+    encoder = LazyEncoder(get_encoder)
+    reader = Reader(encoder, store.vector_lookup(), options.max_pixels)
     batch: list[Loaded] = []
     reused_new: dict[bytes, int] = {}  # digest -> how many new paths reused it (rename or copy candidates)
     since_commit = 0
@@ -130,7 +152,7 @@ def index_folders(
             return
         import torch
 
-        vectors = models[0].encode_images(torch.stack([b.pixels for b in batch]))  # type: ignore[misc]
+        vectors = encoder().encode_images(torch.stack([b.pixels for b in batch]))  # type: ignore[misc]
         for item, vector in zip(batch, vectors):
             store_loaded(item, vector)
         batch.clear()
@@ -155,7 +177,7 @@ def index_folders(
                 store_loaded(item, None)
             else:
                 batch.append(item)
-                cuda = models[0].device.startswith("cuda")
+                cuda = encoder().device.startswith("cuda")
                 if len(batch) >= (options.batch_size or (128 if cuda else 32)):
                     flush()
             maybe_commit()
@@ -173,8 +195,8 @@ def index_folders(
             if root not in walked_fully:
                 continue
             if walked_fully[root] == 0 and store.ids_under(root):
-                report.failed.append({"path": root, "error": "no images found any more; kept the indexed ones "
-                                      "(an unmounted drive?). Remove the folder from the index to drop them."})
+                report.failed.append({"path": root, "error": "no images found any more, so the indexed ones were kept "
+                                      "(an unmounted drive?); 'clipsearch forget FOLDER' drops them"})
                 continue
             for _, _, digest in store.sweep(root):
                 gone_hashes[digest] = gone_hashes.get(digest, 0) + 1

@@ -1,0 +1,98 @@
+"""Shared fixtures: a small random-weight open_clip model saved to disk, a generated photo folder, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests import imagegen  # noqa: E402
+
+ARCH = "clipsearch-demo"  # the small architecture shipped in clipsearch/model_configs
+
+
+@pytest.fixture(scope="session")
+def model_spec(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``ARCH:/path`` of a random-initialised small open_clip model written to disk (no download anywhere)."""
+    import open_clip
+    import torch
+
+    from clipsearch.encoders.openclip import register_model_configs
+
+    register_model_configs()
+    torch.manual_seed(1234)
+    model = open_clip.create_model(ARCH, pretrained=None)
+    path = tmp_path_factory.mktemp("model") / "random.pt"
+    torch.save(model.state_dict(), path)
+    return f"{ARCH}:{path}"
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> object:
+        return json.loads(self.stdout)
+
+
+Cli = Callable[..., CliResult]
+
+
+@pytest.fixture
+def index_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "index"
+    monkeypatch.setenv("CLIPSEARCH_INDEX", str(path))
+    return path
+
+
+@pytest.fixture
+def cli(index_dir: Path) -> Cli:
+    """Run the real typer app in-process (the same object the console script calls)."""
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    runner = CliRunner()
+
+    def run(*args: str) -> CliResult:
+        result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    return run
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> imagegen.PhotoFolder:
+    return imagegen.make_photo_folder(tmp_path / "photos")
+
+
+def search_json(cli: Cli, *args: str) -> list[dict]:
+    result = cli("search", *args, "--json")
+    assert result.exit_code == 0, result.stderr
+    return result.json()  # type: ignore[return-value]
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def open_image(path: Path) -> Image.Image:
+    return Image.open(path)
+
+
+def env_without_index() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("CLIPSEARCH_INDEX", None)
+    return env

@@ -1,0 +1,226 @@
+"""The whole pipeline through the real CLI: index a generated folder, search it, re-index after changes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from clipsearch.store import StoreReader
+from search.engine import Searcher
+from tests import imagegen
+from tests.conftest import Cli, cosine, search_json
+
+REPORT_KEYS = {"added", "updated", "removed", "renamed", "unchanged", "failed", "seconds"}
+
+
+def index_json(cli: Cli, *args: str) -> dict:
+    result = cli("index", *args, "--json")
+    assert result.exit_code == 0, result.stderr
+    report = result.json()
+    assert isinstance(report, dict)
+    return report
+
+
+def test_first_index_finds_every_good_file_by_itself(cli: Cli, photos: imagegen.PhotoFolder, model_spec: str) -> None:
+    report = index_json(cli, photos.root, "--model", model_spec)
+    assert set(report) == REPORT_KEYS
+    assert report["added"] == len(photos.good)
+    assert (report["updated"], report["removed"], report["renamed"], report["unchanged"]) == (0, 0, 0, 0)
+    failed = {f["path"]: f["error"] for f in report["failed"]}
+    assert set(failed) == {str(p) for p in photos.bad}
+    assert all(error for error in failed.values())
+    assert "pixels is over the limit" in failed[str(photos.root / "bad_bomb.png")]
+
+    for path in photos.good:
+        hits = search_json(cli, "--image", str(path), "-k", "3")
+        assert hits[0]["path"] == str(path), (path, hits)
+        assert hits[0]["rank"] == 1
+        assert hits[0]["score"] >= 0.99
+        assert [h["rank"] for h in hits] == [1, 2, 3]
+        assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+
+
+def test_walk_skips_hidden_non_images_and_link_hazards(cli: Cli, photos: imagegen.PhotoFolder, model_spec: str,
+                                                        index_dir: Path) -> None:
+    index_json(cli, photos.root, "--model", model_spec)
+    store = StoreReader.open(index_dir)
+    indexed = set(store.paths(store.ids_under(str(photos.root))).values())
+    assert indexed == {str(p) for p in photos.good}
+    assert not any("/loop/" in p for p in indexed)
+
+    report = index_json(cli, photos.root, "--include-hidden")
+    assert report["added"] == 2  # .hidden/secret.jpg and .dotfile.jpg
+    assert any(f["path"].endswith("._a.jpg") for f in report["failed"])  # AppleDouble junk is not an image
+
+
+def test_noop_reindex_changes_nothing(cli: Cli, photos: imagegen.PhotoFolder, model_spec: str, index_dir: Path) -> None:
+    index_json(cli, photos.root, "--model", model_spec)
+    before = StoreReader.open(index_dir).info()
+    faiss_files = sorted(index_dir.glob("*.faiss"))
+    stamps = [f.stat().st_mtime_ns for f in faiss_files]
+
+    report = index_json(cli)  # no folder: every indexed folder
+    assert report["unchanged"] == len(photos.good)
+    assert (report["added"], report["updated"], report["removed"], report["renamed"]) == (0, 0, 0, 0)
+    assert report["failed"] == []  # known-bad files are not retried until they change
+    after = StoreReader.open(index_dir).info()
+    assert after["generation"] == before["generation"]
+    assert after["images"] == before["images"]
+    assert sorted(index_dir.glob("*.faiss")) == faiss_files
+    assert [f.stat().st_mtime_ns for f in faiss_files] == stamps
+
+
+def test_modify_delete_rename_copy(cli: Cli, photos: imagegen.PhotoFolder, model_spec: str, tmp_path: Path,
+                                   index_dir: Path) -> None:
+    index_json(cli, photos.root, "--model", model_spec)
+    root = photos.root
+    # modify: new content under the same name
+    imagegen.photo(9001).save(root / "a.jpg", quality=90)
+    # delete
+    (root / "trip" / "c.png").unlink()
+    # rename into another folder, and copy
+    (root / "trip" / "day2" / "e.bmp").rename(root / "e_moved.bmp")
+    shutil.copy(root / "f.TIFF", root / "trip" / "f_copy.tiff")
+
+    report = index_json(cli)
+    assert report["updated"] == 1
+    assert report["removed"] == 1
+    assert report["renamed"] == 1
+    assert report["added"] == 1  # the copy
+    assert report["failed"] == []
+
+    hits = search_json(cli, "--image", str(root / "a.jpg"), "-k", "1")
+    assert hits[0]["path"] == str(root / "a.jpg") and hits[0]["score"] >= 0.99
+    old = tmp_path / "old_a.jpg"
+    imagegen.photo(100).save(old, quality=90)  # the original content of a.jpg (seed 100)
+    searcher = Searcher(index_dir)
+    stored = searcher.store.embedding_of(str(root / "a.jpg"))
+    assert cosine(stored, searcher.embed_image(str(root / "a.jpg"))) >= 0.999
+    assert cosine(stored, searcher.embed_image(str(old))) < cosine(stored, searcher.embed_image(str(root / "a.jpg")))
+
+    everything = search_json(cli, "--image", str(root / "e_moved.bmp"), "-k", "100")
+    paths = [h["path"] for h in everything]
+    assert str(root / "trip" / "c.png") not in paths
+    assert str(root / "trip" / "day2" / "e.bmp") not in paths
+    assert paths[0] == str(root / "e_moved.bmp")
+    assert {str(root / "f.TIFF"), str(root / "trip" / "f_copy.tiff")} <= set(paths)
+
+
+def test_rename_only_run_never_loads_the_model(cli: Cli, photos: imagegen.PhotoFolder, model_spec: str) -> None:
+    index_json(cli, photos.root, "--model", model_spec)
+    (photos.root / "a.jpg").rename(photos.root / "trip" / "a_renamed.jpg")
+    (photos.root / "l_gray.png").touch()  # new mtime, same content: no re-embedding either
+    ckpt = Path(model_spec.split(":", 1)[1])
+    hidden = ckpt.with_suffix(".away")
+    ckpt.rename(hidden)
+    try:
+        report = index_json(cli)
+    finally:
+        hidden.rename(ckpt)
+    assert report["renamed"] == 1
+    assert (report["added"], report["updated"], report["removed"]) == (0, 0, 0)
+    assert report["unchanged"] == len(photos.good) - 1
+
+
+def test_exif_rotated_photo_embeds_like_its_rotated_twin(cli: Cli, tmp_path: Path, model_spec: str,
+                                                         index_dir: Path) -> None:
+    folder = tmp_path / "exif"
+    folder.mkdir()
+    base = imagegen.photo(77, (400, 240))
+    (folder / "tagged.jpg").write_bytes(imagegen.with_orientation(base, 6))  # "rotate 90 CW to view"
+    (folder / "raw_unrotated.jpg").write_bytes(imagegen.jpeg_bytes(base))  # same pixels, no tag
+    (folder / "upside_down.jpg").write_bytes(imagegen.jpeg_bytes(base.transpose(2 + 1)))  # 180
+    twin = tmp_path / "twin.jpg"
+    twin.write_bytes(imagegen.jpeg_bytes(base.transpose(4)))  # ROTATE_270 == 90 degrees clockwise
+    index_json(cli, folder, "--model", model_spec)
+
+    hits = search_json(cli, "--image", str(twin), "-k", "3")
+    assert hits[0]["path"] == str(folder / "tagged.jpg"), hits
+    assert hits[0]["score"] >= 0.98
+    assert hits[0]["score"] > hits[1]["score"]
+
+    store = StoreReader.open(index_dir)
+    rows = dict(store._conn.execute("SELECT path, width || 'x' || height FROM files"))
+    assert rows[str(folder / "tagged.jpg")] == "240x400"  # displayed size, after orientation
+    assert rows[str(folder / "raw_unrotated.jpg")] == "400x240"
+
+
+def test_search_within_folder_and_k(cli: Cli, photos: imagegen.PhotoFolder, model_spec: str) -> None:
+    index_json(cli, photos.root, "--model", model_spec)
+    trip = photos.root / "trip"
+    hits = search_json(cli, "--image", str(photos.root / "a.jpg"), "--in", str(trip), "-k", "50")
+    expected = {str(p) for p in photos.good if trip in p.parents}
+    assert {h["path"] for h in hits} == expected
+    assert search_json(cli, "--image", str(photos.root / "a.jpg"), "--in", str(photos.root / "nowhere")) == []
+    assert len(search_json(cli, "a photo", "-k", "4")) == 4
+
+
+def test_several_roots_in_one_index(cli: Cli, tmp_path: Path, model_spec: str, index_dir: Path) -> None:
+    for name, seed in (("one", 1), ("two", 2)):
+        (tmp_path / name).mkdir()
+        imagegen.photo(seed).save(tmp_path / name / f"{name}.png")
+    index_json(cli, tmp_path / "one", "--model", model_spec)
+    assert index_json(cli, tmp_path / "two")["added"] == 1
+    info = cli("info", "--json").json()
+    assert info["images"] == 2
+    assert info["roots"] == [str(tmp_path / "one"), str(tmp_path / "two")]
+    assert info["model"] == model_spec
+    assert info["dim"] == 128
+    assert info["last_run"]["added"] == 1
+    # re-indexing one root never sweeps the other
+    imagegen.photo(3).save(tmp_path / "two" / "three.png")
+    assert index_json(cli)["added"] == 1
+    (tmp_path / "two" / "two.png").unlink()
+    assert index_json(cli, tmp_path / "one")["removed"] == 0
+    assert index_json(cli)["removed"] == 1
+
+
+def test_an_emptied_root_keeps_its_images_until_forgotten(cli: Cli, tmp_path: Path, model_spec: str) -> None:
+    """An unmounted drive looks like an empty folder: a nightly run must not wipe its photos from the index."""
+    (tmp_path / "drive").mkdir()
+    imagegen.photo(1).save(tmp_path / "drive" / "x.png")
+    index_json(cli, tmp_path / "drive", "--model", model_spec)
+    (tmp_path / "drive" / "x.png").unlink()
+    report = index_json(cli)
+    assert report["removed"] == 0
+    assert "forget" in report["failed"][0]["error"]
+    assert cli("info", "--json").json()["images"] == 1
+    result = cli("forget", tmp_path / "drive", "--json")
+    assert result.exit_code == 0 and result.json()["removed"] == 1
+    info = cli("info", "--json").json()
+    assert (info["images"], info["roots"]) == (0, [])
+    assert cli("forget", tmp_path / "elsewhere").exit_code == 2
+
+
+def test_text_output_is_a_table(cli: Cli, photos: imagegen.PhotoFolder, model_spec: str) -> None:
+    result = cli("index", photos.root, "--model", model_spec)
+    assert result.exit_code == 0
+    assert f"{len(photos.good)} added" in result.stdout
+    out = cli("search", "a sunset", "-k", "2")
+    assert out.exit_code == 0
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].split() == ["rank", "score", "path"]
+    assert len(lines) == 3 and lines[1].split()[0] == "1"
+    assert cli("index", "--quiet").stdout == ""
+
+
+def test_unchanged_bad_files_are_not_retried_but_fixed_ones_are(cli: Cli, photos: imagegen.PhotoFolder,
+                                                                model_spec: str) -> None:
+    index_json(cli, photos.root, "--model", model_spec)
+    imagegen.photo(4242).save(photos.root / "bad_empty.jpg")  # the user fixed it
+    report = index_json(cli)
+    assert report["added"] == 1 and report["failed"] == []
+    assert cli("info", "--json").json()["failing_files"] == len(photos.bad) - 1
+
+
+@pytest.mark.parametrize("which", ["missing", "file"])
+def test_bad_folder_argument(cli: Cli, tmp_path: Path, model_spec: str, which: str) -> None:
+    target = tmp_path / "nope"
+    if which == "file":
+        target.write_text("x")
+    result = cli("index", target, "--model", model_spec)
+    assert result.exit_code != 0
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert ("folder not found" if which == "missing" else "not a folder") in result.stderr
