@@ -24,9 +24,10 @@ def photo(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
     base = (c0[None, None, :] * (1 - t[..., None]) + c1[None, None, :] * t[..., None]).astype("uint8")
     im = Image.fromarray(base, "RGB")
     draw = ImageDraw.Draw(im)
+    m = max(2, min(w, h) // 12)
     for _ in range(int(rng.integers(3, 7))):
-        x0, y0 = int(rng.integers(0, w - 20)), int(rng.integers(0, h - 20))
-        x1, y1 = x0 + int(rng.integers(20, w // 2)), y0 + int(rng.integers(20, h // 2))
+        x0, y0 = int(rng.integers(0, w - m)), int(rng.integers(0, h - m))
+        x1, y1 = x0 + int(rng.integers(m, max(m + 1, w // 2))), y0 + int(rng.integers(m, max(m + 1, h // 2)))
         fill = tuple(int(v) for v in rng.integers(0, 256, 3))
         (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=fill)
     noise = rng.normal(0, 6, (h, w, 3))

@@ -1,0 +1,139 @@
+"""The command line as a user meets it: real processes, one-line errors, exit codes, cheap --help."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import imagegen
+from tests.conftest import ROOT, Cli, search_json
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str] | object, needle: str) -> None:
+    stderr = getattr(proc, "stderr")
+    code = getattr(proc, "returncode", getattr(proc, "exit_code", None))
+    assert code not in (0, None), stderr
+    assert "Traceback" not in stderr
+    assert stderr.count("\n") == 1, stderr
+    assert stderr.startswith("clipsearch: error: ") and needle in stderr, stderr
+
+
+def test_python_cli_py_end_to_end(tmp_path: Path, model_spec: str) -> None:
+    """``python cli.py`` as a real process: index, search, info, with JSON for scripts."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for seed in range(3):
+        imagegen.photo(seed).save(photos / f"p{seed}.jpg")
+    env = {**os.environ, "CLIPSEARCH_INDEX": str(tmp_path / "idx")}
+    proc = run("index", photos, "--model", model_spec, "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert '"added": 3' in proc.stdout
+    assert "RANDOM" not in proc.stderr and "Traceback" not in proc.stderr
+    proc = run("search", "--image", photos / "p1.jpg", "-k", "1", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert f'"path": "{photos / "p1.jpg"}"' in proc.stdout
+    proc = run("info", env=env)
+    assert proc.returncode == 0 and "images:" in proc.stdout and model_spec in proc.stdout
+
+
+def test_no_index_yet(tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    env.pop("CLIPSEARCH_INDEX", None)
+    proc = run("search", "a dog", env=env)
+    one_line_error(proc, f"no index at {tmp_path / 'xdg' / 'clipsearch'}")
+    one_line_error(run("info", "--index", tmp_path / "elsewhere", env=env), "no index at")
+
+
+def test_help_does_not_import_torch() -> None:
+    code = ("import sys; from typer.testing import CliRunner; import cli\n"
+            "for args in (['--help'], ['index', '--help'], ['search', '--help'], ['info', '--help']):\n"
+            "    r = CliRunner().invoke(cli.app, args); assert r.exit_code == 0, r.output\n"
+            "print(sorted(m for m in ('torch', 'open_clip', 'faiss', 'numpy') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_user_mistakes_get_one_line(cli: Cli, tmp_path: Path, model_spec: str) -> None:
+    one_line_error(cli("search", "x"), "no index at")
+    one_line_error(cli("index", tmp_path / "missing"), "folder not found")
+    one_line_error(cli("index", tmp_path, "--model", "NoSuchNet:none"), "unknown model architecture")
+    one_line_error(cli("index", tmp_path, "--model", "justaname"), "is not ARCH:TAG")
+    one_line_error(cli("search", "x"), "holds no images yet")
+    imagegen.photo(1).save(tmp_path / "one.png")
+    assert cli("index", tmp_path, "--model", model_spec).exit_code == 0
+    one_line_error(cli("search"), "give a text query or --image")
+    one_line_error(cli("search", "x", "--image", tmp_path / "one.png"), "give a text query or --image")
+    one_line_error(cli("search", "--image", tmp_path / "nope.jpg"), "cannot read query image")
+    (tmp_path / "junk.jpg").write_bytes(b"junk")
+    one_line_error(cli("search", "--image", tmp_path / "junk.jpg"), "cannot use")
+    one_line_error(cli("search", "   "), "the query is empty")
+
+
+def test_another_model_needs_reindex(cli: Cli, tmp_path: Path, model_spec: str) -> None:
+    import open_clip
+    import torch
+
+    imagegen.photo(1).save(tmp_path / "one.png")
+    assert cli("index", tmp_path, "--model", model_spec).exit_code == 0
+    torch.manual_seed(5)
+    other = tmp_path / "other.pt"
+    torch.save(open_clip.create_model("clipsearch-demo").state_dict(), other)
+    other_spec = f"clipsearch-demo:{other}"
+    one_line_error(cli("index", tmp_path, "--model", other_spec), "pass --reindex")
+    result = cli("index", tmp_path, "--model", other_spec, "--reindex", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["added"] == 1
+    assert cli("info", "--json").json()["model"] == other_spec
+    assert search_json(cli, "--image", tmp_path / "one.png")[0]["score"] >= 0.99
+
+    # weights replaced under the same path: refused rather than mixing two models
+    torch.manual_seed(6)
+    torch.save(open_clip.create_model("clipsearch-demo").state_dict(), other)
+    one_line_error(cli("search", "x"), "no longer matches")
+
+
+def test_search_survives_a_missing_faiss_file(cli: Cli, tmp_path: Path, model_spec: str, index_dir: Path) -> None:
+    """The catalog is the truth; the FAISS file is rebuilt from it when it is missing (a killed run)."""
+    for seed in range(4):
+        imagegen.photo(seed).save(tmp_path / f"{seed}.png")
+    assert cli("index", tmp_path, "--model", model_spec).exit_code == 0
+    for f in index_dir.glob("*.faiss"):
+        f.unlink()
+    assert search_json(cli, "--image", tmp_path / "2.png", "-k", "1")[0]["path"] == str(tmp_path / "2.png")
+    imagegen.photo(9).save(tmp_path / "9.png")
+    assert cli("index").exit_code == 0
+    assert len(list(index_dir.glob("*.faiss"))) == 1
+    assert search_json(cli, "--image", tmp_path / "9.png", "-k", "1")[0]["path"] == str(tmp_path / "9.png")
+
+
+def test_second_writer_is_refused(cli: Cli, tmp_path: Path, model_spec: str, index_dir: Path) -> None:
+    from clipsearch.store import StoreWriter
+
+    imagegen.photo(1).save(tmp_path / "one.png")
+    with StoreWriter.open(index_dir):
+        one_line_error(cli("index", tmp_path, "--model", model_spec), f"locked by PID {os.getpid()}")
+    assert cli("index", tmp_path, "--model", model_spec).exit_code == 0
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_read_only_index_dir(cli: Cli, tmp_path: Path, model_spec: str, index_dir: Path) -> None:
+    imagegen.photo(1).save(tmp_path / "one.png")
+    assert cli("index", tmp_path, "--model", model_spec).exit_code == 0
+    imagegen.photo(2).save(tmp_path / "two.png")
+    index_dir.chmod(0o500)
+    try:
+        result = cli("index", tmp_path)
+        assert result.exit_code != 0 and "Traceback" not in result.stderr
+    finally:
+        index_dir.chmod(0o700)
+    assert cli("info", "--json").json()["images"] == 1
