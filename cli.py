@@ -6,6 +6,7 @@ that need them so that ``--help`` answers at once.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -13,12 +14,16 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from clipsearch.errors import UserError
 from clipsearch.location import ENV_VAR, resolve_index_dir
+
+if TYPE_CHECKING:
+    from indexer.job import IndexJob
+    from indexer.run import Report
 
 app = typer.Typer(
     help="Private, local search over your photos by what is in them.",
@@ -40,6 +45,9 @@ PrecisionOpt = Annotated[
 ]
 
 
+DISK_FULL = "the disk is full: the index keeps its last committed state; free space and run again"
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"clipsearch: error: {message}", err=True)
     return typer.Exit(code)
@@ -55,14 +63,23 @@ def _user_errors() -> Iterator[None]:
     except sqlite3.OperationalError as exc:
         text = str(exc)
         if "full" in text:
-            raise _fail("the disk is full: the index keeps its last committed state; free space and run again") from None
+            raise _fail(DISK_FULL) from None
         if "readonly" in text or "read-only" in text:
             raise _fail("the index directory is read-only: the index is unchanged") from None
+        if "disk I/O error" in text:
+            raise _fail("could not write the index (disk full, quota or a failing disk?): "
+                        "it keeps its last committed state") from None
         raise _fail(f"index database error: {text}") from None
     except OSError as exc:
-        if exc.errno == 28:  # ENOSPC
-            raise _fail("the disk is full: the index keeps its last committed state; free space and run again") from None
-        raise _fail(f"{exc.strerror or exc}{': ' + exc.filename if exc.filename else ''}") from None
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise _fail(DISK_FULL) from None
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise _fail(f"cannot write {exc.filename or 'the index'}: {exc.strerror}; the index is unchanged") from None
+        raise _fail(f"{exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}") from None
+    except RuntimeError as exc:  # faiss reports write failures as RuntimeError
+        if "write" in str(exc).lower() or "No space" in str(exc):
+            raise _fail(DISK_FULL) from None
+        raise
     except KeyboardInterrupt:
         raise _fail("interrupted", 130) from None
 
@@ -104,9 +121,11 @@ def index(
         show_default=False)] = None,
     index_dir: IndexOpt = None,
     model: Annotated[Optional[str], typer.Option(
-        "--model", help="ARCH:TAG (open_clip), ARCH:/path/to/checkpoint.pt, ARCH:none (random), or a preset: fast. "
+        "--model", help="ARCH:TAG (open_clip), ARCH:/path/to/checkpoint.pt, ARCH:none (random), or a preset: fast, "
+        "demo (the small shapes model shipped in data/). "
         "Recorded in the index [default: fast = ViT-B-32-quickgelu:metaclip_fullcc].", show_default=False)] = None,
-    reindex: Annotated[bool, typer.Option("--reindex", help="Switch an existing index to --model, re-embedding everything.")] = False,
+    reindex: Annotated[bool, typer.Option(
+        "--reindex", help="Switch an existing index to --model, re-embedding everything.")] = False,
     include_hidden: Annotated[bool, typer.Option("--include-hidden", help="Also index hidden files and folders.")] = False,
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", min=1, help="Images per model call [default: 32, 128 on CUDA].", show_default=False)] = None,
@@ -116,6 +135,12 @@ def index(
     precision: PrecisionOpt = "auto",
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    commit_every: Annotated[int, typer.Option(
+        "--commit-every", min=1, help="Commit after this many images (and at least every 30 s).")] = 256,
+    wait: Annotated[bool, typer.Option("--wait", help="If another run holds the index, wait for it instead of exiting.")] = False,
+    every: Annotated[Optional[str], typer.Option(
+        "--every", help="Keep running: index again at this interval (30m, 1h, 1d), for containers without cron.",
+        show_default=False)] = None,
 ) -> None:
     """Index (or update) folders of photos: new and changed files are embedded, deleted ones dropped.
 
@@ -125,34 +150,30 @@ def index(
     committed, even if some files could not be read (they are listed).
     """
     with _user_errors():
-        from clipsearch.encoders import DEFAULT_MODEL, Encoder, load_encoder, parse_spec
-        from clipsearch.store import ModelRecord, StoreWriter
-        from indexer.run import Options, index_folders, resolve_roots
+        from indexer.job import IndexJob
+        from indexer.run import Options
 
         directory = resolve_index_dir(index_dir)
-        with StoreWriter.open(directory) as store:
-            recorded = store.model
-            roots = resolve_roots(folders or [], store.roots())
-            wanted = parse_spec(model) if model else parse_spec(recorded.spec if recorded else DEFAULT_MODEL)
-            keep = recorded is not None and store.count() > 0 and wanted.text == recorded.spec
-            if recorded and store.count() and not keep and not reindex:
-                raise UserError(f"this index was built with --model {recorded.spec}; to re-embed everything with "
-                                f"{wanted.text} pass --reindex (or use another --index)")
 
-            def get_encoder() -> Encoder:
-                encoder = load_encoder(wanted, device=device, precision=precision)
-                if keep and recorded and encoder.fingerprint != recorded.fingerprint:
-                    raise UserError(f"the weights or preprocessing of {wanted.text} changed since this index was "
-                                    "built; pass --reindex to re-embed everything with them")
-                return encoder
+        def waiting(holder: str) -> None:
+            if not quiet:
+                typer.echo(f"clipsearch: waiting for PID {holder}, which is writing to {directory}", err=True)
 
-            if not keep:  # a new index or a model switch: record the model before any work
-                loaded = get_encoder()
-                store.bind_model(ModelRecord(loaded.spec, loaded.fingerprint, loaded.dim), reindex=reindex)
-                get_encoder = lambda: loaded  # noqa: E731
-            options = Options(include_hidden=include_hidden, batch_size=batch_size, workers=workers)
-            bar = _Bar(enabled=not quiet and not as_json and sys.stderr.isatty())
-            report = index_folders(store, roots, get_encoder, options, bar)
+        job = IndexJob(directory, folders or [], model, reindex, device, precision,
+                       Options(include_hidden=include_hidden, batch_size=batch_size, workers=workers,
+                               commit_every=commit_every),
+                       on_wait=waiting if wait or every else None)
+        if every:
+            _repeat(job, _parse_interval(every), as_json, quiet)
+            return
+        report = job.run(_Bar(enabled=not quiet and not as_json and sys.stderr.isatty()))
+    _print_report(report, directory, as_json, quiet)
+    if report.interrupted:
+        typer.echo("clipsearch: interrupted; what was done is committed, run again to continue", err=True)
+        raise typer.Exit(130)
+
+
+def _print_report(report: Report, directory: Path, as_json: bool, quiet: bool) -> None:
     if as_json:
         _print_json(report.as_dict())
     elif not quiet:
@@ -160,12 +181,77 @@ def index(
             f"{report.added} added, {report.updated} updated, {report.renamed} renamed, {report.removed} removed, "
             f"{report.unchanged} unchanged, {len(report.failed)} failed in {report.seconds:.1f}s  ({directory})"
         )
-    if not quiet or as_json:
+    if not as_json:  # --json carries them on stdout; --quiet still reports them: they are errors
         for failure in report.failed:
             typer.echo(f"  failed: {failure['path']}: {failure['error']}", err=True)
-    if report.interrupted:
-        typer.echo("clipsearch: interrupted; what was done is committed, run again to continue", err=True)
-        raise typer.Exit(130)
+
+
+def _parse_interval(text: str) -> float:
+    """'90s', '15m', '1h', '1d' (or plain seconds) -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        seconds = float(value) * units[unit]
+    except ValueError:
+        raise UserError(f"--every '{text}' is not a duration like 30m, 1h or 1d") from None
+    if seconds < 1:
+        raise UserError("--every must be at least 1s")
+    return seconds
+
+
+def _repeat(job: IndexJob, interval: float, as_json: bool, quiet: bool) -> None:
+    """Run the job now and then every ``interval`` seconds until stopped; a failed run waits for the next."""
+    import time
+
+    while True:
+        started = time.monotonic()
+        try:
+            _print_report(job.run(), job.directory, as_json, quiet)
+        except UserError as exc:
+            typer.echo(f"clipsearch: error: {exc} (trying again in {interval:.0f}s)", err=True)
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+@app.command()
+def watch(
+    folders: Annotated[Optional[list[str]], typer.Argument(
+        help="Folders to watch. Without one, every folder already in the index.", show_default=False)] = None,
+    index_dir: IndexOpt = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="As for index.", show_default=False)] = None,
+    debounce: Annotated[float, typer.Option("--debounce", min=0.0,
+                                            help="Seconds of quiet after a change before indexing it.")] = 2.0,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Index the folders, then keep the index in step with them: changes are indexed within seconds.
+
+    Only the folders where something changed are rescanned. Stop with Ctrl-C.
+    """
+    with _user_errors():
+        from indexer.job import IndexJob
+        from indexer.watch import watch_folders
+
+        directory = resolve_index_dir(index_dir)
+        job = IndexJob(directory, folders or [], model, device=device, precision=precision,
+                       on_wait=lambda holder: None)
+        _print_report(job.run(), directory, as_json, quiet)
+
+        def ready(roots: list[str]) -> None:
+            if not quiet and not as_json:
+                typer.echo(f"watching {', '.join(roots)} (Ctrl-C stops)", err=True)
+
+        def changed(folders_changed: list[str]) -> None:
+            try:
+                _print_report(job.run(scan=folders_changed), directory, as_json, quiet)
+            except UserError as exc:
+                typer.echo(f"clipsearch: error: {exc}", err=True)
+
+        try:
+            watch_folders(job.roots(), changed, debounce=debounce, ready=ready)
+        except KeyboardInterrupt:
+            return
 
 
 @app.command()
@@ -231,6 +317,34 @@ def forget(
     else:
         for path, count in dropped.items():
             typer.echo(f"dropped {count} images under {path}")
+
+
+@app.command()
+def check(
+    repair: Annotated[bool, typer.Option("--repair", help="Rebuild the FAISS index from the stored vectors "
+                                         "(nothing is re-embedded) and drop rows whose vector is damaged.")] = False,
+    index_dir: IndexOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify that catalog, stored vectors and FAISS index agree (exit 1 if they do not and --repair was not given)."""
+    with _user_errors():
+        from clipsearch.store import CATALOG_NAME, StoreWriter
+
+        directory = resolve_index_dir(index_dir)
+        if not (directory / CATALOG_NAME).is_file():
+            raise UserError(f"no index at {directory}")
+        with StoreWriter.open(directory) as store:
+            problems = store.check(repair=repair)
+            remaining = store.check() if repair and problems else problems
+    if as_json:
+        _print_json({"ok": not remaining, "problems": problems, "repaired": bool(repair and problems)})
+    else:
+        for problem in problems:
+            typer.echo(f"problem: {problem}")
+        typer.echo("repaired" if repair and problems and not remaining else "ok" if not problems else
+                   "not repaired: run 'clipsearch check --repair'")
+    if remaining:
+        raise typer.Exit(1)
 
 
 @app.command()

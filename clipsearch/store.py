@@ -5,6 +5,7 @@ Layout of an index directory::
     catalog.sqlite        files, vectors, model record, roots, runs (the source of truth)
     vectors-<gen>.faiss   FAISS index over file ids, derived from the catalog at generation <gen>
     write.lock            held (flock) by the one process that writes
+    runs.log              one JSON line per finished run (time, counts, seconds, failures)
 
 The catalog is authoritative. Each commit bumps a generation counter; the FAISS
 file is a cache stamped with the generation it was built from. A reader that
@@ -25,7 +26,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +41,7 @@ if TYPE_CHECKING:  # heavy imports stay out of start-up
 FORMAT_VERSION = 1
 CATALOG_NAME = "catalog.sqlite"
 LOCK_NAME = "write.lock"
+RUN_LOG_NAME = "runs.log"
 _FAISS_PREFIX = "vectors-"
 _FAISS_SUFFIX = ".faiss"
 
@@ -178,6 +181,10 @@ class _Base:
             return None
         return ModelRecord(spec, self._meta("model_fingerprint") or "", int(self._meta("dim") or 0))
 
+    def file_row(self, path: str) -> FileRow | None:
+        row = self._conn.execute("SELECT id, size, mtime_ns, hash FROM files WHERE path = ?", (path,)).fetchone()
+        return FileRow(row[0], row[1], row[2], bytes(row[3])) if row else None
+
     def count(self) -> int:
         return self._conn.execute("SELECT count(*) FROM files").fetchone()[0]
 
@@ -293,26 +300,30 @@ class StoreReader(_Base):
             raise UserError(f"cannot read the index at {directory}: {exc}") from None
         return cls(directory, conn)
 
-    def vector_index(self) -> faiss.Index:
-        """The FAISS index of the committed generation; rebuilt in memory if its file is missing or unreadable."""
-        import faiss
-
-        # Read the generation and, if needed, the vectors inside one read transaction,
-        # so a commit landing meanwhile cannot mix two states.
+    @contextmanager
+    def snapshot(self) -> Iterator[StoreReader]:
+        """Hold one committed state for several reads (index, then paths): a commit landing meanwhile is not seen."""
         self._conn.execute("BEGIN")
         try:
-            path = _faiss_path(self.directory, self.generation)
-            if path.is_file():
-                try:
-                    return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
-                except RuntimeError:
-                    try:
-                        return faiss.read_index(str(path))
-                    except RuntimeError:
-                        pass
-            return self._build_index()
+            yield self
         finally:
             self._conn.execute("COMMIT")
+
+    def vector_index(self) -> faiss.Index:
+        """The FAISS index of the committed generation; rebuilt in memory if its file is missing or unreadable.
+
+        Call inside ``snapshot()`` so the generation and the vectors come from one state.
+        """
+        import faiss
+
+        path = _faiss_path(self.directory, self.generation)
+        if path.is_file():
+            for flags in (faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY, 0):
+                try:
+                    return faiss.read_index(str(path), flags)
+                except RuntimeError:
+                    continue  # this index type cannot be memory-mapped, or the file is damaged
+        return self._build_index()
 
 
 class StoreWriter(_Base):
@@ -329,12 +340,16 @@ class StoreWriter(_Base):
         self._start_generation = self.generation
         self._removed_ids: set[int] = set()
         self._added_ids: set[int] = set()
-        self._in_txn = False
         self._dirty = False  # files or vectors changed in the open transaction
 
     # -- opening and locking -------------------------------------------------
     @classmethod
-    def open(cls, directory: Path) -> StoreWriter:
+    def open(cls, directory: Path, on_wait: Callable[[str], None] | None = None) -> StoreWriter:
+        """Take the index's write lock, or fail at once; with ``on_wait``, tell it who holds the lock and wait.
+
+        The lock is an flock on ``write.lock``: the kernel drops it when its holder dies, so a
+        lock left by a killed run is simply free (the PID written inside is only for messages).
+        """
         import fcntl
 
         try:
@@ -346,8 +361,14 @@ class StoreWriter(_Base):
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(lock_fd, 64, 0).decode(errors="replace").strip() or "another process"
-            os.close(lock_fd)
-            raise IndexLocked(f"the index at {directory} is locked by PID {holder} (another 'clipsearch index' is running)") from None
+            if on_wait is None:
+                os.close(lock_fd)
+                raise IndexLocked(
+                    f"the index at {directory} is locked by PID {holder} (another 'clipsearch index' is running; "
+                    "--wait waits for it)"
+                ) from None
+            on_wait(holder)
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
         os.ftruncate(lock_fd, 0)
         os.pwrite(lock_fd, f"{os.getpid()}\n".encode(), 0)
         try:
@@ -365,9 +386,8 @@ class StoreWriter(_Base):
         return cls(directory, conn, lock_fd)
 
     def close(self) -> None:
-        if self._in_txn:
+        if self._conn.in_transaction:  # SQLite may already have rolled back (disk full)
             self._conn.execute("ROLLBACK")
-            self._in_txn = False
         super().close()
         os.close(self._lock_fd)
 
@@ -378,9 +398,8 @@ class StoreWriter(_Base):
         self.close()
 
     def _txn(self) -> sqlite3.Connection:
-        if not self._in_txn:
+        if not self._conn.in_transaction:
             self._conn.execute("BEGIN IMMEDIATE")
-            self._in_txn = True
         return self._conn
 
     # -- model ---------------------------------------------------------------
@@ -416,10 +435,6 @@ class StoreWriter(_Base):
         self._run_id = int(cur.lastrowid or 0)
         self.commit()
         return self._run_id
-
-    def lookup(self, path: str) -> FileRow | None:
-        row = self._conn.execute("SELECT id, size, mtime_ns, hash FROM files WHERE path = ?", (path,)).fetchone()
-        return FileRow(*row) if row else None
 
     def known_failure(self, path: str, size: int, mtime_ns: int) -> bool:
         """True (and marks it seen) if the file failed before and has not changed since."""
@@ -491,12 +506,11 @@ class StoreWriter(_Base):
 
     def commit(self) -> None:
         """Make everything so far durable and visible to readers; a new generation if any vector changed."""
-        if not self._in_txn:
+        if not self._conn.in_transaction:
             return
         if self._dirty:
             self._conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
         self._conn.execute("COMMIT")
-        self._in_txn = False
         self._dirty = False
 
     def sweep(self, root: str) -> list[tuple[int, str, bytes]]:
@@ -521,16 +535,77 @@ class StoreWriter(_Base):
         conn.execute("DELETE FROM roots WHERE path = ?", (root,))
         return len(self.sweep(root))
 
+    def check(self, repair: bool = False) -> list[str]:
+        """Problems found between catalog, vectors and FAISS file (empty: consistent); ``repair`` mends them.
+
+        Repair never re-embeds: files whose vector is missing or damaged are dropped from the
+        catalog (the next ``index`` run embeds them again) and the FAISS index is rebuilt from the
+        stored vectors.
+        """
+        import faiss
+
+        problems: list[str] = []
+        conn = self._conn
+        quick = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if quick != "ok":
+            problems.append(f"catalog database: {quick}")
+        dim = self.model.dim if self.model else 0
+        bad = [bytes(r[0]) for r in conn.execute("SELECT hash FROM vectors WHERE length(embedding) != ?", (dim * 4,))]
+        if bad:
+            problems.append(f"{len(bad)} stored vectors have the wrong size")
+        orphans = conn.execute(
+            "SELECT count(*) FROM files LEFT JOIN vectors ON vectors.hash = files.hash WHERE vectors.hash IS NULL"
+        ).fetchone()[0]
+        if orphans:
+            problems.append(f"{orphans} files have no stored vector")
+        path = _faiss_path(self.directory, self.generation)
+        index = None
+        if not path.is_file():
+            problems.append(f"no FAISS index for generation {self.generation} (a run was interrupted)")
+        else:
+            try:
+                index = faiss.read_index(str(path))
+            except RuntimeError as exc:
+                problems.append(f"FAISS index unreadable: {str(exc).splitlines()[0]}")
+        if index is not None:
+            ids = _index_ids(index)
+            catalog_ids = {r[0] for r in conn.execute("SELECT id FROM files")}
+            if ids is not None and ids != catalog_ids:
+                problems.append(f"FAISS index and catalog disagree on {len(ids ^ catalog_ids)} ids")
+            elif index.ntotal != len(catalog_ids):
+                problems.append(f"FAISS index holds {index.ntotal} vectors, the catalog {len(catalog_ids)} files")
+        if repair and problems:
+            txn = self._txn()
+            for digest in bad:
+                txn.execute("DELETE FROM vectors WHERE hash = ?", (digest,))
+            txn.execute("DELETE FROM files WHERE hash NOT IN (SELECT hash FROM vectors)")
+            self._dirty = True
+            self.commit()
+            _write_index_atomically(self._build_index(), _faiss_path(self.directory, self.generation))
+            self._drop_stale_indexes()
+        return problems
+
+    def _drop_stale_indexes(self) -> None:
+        keep = _faiss_path(self.directory, self.generation)
+        for stale in self.directory.glob(f"{_FAISS_PREFIX}*{_FAISS_SUFFIX}"):
+            if stale != keep:
+                stale.unlink(missing_ok=True)
+
     def finish(self, report: dict[str, Any]) -> None:
         """Drop unreferenced vectors, commit, bring the FAISS file up to date and log the run."""
         conn = self._txn()
         if conn.execute("DELETE FROM vectors WHERE hash NOT IN (SELECT hash FROM files)").rowcount:
             self._dirty = True
-        conn.execute(
-            "UPDATE runs SET finished = ?, report = ? WHERE id = ?", (time.time(), json.dumps(report), self._run_id)
-        )
+        finished = time.time()
+        conn.execute("UPDATE runs SET finished = ?, report = ? WHERE id = ?", (finished, json.dumps(report), self._run_id))
         self.commit()
         self.sync_vector_index()
+        line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(finished)), "roots": self.roots(), **report}
+        try:
+            with open(self.directory / RUN_LOG_NAME, "a", encoding="utf-8") as log:
+                log.write(json.dumps(line) + "\n")
+        except OSError:
+            pass  # the run is committed; a log line that cannot be written loses nothing
 
     def sync_vector_index(self) -> None:
         """Write the FAISS file for the current generation: patch the previous one, or rebuild."""
@@ -542,9 +617,7 @@ class StoreWriter(_Base):
         if index is None:
             index = self._build_index()
         _write_index_atomically(index, target)
-        for stale in self.directory.glob(f"{_FAISS_PREFIX}*{_FAISS_SUFFIX}"):
-            if stale != target:
-                stale.unlink(missing_ok=True)
+        self._drop_stale_indexes()
         self._start_generation = generation
         self._removed_ids.clear()
         self._added_ids.clear()
@@ -584,6 +657,14 @@ class VectorLookup:
             return conn.execute("SELECT 1 FROM vectors WHERE hash = ?", (digest,)).fetchone() is not None
         except sqlite3.Error:
             return False
+
+
+def _index_ids(index: faiss.Index) -> set[int] | None:
+    """The ids an ID-mapped FAISS index holds, or None for a type that does not expose them."""
+    import faiss
+
+    id_map = getattr(index, "id_map", None)
+    return None if id_map is None else {int(i) for i in faiss.vector_to_array(id_map)}
 
 
 def _write_index_atomically(index: faiss.Index, target: Path) -> None:

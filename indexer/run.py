@@ -86,18 +86,22 @@ def index_folders(
     get_encoder: Callable[[], Encoder],
     options: Options | None = None,
     progress: Progress | None = None,
+    record_roots: bool = True,
 ) -> Report:
     """Bring the index up to date with ``roots`` (absolute folder paths). Ctrl-C commits what is done.
 
     ``get_encoder`` is called only once there is something to embed, so a run
-    that finds nothing new never pays for loading the model.
+    that finds nothing new never pays for loading the model. With
+    ``record_roots`` False the folders are scanned (walked and swept) without
+    becoming indexed folders of their own: how ``watch`` rescans one album.
     """
     options = options or Options()
     progress = progress or Progress()
     report = Report()
     started = time.monotonic()
     extensions = images.supported_extensions()
-    store.begin_run(roots)
+    store.begin_run(roots if record_roots else [])
+    recorded = set(store.roots())
 
     walked_fully: dict[str, int] = {}  # root -> image files found, set only when its walk finished
 
@@ -111,7 +115,7 @@ def index_folders(
                               on_error=on_walk_error):
                 found_here += 1
                 progress.found()
-                previous = store.lookup(found.path)
+                previous = store.file_row(found.path)
                 if previous is not None and (previous.size, previous.mtime_ns) == (found.size, found.mtime_ns):
                     store.mark_seen(previous.id)
                     report.unchanged += 1
@@ -157,9 +161,9 @@ def index_folders(
             store_loaded(item, vector)
         batch.clear()
 
-    def maybe_commit(force: bool = False) -> None:
+    def maybe_commit() -> None:
         nonlocal since_commit, last_commit
-        if force or since_commit >= options.commit_every or time.monotonic() - last_commit > options.commit_seconds:
+        if since_commit >= options.commit_every or time.monotonic() - last_commit > options.commit_seconds:
             store.commit()
             since_commit = 0
             last_commit = time.monotonic()
@@ -194,7 +198,7 @@ def index_folders(
         for root in roots:
             if root not in walked_fully:
                 continue
-            if walked_fully[root] == 0 and store.ids_under(root):
+            if walked_fully[root] == 0 and root in recorded and store.ids_under(root):
                 report.failed.append({"path": root, "error": "no images found any more, so the indexed ones were kept "
                                       "(an unmounted drive?); 'clipsearch forget FOLDER' drops them"})
                 continue

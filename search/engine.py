@@ -11,9 +11,14 @@ from clipsearch.errors import UserError
 from clipsearch.store import StoreReader
 
 if TYPE_CHECKING:
+    import faiss
     import numpy as np
 
     from clipsearch.encoders import Encoder
+
+
+# Below this many vectors a CPU flat search answers in a few milliseconds: copying to a GPU costs more.
+GPU_MIN_VECTORS = 200_000
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,19 @@ class Searcher:
             raise UserError(f"cannot use {path} as a query image: {exc}") from None
         return encoder.encode_images(torch.stack([encoder.image_transform(decoded.image)]))[0]
 
+    def _gpu(self, index: faiss.Index) -> faiss.Index:
+        """Large collections are searched on the GPUs when faiss was built with them and CUDA is allowed."""
+        import faiss
+
+        if index.ntotal < GPU_MIN_VECTORS or self._device == "cpu" or not hasattr(faiss, "get_num_gpus"):
+            return index
+        if faiss.get_num_gpus() <= 0:
+            return index
+        try:
+            return faiss.index_cpu_to_all_gpus(index)
+        except RuntimeError:
+            return index  # an index type without a GPU version: the CPU one answers
+
     def search(self, query: np.ndarray, k: int = 10, within: str | None = None) -> list[Hit]:
         """The ``k`` nearest files to ``query``, best first, optionally only those under folder ``within``."""
         import faiss
@@ -83,20 +101,21 @@ class Searcher:
 
         if k <= 0:
             raise UserError("-k must be at least 1")
-        index = self.store.vector_index()
-        params = None
-        if within is not None:
-            folder = os.path.abspath(os.path.expanduser(within))
-            ids = self.store.ids_under(folder)
-            if not ids:
+        with self.store.snapshot() as store:  # a writer committing meanwhile is not seen half-way
+            index = store.vector_index()
+            params = None
+            if within is not None:
+                ids = store.ids_under(os.path.abspath(os.path.expanduser(within)))
+                if not ids:
+                    return []
+                params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(ids, dtype="int64")))
+                k = min(k, len(ids))
+            else:
+                index = self._gpu(index)  # GPU indexes take no id selector: filtered searches stay on the CPU
+            k = min(k, index.ntotal)
+            if k == 0:
                 return []
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(ids, dtype="int64")))
-            k = min(k, len(ids))
-        k = min(k, index.ntotal)
-        if k == 0:
-            return []
-        scores, ids = index.search(np.asarray(query, dtype="float32").reshape(1, -1), k, params=params)
-        found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
-        paths = self.store.paths(i for i, _ in found)
-        hits = [(paths[i], s) for i, s in found if i in paths]
-        return [Hit(rank, path, score) for rank, (path, score) in enumerate(hits, start=1)]
+            scores, found_ids = index.search(np.asarray(query, dtype="float32").reshape(1, -1), k, params=params)
+            found = [(int(i), float(s)) for i, s in zip(found_ids[0], scores[0]) if i >= 0]
+            paths = store.paths(i for i, _ in found)
+        return [Hit(rank, paths[i], score) for rank, (i, score) in enumerate(found, start=1)]

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from clipsearch import images
+
 
 def photo(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
     """A distinct, photo-like RGB picture: a colour gradient with a few random shapes and mild noise."""
@@ -109,6 +111,9 @@ def make_photo_folder(root: Path) -> PhotoFolder:
         good("o.heic", photo(next(seed)), format="HEIF", quality=90)
     except ImportError:
         pass
+
+    if ".avif" in images.supported_extensions():
+        good("p.avif", photo(next(seed)), quality=90)
 
     # bad files: listed in "failed", never stop the run
     bad = {

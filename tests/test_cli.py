@@ -19,7 +19,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str] | object, needle: str) -> None:
-    stderr = getattr(proc, "stderr")
+    stderr = proc.stderr  # type: ignore[attr-defined]
     code = getattr(proc, "returncode", getattr(proc, "exit_code", None))
     assert code not in (0, None), stderr
     assert "Traceback" not in stderr

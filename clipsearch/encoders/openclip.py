@@ -160,6 +160,9 @@ class OpenClipEncoder(Encoder):
             pretrained, weights_id = None, f"random:seed{RANDOM_SEED}"
         elif path is not None:
             if not os.path.isfile(path):
+                if spec.text == "demo":
+                    raise UserError(f"the demo model's weights are not at {path}: they ship with the source "
+                                    "checkout (data/demo_model); run from it or retrain with data/demo_model/train.py")
                 raise UserError(f"model checkpoint not found: {path}")
             pretrained, weights_id = path, "file:" + file_content_hash(path).hex()
         else:
@@ -187,7 +190,9 @@ class OpenClipEncoder(Encoder):
 
     def encode_images(self, batch: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
-            batch = batch.to(self.device, dtype=self._dtype, non_blocking=True)
+            if self.device.startswith("cuda") and not batch.is_pinned():
+                batch = batch.pin_memory()  # page-locked: the copy below runs asynchronously
+            batch = batch.to(self.device, non_blocking=True).to(self._dtype)
             features = self._model.encode_image(batch).float()
             return torch.nn.functional.normalize(features, dim=-1).cpu().numpy()
 

@@ -1,0 +1,69 @@
+"""An indexing job as the user asked for it: which index, folders, model; run once or again and again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from clipsearch.errors import UserError
+from indexer.run import Options, Progress, Report, index_folders, resolve_roots
+
+if TYPE_CHECKING:
+    from clipsearch.encoders import Encoder
+
+
+@dataclass
+class IndexJob:
+    directory: Path
+    folders: Sequence[str] = ()
+    model: str | None = None
+    reindex: bool = False
+    device: str = "auto"
+    precision: str = "auto"
+    options: Options = field(default_factory=Options)
+    on_wait: Callable[[str], None] | None = None  # set: wait for another writer instead of failing
+    _encoder: Encoder | None = None  # kept between runs of a long-lived job (--every, watch)
+
+    def roots(self) -> list[str]:
+        """The folders this job covers: the ones given, or every folder the index holds."""
+        from clipsearch.store import StoreReader
+
+        recorded: list[str] = []
+        if (self.directory / "catalog.sqlite").is_file() and not self.folders:
+            store = StoreReader.open(self.directory)
+            recorded = store.roots()
+            store.close()
+        return resolve_roots(self.folders, recorded)
+
+    def run(self, progress: Progress | None = None, scan: Sequence[str] | None = None) -> Report:
+        """One incremental run over the job's folders, or only over ``scan`` (folders inside them)."""
+        from clipsearch.encoders import DEFAULT_MODEL, load_encoder, parse_spec
+        from clipsearch.store import ModelRecord, StoreWriter
+
+        with StoreWriter.open(self.directory, on_wait=self.on_wait) as store:
+            recorded = store.model
+            roots = resolve_roots(self.folders, store.roots())
+            wanted = parse_spec(self.model) if self.model else parse_spec(recorded.spec if recorded else DEFAULT_MODEL)
+            keep = recorded is not None and store.count() > 0 and wanted.text == recorded.spec
+            if recorded and store.count() and not keep and not self.reindex:
+                raise UserError(f"this index was built with --model {recorded.spec}; to re-embed everything with "
+                                f"{wanted.text} pass --reindex (or use another --index)")
+
+            def get_encoder() -> Encoder:
+                if self._encoder is None or self._encoder.spec != wanted.text:
+                    encoder = load_encoder(wanted, device=self.device, precision=self.precision)
+                    if keep and recorded and encoder.fingerprint != recorded.fingerprint:
+                        raise UserError(f"the weights or preprocessing of {wanted.text} changed since this index was "
+                                        "built; pass --reindex to re-embed everything with them")
+                    self._encoder = encoder
+                return self._encoder
+
+            if not keep:  # a new index or a model switch: record the model before any work
+                encoder = get_encoder()
+                store.bind_model(ModelRecord(encoder.spec, encoder.fingerprint, encoder.dim), reindex=self.reindex)
+            self.reindex = False  # a long-lived job switches models once, not on every run
+            if scan is None:
+                return index_folders(store, roots, get_encoder, self.options, progress)
+            return index_folders(store, scan, get_encoder, self.options, progress, record_roots=False)

@@ -1,0 +1,52 @@
+"""CUDA paths: fp16 embedding on the GPU and faiss's GPU index. Skipped where there is no GPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests import imagegen
+from tests.conftest import cosine
+
+faiss = pytest.importorskip("faiss")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+needs_faiss_gpu = pytest.mark.skipif(not hasattr(faiss, "get_num_gpus") or faiss.get_num_gpus() == 0,
+                                     reason="needs a GPU build of faiss and a GPU")
+
+
+@needs_cuda
+def test_cuda_fp16_matches_cpu_fp32(model_spec: str) -> None:
+    from clipsearch import images
+    from clipsearch.encoders import load_encoder
+
+    cpu = load_encoder(model_spec, device="cpu", precision="fp32")
+    gpu = load_encoder(model_spec, device="cuda", precision="auto")
+    assert gpu.precision == "fp16"
+    batch = torch.stack([cpu.image_transform(images.decode(imagegen.jpeg_bytes(imagegen.photo(s))).image)
+                         for s in range(8)])
+    for a, b in zip(cpu.encode_images(batch), gpu.encode_images(batch)):
+        assert cosine(a, b) >= 0.995
+    texts = ["a dog", "a red circle"]
+    for a, b in zip(cpu.encode_texts(texts), gpu.encode_texts(texts)):
+        assert cosine(a, b) >= 0.995
+
+
+@needs_faiss_gpu
+def test_large_searches_run_on_the_gpu_with_the_same_answer(tmp_path) -> None:  # noqa: ANN001
+    from search.engine import GPU_MIN_VECTORS, Searcher
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(GPU_MIN_VECTORS + 1000, 64)).astype("float32")
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    cpu = faiss.IndexIDMap2(faiss.IndexFlatIP(64))
+    cpu.add_with_ids(vectors, np.arange(len(vectors), dtype="int64") + 1)
+    searcher = Searcher.__new__(Searcher)
+    searcher._device = "auto"
+    gpu = searcher._gpu(cpu)
+    assert gpu is not cpu
+    query = vectors[:5] + 0.01
+    d1, i1 = cpu.search(query, 10)
+    d2, i2 = gpu.search(query, 10)
+    assert (i1 == i2).mean() > 0.99
+    assert np.allclose(d1, d2, atol=1e-3)

@@ -1,0 +1,205 @@
+"""Scheduled rebuilds never lose or corrupt the index: SIGKILL at random moments, searches during a run,
+locks, a full disk."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from clipsearch.store import StoreReader, file_content_hash
+from tests import imagegen
+from tests.conftest import ROOT, Cli
+
+# A model big enough that a run lasts seconds on this CPU (random weights: the cost is the same).
+SLOW_MODEL = "ViT-B-32:none"
+N_IMAGES = 160
+
+
+@pytest.fixture(scope="module")
+def many_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("many")
+    for i in range(N_IMAGES):
+        imagegen.photo(5000 + i, (160, 120)).save(folder / f"{i:04d}.jpg", quality=85)
+    return folder
+
+
+def start_index(index_dir: Path, folder: Path, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "CLIPSEARCH_INDEX": str(index_dir)}
+    return subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "index", str(folder), "--model", SLOW_MODEL,
+                             "--batch-size", "8", "--commit-every", "8", "--json", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_sigkill_at_random_moments_loses_nothing_committed(cli: Cli, many_photos: Path, index_dir: Path) -> None:
+    rng = random.Random(11)
+    committed = 0
+    for _ in range(8):
+        proc = start_index(index_dir, many_photos)
+        time.sleep(rng.uniform(5.0, 12.0))  # imports and model load take ~7 s here, indexing ~5 s
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if not (index_dir / "catalog.sqlite").exists():
+            continue
+        store = StoreReader.open(index_dir)
+        count = store.count()
+        assert count >= committed  # committed work is never lost
+        committed = count
+        with store.snapshot():
+            assert store.vector_index().ntotal == count  # it opens, whole, at every moment
+        store.close()
+        check = cli("check", "--json")
+        problems = check.json()["problems"]  # type: ignore[index]
+        assert all("no FAISS index for generation" in p for p in problems), problems
+    assert 0 < committed, "no kill landed after a commit: widen the window"
+
+    report = cli("index", many_photos, "--json").json()
+    assert report["unchanged"] == committed  # nothing committed is embedded again
+    assert report["added"] == N_IMAGES - committed
+    assert cli("check", "--json").json()["ok"] is True
+
+
+def test_searches_during_a_run_see_only_committed_states(many_photos: Path, index_dir: Path, tmp_path: Path) -> None:
+    from search.engine import Searcher
+
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    imagegen.photo(1).save(seed / "first.png")
+    first = start_index(index_dir, seed)
+    assert first.wait(timeout=300) == 0, first.stderr.read() if first.stderr else ""
+
+    searcher = Searcher(index_dir)
+    query = searcher.embed_text("a photo")
+    proc = start_index(index_dir, many_photos)
+    sizes, errors = [], []
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            hits = searcher.search(query, k=1000)
+        except Exception as exc:  # noqa: BLE001 - any error at all fails the test
+            errors.append(repr(exc))
+            continue
+        sizes.append(len(hits))
+        assert len({h.path for h in hits}) == len(hits)
+        assert all(Path(h.path).exists() for h in hits)
+        assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+    assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
+    assert errors == []
+    assert len(sizes) > 3
+    assert sizes == sorted(sizes)  # states only move forward, one committed chunk at a time
+    assert sizes[0] >= 1 and searcher.search(query, k=1000).__len__() == N_IMAGES + 1
+    assert len(set(sizes)) > 1  # it did see the run progress
+
+
+def test_second_writer_waits_with_wait(cli: Cli, many_photos: Path, index_dir: Path) -> None:
+    from clipsearch.store import StoreWriter
+
+    writer = StoreWriter.open(index_dir)
+    proc = start_index(index_dir, many_photos, "--wait")
+    time.sleep(1.5)
+    assert proc.poll() is None  # waiting, not failed
+    writer.close()
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert f"waiting for PID {os.getpid()}" in err
+
+
+def test_lock_left_by_a_killed_run_is_taken_over(cli: Cli, many_photos: Path, index_dir: Path, model_spec: str) -> None:
+    proc = start_index(index_dir, many_photos)
+    lock = index_dir / "write.lock"
+    deadline = time.monotonic() + 60
+    while not (lock.exists() and lock.read_text().strip() == str(proc.pid)):
+        assert time.monotonic() < deadline, "the run never took the lock"
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert lock.read_text().strip() == str(proc.pid)  # the dead run's PID is still written there
+    result = cli("index", many_photos, "--model", model_spec, "--json")
+    assert result.exit_code == 0, result.stderr
+
+
+def test_full_disk_keeps_the_previous_index(cli: Cli, tmp_path: Path, model_spec: str, index_dir: Path) -> None:
+    """RLIMIT_FSIZE makes every write past a size fail, like a full disk, in a real process."""
+    folder = tmp_path / "p"
+    folder.mkdir()
+    for i in range(3):
+        imagegen.photo(i).save(folder / f"{i}.png")
+    assert cli("index", folder, "--model", model_spec).exit_code == 0
+    before = StoreReader.open(index_dir).info()
+    for i in range(3, 60):
+        imagegen.photo(i, (400, 300)).save(folder / f"{i}.png")
+    size = max(f.stat().st_size for f in index_dir.iterdir())
+
+    def limit() -> None:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 4096, size + 4096))
+
+    env = {**os.environ, "CLIPSEARCH_INDEX": str(index_dir)}
+    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "index", str(folder), "--commit-every", "1000"],
+                          capture_output=True, text=True, env=env, preexec_fn=limit, timeout=300)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("clipsearch: error:"), proc.stderr
+    assert "disk" in proc.stderr
+    after = StoreReader.open(index_dir).info()
+    assert after["images"] == before["images"]
+    assert cli("check", "--json").json()["ok"] is True
+    assert cli("index", folder, "--json").json()["added"] == 57  # with space again, it completes
+
+
+def test_watch_follows_changes_within_seconds(cli: Cli, tmp_path: Path, model_spec: str, index_dir: Path) -> None:
+    folder = tmp_path / "w"
+    (folder / "album").mkdir(parents=True)
+    imagegen.photo(1).save(folder / "one.png")
+    assert cli("index", folder, "--model", model_spec).exit_code == 0
+    env = {**os.environ, "CLIPSEARCH_INDEX": str(index_dir)}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "watch", "--debounce", "0.3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    def indexed() -> set[str]:
+        store = StoreReader.open(index_dir)
+        try:
+            return set(store.paths(store.ids_under(str(folder))).values())
+        finally:
+            store.close()
+
+    def eventually(expected: set[str], seconds: float = 20.0) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if indexed() == expected:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"index has {indexed()}, expected {expected}")
+
+    try:
+        time.sleep(6)  # start-up: imports, the first incremental run, the observer
+        imagegen.photo(2).save(folder / "album" / "two.jpg")
+        eventually({str(folder / "one.png"), str(folder / "album" / "two.jpg")})
+        (folder / "one.png").unlink()
+        eventually({str(folder / "album" / "two.jpg")})
+        imagegen.photo(3).save(folder / "album" / "two.jpg")  # modified in place
+        want = file_content_hash(folder / "album" / "two.jpg")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            store = StoreReader.open(index_dir)
+            row = store.file_row(str(folder / "album" / "two.jpg"))
+            store.close()
+            if row is not None and row.hash == want:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the modified file was not re-embedded")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
