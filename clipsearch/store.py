@@ -296,6 +296,15 @@ class StoreReader(_Base):
         try:
             conn = _connect(catalog, readonly=True)
             conn.execute("SELECT count(*) FROM files").fetchone()
+        except sqlite3.OperationalError:
+            # A directory we may not write to (a read-only mount, another user's index): SQLite cannot
+            # take its WAL locks there. Writers checkpoint the WAL at the end of every run, so the
+            # main file alone holds every finished run.
+            try:
+                conn = sqlite3.connect(f"{catalog.as_uri()}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+                conn.execute("SELECT count(*) FROM files").fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise UserError(f"cannot read the index at {directory}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise UserError(f"cannot read the index at {directory}: {exc}") from None
         return cls(directory, conn)
@@ -600,6 +609,10 @@ class StoreWriter(_Base):
         conn.execute("UPDATE runs SET finished = ?, report = ? WHERE id = ?", (finished, json.dumps(report), self._run_id))
         self.commit()
         self.sync_vector_index()
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # keep the WAL small; the main file whole
+        except sqlite3.OperationalError:
+            pass  # readers hold it open: the next run checkpoints
         line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(finished)), "roots": self.roots(), **report}
         try:
             with open(self.directory / RUN_LOG_NAME, "a", encoding="utf-8") as log:
