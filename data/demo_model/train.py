@@ -1,6 +1,6 @@
 """Train the demo model: a small open_clip CLIP on rendered coloured shapes, on the CPU, from a fixed seed.
 
-    python data/demo_model/train.py                       # the shipped weights (about 15 minutes on 2 CPU cores)
+    python data/demo_model/train.py                       # the shipped weights (about 17 minutes on 2 CPU cores)
     python data/demo_model/train.py --steps 5 --out /tmp/x.safetensors   # a smoke run
 
 The architecture is ``clipsearch-demo`` (clipsearch/model_configs), the text
