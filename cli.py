@@ -121,8 +121,8 @@ def index(
         show_default=False)] = None,
     index_dir: IndexOpt = None,
     model: Annotated[Optional[str], typer.Option(
-        "--model", help="ARCH:TAG (open_clip), ARCH:/path/to/checkpoint.pt, ARCH:none (random), or a preset: fast, "
-        "demo (the small shapes model shipped in data/). "
+        "--model", help="A preset (fast, best, multilingual, demo), ARCH:TAG (open_clip), ARCH:/path/to/checkpoint.pt, "
+        "hf:ORG/NAME or hf:/dir (Hugging Face CLIP/MetaCLIP/ALIGN/SigLIP), ARCH:none (random). See 'clipsearch models'. "
         "Recorded in the index [default: fast = ViT-B-32-quickgelu:metaclip_fullcc].", show_default=False)] = None,
     reindex: Annotated[bool, typer.Option(
         "--reindex", help="Switch an existing index to --model, re-embedding everything.")] = False,
@@ -276,9 +276,9 @@ def search(
             raise UserError("give a text query or --image PATH (one of them)")
         from search.engine import Searcher
 
-        searcher = Searcher(resolve_index_dir(index_dir), device=device, precision=precision)
-        vector = searcher.embed_text(query) if query is not None else searcher.embed_image(str(image))
-        hits = searcher.search(vector, k=k, within=within)
+        with Searcher(resolve_index_dir(index_dir), device=device, precision=precision) as searcher:
+            vector = searcher.embed_text(query) if query is not None else searcher.embed_image(str(image))
+            hits = searcher.search(vector, k=k, within=within)
     if as_json:
         _print_json([h.as_dict() for h in hits])
         return
@@ -348,13 +348,41 @@ def check(
 
 
 @app.command()
+def models(
+    as_json: JsonOpt = False,
+    cached: Annotated[bool, typer.Option("--cached", help="Only models whose weights are on this machine.")] = False,
+) -> None:
+    """The models --model accepts: presets, every open_clip pretrained pair, known Hugging Face ids.
+
+    Columns: embedding size, input resolution, image-tower cost relative to ViT-B/32
+    (rough), and whether the weights are already on this machine.
+    """
+    with _user_errors():
+        from clipsearch.encoders.listing import list_models
+
+        rows = [r for r in list_models() if r["cached"] or not cached]
+    if as_json:
+        _print_json(rows)
+        return
+    width = max(len(r["spec"]) for r in rows) if rows else 10
+    typer.echo(f"{'model':{width}}  {'dim':>5}  {'res':>4}  {'cost':>5}  here")
+    for r in rows:
+        cost = f"{r['cost']:.1f}" if r["cost"] else "?"
+        typer.echo(f"{r['spec']:{width}}  {r['dim'] or '?':>5}  {r['resolution'] or '?':>4}  {cost:>5}  "
+                   f"{'yes' if r['cached'] else '-'}" + (f"  = {r['preset_of']}" if "preset_of" in r else ""))
+
+
+@app.command()
 def info(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
     """What is indexed, where, and with which model."""
     with _user_errors():
         from clipsearch.store import StoreReader
 
         store = StoreReader.open(resolve_index_dir(index_dir))
-        data = store.info()
+        try:
+            data = store.info()
+        finally:
+            store.close()
     if as_json:
         _print_json(data)
         return

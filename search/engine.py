@@ -38,11 +38,21 @@ class Searcher:
         self.store = StoreReader.open(index_dir)
         model = self.store.model
         if model is None or self.store.count() == 0:
+            self.store.close()
             raise UserError(f"the index at {index_dir} holds no images yet: run 'clipsearch index FOLDER'")
         self.model = model
         self._device = device
         self._precision = precision
         self._encoder: Encoder | None = None
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Searcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def encoder(self) -> Encoder:

@@ -157,4 +157,6 @@ def test_read_only_index_dir(cli: Cli, tmp_path: Path, model_spec: str, index_di
     finally:
         _make_writable(index_dir)
     assert cli("info", "--json").json()["images"] == 1
-    assert cli("index", tmp_path, "--json").json()["added"] == 1
+    again = cli("index", tmp_path, "--json")
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["added"] == 1

@@ -5,7 +5,9 @@ Spec forms::
     ARCH:TAG             open_clip architecture and pretrained tag (ViT-B-32-quickgelu:metaclip_fullcc)
     ARCH:/path/to/ckpt   open_clip architecture with a local state dict
     ARCH:none            random weights (seed 0): for tests and benchmarks only
-    fast, demo           a preset name (see PRESETS)
+    hf:ORG/NAME[@REV]    a Hugging Face transformers model (CLIP, MetaCLIP, ALIGN, SigLIP), hub id or cache
+    hf:/path/to/dir      the same, saved with save_pretrained
+    fast, best, ...      a preset name (see PRESETS)
 
 Nothing here imports torch until ``load_encoder`` is called.
 """
@@ -24,7 +26,9 @@ from clipsearch.errors import UserError
 DEMO_WEIGHTS = Path(__file__).resolve().parents[2] / "data" / "demo_model" / "clipsearch-demo.safetensors"
 
 PRESETS: dict[str, str] = {
-    "fast": "ViT-B-32-quickgelu:metaclip_fullcc",
+    "fast": "ViT-B-32-quickgelu:metaclip_fullcc",  # MetaCLIP ViT-B/32, the default
+    "best": "ViT-H-14-quickgelu:metaclip_fullcc",  # MetaCLIP ViT-H/14 (facebook/metaclip-h14-fullcc2.5b)
+    "multilingual": "ViT-H-14-worldwide-quickgelu:metaclip2_worldwide",  # MetaCLIP 2, 300+ languages
     "demo": f"clipsearch-demo:{DEMO_WEIGHTS}",
 }
 # Presets whose weights live at a machine-specific path are recorded by name, not by that path.
@@ -36,9 +40,9 @@ __all__ = ["DEFAULT_MODEL", "PRESETS", "Encoder", "ModelSpec", "load_encoder", "
 
 @dataclass(frozen=True)
 class ModelSpec:
-    backend: str  # "open_clip" (Hugging Face comes later behind the same interface)
-    arch: str
-    weights: str  # pretrained tag, "none", or a local path
+    backend: str  # "open_clip" or "hf"
+    arch: str  # open_clip architecture; for "hf" the hub id or the local directory
+    weights: str  # pretrained tag, "none", or a local path; for "hf" the revision ("" = default)
     text: str  # the canonical spec string, as recorded in the index
 
     @property
@@ -55,7 +59,13 @@ def parse_spec(spec: str) -> ModelSpec:
     name = spec.strip()
     text = PRESETS.get(name, name)
     if text.startswith("hf:"):
-        raise UserError(f"model '{spec}': Hugging Face models are not supported yet; use an open_clip ARCH:TAG spec")
+        source, _, revision = text[3:].partition("@")
+        if not source:
+            raise UserError(f"model '{spec}' names no Hugging Face model: hf:ORG/NAME, hf:ORG/NAME@REVISION or hf:/dir")
+        if source.startswith((".", "~", os.sep)) or os.path.isdir(source):  # a directory, not ORG/NAME
+            source = os.path.abspath(os.path.expanduser(source))
+            return ModelSpec("hf", source, "", f"hf:{source}")
+        return ModelSpec("hf", source, revision, f"hf:{source}" + (f"@{revision}" if revision else ""))
     arch, sep, weights = text.partition(":")
     if not sep or not arch or not weights:
         raise UserError(
@@ -70,6 +80,10 @@ def parse_spec(spec: str) -> ModelSpec:
 def load_encoder(spec: str | ModelSpec, device: str = "auto", precision: str = "auto") -> Encoder:
     """Load the model named by ``spec`` on ``device`` ("auto": CUDA when present) in ``precision``."""
     parsed = parse_spec(spec) if isinstance(spec, str) else spec
+    if parsed.backend == "hf":
+        from clipsearch.encoders.hf import HFEncoder
+
+        return HFEncoder.load(parsed, device=device, precision=precision)
     from clipsearch.encoders.openclip import OpenClipEncoder
 
     return OpenClipEncoder.load(parsed, device=device, precision=precision)

@@ -12,6 +12,16 @@ if TYPE_CHECKING:
     from PIL import Image
 
 
+def unit(features: torch.Tensor) -> np.ndarray:
+    """Rows scaled to length 1 in float32, safely: rescaled by their largest entry first, so that
+    tiny activations (whose squares underflow float32) still give a unit vector."""
+    import torch
+
+    f = features.float()
+    f = f / f.abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+    return torch.nn.functional.normalize(f, dim=-1).cpu().numpy()
+
+
 class Encoder(ABC):
     """A loaded CLIP-family model: images and texts in, unit-length float32 vectors out.
 

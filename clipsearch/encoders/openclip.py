@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from clipsearch.encoders import ModelSpec
-from clipsearch.encoders.base import Encoder
+from clipsearch.encoders import ModelSpec, hub
+from clipsearch.encoders.base import Encoder, unit
 from clipsearch.errors import UserError
 from clipsearch.store import file_content_hash
 
@@ -57,37 +56,31 @@ def pick_precision(precision: str, device: str) -> str:
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def _hub_reachable() -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        return False
-    try:
-        socket.getaddrinfo("huggingface.co", 443)
-    except OSError:
-        return False
-    return True
+def cached_pretrained_file(cfg: dict[str, Any]) -> str | None:
+    """The local copy of an open_clip pretrained tag's weights, if one is on this machine."""
+    repo_file = cfg.get("hf_hub", "")
+    if repo_file:
+        repo, filename = os.path.split(repo_file)
+        for name in [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]:
+            found = hub.hf_cached(repo, name)
+            if found:
+                return found
+    url = cfg.get("url", "")
+    if url:
+        cached = os.path.join(os.path.expanduser("~/.cache/clip"), os.path.basename(url))
+        if os.path.isfile(cached):
+            return cached
+    return None
 
 
 def _pretrained_file(arch: str, tag: str, cfg: dict[str, Any]) -> str:
     """Path of the weights for ``arch:tag``: from the local cache, else downloaded once."""
     import open_clip
 
-    hub = cfg.get("hf_hub", "")
-    if hub:
-        from huggingface_hub import hf_hub_download
-
-        repo, filename = os.path.split(hub)
-        candidates = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-        for name in candidates:
-            try:
-                return hf_hub_download(repo, name, local_files_only=True)
-            except Exception:  # noqa: BLE001 - not cached under this name
-                continue
-    url = cfg.get("url", "")
-    if url:
-        cached = os.path.join(os.path.expanduser("~/.cache/clip"), os.path.basename(url))
-        if os.path.isfile(cached):
-            return cached
-    if not _hub_reachable():
+    cached = cached_pretrained_file(cfg)
+    if cached:
+        return cached
+    if hub.offline():
         raise UserError(
             f"the weights of {arch}:{tag} are not on this machine and there is no network to download them; "
             f"run once where there is, or pass --model {arch}:/path/to/checkpoint.pt"
@@ -193,14 +186,12 @@ class OpenClipEncoder(Encoder):
             if self.device.startswith("cuda") and not batch.is_pinned():
                 batch = batch.pin_memory()  # page-locked: the copy below runs asynchronously
             batch = batch.to(self.device, non_blocking=True).to(self._dtype)
-            features = self._model.encode_image(batch).float()
-            return torch.nn.functional.normalize(features, dim=-1).cpu().numpy()
+            return unit(self._model.encode_image(batch))
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         out = []
         with torch.inference_mode():
             for start in range(0, len(texts), 256):
                 tokens = self._tokenizer(list(texts[start : start + 256])).to(self.device)
-                features = self._model.encode_text(tokens).float()
-                out.append(torch.nn.functional.normalize(features, dim=-1).cpu().numpy())
+                out.append(unit(self._model.encode_text(tokens)))
         return np.concatenate(out) if out else np.zeros((0, self.dim), dtype="float32")

@@ -1,0 +1,75 @@
+"""Every model a user can name: presets, open_clip's pretrained pairs, known Hugging Face ids."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from clipsearch.encoders import PRESETS, hub, parse_spec
+
+# Hugging Face ids clipsearch is known to load (embedding size, input side, ViT-B/32-relative cost).
+KNOWN_HF: dict[str, tuple[int, int, float, str]] = {
+    "facebook/metaclip-h14-fullcc2.5b": (1024, 224, 37.0, "MetaCLIP ViT-H/14 (CLIPModel)"),
+    "facebook/metaclip-l14-fullcc2.5b": (768, 224, 18.0, "MetaCLIP ViT-L/14 (CLIPModel)"),
+    "facebook/metaclip-b32-400m": (512, 224, 1.0, "MetaCLIP ViT-B/32 (CLIPModel)"),
+    "openai/clip-vit-base-patch32": (512, 224, 1.0, "OpenAI CLIP ViT-B/32 (CLIPModel)"),
+    "openai/clip-vit-large-patch14": (768, 224, 18.0, "OpenAI CLIP ViT-L/14 (CLIPModel)"),
+    "kakaobrain/align-base": (640, 289, 2.0, "ALIGN EfficientNet-B7 + BERT (AlignModel)"),
+    "google/siglip-base-patch16-224": (768, 224, 4.0, "SigLIP ViT-B/16 (SiglipModel)"),
+}
+
+
+
+def _vit_gflops(cfg: dict[str, Any]) -> float | None:
+    """Rough image-tower cost of a ViT config (2 x multiply-adds), None for other towers."""
+    vision = cfg.get("vision_cfg", {})
+    if "timm_model_name" in vision or not isinstance(vision.get("layers"), int):
+        return None
+    size = vision.get("image_size", 224)
+    side = max(size) if isinstance(size, (list, tuple)) else size
+    patch = vision.get("patch_size", 16)
+    width, layers = vision.get("width", 768), vision["layers"]
+    tokens = (side // patch) ** 2 + 1
+    mlp = vision.get("mlp_ratio", 4.0)
+    per_layer = tokens * width * width * (4 + 2 * mlp) + 2 * tokens * tokens * width
+    return 2 * layers * per_layer / 1e9
+
+
+def _open_clip_row(arch: str, tag: str) -> dict[str, Any]:
+    import open_clip
+
+    from clipsearch.encoders.openclip import cached_pretrained_file, register_model_configs
+
+    register_model_configs()
+    cfg = open_clip.get_model_config(arch) or {}
+    size = cfg.get("vision_cfg", {}).get("image_size", 224)
+    gflops = _vit_gflops(cfg)
+    spec = parse_spec(f"{arch}:{tag}")
+    if spec.weights_path:
+        cached = os.path.isfile(spec.weights_path)
+    else:
+        cached = cached_pretrained_file(open_clip.get_pretrained_cfg(arch, tag)) is not None
+    return {
+        "spec": spec.text,
+        "backend": "open_clip",
+        "dim": cfg.get("embed_dim"),
+        "resolution": max(size) if isinstance(size, (list, tuple)) else size,
+        "cost": round(gflops / _vit_gflops(open_clip.get_model_config("ViT-B-32")), 1) if gflops else None,
+        "cached": cached,
+    }
+
+
+def list_models() -> list[dict[str, Any]]:
+    """One row per model: spec, backend, dim, input resolution, cost relative to ViT-B/32, weights on this machine."""
+    import open_clip
+
+    rows: list[dict[str, Any]] = []
+    for name, target in PRESETS.items():
+        arch, _, weights = target.partition(":")
+        rows.append({**_open_clip_row(arch, weights), "spec": name, "preset_of": target})
+    for arch, tag in open_clip.list_pretrained():
+        rows.append(_open_clip_row(arch, tag))
+    for repo, (dim, resolution, cost, what) in KNOWN_HF.items():
+        rows.append({"spec": f"hf:{repo}", "backend": "hf", "dim": dim, "resolution": resolution, "cost": cost,
+                     "cached": hub.hf_cached(repo, "config.json") is not None, "note": what})
+    return rows
