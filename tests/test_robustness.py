@@ -203,3 +203,32 @@ def test_watch_follows_changes_within_seconds(cli: Cli, tmp_path: Path, model_sp
         except subprocess.TimeoutExpired:
             proc.kill()
     assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+
+
+def test_every_reindexes_on_an_interval(cli: Cli, tmp_path: Path, model_spec: str, index_dir: Path) -> None:
+    folder = tmp_path / "e"
+    folder.mkdir()
+    imagegen.photo(1).save(folder / "one.png")
+    env = {**os.environ, "CLIPSEARCH_INDEX": str(index_dir)}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "index", str(folder), "--model", model_spec,
+                             "--every", "2s", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not (index_dir / "runs.log").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        imagegen.photo(2).save(folder / "two.png")  # picked up by a later run, with no new command
+        while time.monotonic() < deadline:
+            lines = (index_dir / "runs.log").read_text().splitlines()
+            if any('"added": 1' in line for line in lines[1:]):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the second file was never indexed")
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err
+    reports = [line for line in out.splitlines() if line.startswith("{")]
+    assert len(reports) >= 2
+    assert StoreReader.open(index_dir).count() == 2
