@@ -348,6 +348,30 @@ def check(
 
 
 @app.command()
+def serve(
+    index_dir: IndexOpt = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on. Keep 127.0.0.1 unless you mean it.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+) -> None:
+    """Answer searches over HTTP (JSON) with the model and index loaded once.
+
+    GET /search?q=TEXT&k=10&in=FOLDER, POST /search with an image as the body,
+    GET /info. A rebuild by 'clipsearch index' is picked up on the next query.
+    """
+    with _user_errors():
+        from search.server import serve as run_server
+
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            typer.echo(f"clipsearch: warning: serving on {host}: anyone who can reach it can search your photos",
+                       err=True)
+        directory = resolve_index_dir(index_dir)
+        typer.echo(f"clipsearch: serving {directory} on http://{host}:{port}/ (Ctrl-C stops)", err=True)
+        run_server(directory, host=host, port=port, device=device, precision=precision)
+
+
+@app.command()
 def models(
     as_json: JsonOpt = False,
     cached: Annotated[bool, typer.Option("--cached", help="Only models whose weights are on this machine.")] = False,

@@ -44,6 +44,8 @@ class Searcher:
         self._device = device
         self._precision = precision
         self._encoder: Encoder | None = None
+        self._index: tuple[int, faiss.Index] | None = None
+        self._gpu_index: faiss.Index | None = None  # the GPU copy of _index, made on first unfiltered search
 
     def close(self) -> None:
         self.store.close()
@@ -74,12 +76,15 @@ class Searcher:
         return self.encoder.encode_texts([text])[0]
 
     def embed_image(self, path: str) -> np.ndarray:
-        """Embed a query image exactly as the indexer embeds photos."""
+        """Embed a query image file exactly as the indexer embeds photos."""
         try:
             with open(path, "rb") as f:
                 data = f.read()
         except OSError as exc:
             raise UserError(f"cannot read query image {path}: {exc.strerror or exc}") from None
+        return self.embed_image_bytes(data, path)
+
+    def embed_image_bytes(self, data: bytes, label: str = "the uploaded image") -> np.ndarray:
         import torch
 
         from clipsearch import images
@@ -88,8 +93,24 @@ class Searcher:
         try:
             decoded = images.decode(data, encoder.image_size)
         except images.ImageError as exc:
-            raise UserError(f"cannot use {path} as a query image: {exc}") from None
+            raise UserError(f"cannot use {label} as a query image: {exc}") from None
         return encoder.encode_images(torch.stack([encoder.image_transform(decoded.image)]))[0]
+
+    def _current_index(self) -> faiss.Index:
+        """The FAISS index of the snapshot being read, kept while the generation does not move.
+
+        Call inside ``store.snapshot()``. A long-lived searcher (the server) thus follows
+        rebuilds: a new committed generation is loaded on the next query, and a model switch
+        (--reindex) drops the loaded model too.
+        """
+        generation = self.store.generation
+        if self._index is None or self._index[0] != generation:
+            model = self.store.model
+            if model is not None and model != self.model:
+                self.model, self._encoder = model, None
+            self._index = (generation, self.store.vector_index())
+            self._gpu_index = None
+        return self._index[1]
 
     def _gpu(self, index: faiss.Index) -> faiss.Index:
         """Large collections are searched on the GPUs when faiss was built with them and CUDA is allowed."""
@@ -99,10 +120,12 @@ class Searcher:
             return index
         if faiss.get_num_gpus() <= 0:
             return index
-        try:
-            return faiss.index_cpu_to_all_gpus(index)
-        except RuntimeError:
-            return index  # an index type without a GPU version: the CPU one answers
+        if self._gpu_index is None:
+            try:
+                self._gpu_index = faiss.index_cpu_to_all_gpus(index)
+            except RuntimeError:
+                self._gpu_index = index  # an index type without a GPU version: the CPU one answers
+        return self._gpu_index
 
     def search(self, query: np.ndarray, k: int = 10, within: str | None = None) -> list[Hit]:
         """The ``k`` nearest files to ``query``, best first, optionally only those under folder ``within``."""
@@ -112,7 +135,7 @@ class Searcher:
         if k <= 0:
             raise UserError("-k must be at least 1")
         with self.store.snapshot() as store:  # a writer committing meanwhile is not seen half-way
-            index = store.vector_index()
+            index = self._current_index()
             params = None
             if within is not None:
                 ids = store.ids_under(os.path.abspath(os.path.expanduser(within)))

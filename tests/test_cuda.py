@@ -42,7 +42,7 @@ def test_large_searches_run_on_the_gpu_with_the_same_answer(tmp_path) -> None:  
     cpu = faiss.IndexIDMap2(faiss.IndexFlatIP(64))
     cpu.add_with_ids(vectors, np.arange(len(vectors), dtype="int64") + 1)
     searcher = Searcher.__new__(Searcher)
-    searcher._device = "auto"
+    searcher._device, searcher._gpu_index = "auto", None
     gpu = searcher._gpu(cpu)
     assert gpu is not cpu
     query = vectors[:5] + 0.01
