@@ -138,6 +138,9 @@ def index(
     commit_every: Annotated[int, typer.Option(
         "--commit-every", min=1, help="Commit after this many images (and at least every 30 s).")] = 256,
     wait: Annotated[bool, typer.Option("--wait", help="If another run holds the index, wait for it instead of exiting.")] = False,
+    index_type: Annotated[Optional[str], typer.Option(
+        "--index-type", help="FAISS index type: auto (exact while small, then IVF with codes that fit memory), Flat, "
+        "or a faiss factory string such as IVF4096,SQ8. Remembered by the index.", show_default=False)] = None,
     every: Annotated[Optional[str], typer.Option(
         "--every", help="Keep running: index again at this interval (30m, 1h, 1d), for containers without cron.",
         show_default=False)] = None,
@@ -162,7 +165,7 @@ def index(
         job = IndexJob(directory, folders or [], model, reindex, device, precision,
                        Options(include_hidden=include_hidden, batch_size=batch_size, workers=workers,
                                commit_every=commit_every),
-                       on_wait=waiting if wait or every else None)
+                       on_wait=waiting if wait or every else None, index_type=index_type)
         if every:
             _repeat(job, _parse_interval(every), as_json, quiet)
             return

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clipsearch import vectors
 from clipsearch.errors import IndexLocked, UserError
 
 if TYPE_CHECKING:  # heavy imports stay out of start-up
@@ -166,6 +167,12 @@ class _Base:
     def close(self) -> None:
         self._conn.close()
 
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
@@ -226,6 +233,8 @@ class _Base:
             "fingerprint": json.loads(model.fingerprint) if model and model.fingerprint else None,
             "roots": self.roots(),
             "failing_files": self._conn.execute("SELECT count(*) FROM failures").fetchone()[0],
+            "index_type": self._meta("index_built_as"),
+            "index_type_setting": self._meta("index_type") or "auto",
             "generation": self.generation,
             "format_version": int(self._meta("format_version") or FORMAT_VERSION),
             "last_run": self.last_run(),
@@ -270,19 +279,33 @@ class _Base:
         ).fetchone()
         return None if row is None else np.frombuffer(row[0], dtype="<f4").astype("float32")
 
+    def index_factory(self) -> str:
+        """The FAISS index type for the collection as it is now: the --index-type override, else by size."""
+        dim = self.model.dim if self.model else 0
+        n = self.count()
+        wanted = self._meta("index_type") or "auto"
+        factory = vectors.choose(n, dim) if wanted == "auto" else wanted
+        if factory.startswith("IVF") and n < int(factory[3:].split(",")[0]):
+            return "Flat"  # too few vectors to train that many lists
+        return factory
+
     def _build_index(self) -> faiss.Index:
-        """A fresh FAISS index holding every stored vector."""
-        index = _new_index(self.model.dim if self.model else 0)
+        """A fresh FAISS index of the type the collection needs, holding every stored vector."""
+        import numpy as np
+
+        factory = self.index_factory()
+        dim = self.model.dim if self.model else 0
+        sample = None
+        size = vectors.training_size(factory, self.count())
+        if size:
+            rows = self._conn.execute(
+                "SELECT embedding FROM vectors WHERE hash IN (SELECT hash FROM files) ORDER BY random() LIMIT ?", (size,)
+            ).fetchall()
+            sample = np.frombuffer(b"".join(r[0] for r in rows), dtype="<f4").reshape(len(rows), dim).astype("float32")
+        index = vectors.new_index(factory, dim, sample)
         for block_ids, matrix in self.iter_vectors():
             index.add_with_ids(matrix, block_ids)
         return index
-
-
-def _new_index(dim: int) -> faiss.Index:
-    """The FAISS index for the collection: exact inner product (cosine on unit vectors), keyed by file id."""
-    import faiss
-
-    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
 
 
 class StoreReader(_Base):
@@ -620,15 +643,42 @@ class StoreWriter(_Base):
         except OSError:
             pass  # the run is committed; a log line that cannot be written loses nothing
 
+    def set_index_type(self, index_type: str) -> None:
+        """Pin the FAISS index type ("auto", "Flat", or a faiss factory string such as "IVF4096,SQ8")."""
+        import faiss
+
+        if index_type != "auto":
+            try:
+                faiss.index_factory(8 if "PQ" not in index_type else 64, index_type, faiss.METRIC_INNER_PRODUCT)
+            except RuntimeError:
+                raise UserError(f"--index-type '{index_type}' is not a FAISS index type (auto, Flat, IVF4096,SQ8, ...)") from None
+        if (self._meta("index_type") or "auto") != index_type:
+            self._txn().execute("INSERT OR REPLACE INTO meta VALUES ('index_type', ?)", (index_type,))
+            self.commit()
+            _faiss_path(self.directory, self.generation).unlink(missing_ok=True)  # rebuilt by the next sync
+
     def sync_vector_index(self) -> None:
         """Write the FAISS file for the current generation: patch the previous one, or rebuild."""
         generation = self.generation
         target = _faiss_path(self.directory, generation)
         if target.is_file():
             return
-        index = self._patched_index()
+        factory = self.index_factory()
+        built_as = self._meta("index_built_as") or ""
+        built_at = int(self._meta("index_built_at") or 0)
+        grown = self.count() > vectors.RETRAIN_GROWTH * built_at
+        if vectors.same_family(built_as, factory) and not grown and (self._meta("index_type") or "auto") == "auto":
+            factory = built_as  # hysteresis: keep the trained lists until the collection has really grown
+        index = None
+        # patch the previous file while the collection still wants that type and has not outgrown its training
+        if factory == built_as and not (factory.startswith("IVF") and grown):
+            index = self._patched_index()
         if index is None:
             index = self._build_index()
+            conn = self._txn()
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('index_built_as', ?)", (factory,))
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('index_built_at', ?)", (str(self.count()),))
+            self.commit()  # not a new generation: the vectors did not change
         _write_index_atomically(index, target)
         self._drop_stale_indexes()
         self._start_generation = generation

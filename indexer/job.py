@@ -24,6 +24,7 @@ class IndexJob:
     precision: str = "auto"
     options: Options = field(default_factory=Options)
     on_wait: Callable[[str], None] | None = None  # set: wait for another writer instead of failing
+    index_type: str | None = None  # None: keep what the index has (auto unless pinned before)
     _encoder: Encoder | None = None  # kept between runs of a long-lived job (--every, watch)
 
     def roots(self) -> list[str]:
@@ -64,6 +65,8 @@ class IndexJob:
                 encoder = get_encoder()
                 store.bind_model(ModelRecord(encoder.spec, encoder.fingerprint, encoder.dim), reindex=self.reindex)
             self.reindex = False  # a long-lived job switches models once, not on every run
+            if self.index_type is not None:
+                store.set_index_type(self.index_type)
             if scan is None:
                 return index_folders(store, roots, get_encoder, self.options, progress)
             return index_folders(store, scan, get_encoder, self.options, progress, record_roots=False)
