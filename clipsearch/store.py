@@ -289,11 +289,11 @@ class _Base:
             return "Flat"  # too few vectors to train that many lists
         return factory
 
-    def _build_index(self) -> faiss.Index:
-        """A fresh FAISS index of the type the collection needs, holding every stored vector."""
+    def _build_index(self, factory: str | None = None) -> faiss.Index:
+        """A fresh FAISS index of type ``factory`` (default: what the collection needs) holding every vector."""
         import numpy as np
 
-        factory = self.index_factory()
+        factory = factory or self.index_factory()
         dim = self.model.dim if self.model else 0
         sample = None
         size = vectors.training_size(factory, self.count())
@@ -674,7 +674,7 @@ class StoreWriter(_Base):
         if factory == built_as and not (factory.startswith("IVF") and grown):
             index = self._patched_index()
         if index is None:
-            index = self._build_index()
+            index = self._build_index(factory)
             conn = self._txn()
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('index_built_as', ?)", (factory,))
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('index_built_at', ?)", (str(self.count()),))
