@@ -107,9 +107,6 @@ class _Bar:
     def done(self, n: int = 1) -> None:
         self._bar.update(n)
 
-    def total(self, n: int) -> None:
-        self._bar.total = n
-
     def close(self) -> None:
         self._bar.close()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,6 +46,3 @@ class Encoder(ABC):
     @abstractmethod
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> (N, dim) L2-normalised float32."""
-
-    def describe(self) -> dict[str, Any]:
-        return {"model": self.spec, "dim": self.dim, "device": self.device, "precision": self.precision}
