@@ -352,23 +352,33 @@ def serve(
     index_dir: IndexOpt = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on. Keep 127.0.0.1 unless you mean it.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
+    token: Annotated[Optional[str], typer.Option(
+        "--token", envvar="CLIPSEARCH_TOKEN",
+        help="Shared secret every request must carry (?token=, a bearer header, or the page's cookie). "
+             "Use it with a non-local --host.")] = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
 ) -> None:
-    """Answer searches over HTTP (JSON) with the model and index loaded once.
+    """Serve a search page at / and a JSON API, with the model and index loaded once.
 
-    GET /search?q=TEXT&k=10&in=FOLDER, POST /search with an image as the body,
-    GET /info. A rebuild by 'clipsearch index' is picked up on the next query.
+    Open http://127.0.0.1:8000/ for a grid of thumbnails: type words, drop or paste a
+    photo, or ask for "more like this". The API: GET /search?q=TEXT&k=10&in=FOLDER,
+    GET /search?like=ID, POST /search with an image as the body, GET /thumb/ID,
+    GET /file/ID, GET /info. Only indexed files are served, by catalog id.
+    A rebuild by 'clipsearch index' is picked up on the next query.
     """
     with _user_errors():
         from search.server import serve as run_server
 
         if host not in ("127.0.0.1", "localhost", "::1"):
-            typer.echo(f"clipsearch: warning: serving on {host}: anyone who can reach it can search your photos",
-                       err=True)
+            advice = "" if token else " (add --token SECRET to require a shared secret)"
+            typer.echo(f"clipsearch: warning: serving on {host}: anyone who can reach it can search and see your "
+                       f"photos{advice}", err=True)
         directory = resolve_index_dir(index_dir)
-        typer.echo(f"clipsearch: serving {directory} on http://{host}:{port}/ (Ctrl-C stops)", err=True)
-        run_server(directory, host=host, port=port, device=device, precision=precision)
+        shown = f"[{host}]" if ":" in host else host
+        suffix = "?token=" + token if token else ""
+        typer.echo(f"clipsearch: serving {directory} on http://{shown}:{port}/{suffix} (Ctrl-C stops)", err=True)
+        run_server(directory, host=host, port=port, device=device, precision=precision, token=token)
 
 
 @app.command()

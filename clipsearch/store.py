@@ -6,6 +6,7 @@ Layout of an index directory::
     vectors-<gen>.faiss   FAISS index over file ids, derived from the catalog at generation <gen>
     write.lock            held (flock) by the one process that writes
     runs.log              one JSON line per finished run (time, counts, seconds, failures)
+    thumbs/ab/<hash>.jpg  thumbnails for the web page, keyed by content hash (a cache: deleting it loses nothing)
 
 The catalog is authoritative. Each commit bumps a generation counter; the FAISS
 file is a cache stamped with the generation it was built from. A reader that
@@ -45,6 +46,7 @@ LOCK_NAME = "write.lock"
 RUN_LOG_NAME = "runs.log"
 _FAISS_PREFIX = "vectors-"
 _FAISS_SUFFIX = ".faiss"
+THUMBS_NAME = "thumbs"
 
 _HASH_HEAD = 256 * 1024
 _HASH_TAIL = 256 * 1024
@@ -136,6 +138,19 @@ class FileRow:
     hash: bytes
 
 
+@dataclass(frozen=True)
+class IndexedFile:
+    """One catalog row, as the web page shows it."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    hash: bytes
+    width: int
+    height: int
+
+
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30, check_same_thread=False)
@@ -191,6 +206,13 @@ class _Base:
     def file_row(self, path: str) -> FileRow | None:
         row = self._conn.execute("SELECT id, size, mtime_ns, hash FROM files WHERE path = ?", (path,)).fetchone()
         return FileRow(row[0], row[1], row[2], bytes(row[3])) if row else None
+
+    def indexed_file(self, file_id: int) -> IndexedFile | None:
+        """The catalog row with this id; the only way the server turns a request into a file on disk."""
+        row = self._conn.execute(
+            "SELECT id, path, size, mtime_ns, hash, width, height FROM files WHERE id = ?", (file_id,)
+        ).fetchone()
+        return None if row is None else IndexedFile(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6])
 
     def count(self) -> int:
         return self._conn.execute("SELECT count(*) FROM files").fetchone()[0]
@@ -278,6 +300,35 @@ class _Base:
             "SELECT vectors.embedding FROM files JOIN vectors ON vectors.hash = files.hash WHERE files.path = ?", (path,)
         ).fetchone()
         return None if row is None else np.frombuffer(row[0], dtype="<f4").astype("float32")
+
+    def embedding_of_id(self, file_id: int) -> np.ndarray | None:
+        import numpy as np
+
+        row = self._conn.execute(
+            "SELECT vectors.embedding FROM files JOIN vectors ON vectors.hash = files.hash WHERE files.id = ?", (file_id,)
+        ).fetchone()
+        return None if row is None else np.frombuffer(row[0], dtype="<f4").astype("float32")
+
+    def _thumbnail_path(self, digest: bytes) -> Path:
+        name = digest.hex()
+        return self.directory / THUMBS_NAME / name[:2] / f"{name}.jpg"
+
+    def cached_thumbnail(self, digest: bytes) -> bytes | None:
+        try:
+            return self._thumbnail_path(digest).read_bytes()
+        except OSError:
+            return None
+
+    def cache_thumbnail(self, digest: bytes, jpeg: bytes) -> None:
+        """Keep a thumbnail for next time; a read-only or full index directory just means no cache."""
+        target = self._thumbnail_path(digest)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(jpeg)
+            os.replace(tmp, target)
+        except OSError:
+            tmp.unlink(missing_ok=True)
 
     def index_factory(self) -> str:
         """The FAISS index type for the collection as it is now: the --index-type override, else by size."""
@@ -626,11 +677,15 @@ class StoreWriter(_Base):
     def finish(self, report: dict[str, Any]) -> None:
         """Drop unreferenced vectors, commit, bring the FAISS file up to date and log the run."""
         conn = self._txn()
-        if conn.execute("DELETE FROM vectors WHERE hash NOT IN (SELECT hash FROM files)").rowcount:
+        orphans = [bytes(r[0]) for r in conn.execute("SELECT hash FROM vectors WHERE hash NOT IN (SELECT hash FROM files)")]
+        if orphans:
+            conn.execute("DELETE FROM vectors WHERE hash NOT IN (SELECT hash FROM files)")
             self._dirty = True
         finished = time.time()
         conn.execute("UPDATE runs SET finished = ?, report = ? WHERE id = ?", (finished, json.dumps(report), self._run_id))
         self.commit()
+        for digest in orphans:  # after the commit, so a killed run leaves at worst a stale cache file
+            self._thumbnail_path(digest).unlink(missing_ok=True)
         self.sync_vector_index()
         try:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # keep the WAL small; the main file whole

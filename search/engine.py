@@ -26,9 +26,10 @@ class Hit:
     rank: int
     path: str
     score: float  # cosine similarity of the unit-length query and image embeddings
+    id: int  # the file's catalog id: how the server addresses thumbnails and files
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rank": self.rank, "path": self.path, "score": self.score}
+        return {"rank": self.rank, "path": self.path, "score": self.score, "id": self.id}
 
 
 class Searcher:
@@ -96,6 +97,13 @@ class Searcher:
             raise UserError(f"cannot use {label} as a query image: {exc}") from None
         return encoder.encode_images(torch.stack([encoder.image_transform(decoded.image)]))[0]
 
+    def embed_indexed(self, file_id: int) -> np.ndarray:
+        """The stored embedding of an indexed file ("more like this"): no model, no decoding."""
+        vector = self.store.embedding_of_id(file_id)
+        if vector is None:
+            raise UserError(f"no indexed file has id {file_id}")
+        return vector
+
     def _current_index(self) -> faiss.Index:
         """The FAISS index of the snapshot being read, kept while the generation does not move.
 
@@ -127,13 +135,22 @@ class Searcher:
                 self._gpu_index = index  # an index type without a GPU version: the CPU one answers
         return self._gpu_index
 
-    def search(self, query: np.ndarray, k: int = 10, within: str | None = None) -> list[Hit]:
-        """The ``k`` nearest files to ``query``, best first, optionally only those under folder ``within``."""
+    def search(self, query: np.ndarray, k: int = 10, within: str | None = None, offset: int = 0,
+               exclude: int | None = None) -> list[Hit]:
+        """The ``k`` nearest files to ``query``, best first, optionally only those under folder ``within``.
+
+        ``offset`` skips that many best hits (the next page); ``exclude`` leaves out one file id
+        (the photo a "more like this" started from). Ranks count from 1 at the best hit overall.
+        """
         import faiss
         import numpy as np
 
         if k <= 0:
             raise UserError("-k must be at least 1")
+        if offset < 0:
+            raise UserError("the offset cannot be negative")
+        wanted = k
+        k = k + offset + (exclude is not None)
         with self.store.snapshot() as store:  # a writer committing meanwhile is not seen half-way
             index = self._current_index()
             params = None
@@ -149,6 +166,7 @@ class Searcher:
             if k == 0:
                 return []
             scores, found_ids = index.search(np.asarray(query, dtype="float32").reshape(1, -1), k, params=params)
-            found = [(int(i), float(s)) for i, s in zip(found_ids[0], scores[0]) if i >= 0]
+            found = [(int(i), float(s)) for i, s in zip(found_ids[0], scores[0]) if i >= 0 and i != exclude]
+            found = found[offset : offset + wanted]
             paths = store.paths(i for i, _ in found)
-        return [Hit(rank, paths[i], score) for rank, (i, score) in enumerate(found, start=1)]
+        return [Hit(rank, paths[i], score, i) for rank, (i, score) in enumerate(found, start=offset + 1)]

@@ -1,17 +1,26 @@
-"""A resident HTTP JSON API over one index: the model and the index are loaded once.
+"""A resident HTTP server over one index: a search page and a JSON API, the model and the index loaded once.
 
-    GET  /search?q=TEXT&k=10&in=FOLDER   text query
-    POST /search?k=10&in=FOLDER          image query: the request body is the image file
-    GET  /info                           what `clipsearch info --json` prints
+    GET  /                                  the search page (plain HTML/CSS/JS shipped in search/web)
+    GET  /search?q=TEXT&k=60&offset=0&in=FOLDER     text query
+    GET  /search?like=ID&k=60&offset=0&in=FOLDER    "more like this": the stored embedding of file ID
+    POST /search?k=60&offset=0&in=FOLDER    image query: the request body is the image file
+    GET  /thumb/ID                          a ~256 px JPEG thumbnail, cached in the index directory
+    GET  /file/ID                           the image itself (converted to JPEG if browsers cannot show it)
+    GET  /info                              what `clipsearch info --json` prints
 
-A rebuild is picked up on the next query (the committed generation is checked
-per query). Only indexed files ever appear in answers: paths come from the
-catalog, never from the request.
+Files are addressed only by catalog id; a path never comes from the request, so
+nothing outside the index can be served. A rebuild is picked up on the next
+query (the committed generation is checked per query). With a token set, every
+request needs it (``?token=``, a bearer header, or the cookie the page gets).
 """
 
 # no "from __future__ import annotations": FastAPI reads the endpoints' annotations at run time
 
+import hmac
+import os
+import re
 import threading
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +28,25 @@ from clipsearch.errors import UserError
 from search.engine import Searcher
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+TOKEN_COOKIE = "clipsearch_token"
+_ID = re.compile(r"[0-9]{1,18}")
+_ASSETS = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8",
+           "favicon.svg": "image/svg+xml"}
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; object-src 'none'; "
+                               "base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
-def create_app(index_dir: Path, device: str = "auto", precision: str = "auto") -> Any:
+def _web_file(name: str) -> bytes:
+    return resources.files("search").joinpath("web", name).read_bytes()
+
+
+def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", token: str | None = None) -> Any:
     from fastapi import FastAPI, HTTPException, Query, Request
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
 
     searcher = Searcher(index_dir, device=device, precision=precision)
     searcher.encoder  # noqa: B018 - load the model now, not on the first request
@@ -34,25 +57,117 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto") -
     async def user_error(_: Request, exc: UserError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=400)
 
-    def answer(vector: Any, k: int, within: str | None) -> list[dict[str, Any]]:
-        return [hit.as_dict() for hit in searcher.search(vector, k=k, within=within)]
+    if token:
+        @app.middleware("http")
+        async def require_token(request: Request, call_next: Any) -> Any:
+            given = (request.query_params.get("token") or request.cookies.get(TOKEN_COOKIE)
+                     or request.headers.get("authorization", "").removeprefix("Bearer ").strip())
+            if not given or not hmac.compare_digest(given.encode(), token.encode()):
+                return JSONResponse({"error": "this server needs its token: open it as /?token=..."}, status_code=401)
+            response = await call_next(request)
+            if request.query_params.get("token"):  # the page's own requests (and <img> tags) then carry the cookie
+                response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+            return response
+
+    def answer(vector: Any, k: int, within: str | None, offset: int = 0, exclude: int | None = None) -> list[dict[str, Any]]:
+        hits = searcher.search(vector, k=k, within=within, offset=offset, exclude=exclude)
+        return [{**hit.as_dict(), "name": os.path.basename(hit.path)} for hit in hits]
+
+    def file_id(raw: str) -> int:
+        if not _ID.fullmatch(raw):
+            raise HTTPException(404, "no such file in the index")
+        return int(raw)
+
+    def lookup(raw: str) -> Any:
+        with lock:
+            row = searcher.store.indexed_file(file_id(raw))
+        if row is None:
+            raise HTTPException(404, "no such file in the index")
+        return row
+
+    def read(row: Any) -> bytes:
+        try:
+            with open(row.path, "rb") as f:
+                return f.read()
+        except OSError:
+            raise HTTPException(404, "the file is in the index but no longer on disk") from None
+
+    @app.get("/", include_in_schema=False)
+    def page() -> Response:
+        return Response(_web_file("index.html"), media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def asset(name: str) -> Response:
+        if name not in _ASSETS:
+            raise HTTPException(404, "not found")
+        return Response(_web_file(name), media_type=_ASSETS[name], headers={"Cache-Control": "no-cache"})
 
     @app.get("/search")
-    def search_text(q: str = Query(..., min_length=1, description="What to look for, in words."),
-                    k: int = Query(10, ge=1, le=10_000), within: str | None = Query(None, alias="in")) -> Any:
+    def search_text(q: str | None = Query(None, description="What to look for, in words."),
+                    like: str | None = Query(None, description="A file id: photos that look like it."),
+                    k: int = Query(10, ge=1, le=10_000), offset: int = Query(0, ge=0, le=100_000),
+                    within: str | None = Query(None, alias="in")) -> Any:
+        if like is not None:
+            target = file_id(like)
+            with lock:
+                return answer(searcher.embed_indexed(target), k, within, offset, exclude=target)
+        if not q or not q.strip():
+            raise HTTPException(422, "give q (words) or like (a file id)")
         with lock:
-            return answer(searcher.embed_text(q), k, within)
+            return answer(searcher.embed_text(q), k, within, offset)
 
     @app.post("/search")
     async def search_image(request: Request, k: int = Query(10, ge=1, le=10_000),
+                           offset: int = Query(0, ge=0, le=100_000),
                            within: str | None = Query(None, alias="in")) -> Any:
+        if int(request.headers.get("content-length") or 0) > MAX_UPLOAD_BYTES:
+            raise HTTPException(413, "the query image is over 64 MiB")
         data = await request.body()
         if not data:
             raise HTTPException(400, "send the query image as the request body")
         if len(data) > MAX_UPLOAD_BYTES:
             raise HTTPException(413, "the query image is over 64 MiB")
         with lock:
-            return answer(searcher.embed_image_bytes(data), k, within)
+            return answer(searcher.embed_image_bytes(data), k, within, offset)
+
+    @app.get("/thumb/{raw_id}")
+    def thumb(raw_id: str) -> Response:
+        from clipsearch import images
+
+        row = lookup(raw_id)
+        headers = {"Cache-Control": "private, max-age=300", "ETag": f'"{row.hash.hex()}"'}
+        cached = searcher.store.cached_thumbnail(row.hash)
+        if cached is not None:
+            return Response(cached, media_type="image/jpeg", headers=headers)
+        data = read(row)
+        try:
+            jpeg = images.thumbnail(data)
+        except images.ImageError as exc:
+            raise HTTPException(422, f"cannot decode this file: {exc}") from None
+        try:
+            unchanged = os.stat(row.path).st_size == row.size == len(data)
+        except OSError:
+            unchanged = False
+        if unchanged:  # cache under the indexed content only: a file edited since must not poison it
+            searcher.store.cache_thumbnail(row.hash, jpeg)
+        return Response(jpeg, media_type="image/jpeg", headers=headers)
+
+    @app.get("/file/{raw_id}")
+    def file(raw_id: str) -> Response:
+        from clipsearch import images
+
+        row = lookup(raw_id)
+        data = read(row)
+        try:
+            body, media_type = images.browser_view(data)
+        except images.ImageError as exc:
+            raise HTTPException(422, f"cannot decode this file: {exc}") from None
+        name = os.path.basename(row.path)
+        return Response(body, media_type=media_type, headers={
+            "Cache-Control": "private, max-age=300",
+            "Content-Disposition": "inline; filename*=UTF-8''" + _quote(name),
+            "X-Content-Type-Options": "nosniff",
+        })
 
     @app.get("/info")
     def info() -> Any:
@@ -62,8 +177,14 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto") -
     return app
 
 
+def _quote(name: str) -> str:
+    from urllib.parse import quote
+
+    return quote(name, safe="")
+
+
 def serve(index_dir: Path, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          precision: str = "auto") -> None:
+          precision: str = "auto", token: str | None = None) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(index_dir, device, precision), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(index_dir, device, precision, token), host=host, port=port, log_level="warning")

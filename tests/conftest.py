@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -96,3 +97,32 @@ def env_without_index() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("CLIPSEARCH_INDEX", None)
     return env
+
+
+@dataclass
+class Library:
+    """A generated photo library indexed with the demo model, served by a real `clipsearch serve`."""
+
+    root: Path
+    index_dir: Path
+    server: Any  # tests.serving.Server
+
+
+@pytest.fixture(scope="session")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Library]:
+    from typer.testing import CliRunner
+
+    from cli import app
+    from tests.serving import Server, make_library
+
+    base = tmp_path_factory.mktemp("library")
+    root = make_library(base / "photos")
+    index_dir = base / "index"
+    result = CliRunner().invoke(app, ["index", str(root), "--model", "demo", "--index", str(index_dir), "--quiet"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    server = Server(index_dir).start()
+    try:
+        yield Library(root, index_dir, server)
+    finally:
+        server.stop()

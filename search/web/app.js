@@ -1,0 +1,289 @@
+// The clipsearch search page: one query at a time (words, a dropped photo, or "more like this"),
+// results paged in as the grid scrolls. Talks only to this server's JSON API; no dependencies.
+"use strict";
+
+const PAGE = 60;
+const $ = (id) => document.getElementById(id);
+const form = $("search"), q = $("q"), folder = $("folder"), statusLine = $("status"), grid = $("grid");
+const viewer = $("viewer"), big = $("big"), dropZone = $("drop"), queryImage = $("query-image");
+
+// What is being searched: {kind: "text", q} | {kind: "like", id, name} | {kind: "image", blob, name}
+let query = null;
+let hits = [];
+let done = true;
+let loading = null;   // the in-flight page request, if any
+let serial = 0;       // bumps with every new query, so a late answer to an old one is dropped
+let current = -1;     // index in hits of the photo open in the viewer
+let started = 0;
+
+window.clipsearch = { timings: [] };  // first-result latencies (ms), read by the browser tests
+
+function setStatus(text, isError = false) {
+  statusLine.textContent = text;
+  statusLine.classList.toggle("error", isError);
+}
+
+function params(extra) {
+  const p = new URLSearchParams(extra);
+  const within = folder.value.trim();
+  if (within) p.set("in", within);
+  return p;
+}
+
+async function fetchPage(offset) {
+  const base = { k: String(PAGE), offset: String(offset) };
+  let response;
+  if (query.kind === "image") {
+    response = await fetch("/search?" + params(base), {
+      method: "POST", body: query.blob, headers: { "Content-Type": query.blob.type || "application/octet-stream" },
+    });
+  } else {
+    const p = params(base);
+    if (query.kind === "like") p.set("like", String(query.id)); else p.set("q", query.q);
+    response = await fetch("/search?" + p);
+  }
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    const detail = body && (body.error || body.detail);
+    throw new Error(typeof detail === "string" ? detail : `the server answered ${response.status}`);
+  }
+  return body;
+}
+
+function describe() {
+  return query.kind === "text" ? `for “${query.q}”` : `like ${query.name}`;
+}
+
+function tile(hit, index) {
+  const li = document.createElement("li");
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "tile";
+  button.dataset.index = String(index);
+  button.dataset.id = String(hit.id);
+  button.title = hit.path;
+  const img = document.createElement("img");
+  img.loading = index < PAGE ? "eager" : "lazy";
+  img.decoding = "async";
+  img.alt = hit.name;
+  img.src = `/thumb/${hit.id}`;
+  if (index === 0) {
+    const mine = serial;
+    img.addEventListener("load", () => {
+      if (mine !== serial) return;
+      const ms = Math.round(performance.now() - started);
+      window.clipsearch.timings.push(ms);
+      document.body.dataset.firstResultMs = String(ms);
+    }, { once: true });
+  }
+  const caption = document.createElement("span");
+  caption.className = "caption";
+  const name = document.createElement("span");
+  name.className = "name";
+  name.textContent = hit.name;
+  const score = document.createElement("span");
+  score.className = "score";
+  score.textContent = hit.score.toFixed(3);
+  caption.append(name, score);
+  button.append(img, caption);
+  button.addEventListener("click", () => openViewer(index));
+  li.append(button);
+  return li;
+}
+
+async function loadMore() {
+  if (done || loading || !query) return;
+  const mine = serial;
+  const offset = hits.length;
+  loading = fetchPage(offset);
+  try {
+    const page = await loading;
+    if (mine !== serial) return;
+    const fragment = document.createDocumentFragment();
+    page.forEach((hit, i) => { hits.push(hit); fragment.append(tile(hit, offset + i)); });
+    grid.append(fragment);
+    done = page.length < PAGE;
+    const ms = Math.round(performance.now() - started);
+    if (hits.length === 0) setStatus(`No photos ${describe()}${folder.value.trim() ? " in " + folder.value.trim() : ""}.`);
+    else setStatus(`${hits.length}${done ? "" : "+"} photos ${describe()} · ${offset === 0 ? ms + " ms" : "scroll for more"}`);
+    if (!done) requestAnimationFrame(fillScreen);
+  } catch (err) {
+    if (mine === serial) { setStatus(err.message, true); done = true; }
+  } finally {
+    if (mine === serial) loading = null;
+  }
+}
+
+// Keep loading while the sentinel is on screen (a tall window may show more than one page).
+function fillScreen() {
+  const rect = $("sentinel").getBoundingClientRect();
+  if (rect.top < window.innerHeight + 400) loadMore();
+}
+
+function run(newQuery, push = true) {
+  serial += 1;
+  loading = null;
+  query = newQuery;
+  hits = [];
+  done = false;
+  grid.replaceChildren();
+  closeViewer();
+  $("empty").hidden = true;
+  queryImage.hidden = query.kind !== "image";
+  if (query.kind === "image") {
+    const img = queryImage.querySelector("img");
+    if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+    img.src = URL.createObjectURL(query.blob);
+  }
+  started = performance.now();
+  setStatus("Searching…");
+  if (push) remember();
+  window.scrollTo(0, 0);
+  return loadMore();
+}
+
+// The address bar keeps text and "more like this" searches, so reload, back and links work.
+function remember() {
+  const p = new URLSearchParams();
+  if (query.kind === "text") p.set("q", query.q);
+  else if (query.kind === "like") { p.set("like", String(query.id)); p.set("name", query.name); }
+  else return;
+  if (folder.value.trim()) p.set("in", folder.value.trim());
+  const token = new URLSearchParams(location.search).get("token");
+  if (token) p.set("token", token);
+  history.pushState(null, "", "?" + p);
+}
+
+function restore() {
+  const p = new URLSearchParams(location.search);
+  folder.value = p.get("in") || "";
+  if (p.get("q")) { q.value = p.get("q"); run({ kind: "text", q: p.get("q") }, false); }
+  else if (p.get("like") && /^[0-9]+$/.test(p.get("like"))) {
+    run({ kind: "like", id: Number(p.get("like")), name: p.get("name") || "photo " + p.get("like") }, false);
+  } else { query = null; hits = []; grid.replaceChildren(); setStatus(""); $("empty").hidden = false; }
+}
+
+function searchByImage(file) {
+  if (!file || !(file.type || "").startsWith("image/") && !/\.(heic|heif|avif|tiff?)$/i.test(file.name || "")) {
+    setStatus("That is not an image file.", true);
+    return;
+  }
+  q.value = "";
+  return run({ kind: "image", blob: file, name: file.name || "the pasted image" });
+}
+
+// ---- the viewer -------------------------------------------------------------------------------
+
+function openViewer(index) {
+  if (index < 0 || index >= hits.length) return;
+  current = index;
+  const hit = hits[index];
+  big.src = `/file/${hit.id}`;
+  big.alt = hit.name;
+  $("viewer-name").textContent = hit.name;
+  $("viewer-path").textContent = hit.path;
+  $("viewer-meta").textContent = `#${hit.rank} · score ${hit.score.toFixed(3)}`;
+  $("open").href = `/file/${hit.id}`;
+  $("prev").disabled = index === 0;
+  $("next").disabled = index === hits.length - 1 && done;
+  viewer.hidden = false;
+  $("like").focus();
+  if (index >= hits.length - 3) loadMore();
+}
+
+function closeViewer() {
+  if (viewer.hidden) return;
+  viewer.hidden = true;
+  big.removeAttribute("src");
+  const tileButton = grid.querySelector(`.tile[data-index="${current}"]`);
+  if (tileButton) tileButton.focus();
+}
+
+function moreLikeThis() {
+  const hit = hits[current];
+  if (!hit) return;
+  q.value = "";
+  run({ kind: "like", id: hit.id, name: hit.name });
+}
+
+// ---- keyboard -----------------------------------------------------------------------------------
+
+function columns() {
+  const tiles = grid.querySelectorAll(".tile");
+  if (tiles.length < 2) return 1;
+  const top = tiles[0].getBoundingClientRect().top;
+  let n = 0;
+  for (const t of tiles) { if (t.getBoundingClientRect().top !== top) break; n += 1; }
+  return Math.max(1, n);
+}
+
+function moveFocus(key) {
+  const focused = document.activeElement;
+  let index = focused && focused.classList.contains("tile") ? Number(focused.dataset.index) : -1;
+  const step = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -columns(), ArrowDown: columns() }[key];
+  index = index < 0 ? 0 : Math.min(Math.max(index + step, 0), hits.length - 1);
+  const target = grid.querySelector(`.tile[data-index="${index}"]`);
+  if (target) { target.focus(); target.scrollIntoView({ block: "nearest" }); }
+  if (index >= hits.length - columns()) loadMore();
+}
+
+document.addEventListener("keydown", (event) => {
+  const typing = event.target instanceof HTMLInputElement;
+  if (!viewer.hidden) {
+    if (event.key === "Escape") { event.preventDefault(); closeViewer(); }
+    else if (event.key === "ArrowLeft") { event.preventDefault(); openViewer(current - 1); }
+    else if (event.key === "ArrowRight") { event.preventDefault(); openViewer(current + 1); }
+    else if (event.key === "m") { event.preventDefault(); moreLikeThis(); }
+    return;
+  }
+  if (event.key === "/" && !typing) { event.preventDefault(); q.focus(); q.select(); return; }
+  if (event.key === "Escape" && typing) { event.target.blur(); return; }
+  if (!typing && event.key.startsWith("Arrow") && hits.length) { event.preventDefault(); moveFocus(event.key); }
+});
+
+// ---- wiring -------------------------------------------------------------------------------------
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const words = q.value.trim();
+  if (words) run({ kind: "text", q: words });
+  else if (query && query.kind !== "text") run(query);  // a new folder filter for the same photo
+});
+$("file").addEventListener("change", (event) => { searchByImage(event.target.files[0]); event.target.value = ""; });
+$("clear-image").addEventListener("click", () => { history.pushState(null, "", "/"); restore(); q.focus(); });
+$("close").addEventListener("click", closeViewer);
+$("prev").addEventListener("click", () => openViewer(current - 1));
+$("next").addEventListener("click", () => openViewer(current + 1));
+$("like").addEventListener("click", moreLikeThis);
+viewer.addEventListener("click", (event) => { if (event.target === viewer) closeViewer(); });
+window.addEventListener("popstate", restore);
+
+let dragDepth = 0;
+const carriesFiles = (event) => event.dataTransfer && Array.from(event.dataTransfer.types || []).includes("Files");
+window.addEventListener("dragenter", (event) => { if (carriesFiles(event)) { dragDepth += 1; dropZone.hidden = false; } });
+window.addEventListener("dragleave", () => { dragDepth = Math.max(0, dragDepth - 1); if (!dragDepth) dropZone.hidden = true; });
+window.addEventListener("dragover", (event) => { if (carriesFiles(event)) event.preventDefault(); });
+window.addEventListener("drop", (event) => {
+  event.preventDefault();
+  dragDepth = 0;
+  dropZone.hidden = true;
+  const file = event.dataTransfer && event.dataTransfer.files[0];
+  if (file) searchByImage(file);
+});
+window.addEventListener("paste", (event) => {
+  const file = Array.from((event.clipboardData && event.clipboardData.files) || []).find((f) => f.type.startsWith("image/"));
+  if (file) { event.preventDefault(); searchByImage(file); }
+});
+
+new IntersectionObserver((entries) => { if (entries.some((e) => e.isIntersecting)) loadMore(); }, { rootMargin: "400px" })
+  .observe($("sentinel"));
+
+fetch("/info").then((r) => (r.ok ? r.json() : null)).then((info) => {
+  if (!info) return;
+  const list = $("folders");
+  for (const root of info.roots || []) { const o = document.createElement("option"); o.value = root; list.append(o); }
+  document.title = `clipsearch · ${info.images.toLocaleString()} photos`;
+  if (!query) setStatus(`${info.images.toLocaleString()} photos indexed with ${info.model}.`);
+}).catch(() => {});
+
+restore();

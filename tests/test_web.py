@@ -1,0 +1,219 @@
+"""The search page in a real headless Chromium (Debian's package, driven by Playwright).
+
+Screenshots and the measured first-result latency are written to test-artifacts/.
+Without Chromium or Playwright these tests skip, except under CI, where .ci/run installs
+Chromium and a skip would hide a broken page.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, Library
+
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("CLIPSEARCH_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
+        if candidate and (found := shutil.which(candidate)):
+            return found
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = chromium_path()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        executable = None
+    if executable is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the browser tests: install Debian's chromium and the test extra (playwright)")
+        pytest.skip("no Chromium here (apt-get install chromium) or no playwright")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Any, library: Library) -> Iterator[Any]:
+    # bypass_csp: Playwright evaluates the tests' wait conditions as strings, which the page's CSP (tested in
+    # test_server.py) rightly forbids to the page itself
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, bypass_csp=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.set_default_timeout(30_000)
+    page.goto(library.server.base + "/")
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def api(library: Library, path: str) -> list[dict[str, Any]]:
+    return library.server.get(path).json()  # type: ignore[return-value]
+
+
+def tile_names(page: Any) -> list[str]:
+    return page.locator("#grid .tile .name").all_inner_texts()
+
+
+def wait_for_results(page: Any, first_name: str | None = None) -> None:
+    page.wait_for_function("document.querySelectorAll('#grid .tile').length > 0 && "
+                           "!document.getElementById('status').textContent.startsWith('Searching')")
+    if first_name:
+        page.wait_for_function(f"document.querySelector('#grid .tile .name').textContent === {json.dumps(first_name)}")
+
+
+def thumbnails_loaded(page: Any, n: int) -> bool:
+    return page.evaluate(f"""Array.from(document.querySelectorAll('#grid .tile img')).slice(0, {n})
+        .every(img => img.complete && img.naturalWidth > 0)""")
+
+
+def screenshot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"web-{name}.png"))
+
+
+def test_text_search_viewer_and_more_like_this(page: Any, library: Library) -> None:
+    expected = api(library, "/search?q=" + urllib.parse.quote("a red star") + "&k=60")
+    assert expected[0]["name"] == "red-star.png"
+
+    page.fill("#q", "a red star")
+    page.press("#q", "Enter")
+    wait_for_results(page)
+    page.wait_for_function("document.body.dataset.firstResultMs !== undefined")
+    first_ms = int(page.evaluate("document.body.dataset.firstResultMs"))
+    assert tile_names(page)[:60] == [h["name"] for h in expected]
+    assert page.locator("#grid .tile").first.get_attribute("data-id") == str(expected[0]["id"])
+    page.wait_for_function("Array.from(document.querySelectorAll('#grid .tile img')).slice(0, 10)"
+                           ".every(img => img.complete && img.naturalWidth > 0)")
+    assert thumbnails_loaded(page, 10)
+    assert "a red star" in page.inner_text("#status")
+    assert "q=a+red+star" in page.url  # the address bar keeps the search
+    screenshot(page, "text-search")
+
+    # a second query, timed the same way: the model is warm
+    page.fill("#q", "a blue circle")
+    page.press("#q", "Enter")
+    wait_for_results(page, "blue-circle.jpg")
+    page.wait_for_function("window.clipsearch.timings.length >= 2")
+    timings = page.evaluate("window.clipsearch.timings")
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "web-latency.json").write_text(json.dumps({"first_result_ms": [first_ms, *timings[1:]]}))
+    print(f"first-result latency in the browser: {first_ms} ms (first query), {timings[1]} ms (second)")
+
+    page.go_back()  # back to "a red star"
+    wait_for_results(page, "red-star.png")
+
+    # open the best hit: the large image, its path, "more like this"
+    page.locator("#grid .tile").first.click()
+    page.wait_for_selector("#viewer:not([hidden])")
+    page.wait_for_function("document.getElementById('big').complete && document.getElementById('big').naturalWidth > 0")
+    assert page.inner_text("#viewer-path") == expected[0]["path"]
+    assert page.get_attribute("#big", "src") == f"/file/{expected[0]['id']}"
+    screenshot(page, "viewer")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(f"document.getElementById('viewer-path').textContent === {json.dumps(expected[1]['path'])}")
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function(f"document.getElementById('viewer-path').textContent === {json.dumps(expected[0]['path'])}")
+
+    like = api(library, f"/search?like={expected[0]['id']}&k=60")
+    page.click("#like")
+    page.wait_for_selector("#viewer", state="hidden")
+    wait_for_results(page, like[0]["name"])
+    assert "photos like red-star.png" in page.inner_text("#status")
+    ids = page.eval_on_selector_all("#grid .tile", "tiles => tiles.map(t => t.dataset.id)")
+    assert ids[:60] == [str(h["id"]) for h in like]
+    assert str(expected[0]["id"]) not in ids  # the photo itself is not its own "more like this"
+    screenshot(page, "more-like-this")
+
+
+def test_drop_an_image_to_search(page: Any, library: Library) -> None:
+    query = library.root / "others" / "blue-circle.jpg"
+    expected: list[dict[str, Any]] = library.server.get("/search?k=60", method="POST", body=query.read_bytes()).json()  # type: ignore[assignment]
+    assert expected[0]["name"] == "blue-circle.jpg"
+    payload = base64.b64encode(query.read_bytes()).decode()
+    page.evaluate("""([payload, name]) => {
+        const bytes = Uint8Array.from(atob(payload), c => c.charCodeAt(0));
+        const data = new DataTransfer();
+        data.items.add(new File([bytes], name, {type: "image/jpeg"}));
+        const main = document.querySelector("main");
+        main.dispatchEvent(new DragEvent("dragenter", {dataTransfer: data, bubbles: true}));
+        main.dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true}));
+    }""", [payload, query.name])
+    wait_for_results(page, "blue-circle.jpg")
+    assert page.is_visible("#query-image") and page.is_hidden("#drop")
+    assert tile_names(page)[:60] == [h["name"] for h in expected]  # type: ignore[index,union-attr]
+    assert float(page.locator("#grid .tile .score").first.inner_text()) >= 0.99
+    screenshot(page, "dropped-image")
+
+
+def test_folder_filter_paging_and_keyboard(page: Any, library: Library) -> None:
+    reds = str(library.root / "reds")
+    page.fill("#folder", reds)
+    page.fill("#q", "a star")
+    page.press("#q", "Enter")
+    wait_for_results(page)
+    titles = page.eval_on_selector_all("#grid .tile", "tiles => tiles.map(t => t.title)")
+    assert len(titles) == 6 and all(t.startswith(reds + "/") for t in titles)
+
+    # all 109 photos: the first page holds 60, scrolling brings the rest
+    page.fill("#folder", "")
+    page.fill("#q", "a green square")
+    page.press("#q", "Enter")
+    wait_for_results(page, "green-square.jpg")
+    page.wait_for_function("document.querySelectorAll('#grid .tile').length >= 60")
+    page.mouse.wheel(0, 20_000)
+    page.wait_for_function("document.querySelectorAll('#grid .tile').length === 109")
+    expected = api(library, "/search?q=" + urllib.parse.quote("a green square") + "&k=200")
+    assert page.eval_on_selector_all("#grid .tile", "t => t.map(x => x.dataset.id)") == [str(h["id"]) for h in expected]
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('109 photos')")
+
+    # keyboard: "/" focuses the box, arrows walk the grid, Enter opens, Esc closes and returns focus
+    page.keyboard.press("Escape")  # leave the search box
+    page.evaluate("document.activeElement.blur(); window.scrollTo(0, 0)")
+    page.keyboard.press("ArrowRight")  # no tile focused yet: the first
+    assert page.evaluate("document.activeElement.dataset.index") == "0"
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowDown")
+    columns = page.evaluate("""(() => { const t = document.querySelectorAll('#grid .tile');
+        return Array.from(t).filter(x => x.getBoundingClientRect().top === t[0].getBoundingClientRect().top).length; })()""")
+    assert page.evaluate("document.activeElement.dataset.index") == str(1 + columns)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#viewer:not([hidden])")
+    assert page.inner_text("#viewer-path") == expected[1 + columns]["path"]
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#viewer", state="hidden")
+    assert page.evaluate("document.activeElement.dataset.index") == str(1 + columns)
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "q"
+    screenshot(page, "keyboard")
+
+
+def test_page_works_under_its_own_csp(browser: Any, library: Library) -> None:
+    """No bypass here: the page's own script must run under its Content-Security-Policy."""
+    context = browser.new_context()
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type in ("error", "warning") else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    try:
+        page.goto(library.server.base + "/?q=" + urllib.parse.quote("a red star"))
+        page.wait_for_selector("#grid .tile img", timeout=30_000)
+        assert page.locator("#grid .tile .name").first.inner_text() == "red-star.png"
+    finally:
+        context.close()
+    assert not problems, problems
