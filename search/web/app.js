@@ -16,7 +16,9 @@ let serial = 0;       // bumps with every new query, so a late answer to an old 
 let current = -1;     // index in hits of the photo open in the viewer
 let started = 0;
 
-window.clipsearch = { timings: [] };  // first-result latencies (ms), read by the browser tests
+// From Enter to the first thumbnail on screen, and to the whole first page of thumbnails (ms):
+// read by the browser tests and bench/web_latency.py.
+window.clipsearch = { timings: [], pageTimings: [] };
 
 function setStatus(text, isError = false) {
   statusLine.textContent = text;
@@ -64,7 +66,7 @@ function tile(hit, index) {
   button.title = hit.path;
   const img = document.createElement("img");
   img.loading = index < PAGE ? "eager" : "lazy";
-  img.decoding = "async";
+  if (index < 6) img.fetchPriority = "high";  // the first row first
   img.alt = hit.name;
   img.src = `/thumb/${hit.id}`;
   if (index === 0) {
@@ -102,6 +104,7 @@ async function loadMore() {
     const fragment = document.createDocumentFragment();
     page.forEach((hit, i) => { hits.push(hit); fragment.append(tile(hit, offset + i)); });
     grid.append(fragment);
+    if (offset === 0) timePage(mine);
     done = page.length < PAGE;
     const ms = Math.round(performance.now() - started);
     if (hits.length === 0) setStatus(`No photos ${describe()}${folder.value.trim() ? " in " + folder.value.trim() : ""}.`);
@@ -112,6 +115,19 @@ async function loadMore() {
   } finally {
     if (mine === serial) loading = null;
   }
+}
+
+function timePage(mine) {
+  const imgs = Array.from(grid.querySelectorAll("img"));
+  let left = imgs.length;
+  const one = () => {
+    left -= 1;
+    if (left === 0 && mine === serial) window.clipsearch.pageTimings.push(Math.round(performance.now() - started));
+  };
+  imgs.forEach((img) => {
+    if (img.complete) one();
+    else { img.addEventListener("load", one, { once: true }); img.addEventListener("error", one, { once: true }); }
+  });
 }
 
 // Keep loading while the sentinel is on screen (a tall window may show more than one page).
