@@ -162,7 +162,7 @@ def index(
         job = IndexJob(directory, folders or [], model, reindex, device, precision,
                        Options(include_hidden=include_hidden, batch_size=batch_size, workers=workers,
                                commit_every=commit_every),
-                       on_wait=waiting if wait or every else None, index_type=index_type)
+                       on_wait=waiting if wait or every else None, index_type=index_type, quiet=quiet or as_json)
         if every:
             _repeat(job, _parse_interval(every), as_json, quiet)
             return
@@ -235,7 +235,7 @@ def watch(
 
         directory = resolve_index_dir(index_dir)
         job = IndexJob(directory, folders or [], model, device=device, precision=precision,
-                       on_wait=lambda holder: None)
+                       on_wait=lambda holder: None, quiet=quiet or as_json)
         _print_report(job.run(), directory, as_json, quiet)
 
         def ready(roots: list[str]) -> None:
@@ -279,15 +279,17 @@ def search(
         with Searcher(resolve_index_dir(index_dir), device=device, precision=precision) as searcher:
             vector = searcher.embed_text(query) if query is not None else searcher.embed_image(str(image))
             hits = searcher.search(vector, k=k, within=within)
-    if as_json:
-        _print_json([h.as_dict() for h in hits])
-        return
-    if not hits:
-        typer.echo("no results")
-        return
-    typer.echo(f"{'rank':>4}  {'score':>6}  path")
-    for hit in hits:
-        typer.echo(f"{hit.rank:>4}  {hit.score:6.3f}  {hit.path}")
+            if as_json:
+                _print_json([h.as_dict() for h in hits])
+            elif not hits:
+                typer.echo("no results")
+            else:
+                typer.echo(f"{'rank':>4}  {'score':>6}  path")
+                for hit in hits:
+                    typer.echo(f"{hit.rank:>4}  {hit.score:6.3f}  {hit.path}")
+            sys.stdout.flush()
+            # The model had to be loaded with torch this time: make the next text search start without it.
+            searcher.prepare_fast_text(quiet=as_json)
 
 
 @app.command()

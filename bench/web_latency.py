@@ -78,7 +78,8 @@ def main() -> None:
     print(f"{args.photos} photos {args.size}, model {args.model}, {len(QUERIES)} queries, medians")
     print(f"{'':28} {'API round trip':>15} {'first thumbnail':>16} {'x API':>6} {'first page (60)':>16} {'x API':>6}")
     for label, api_ms, first_ms, full_ms in rows:
-        print(f"{label:28} {api_ms:13.1f}ms {first_ms:14.1f}ms {first_ms / api_ms:6.1f} {full_ms:14.1f}ms {full_ms / api_ms:6.1f}")
+        print(f"{label:28} {api_ms:13.1f}ms {first_ms:14.1f}ms {first_ms / api_ms:6.1f} "
+              f"{full_ms:14.1f}ms {full_ms / api_ms:6.1f}")
 
 
 if __name__ == "__main__":

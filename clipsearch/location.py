@@ -22,3 +22,13 @@ def resolve_index_dir(option: str | os.PathLike[str] | None) -> Path:
     """The ``--index`` option wins over the environment and the XDG default."""
     path = Path(option).expanduser() if option else default_index_dir()
     return path.absolute()
+
+
+def default_cache_dir() -> Path:
+    """Derived, re-creatable files (the ONNX text towers): ``$CLIPSEARCH_CACHE``, else
+    ``$XDG_CACHE_HOME/clipsearch``, else ``~/.cache/clipsearch``."""
+    explicit = os.environ.get("CLIPSEARCH_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "clipsearch"

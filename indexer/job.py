@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clipsearch.encoders import onnx_text
 from clipsearch.errors import UserError
 from indexer.run import Options, Progress, Report, index_folders, resolve_roots
 
@@ -25,6 +26,7 @@ class IndexJob:
     options: Options = field(default_factory=Options)
     on_wait: Callable[[str], None] | None = None  # set: wait for another writer instead of failing
     index_type: str | None = None  # None: keep what the index has (auto unless pinned before)
+    quiet: bool = False
     _encoder: Encoder | None = None  # kept between runs of a long-lived job (--every, watch)
 
     def roots(self) -> list[str]:
@@ -68,5 +70,11 @@ class IndexJob:
             if self.index_type is not None:
                 store.set_index_type(self.index_type)
             if scan is None:
-                return index_folders(store, roots, get_encoder, self.options, progress)
-            return index_folders(store, scan, get_encoder, self.options, progress, record_roots=False)
+                report = index_folders(store, roots, get_encoder, self.options, progress)
+            else:
+                report = index_folders(store, scan, get_encoder, self.options, progress, record_roots=False)
+        if self._encoder is not None and onnx_text.export_enabled():
+            # The model is loaded anyway: export its text tower once, so that later `search "words"`
+            # runs start without torch (encoders/onnx_text.py). After the lock is released.
+            self._encoder.export_text_tower(quiet=self.quiet)
+        return report

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from clipsearch.encoders import Encoder
+    from clipsearch.encoders.onnx_text import OnnxTextEncoder
 
 
 # Below this many vectors a CPU flat search answers in a few milliseconds: copying to a GPU costs more.
@@ -35,7 +36,7 @@ class Hit:
 class Searcher:
     """An open index plus, loaded on first use, the model it was built with."""
 
-    def __init__(self, index_dir: Path, device: str = "auto", precision: str = "auto") -> None:
+    def __init__(self, index_dir: Path, device: str = "auto", precision: str = "auto", resident: bool = False) -> None:
         self.store = StoreReader.open(index_dir)
         model = self.store.model
         if model is None or self.store.count() == 0:
@@ -45,6 +46,8 @@ class Searcher:
         self._device = device
         self._precision = precision
         self._encoder: Encoder | None = None
+        self._fast_text: OnnxTextEncoder | bool | None = None  # None: not looked for yet; False: none
+        self._resident = resident  # a long-lived process (the server): optimise for many queries
         self._index: tuple[int, faiss.Index] | None = None
         self._gpu_index: faiss.Index | None = None  # the GPU copy of _index, made on first unfiltered search
 
@@ -72,9 +75,26 @@ class Searcher:
         return self._encoder
 
     def embed_text(self, text: str) -> np.ndarray:
+        """A text query's vector: from the exported text tower on onnxruntime when there is one and
+        the model is not loaded already (a cold CLI search then never imports torch), else from the model."""
         if not text.strip():
             raise UserError("the query is empty")
+        on_cpu = self._encoder is None or self._encoder.device == "cpu"  # a model on a GPU beats the CPU export
+        if on_cpu and self._device in ("auto", "cpu") and self._precision == "auto":
+            if self._fast_text is None:
+                from clipsearch.encoders import onnx_text
+
+                self._fast_text = onnx_text.load(self.model.fingerprint, self._resident) or False
+            if self._fast_text:
+                return self._fast_text.encode_texts([text])[0]
         return self.encoder.encode_texts([text])[0]
+
+    def prepare_fast_text(self, quiet: bool = False) -> None:
+        """Export the text tower if this search had to load the model (once per model; see onnx_text)."""
+        from clipsearch.encoders import onnx_text
+
+        if self._encoder is not None and not self._fast_text and onnx_text.export_enabled():
+            self._encoder.export_text_tower(quiet=quiet)
 
     def embed_image(self, path: str) -> np.ndarray:
         """Embed a query image file exactly as the indexer embeds photos."""
@@ -115,7 +135,7 @@ class Searcher:
         if self._index is None or self._index[0] != generation:
             model = self.store.model
             if model is not None and model != self.model:
-                self.model, self._encoder = model, None
+                self.model, self._encoder, self._fast_text = model, None, None
             self._index = (generation, self.store.vector_index())
             self._gpu_index = None
         return self._index[1]
@@ -149,24 +169,33 @@ class Searcher:
             raise UserError("-k must be at least 1")
         if offset < 0:
             raise UserError("the offset cannot be negative")
-        wanted = k
-        k = k + offset + (exclude is not None)
+        needed = k + offset + (exclude is not None)
         with self.store.snapshot() as store:  # a writer committing meanwhile is not seen half-way
             index = self._current_index()
-            params = None
+            params, available = None, index.ntotal
             if within is not None:
                 ids = store.ids_under(os.path.abspath(os.path.expanduser(within)))
                 if not ids:
                     return []
                 params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(ids, dtype="int64")))
-                k = min(k, len(ids))
+                available = min(available, len(ids))
             else:
                 index = self._gpu(index)  # GPU indexes take no id selector: filtered searches stay on the CPU
-            k = min(k, index.ntotal)
-            if k == 0:
+            needed = min(needed, available)
+            if needed == 0:
                 return []
-            scores, found_ids = index.search(np.asarray(query, dtype="float32").reshape(1, -1), k, params=params)
-            found = [(int(i), float(s)) for i, s in zip(found_ids[0], scores[0]) if i >= 0 and i != exclude]
-            found = found[offset : offset + wanted]
+            # Equal scores (copies of one photo share a vector) come back from FAISS in no fixed order, and
+            # which of them make the cut depends on k. Fetch past the cut until the score drops, then order
+            # ties by id: page after page (offset) then neither repeats nor skips a photo.
+            fetch = min(needed + 8, available)
+            vector = np.asarray(query, dtype="float32").reshape(1, -1)
+            while True:
+                scores, found_ids = index.search(vector, fetch, params=params)
+                found = [(int(i), float(s)) for i, s in zip(found_ids[0], scores[0]) if i >= 0]
+                if fetch >= available or len(found) < fetch or found[-1][1] < found[needed - 1][1]:
+                    break
+                fetch = min(fetch * 2, available)
+            found.sort(key=lambda hit: (-hit[1], hit[0]))
+            found = [hit for hit in found if hit[0] != exclude][offset : offset + k]
             paths = store.paths(i for i, _ in found)
         return [Hit(rank, paths[i], score, i) for rank, (i, score) in enumerate(found, start=offset + 1)]

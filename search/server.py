@@ -48,7 +48,7 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
     from fastapi import FastAPI, HTTPException, Query, Request
     from fastapi.responses import JSONResponse, Response
 
-    searcher = Searcher(index_dir, device=device, precision=precision)
+    searcher = Searcher(index_dir, device=device, precision=precision, resident=True)
     searcher.encoder  # noqa: B018 - load the model now, not on the first request
     lock = threading.Lock()  # one SQLite connection and one model: queries take turns
     app = FastAPI(title="clipsearch", summary="Search your photos by what is in them.")

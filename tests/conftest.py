@@ -22,6 +22,21 @@ from tests import imagegen  # noqa: E402
 ARCH = "clipsearch-demo"  # the small architecture shipped in clipsearch/model_configs
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep exported text towers out of the user's ~/.cache, and skip the export (seconds per model)
+    except in the tests about it (tests/test_fast_text.py turns it on)."""
+    saved = {k: os.environ.get(k) for k in ("CLIPSEARCH_CACHE", "CLIPSEARCH_TEXT_EXPORT")}
+    os.environ["CLIPSEARCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["CLIPSEARCH_TEXT_EXPORT"] = "0"
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def model_spec(tmp_path_factory: pytest.TempPathFactory) -> str:
     """``ARCH:/path`` of a random-initialised small open_clip model written to disk (no download anywhere)."""

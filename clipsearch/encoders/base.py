@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
     import torch
     from PIL import Image
@@ -46,3 +48,7 @@ class Encoder(ABC):
     @abstractmethod
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> (N, dim) L2-normalised float32."""
+
+    def export_text_tower(self, quiet: bool = False) -> Path | None:
+        """Export the text side for torch-free searches (``encoders.onnx_text``); None where a backend has none."""
+        return None

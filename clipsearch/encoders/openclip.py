@@ -195,3 +195,9 @@ class OpenClipEncoder(Encoder):
                 tokens = self._tokenizer(list(texts[start : start + 256])).to(self.device)
                 out.append(unit(self._model.encode_text(tokens)))
         return np.concatenate(out) if out else np.zeros((0, self.dim), dtype="float32")
+
+    def export_text_tower(self, quiet: bool = False) -> Path | None:
+        """Export the text tower for torch-free searches (see ``onnx_text``); None where this model has no such path."""
+        from clipsearch.encoders import onnx_text
+
+        return onnx_text.export(self.fingerprint, self.dim, self._model, self._tokenizer, quiet=quiet)
