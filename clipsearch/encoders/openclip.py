@@ -95,6 +95,52 @@ def _pretrained_file(arch: str, tag: str, cfg: dict[str, Any]) -> str:
 MODEL_CONFIGS = Path(__file__).resolve().parent.parent / "model_configs"
 
 
+def _arch_config(arch: str) -> dict[str, Any] | None:
+    """An architecture's open_clip config, read from the JSON files without importing open_clip."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("open_clip")
+    folders = [MODEL_CONFIGS]
+    if spec is not None and spec.submodule_search_locations:
+        folders += [Path(p) / "model_configs" for p in spec.submodule_search_locations]
+    for folder in folders:
+        path = folder / f"{arch}.json"
+        if path.is_file():
+            try:
+                return json.loads(path.read_text())
+            except (OSError, ValueError):
+                return None
+    return None
+
+
+def import_open_clip_for(arch: str) -> Any:
+    """``import open_clip``, without the optional libraries this architecture does not use.
+
+    open_clip imports transformers (~1.3 s here) and timm (~0.8 s) whenever they are installed,
+    although only architectures with a Hugging Face text tower or a timm image tower need them.
+    For the others they are hidden while open_clip is first imported, then made importable again.
+    """
+    if "open_clip" in sys.modules:
+        return sys.modules["open_clip"]
+    cfg = _arch_config(arch)
+    hidden = []
+    if cfg is not None:
+        text, vision = cfg.get("text_cfg", {}), cfg.get("vision_cfg", {})
+        if not any(k in text for k in ("hf_model_name", "hf_tokenizer_name")) and "transformers" not in sys.modules:
+            hidden.append("transformers")
+        if "timm_model_name" not in vision and "timm" not in sys.modules:
+            hidden.append("timm")
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` raise ImportError
+    try:
+        import open_clip
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+    return open_clip
+
+
 def register_model_configs() -> None:
     """Make the architectures this package ships (the demo model) known to open_clip."""
     import open_clip
@@ -136,8 +182,7 @@ class OpenClipEncoder(Encoder):
 
     @classmethod
     def load(cls, spec: ModelSpec, device: str = "auto", precision: str = "auto") -> OpenClipEncoder:
-        import open_clip
-
+        open_clip = import_open_clip_for(spec.arch)
         register_model_configs()
         device = pick_device(device)
         precision = pick_precision(precision, device)

@@ -1,0 +1,91 @@
+"""The decode side of indexing: fast (draft) decoding finds what a full decode finds; one bad file costs one file."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clipsearch import images
+from tests import imagegen
+from tests.conftest import ROOT, Cli, cosine, search_json
+
+SIZES = [(4000, 3000), (3000, 4000), (1600, 1200), (1200, 900), (640, 480)]  # 12 MP, portrait, 2 MP, 1 MP, VGA
+# Measured with the demo model (64 px): 0.998, 1.000, 1.000, 0.985, 1.000. At 1 MP the JPEG is decoded at 1/8
+# scale (150x113) and resized 1.8x by the model's transform, and this noisy synthetic texture moves a little.
+MIN_COSINE = {(1200, 900): 0.98}
+
+
+def full_decode(data: bytes) -> Image.Image:
+    """What a naive loop does: the whole picture at full resolution."""
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+@pytest.fixture(scope="module")
+def jpegs() -> list[bytes]:
+    return [imagegen.jpeg_bytes(imagegen.photo(seed, size)) for seed, size in enumerate(SIZES)]
+
+
+@pytest.mark.parametrize("input_size", [224, 256, 336])
+def test_draft_decode_gives_the_model_the_same_pixels(jpegs: list[bytes], input_size: int) -> None:
+    """open_clip's own eval transform on a draft decode vs on a full decode: the same picture to the model."""
+    import open_clip
+
+    transform = open_clip.image_transform(input_size, is_train=False)
+    for data in jpegs:
+        fast = images.decode(data, input_size)
+        assert min(fast.image.size) >= input_size  # never below what the model needs
+        a, b = transform(fast.image).numpy(), transform(full_decode(data)).numpy()
+        std = np.array([0.26862954, 0.26130258, 0.27577711])[:, None, None]
+        diff = np.abs(a - b) * std  # back to 0..1 pixel units
+        assert diff.mean() < 0.01 and np.percentile(diff, 99) < 0.06, (Image.open(io.BytesIO(data)).size, diff.mean())
+
+
+def test_draft_decode_embeds_like_a_full_decode(jpegs: list[bytes]) -> None:
+    """The shipped demo model on photo-like JPEGs and on its own kind of pictures: cosine >= 0.99."""
+    import torch
+
+    from clipsearch.encoders import load_encoder
+
+    sys.path.insert(0, str(ROOT / "data" / "demo_model"))
+    import shapes
+
+    encoder = load_encoder("demo", "cpu", "fp32")
+    rng = np.random.default_rng(3)
+    rendered = []
+    for colour, shape in [("red", "star"), ("blue", "circle"), ("green", "square"), ("yellow", "triangle")]:
+        small = shapes.render(colour, shape, rng, jpeg=False, blur=0.0)[0]
+        scale = 2400 / max(small.size)  # as a camera would have taken it
+        big = small.resize((round(small.width * scale), round(small.height * scale)), Image.Resampling.BICUBIC)
+        rendered.append(imagegen.jpeg_bytes(big))
+    for size, data in [*zip(SIZES, jpegs), *((None, r) for r in rendered)]:
+        fast = encoder.image_transform(images.decode(data, encoder.image_size).image)
+        full = encoder.image_transform(full_decode(data))
+        a, b = encoder.encode_images(torch.stack([fast, full]))
+        assert cosine(a, b) >= MIN_COSINE.get(size, 0.99), (size, cosine(a, b))
+
+
+def test_one_bad_file_in_a_batch_costs_only_that_file(cli: Cli, tmp_path: Path, model_spec: str) -> None:
+    folder = tmp_path / "p"
+    folder.mkdir()
+    good = []
+    for i in range(9):
+        path = folder / f"{i:02d}.jpg"
+        path.write_bytes(imagegen.jpeg_bytes(imagegen.photo(100 + i, (320, 240))))
+        good.append(path)
+    whole = good[4].read_bytes()
+    (folder / "04b-truncated.jpg").write_bytes(whole[: len(whole) // 3])  # in the middle of the second batch
+    (folder / "07b-not-an-image.jpg").write_bytes(b"this is text, not a JPEG" * 10)
+    result = cli("index", folder, "--model", model_spec, "--batch-size", "4", "--workers", "2", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = result.json()
+    assert report["added"] == 9  # type: ignore[index]
+    assert sorted(f["path"] for f in report["failed"]) == [str(folder / "04b-truncated.jpg"),  # type: ignore[index]
+                                                           str(folder / "07b-not-an-image.jpg")]
+    for path in good:  # every good neighbour of the bad files was embedded, and as itself
+        hits = search_json(cli, "--image", str(path), "-k", "1")
+        assert hits[0]["path"] == str(path) and hits[0]["score"] >= 0.99
