@@ -125,7 +125,7 @@ def index(
         "--reindex", help="Switch an existing index to --model, re-embedding everything.")] = False,
     include_hidden: Annotated[bool, typer.Option("--include-hidden", help="Also index hidden files and folders.")] = False,
     batch_size: Annotated[Optional[int], typer.Option(
-        "--batch-size", min=1, help="Images per model call [default: 32, 128 on CUDA].", show_default=False)] = None,
+        "--batch-size", min=1, help="Images per model call [default: 32 on the CPU, 128 per GPU].", show_default=False)] = None,
     workers: Annotated[Optional[int], typer.Option(
         "--workers", min=0, help="Decode threads [default: number of CPUs].", show_default=False)] = None,
     device: DeviceOpt = "auto",

@@ -403,10 +403,10 @@ class StoreReader(_Base):
         if path.is_file():
             for flags in (faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY, 0):
                 try:
-                    return faiss.read_index(str(path), flags)
+                    return vectors.prepare_for_queries(faiss.read_index(str(path), flags))
                 except RuntimeError:
                     continue  # this index type cannot be memory-mapped, or the file is damaged
-        return self._build_index()
+        return vectors.prepare_for_queries(self._build_index())
 
 
 class StoreWriter(_Base):

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 @dataclass
 class Options:
     include_hidden: bool = False
-    batch_size: int | None = None  # None: 128 on CUDA, 32 on the CPU
+    batch_size: int | None = None  # None: the encoder's (128 per GPU, 32 on the CPU)
     workers: int | None = None  # decode threads; None: one per CPU
     commit_every: int = 256  # images
     commit_seconds: float = 30.0
@@ -180,8 +180,7 @@ def index_folders(
                 store_loaded(item, None)
             else:
                 batch.append(item)
-                cuda = encoder().device.startswith("cuda")
-                if len(batch) >= (options.batch_size or (128 if cuda else 32)):
+                if len(batch) >= (options.batch_size or encoder().batch_size):
                     flush()
             maybe_commit()
         flush()

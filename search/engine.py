@@ -80,14 +80,17 @@ class Searcher:
         if not text.strip():
             raise UserError("the query is empty")
         on_cpu = self._encoder is None or self._encoder.device == "cpu"  # a model on a GPU beats the CPU export
-        if on_cpu and self._device in ("auto", "cpu") and self._precision == "auto":
-            if self._fast_text is None:
-                from clipsearch.encoders import onnx_text
-
-                self._fast_text = onnx_text.load(self.model.fingerprint, self._resident) or False
-            if self._fast_text:
-                return self._fast_text.encode_texts([text])[0]
+        if on_cpu and self.has_fast_text():
+            return self._fast_text.encode_texts([text])[0]  # type: ignore[union-attr]
         return self.encoder.encode_texts([text])[0]
+
+    def has_fast_text(self) -> bool:
+        """Whether text queries run on the exported text tower (no model load needed for them)."""
+        if self._fast_text is None and self._device in ("auto", "cpu") and self._precision == "auto":
+            from clipsearch.encoders import onnx_text
+
+            self._fast_text = onnx_text.load(self.model.fingerprint, self._resident) or False
+        return bool(self._fast_text)
 
     def prepare_fast_text(self, quiet: bool = False) -> None:
         """Export the text tower if this search had to load the model (once per model; see onnx_text)."""

@@ -49,7 +49,10 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
     from fastapi.responses import JSONResponse, Response
 
     searcher = Searcher(index_dir, device=device, precision=precision, resident=True)
-    searcher.encoder  # noqa: B018 - load the model now, not on the first request
+    if not searcher.has_fast_text():
+        searcher.encoder  # noqa: B018 - load the model now, not on the first request
+    # else text queries run on the exported text tower, and the model (torch, ~1 GB) is loaded by the
+    # first image query: a server used for words stays small.
     lock = threading.Lock()  # one SQLite connection and one model: queries take turns
     app = FastAPI(title="clipsearch", summary="Search your photos by what is in them.")
 

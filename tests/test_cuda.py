@@ -50,3 +50,16 @@ def test_large_searches_run_on_the_gpu_with_the_same_answer(tmp_path) -> None:  
     d2, i2 = gpu.search(query, 10)
     assert (i1 == i2).mean() > 0.99
     assert np.allclose(d1, d2, atol=1e-3)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two or more GPUs")
+def test_all_visible_gpus_share_the_batches(model_spec: str) -> None:
+    from clipsearch.encoders import load_encoder
+
+    one = load_encoder(model_spec, device="cuda:0", precision="fp32")
+    every = load_encoder(model_spec, device="cuda", precision="fp32")
+    assert one.gpus == 1 and every.gpus == torch.cuda.device_count()
+    assert every.batch_size == 128 * every.gpus
+    batch = torch.randn(2 * every.gpus + 1, 3, one.image_size, one.image_size)
+    for a, b in zip(one.encode_images(batch), every.encode_images(batch)):
+        assert cosine(a, b) >= 0.999

@@ -112,3 +112,20 @@ def test_missing_or_damaged_export_falls_back_to_the_model(cli: Cli, index_dir: 
     assert used_torch and hits[0]["path"] == str(photos / "blue-circle.jpg")
     hits, used_torch, _ = cold_search("a blue circle", index_dir)
     assert not used_torch and hits[0]["path"] == str(photos / "blue-circle.jpg")
+
+
+def test_server_answers_words_from_the_export_and_images_from_the_model(cli: Cli, index_dir: Path, tmp_path: Path,
+                                                                        export_on: Path) -> None:
+    from tests.serving import Server
+
+    photos = tmp_path / "photos"
+    shutil.copytree(SAMPLE, photos)
+    assert cli("index", photos, "--model", "demo").exit_code == 0
+    server = Server(index_dir).start()
+    try:
+        hits = server.get("/search?k=1&q=a+red+star").json()
+        assert hits[0]["path"] == str(photos / "red-star.png")  # type: ignore[index]
+        hits = server.get("/search?k=1", method="POST", body=(photos / "blue-circle.jpg").read_bytes()).json()
+        assert hits[0]["path"] == str(photos / "blue-circle.jpg")  # type: ignore[index]  # the model, loaded now
+    finally:
+        server.stop()

@@ -39,6 +39,7 @@ class Encoder(ABC):
     fingerprint: str
     device: str
     precision: str
+    batch_size: int = 32  # images per encode_images call that keep the device busy (indexing default)
     image_transform: Callable[[Image.Image], torch.Tensor]
 
     @abstractmethod

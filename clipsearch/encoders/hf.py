@@ -50,6 +50,7 @@ class HFEncoder(Encoder):
         self._processor = processor
         self._padding = SUPPORTED.get(model.config.model_type, True)
         self.device = device
+        self.batch_size = 128 if device.startswith("cuda") else 32
         self.precision = precision
         self._dtype = _DTYPES[precision]
         image_processor = processor.image_processor

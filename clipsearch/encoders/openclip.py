@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,12 +155,36 @@ def open_clip_embed_dim(arch: str) -> int:
     return int((open_clip.get_model_config(arch) or {}).get("embed_dim", 0))
 
 
+class _ImageTower(torch.nn.Module):
+    """``model.encode_image`` as a module's forward, so DataParallel can split batches across GPUs."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(pixels)
+
+
+def _spread_over_gpus(model: torch.nn.Module, device: str) -> tuple[torch.nn.Module, int]:
+    """The image tower over every visible GPU when ``--device cuda``/auto found several (CUDA_VISIBLE_DEVICES
+    narrows them); a named ``cuda:N`` or the CPU keeps one device."""
+    tower = _ImageTower(model)
+    if device != "cuda" or torch.cuda.device_count() < 2:
+        return tower, 1
+    return torch.nn.DataParallel(tower), torch.cuda.device_count()
+
+
 class OpenClipEncoder(Encoder):
-    def __init__(self, spec: ModelSpec, model: torch.nn.Module, preprocess: Any, tokenizer: Any, device: str,
+    def __init__(self, spec: ModelSpec, model: torch.nn.Module, preprocess: Any, tokenizer: Callable[[], Any], device: str,
                  precision: str, weights_id: str) -> None:
         self.spec = spec.text
         self._model = model
-        self._tokenizer = tokenizer
+        self._make_tokenizer = tokenizer  # made on first use: indexing images never needs it (0.2-0.5 s)
+        self._tokenizer_value: Any = None
+        self._image_tower, self.gpus = _spread_over_gpus(model, device)
+        # Batches sized for the device: 128 images per GPU keep a GPU busy; 32 on a CPU keep memory small.
+        self.batch_size = 128 * self.gpus if device.startswith("cuda") else 32
         self.image_transform = preprocess
         self.device = device
         self.precision = precision
@@ -224,14 +248,20 @@ class OpenClipEncoder(Encoder):
         except (RuntimeError, KeyError, ValueError, OSError) as exc:
             raise UserError(f"cannot load {spec.text}: {str(exc).splitlines()[0][:300]}") from None
         model.eval().to(dtype=_DTYPES[precision])
-        return cls(spec, model, preprocess, open_clip.get_tokenizer(spec.arch), device, precision, weights_id)
+        return cls(spec, model, preprocess, lambda: open_clip.get_tokenizer(spec.arch), device, precision, weights_id)
+
+    @property
+    def _tokenizer(self) -> Any:
+        if self._tokenizer_value is None:
+            self._tokenizer_value = self._make_tokenizer()
+        return self._tokenizer_value
 
     def encode_images(self, batch: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
             if self.device.startswith("cuda") and not batch.is_pinned():
                 batch = batch.pin_memory()  # page-locked: the copy below runs asynchronously
             batch = batch.to(self.device, non_blocking=True).to(self._dtype)
-            return unit(self._model.encode_image(batch))
+            return unit(self._image_tower(batch))
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         out = []
