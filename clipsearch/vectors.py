@@ -41,8 +41,12 @@ def same_family(a: str, b: str) -> bool:
 
 
 def nprobe(nlist: int) -> int:
-    """Lists to visit per query: enough for recall@10 >= 0.95 on CLIP-like (clustered) embeddings."""
-    return max(16, nlist // 16)
+    """Lists to visit per query: enough for recall@10 >= 0.95 on CLIP-like (clustered) embeddings.
+
+    Grows with the square root of the lists: at 1M vectors (4096 lists) recall@10 was already 0.984 at
+    64 probes and 0.985 at 256 (the 8-bit codes set the ceiling), while the time grows with the probes.
+    """
+    return max(16, round(2 * math.sqrt(nlist)))
 
 
 def prepare_for_queries(index: faiss.Index) -> faiss.Index:
@@ -54,9 +58,11 @@ def prepare_for_queries(index: faiss.Index) -> faiss.Index:
     import faiss
 
     try:
-        faiss.extract_index_ivf(index).parallel_mode = 1
+        ivf = faiss.extract_index_ivf(index)
     except RuntimeError:
-        pass  # not an IVF index
+        return index  # not an IVF index
+    ivf.parallel_mode = 1
+    ivf.nprobe = nprobe(ivf.nlist)  # the current rule, also for files written under an older one
     return index
 
 
