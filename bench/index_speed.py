@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import processes  # noqa: E402
 import rclip_env  # noqa: E402
 
 NAIVE = """
@@ -106,17 +107,9 @@ def subset(source: Path, count: int, target: Path) -> Path:
 
 
 def run(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, float]:
-    """Run a whole process; (wall seconds, its own peak RSS in MB)."""
-    with tempfile.TemporaryFile() as out:
-        started = time.perf_counter()
-        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            out.seek(0)
-            raise RuntimeError(f"{' '.join(map(str, argv[:4]))} failed:\n{out.read().decode()[-3000:]}")
-    return wall, usage.ru_maxrss / 1024
+    """Run a whole process; (wall seconds, its peak RSS in MB)."""
+    wall, rss, _ = processes.timed(argv, env, cwd)
+    return wall, rss
 
 
 def model_alone(spec: str, seconds: float = 20.0) -> tuple[float, int, int]:

@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import processes  # noqa: E402
 import rclip_env  # noqa: E402
 
 
@@ -74,19 +75,7 @@ def build(directory: Path, data, record, names=None) -> tuple[float, float]:  # 
 
 
 def timed_child(argv: list[str], env: dict[str, str], cwd: str | None = None) -> tuple[float, float, str]:
-    """Run a command; its wall seconds, peak RSS (MB; includes pages shared with this process before exec)
-    and stdout."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, peak RSS included
-        wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{argv[:3]} failed: {err.read().decode()[-2000:]}")
-        return wall, usage.ru_maxrss / 1024, out.read().decode()
+    return processes.timed(argv, env, cwd)
 
 
 PEAK_RSS = """

@@ -92,31 +92,28 @@ def _clip_bpe_tables(simple: Any) -> dict[str, Any] | None:
     }
 
 
-class _TextTail:
-    """Factory for the exported module (kept out of module scope so importing this file needs no torch)."""
+def _text_tail(tower: Any) -> Any:
+    """The exported module (defined here so that importing this file needs no torch)."""
+    import torch
 
-    @staticmethod
-    def build(tower: Any) -> Any:
-        import torch
+    class TextTail(torch.nn.Module):
+        """Embedded tokens (B, L, W) + causal mask (L, L) + end-of-text positions (B,) -> features (B, D)."""
 
-        class TextTail(torch.nn.Module):
-            """Embedded tokens (B, L, W) + causal mask (L, L) + end-of-text positions (B,) -> features (B, D)."""
+        def __init__(self) -> None:
+            super().__init__()
+            self.transformer, self.ln_final = tower.transformer, tower.ln_final
+            self.text_projection = tower.text_projection
 
-            def __init__(self) -> None:
-                super().__init__()
-                self.transformer, self.ln_final = tower.transformer, tower.ln_final
-                self.text_projection = tower.text_projection
+        def forward(self, x: torch.Tensor, mask: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
+            x = self.ln_final(self.transformer(x, attn_mask=mask))
+            x = x[torch.arange(x.shape[0]), eot]
+            if self.text_projection is None:
+                return x
+            if isinstance(self.text_projection, torch.nn.Linear):
+                return self.text_projection(x)
+            return x @ self.text_projection
 
-            def forward(self, x: torch.Tensor, mask: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
-                x = self.ln_final(self.transformer(x, attn_mask=mask))
-                x = x[torch.arange(x.shape[0]), eot]
-                if self.text_projection is None:
-                    return x
-                if isinstance(self.text_projection, torch.nn.Linear):
-                    return self.text_projection(x)
-                return x @ self.text_projection
-
-        return TextTail().eval()
+    return TextTail().eval()
 
 
 def export(fingerprint: str, dim: int, model: Any, torch_tokenizer: Any, quiet: bool = False) -> Path | None:
@@ -145,7 +142,7 @@ def export(fingerprint: str, dim: int, model: Any, torch_tokenizer: Any, quiet: 
     tower = copy.deepcopy(tower, memo={id(getattr(model, "visual", None)): None}).float().eval()
     context = int(tower.positional_embedding.shape[0])
     mask = tower.attn_mask.float() if tower.attn_mask.dtype != torch.bool else tower.attn_mask
-    tail = _TextTail.build(tower)
+    tail = _text_tail(tower)
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
     try:
@@ -257,10 +254,14 @@ class ClipBpe:
             db.executemany("INSERT INTO ranks VALUES (?, ?)", tables["ranks"].items())
         db.close()
 
-    def _lookup(self, table: str, column: str, keys: list[str]) -> dict[str, int]:
-        marks = ",".join("?" * len(keys))
-        return dict(self._db.execute(f"SELECT {column}, {'rank' if table == 'ranks' else 'id'} FROM {table} "  # noqa: S608
-                                     f"WHERE {column} IN ({marks})", keys))
+    def _ranks(self, pairs: list[str]) -> dict[str, int]:
+        """Merge rank of each of ``pairs`` ("a b") that is a merge at all."""
+        marks = ",".join("?" * len(pairs))
+        return dict(self._db.execute(f"SELECT pair, rank FROM ranks WHERE pair IN ({marks})", pairs))  # noqa: S608
+
+    def _ids(self, pieces: list[str]) -> dict[str, int]:
+        marks = ",".join("?" * len(pieces))
+        return dict(self._db.execute(f"SELECT token, id FROM vocab WHERE token IN ({marks})", pieces))  # noqa: S608
 
     @staticmethod
     def clean(text: str) -> str:
@@ -289,7 +290,7 @@ class ClipBpe:
         word = list(token[:-1]) + [token[-1] + "</w>"]
         while len(word) > 1:
             pairs = [f"{a} {b}" for a, b in zip(word, word[1:])]
-            ranks = self._lookup("ranks", "pair", sorted(set(pairs)))
+            ranks = self._ranks(sorted(set(pairs)))
             if not ranks:
                 break
             first, second = min(ranks, key=ranks.__getitem__).split(" ")
@@ -311,7 +312,7 @@ class ClipBpe:
         pieces = []
         for word in self.words(self.clean(text)):
             pieces.extend(self._bpe("".join(self._bytes[b] for b in word.encode("utf-8"))))
-        vocab = self._lookup("vocab", "token", sorted(set(pieces))) if pieces else {}
+        vocab = self._ids(sorted(set(pieces))) if pieces else {}
         ids = [self.sot, *(vocab[piece] for piece in pieces), self.eot]
         if len(ids) > self.context_length:
             ids = ids[: self.context_length]
