@@ -130,6 +130,9 @@ def index(
         "--workers", min=0, help="Decode threads [default: number of CPUs].", show_default=False)] = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
+    decode: Annotated[str, typer.Option(
+        "--decode", help="Where JPEGs are decoded: auto (baseline JPEGs on the GPU with nvJPEG when the model runs on "
+        "one, sharing the work with the CPU threads; everything else on the CPU), cpu, or gpu (fail if it cannot).")] = "auto",
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
     commit_every: Annotated[int, typer.Option(
@@ -161,7 +164,7 @@ def index(
 
         job = IndexJob(directory, folders or [], model, reindex, device, precision,
                        Options(include_hidden=include_hidden, batch_size=batch_size, workers=workers,
-                               commit_every=commit_every),
+                               commit_every=commit_every, decode=decode),
                        on_wait=waiting if wait or every else None, index_type=index_type, quiet=quiet or as_json)
         if every:
             _repeat(job, _parse_interval(every), as_json, quiet)

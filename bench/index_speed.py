@@ -1,18 +1,21 @@
 """Indexing speed: clipsearch against the model's own limit, a naive loop and rclip, on one folder.
 
     python bench/index_speed.py [--sizes 100,300] [--model ViT-B-32-256:none] [--folder DIR] [--no-rclip]
-                                [--reindex-files 10000]
+                                [--no-naive] [--decode-cpu-too] [--reindex-files 10000]
 
 Generates photo-like JPEGs (half 12 MP 4000x3000, half 2 MP 1600x1200, every file
 distinct content; cached under ~/.cache/clipsearch-bench) unless --folder is
 given, then measures in one run:
 
-  (a) the model alone on ready tensors (images/s), and the fast decode +
-      preprocess alone (our reader over the folder, all cores, no model); the
-      limit on a machine where both share the cores is 1 / (model + decode) per image;
-  (b) `clipsearch index FOLDER` as a whole process (start-up included);
+  (a) the model alone on ready tensors (images/s), and the decode + preprocess
+      alone (our reader over the folder, all cores, and on a GPU box nvJPEG beside
+      them, as `clipsearch index` decodes; no model). On a CPU both share the cores,
+      so the limit is 1 / (1/model + 1/decode); on a GPU box they run on different
+      hardware and the limit is the slower of the two;
+  (b) `clipsearch index FOLDER` as a whole process (start-up included); with
+      --decode-cpu-too also `--decode cpu` (what GPU decoding adds);
   (c) a naive loop as a whole process: PIL full decode + open_clip preprocess +
-      encode_image, batch 32, as open_clip loads the model;
+      encode_image, batch 32, as open_clip loads the model (on the GPU where there is one);
   (d) rclip on the same folder with the same architecture (ViT-B-32-256, the
       same random weights exported to ONNX into its data dir; bench/rclip_env.py).
 
@@ -48,48 +51,59 @@ from pathlib import Path
 from PIL import Image
 folder, arch = sys.argv[1], sys.argv[2]
 torch.manual_seed(0)
-model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None)
+device = "cuda" if torch.cuda.is_available() else "cpu"
+model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None, device=device)
 model.eval()
 files = sorted(p for p in Path(folder).iterdir() if p.suffix == ".jpg")
 vectors = []
 with torch.no_grad():
     for start in range(0, len(files), 32):
         batch = torch.stack([preprocess(Image.open(p).convert("RGB")) for p in files[start:start + 32]])
-        vectors.append(model.encode_image(batch))
+        vectors.append(model.encode_image(batch.to(device)).cpu())
 print(sum(len(v) for v in vectors))
 """
 
 
-def make_photos(folder: Path, count: int) -> None:
-    """``count`` distinct photo-like JPEGs: a textured, noisy base per size, each file with its own overlay."""
+def _photo(args: tuple[int, int, int, int]) -> None:
+    """Write one distinct photo-like JPEG: a textured, noisy base per size with its own overlay of shapes."""
     import numpy as np
     from PIL import Image, ImageDraw
 
+    i, w, h, seed = args
+    rng = np.random.default_rng(seed)
+    base_rng = np.random.default_rng(w)  # the same base for every photo of a size, as before
+    small = base_rng.integers(0, 256, (h // 50, w // 50, 3), dtype=np.uint8)
+    base = np.asarray(Image.fromarray(small).resize((w, h), Image.Resampling.BICUBIC), dtype=np.int16)
+    base = base + (rng.standard_normal((h, w, 3), dtype=np.float32) * 10).astype(np.int16)  # sensor-like noise
+    im = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(im)
+    for _ in range(6):
+        x0, y0 = int(rng.integers(0, w - 200)), int(rng.integers(0, h - 200))
+        x1, y1 = x0 + int(rng.integers(100, w // 2)), y0 + int(rng.integers(100, h // 2))
+        fill = tuple(int(v) for v in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=fill)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=int(rng.integers(80, 95)))
+    FOLDER_OF_PHOTOS.joinpath(f"photo-{i:05d}.jpg").write_bytes(buf.getvalue())
+
+
+FOLDER_OF_PHOTOS = Path()
+
+
+def make_photos(folder: Path, count: int) -> None:
+    """``count`` distinct photo-like JPEGs (half 12 MP, half 2 MP), made in parallel processes."""
+    import concurrent.futures as cf
+
+    global FOLDER_OF_PHOTOS
     folder.mkdir(parents=True, exist_ok=True)
     have = len(list(folder.glob("*.jpg")))
     if have >= count:
         return
     print(f"generating {count - have} photo-like JPEGs in {folder} ...", file=sys.stderr)
-    rng = np.random.default_rng(7)
-    bases = {}
-    for size in ((4000, 3000), (1600, 1200)):
-        w, h = size
-        small = rng.integers(0, 256, (h // 50, w // 50, 3), dtype=np.uint8)
-        base = np.asarray(Image.fromarray(small).resize(size, Image.Resampling.BICUBIC), dtype=np.int16)
-        base = base + rng.normal(0, 10, (h, w, 3)).astype(np.int16)  # sensor-like noise: real decode cost
-        bases[size] = np.clip(base, 0, 255).astype(np.uint8)
-    for i in range(have, count):
-        size = (4000, 3000) if i % 2 == 0 else (1600, 1200)
-        im = Image.fromarray(bases[size])
-        draw = ImageDraw.Draw(im)
-        for _ in range(6):
-            x0, y0 = int(rng.integers(0, size[0] - 200)), int(rng.integers(0, size[1] - 200))
-            x1, y1 = x0 + int(rng.integers(100, size[0] // 2)), y0 + int(rng.integers(100, size[1] // 2))
-            fill = tuple(int(v) for v in rng.integers(0, 256, 3))
-            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=fill)
-        buf = io.BytesIO()
-        im.save(buf, "JPEG", quality=int(rng.integers(80, 95)))
-        (folder / f"photo-{i:05d}.jpg").write_bytes(buf.getvalue())
+    FOLDER_OF_PHOTOS = folder
+    jobs = [(i, *((4000, 3000) if i % 2 == 0 else (1600, 1200)), 7_000_000 + i) for i in range(have, count)]
+    with cf.ProcessPoolExecutor() as pool:  # forked: the workers see FOLDER_OF_PHOTOS
+        list(pool.map(_photo, jobs, chunksize=4))
 
 
 def subset(source: Path, count: int, target: Path) -> Path:
@@ -112,15 +126,16 @@ def run(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = N
     return wall, rss
 
 
-def model_alone(spec: str, seconds: float = 20.0) -> tuple[float, int, int]:
+def model_alone(spec: str, seconds: float = 10.0) -> tuple[float, int, int]:
     """(images/s, batch size, input size) of encode_images on ready tensors, with what `clipsearch index` picks."""
     import torch
 
     from clipsearch.encoders import load_encoder
 
     encoder = load_encoder(spec)
-    batch_size = 128 if encoder.device.startswith("cuda") else 32
-    batch = torch.randn(batch_size, 3, encoder.image_size, encoder.image_size)
+    batch_size = encoder.batch_size
+    # On a GPU the batch waits there already, as nvJPEG leaves it; on a CPU it is where the workers leave it.
+    batch = torch.randn(batch_size, 3, encoder.image_size, encoder.image_size, device=encoder.device)
     encoder.encode_images(batch)  # warm-up
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
@@ -129,20 +144,33 @@ def model_alone(spec: str, seconds: float = 20.0) -> tuple[float, int, int]:
     return done / (time.perf_counter() - started), batch_size, encoder.image_size
 
 
-def decode_alone(spec: str, folder: Path) -> float:
-    """images/s of our reader (read, hash, draft decode, preprocess) over the folder on all cores, no model."""
+def decode_alone(spec: str, folder: Path) -> tuple[float, int]:
+    """(images/s, how many nvJPEG decoded) of our decode side over the folder, no model: the reader (read, hash,
+    draft decode, preprocess) on all cores, and on a GPU box nvJPEG + GPU preprocessing beside it, as in a run."""
     from clipsearch.encoders import load_encoder
+    from indexer.device_decode import DeviceDecoder
     from indexer.reader import Reader, Task, bounded_map
     from indexer.walk import Found
 
     encoder = load_encoder(spec)
-    reader = Reader(lambda: encoder, lambda digest: False)
+    gpu = DeviceDecoder.for_encoder(encoder)
+    reader = Reader(lambda: encoder, lambda digest: False, device_decoder=lambda: gpu)
     files = sorted(p for p in folder.iterdir() if p.suffix == ".jpg")
     tasks = [Task(Found(str(p), p.stat().st_size, p.stat().st_mtime_ns), None) for p in files]
     started = time.perf_counter()
-    for loaded in bounded_map(reader, tasks, os.cpu_count() or 2, 64):
+    done = 0
+    for loaded in bounded_map(reader, tasks, os.cpu_count() or 2, 256):
         assert loaded.error is None, loaded.error
-    return len(files) / (time.perf_counter() - started)
+        if loaded.jpeg is not None and gpu is not None:
+            gpu.submit(loaded)
+        else:
+            done += 1
+        if gpu is not None:
+            done += len(gpu.ready())
+    if gpu is not None:
+        done += len(list(gpu.finish()))
+    assert done == len(files)
+    return len(files) / (time.perf_counter() - started), gpu.decoded if gpu is not None else 0
 
 
 def reindex_noop(files: int, work: Path) -> tuple[float, float]:
@@ -174,11 +202,16 @@ def main() -> None:
     parser.add_argument("--model", default=rclip_env.SPEC)
     parser.add_argument("--folder", type=Path, help="index these JPEGs instead of generated ones")
     parser.add_argument("--no-rclip", action="store_true")
+    parser.add_argument("--no-naive", action="store_true")
+    parser.add_argument("--decode-cpu-too", action="store_true", help="also time `clipsearch index --decode cpu`")
     parser.add_argument("--reindex-files", type=int, default=10_000, help="0 skips the no-op re-index")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     arch = args.model.split(":")[0]
 
+    import torch
+
+    gpu_box = torch.cuda.is_available()
     source = args.folder or rclip_env.DEFAULT_HOME / "photos-12mp-2mp"
     if args.folder is None:
         make_photos(source, max(sizes))
@@ -189,42 +222,52 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="clipsearch-index-speed-"))
     try:
         folders = {n: subset(source, n, work / f"photos-{n}") for n in sizes}
-        decode_rate = decode_alone(args.model, folders[sizes[-1]])
-        limit = 1 / (1 / model_rate + 1 / decode_rate)
+        decode_rate, on_gpu = decode_alone(args.model, folders[sizes[-1]])
+        # On a CPU the model and the decoders share the cores; on a GPU box they run side by side.
+        limit = min(model_rate, decode_rate) if gpu_box else 1 / (1 / model_rate + 1 / decode_rate)
 
-        results: dict[str, dict[int, tuple[float, float]]] = {"clipsearch": {}, "naive": {}, "rclip": {}}
+        tools = ["clipsearch"] + (["clipsearch --decode cpu"] if args.decode_cpu_too else []) \
+            + ([] if args.no_naive else ["naive"]) + ([] if rclip is None else ["rclip"])
+        results: dict[str, dict[int, tuple[float, float]]] = {tool: {} for tool in tools}
         for n in sizes:
             folder = folders[n]
-            results["clipsearch"][n] = run([sys.executable, str(ROOT / "cli.py"), "index", str(folder), "--model",
-                                            args.model, "--index", str(work / f"index-{n}"), "--quiet"], env)
-            results["naive"][n] = run([sys.executable, "-c", NAIVE, str(folder), arch], env)
-            if rclip is not None:
-                exe, data = rclip
-                rdata = work / f"rclip-data-{n}"
-                shutil.copytree(data, rdata, ignore=shutil.ignore_patterns("db.sqlite3*"))
-                renv = {**rclip_env.env(), "RCLIP_DATADIR": str(rdata)}
-                results["rclip"][n] = run([str(exe), "-t", "1", "a photo"], renv, cwd=folder)
+            for tool in tools:
+                if tool.startswith("clipsearch"):
+                    cli = [sys.executable, str(ROOT / "cli.py"), "index", str(folder), "--model", args.model,
+                           "--index", str(work / f"index-{n}-{len(tool)}"), "--quiet"]
+                    results[tool][n] = run(cli + (["--decode", "cpu"] if "cpu" in tool else []), env)
+                elif tool == "naive":
+                    results[tool][n] = run([sys.executable, "-c", NAIVE, str(folder), arch], env)
+                elif rclip is not None:
+                    exe, data = rclip
+                    rdata = work / f"rclip-data-{n}"
+                    shutil.copytree(data, rdata, ignore=shutil.ignore_patterns("db.sqlite3*"))
+                    renv = {**rclip_env.env(), "RCLIP_DATADIR": str(rdata)}
+                    results[tool][n] = run([str(exe), "-t", "1", "a photo"], renv, cwd=folder)
 
         lo, hi = sizes[0], sizes[-1]
 
         def steady(tool: str) -> float:
             return (hi - lo) / (results[tool][hi][0] - results[tool][lo][0])
 
-        print(f"model {args.model}, input {input_size}px, batch {batch_size}, {os.cpu_count()} cores; "
+        where = torch.cuda.get_device_name() if gpu_box else "no GPU"
+        print(f"model {args.model}, input {input_size}px, batch {batch_size}, {os.cpu_count()} cores, {where}; "
               f"folder: {source} (sizes {', '.join(map(str, sizes))})")
         print(f"(a) model alone on ready tensors:         {model_rate:7.1f} images/s")
-        print(f"    fast decode + preprocess alone:       {decode_rate:7.1f} images/s (all cores, no model)")
-        print(f"    limit when both share the cores:      {limit:7.1f} images/s = 1 / (1/model + 1/decode)")
+        how = f"{os.cpu_count()} CPU threads" + (f" + nvJPEG, which took {on_gpu} of {hi}" if gpu_box else "")
+        print(f"    decode + preprocess alone:            {decode_rate:7.1f} images/s ({how}; no model)")
+        rule = "the slower of the two (separate hardware)" if gpu_box else "1 / (1/model + 1/decode)"
+        print(f"    limit:                                {limit:7.1f} images/s = {rule}")
         ours = steady("clipsearch")
         print(f"(b) clipsearch index, steady state:       {ours:7.1f} images/s = {ours / limit:.2f} x limit, "
               f"{ours / model_rate:.2f} x model alone")
-        rows = [("clipsearch", "(b)"), ("naive", "(c)")] + ([("rclip", "(d)")] if rclip else [])
-        for tool, tag in rows[1:]:
+        tags = {"clipsearch --decode cpu": "   ", "naive": "(c)", "rclip": "(d)"}
+        for tool in tools[1:]:
             rate = steady(tool)
-            print(f"{tag} {tool + ', steady state:':<38}{rate:7.1f} images/s; clipsearch is {ours / rate:.2f} x")
+            print(f"{tags[tool]} {tool + ', steady state:':<38}{rate:7.1f} images/s; clipsearch is {ours / rate:.2f} x")
         print("whole processes (start-up included), seconds:")
         for n in sizes:
-            line = ", ".join(f"{tool} {results[tool][n][0]:.1f}" for tool, _ in rows)
+            line = ", ".join(f"{tool} {results[tool][n][0]:.1f}" for tool in tools)
             print(f"    {n:>5} photos: {line}")
         print("peak RSS of `clipsearch index`: " + ", ".join(f"{n} photos {results['clipsearch'][n][1]:.0f} MB"
                                                              for n in sizes))

@@ -177,6 +177,63 @@ def decode(data: bytes, min_side: int | None = None, max_pixels: int = DEFAULT_M
     return Decoded(im, width, height)
 
 
+@dataclass
+class JpegHeader:
+    width: int  # as stored, before EXIF orientation
+    height: int
+    orientation: int  # EXIF orientation tag, 1 = upright
+
+
+GPU_MAX_PIXELS = 64_000_000  # larger photos are draft-decoded on the CPU, which never holds them whole
+_srgb_profiles: dict[bytes, bool] = {}
+
+
+def _is_srgb(icc: bytes) -> bool:
+    """Whether an embedded profile is (a variant of) sRGB, so that ignoring it changes no colour."""
+    known = _srgb_profiles.get(icc)
+    if known is None:
+        try:
+            description = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            description = ""
+        known = "srgb" in description.lower().replace(" ", "")
+        if len(_srgb_profiles) > 64:
+            _srgb_profiles.clear()
+        _srgb_profiles[icc] = known
+    return known
+
+
+def gpu_decodable_jpeg(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> JpegHeader | None:
+    """The header of a JPEG that nvJPEG decodes to what ``decode`` gives, else None (decode it on the CPU).
+
+    That is a whole (ends with its EOI marker) baseline (not progressive) 8-bit JPEG in
+    YCbCr or grey, with no colour profile or an sRGB one. Progressive files are left out because nvJPEG decodes
+    them on the host, one at a time, 10x slower than Pillow's draft mode (bench/decode_rates.py);
+    CMYK and wide-gamut (Display P3, Adobe RGB) ones because their colours need the profile applied.
+    """
+    if not data.startswith(b"\xff\xd8") or not data[-64:].rstrip(b"\x00").endswith(b"\xff\xd9"):
+        return None  # not a JPEG, or truncated: nvJPEG may decode what is there, Pillow refuses it
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data))
+            if im.format != "JPEG" or im.mode not in ("RGB", "L"):
+                return None
+            info = im.info
+            if info.get("progressive") or info.get("progression") or info.get("adobe_transform") == 0:
+                return None
+            width, height = im.size
+            if not 0 < width * height <= min(max_pixels, GPU_MAX_PIXELS):
+                return None
+            icc = info.get("icc_profile")
+            if icc and not _is_srgb(icc):
+                return None
+            orientation = im.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - anything odd is left to the CPU path, which reports it
+        return None
+    return JpegHeader(width, height, orientation if orientation in range(1, 9) else 1)
+
+
 def probe(data: bytes) -> tuple[int, int]:
     """Displayed (width, height) from the header alone, without decoding pixels."""
     try:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import torch
 
     from clipsearch.encoders import Encoder
+    from indexer.device_decode import DeviceDecoder
 
 MAX_FILE_BYTES = 1 << 30  # a single "image" over 1 GiB is refused rather than read into memory
 
@@ -37,16 +38,20 @@ class Loaded:
     pixels: torch.Tensor | None = None  # the model input; None when the vector is reused or on error
     reused: bool = False  # the content's vector is already stored: nothing to decode or embed
     error: str | None = None
+    jpeg: bytes | None = None  # set instead of pixels when the GPU decodes this file (``DeviceDecoder``)
+    orientation: int = 1  # EXIF orientation the GPU decoder applies
 
 
 class Reader:
     """Turns a Task into a Loaded: the worker-side half of the pipeline."""
 
     def __init__(self, encoder: Callable[[], Encoder], known: Callable[[bytes], bool],
-                 max_pixels: int = images.DEFAULT_MAX_PIXELS) -> None:
+                 max_pixels: int = images.DEFAULT_MAX_PIXELS,
+                 device_decoder: Callable[[], DeviceDecoder | None] | None = None) -> None:
         self.encoder = encoder
         self.known = known
         self.max_pixels = max_pixels
+        self.device_decoder = device_decoder or (lambda: None)
 
     def __call__(self, task: Task) -> Loaded:
         out = Loaded(task)
@@ -65,12 +70,27 @@ class Reader:
         out.digest = content_hash(data)
         unchanged_content = task.previous is not None and task.previous.hash == out.digest
         out.reused = unchanged_content or self.known(out.digest)
-        # Outside the per-file guard: a model that cannot load stops the run instead of failing every file.
-        encoder = None if out.reused else self.encoder()
-        try:
-            if encoder is None:
+        if out.reused:
+            try:
                 out.width, out.height = images.probe(data)
-                return out
+            except images.ImageError as exc:
+                out.error = str(exc)
+            return out
+        # Outside the per-file guard: a model that cannot load stops the run instead of failing every file.
+        encoder = self.encoder()
+        gpu = self.device_decoder()
+        header = images.gpu_decodable_jpeg(data, self.max_pixels) if gpu is not None else None
+        if header is not None and gpu is not None and gpu.claim():
+            out.jpeg, out.orientation = data, header.orientation
+            swap = header.orientation >= 5
+            out.width, out.height = (header.height, header.width) if swap else (header.width, header.height)
+            return out
+        self.decode_on_cpu(out, data, encoder)
+        return out
+
+    def decode_on_cpu(self, out: Loaded, data: bytes, encoder: Encoder) -> None:
+        """Fill ``out.pixels`` (and the displayed size) from ``data``, or ``out.error``."""
+        try:
             decoded = images.decode(data, encoder.image_size, self.max_pixels)
             out.width, out.height = decoded.width, decoded.height
             out.pixels = encoder.image_transform(decoded.image)
@@ -78,7 +98,6 @@ class Reader:
             out.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - a transform failure is still only this file's problem
             out.error = f"{type(exc).__name__}: {exc}"
-        return out
 
 
 def bounded_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: int) -> Iterator[R]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from clipsearch import images
 from clipsearch.errors import UserError
@@ -16,7 +16,13 @@ from indexer.reader import Loaded, Reader, Task, bounded_map
 from indexer.walk import walk
 
 if TYPE_CHECKING:
+    import torch
+
     from clipsearch.encoders import Encoder
+    from indexer.device_decode import DeviceDecoder
+
+T = TypeVar("T")
+DECODE_MODES = ("auto", "cpu", "gpu")
 
 
 @dataclass
@@ -27,6 +33,11 @@ class Options:
     commit_every: int = 256  # images
     commit_seconds: float = 30.0
     max_pixels: int = images.DEFAULT_MAX_PIXELS
+    decode: str = "auto"  # auto: baseline JPEGs on the GPU when the model runs on one; cpu; gpu (required)
+
+    def __post_init__(self) -> None:
+        if self.decode not in DECODE_MODES:
+            raise UserError(f"unknown --decode '{self.decode}' ({', '.join(DECODE_MODES)})")
 
 
 @dataclass
@@ -39,10 +50,13 @@ class Report:
     failed: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
+    gpu_decoded: int | None = None  # JPEGs nvJPEG decoded; None when the GPU decoded none by design
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in ("added", "updated", "removed", "renamed", "unchanged", "failed")}
         out["seconds"] = round(self.seconds, 3)
+        if self.gpu_decoded is not None:
+            out["gpu_decoded"] = self.gpu_decoded
         if self.interrupted:
             out["interrupted"] = True
         return out
@@ -56,27 +70,50 @@ class Progress:
     def close(self) -> None: ...
 
 
-class LazyEncoder:
-    """Loads the model the first time any thread needs it, once; a load failure is re-raised to every caller."""
+class Once(Generic[T]):
+    """Makes a value (the model, the GPU decoder) the first time any thread needs it, once;
+    a failure is re-raised to every caller."""
 
-    def __init__(self, load: Callable[[], Encoder]) -> None:
-        self._load = load
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
         self._lock = threading.Lock()
-        self._value: Encoder | None = None
+        self._made = False
+        self._value: T | None = None
         self._error: BaseException | None = None
 
-    def __call__(self) -> Encoder:
-        if self._value is None:
+    @property
+    def made(self) -> bool:
+        return self._made
+
+    def __call__(self) -> T:
+        if not self._made:
             with self._lock:
                 if self._error is not None:
                     raise self._error
-                if self._value is None:
+                if not self._made:
                     try:
-                        self._value = self._load()
+                        self._value = self._make()
                     except BaseException as exc:
                         self._error = exc
                         raise
-        return self._value
+                    self._made = True
+        return self._value  # type: ignore[return-value]
+
+
+def stack_on_one_device(pixels: list[torch.Tensor]) -> torch.Tensor:
+    """One batch from model inputs decoded on the CPU and on the GPU: the CPU ones pinned and copied in one go."""
+    import torch
+
+    on_gpu = next((p.device for p in pixels if p.is_cuda), None)
+    if on_gpu is None:
+        return torch.stack(pixels)
+    cpu_at = [i for i, p in enumerate(pixels) if not p.is_cuda]
+    if cpu_at:
+        moved = torch.stack([pixels[i] for i in cpu_at]).pin_memory().to(on_gpu, non_blocking=True)
+        pixels = list(pixels)
+        for j, i in enumerate(cpu_at):
+            pixels[i] = moved[j]
+    return torch.stack(pixels)
 
 
 def index_folders(
@@ -126,8 +163,19 @@ def index_folders(
                 yield Task(found, previous)
             walked_fully[root] = found_here
 
-    encoder = LazyEncoder(get_encoder)
-    reader = Reader(encoder, store.vector_lookup(), options.max_pixels)
+    encoder: Once[Encoder] = Once(get_encoder)
+
+    def make_device_decoder() -> DeviceDecoder | None:
+        from indexer.device_decode import DeviceDecoder
+
+        return DeviceDecoder.for_encoder(encoder(), options.decode)
+
+    device_decoder: Once[DeviceDecoder | None] = Once(make_device_decoder if options.decode != "cpu" else lambda: None)
+
+    def gpu_decoder() -> DeviceDecoder | None:
+        """The GPU decoder once the workers have made it (with the model), else None."""
+        return device_decoder() if device_decoder.made else None
+    reader = Reader(encoder, store.vector_lookup(), options.max_pixels, device_decoder)
     batch: list[Loaded] = []
     reused_new: dict[bytes, int] = {}  # digest -> how many new paths reused it (rename or copy candidates)
     since_commit = 0
@@ -153,12 +201,31 @@ def index_folders(
     def flush() -> None:
         if not batch:
             return
-        import torch
-
-        vectors = encoder().encode_images(torch.stack([b.pixels for b in batch]))  # type: ignore[misc]
+        vectors = encoder().encode_images(stack_on_one_device([b.pixels for b in batch]))  # type: ignore[misc]
         for item, vector in zip(batch, vectors):
             store_loaded(item, vector)
         batch.clear()
+
+    def failed(item: Loaded) -> None:
+        f = item.task.found
+        store.fail(f.path, f.size, f.mtime_ns, item.error or "unknown error")
+        report.failed.append({"path": f.path, "error": item.error or "unknown error"})
+        progress.done()
+
+    def embed(item: Loaded) -> None:
+        batch.append(item)
+        if len(batch) >= (options.batch_size or encoder().batch_size):
+            flush()
+
+    def from_gpu(items: Iterable[Loaded]) -> None:
+        for item in items:
+            if item.pixels is None:  # nvJPEG refused it: the CPU decoder decides
+                reader.decode_on_cpu(item, item.jpeg or b"", encoder())
+                item.jpeg = None
+            if item.error is not None:
+                failed(item)
+            else:
+                embed(item)
 
     def maybe_commit() -> None:
         nonlocal since_commit, last_commit
@@ -172,21 +239,25 @@ def index_folders(
         window = max((options.batch_size or 128) * 2, workers * 4)
         for item in bounded_map(reader, tasks(), workers, window):
             if item.error is not None:
-                f = item.task.found
-                store.fail(f.path, f.size, f.mtime_ns, item.error)
-                report.failed.append({"path": f.path, "error": item.error})
-                progress.done()
+                failed(item)
             elif item.reused or store.has_vector(item.digest):
                 store_loaded(item, None)
+            elif item.jpeg is not None:
+                device_decoder().submit(item)  # type: ignore[union-attr]  # only a DeviceDecoder's claim sets jpeg
             else:
-                batch.append(item)
-                if len(batch) >= (options.batch_size or encoder().batch_size):
-                    flush()
+                embed(item)
+            if (gpu := gpu_decoder()) is not None:
+                from_gpu(gpu.ready())
             maybe_commit()
+        if (gpu := gpu_decoder()) is not None:
+            from_gpu(gpu.finish())
+            report.gpu_decoded = gpu.decoded
         flush()
     except KeyboardInterrupt:
         report.interrupted = True
         batch.clear()  # decoded but not embedded: the next run does them
+        if (gpu := gpu_decoder()) is not None:
+            gpu.close()
     finally:
         store.commit()
 

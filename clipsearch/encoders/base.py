@@ -24,13 +24,23 @@ def unit(features: torch.Tensor) -> np.ndarray:
     return torch.nn.functional.normalize(f, dim=-1).cpu().numpy()
 
 
+def to_model(batch: torch.Tensor, device: str, dtype: torch.dtype) -> torch.Tensor:
+    """A batch on the model's device and dtype; a CPU batch headed for a GPU is page-locked first so the copy
+    runs asynchronously, a batch already there (decoded by nvJPEG) stays where it is."""
+    if device.startswith("cuda") and not batch.is_cuda and not batch.is_pinned():
+        batch = batch.pin_memory()
+    return batch.to(device, non_blocking=True).to(dtype)
+
+
 class Encoder(ABC):
     """A loaded CLIP-family model: images and texts in, unit-length float32 vectors out.
 
     ``image_transform`` turns an upright RGB PIL image into the model's input
-    tensor (it runs in decode workers); ``encode_images`` takes a stacked batch
-    of those. ``fingerprint`` identifies weights and preprocessing so an index
-    never mixes vectors of two models.
+    tensor (it runs in decode workers); ``device_transform``, where a backend has
+    one, does the same to a decoded uint8 (3, H, W) tensor on the GPU (nvJPEG's
+    output); ``encode_images`` takes a stacked batch of either, on either device.
+    ``fingerprint`` identifies weights and preprocessing so an index never mixes
+    vectors of two models.
     """
 
     spec: str
@@ -41,6 +51,7 @@ class Encoder(ABC):
     precision: str
     batch_size: int = 32  # images per encode_images call that keep the device busy (indexing default)
     image_transform: Callable[[Image.Image], torch.Tensor]
+    device_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @abstractmethod
     def encode_images(self, batch: torch.Tensor) -> np.ndarray:

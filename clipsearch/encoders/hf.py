@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from clipsearch.encoders import ModelSpec, hub
-from clipsearch.encoders.base import Encoder, unit
+from clipsearch.encoders.base import Encoder, to_model, unit
 from clipsearch.encoders.openclip import _DTYPES, pick_device, pick_precision
 from clipsearch.errors import UserError
 from clipsearch.store import file_content_hash
@@ -120,9 +120,7 @@ class HFEncoder(Encoder):
 
     def encode_images(self, batch: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
-            if self.device.startswith("cuda") and not batch.is_pinned():
-                batch = batch.pin_memory()
-            batch = batch.to(self.device, non_blocking=True).to(self._dtype)
+            batch = to_model(batch, self.device, self._dtype)
             return unit(self._features(self._model.get_image_features(pixel_values=batch)))
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:

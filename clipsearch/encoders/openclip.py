@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from clipsearch.encoders import ModelSpec, hub
-from clipsearch.encoders.base import Encoder, unit
+from clipsearch.encoders import ModelSpec, hub, tensor_preprocess
+from clipsearch.encoders.base import Encoder, to_model, unit
 from clipsearch.errors import UserError
 from clipsearch.store import file_content_hash
 
@@ -186,6 +186,7 @@ class OpenClipEncoder(Encoder):
         # Batches sized for the device: 128 images per GPU keep a GPU busy; 32 on a CPU keep memory small.
         self.batch_size = 128 * self.gpus if device.startswith("cuda") else 32
         self.image_transform = preprocess
+        self.device_transform = tensor_preprocess.from_compose(preprocess)
         self.device = device
         self.precision = precision
         self._dtype = _DTYPES[precision]
@@ -258,10 +259,7 @@ class OpenClipEncoder(Encoder):
 
     def encode_images(self, batch: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
-            if self.device.startswith("cuda") and not batch.is_pinned():
-                batch = batch.pin_memory()  # page-locked: the copy below runs asynchronously
-            batch = batch.to(self.device, non_blocking=True).to(self._dtype)
-            return unit(self._image_tower(batch))
+            return unit(self._image_tower(to_model(batch, self.device, self._dtype)))
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         out = []

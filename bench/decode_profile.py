@@ -1,0 +1,114 @@
+"""Where the decode side of `clipsearch index` spends its time on a GPU box (a diagnostic, not a target check).
+
+    python bench/decode_profile.py FOLDER [--model ViT-B-32-256:none]
+
+Times the reader over FOLDER's JPEGs in several set-ups: CPU only; CPU + nvJPEG;
+nvJPEG taking everything; torch's intra-op threads at 1; only read + hash +
+header parsing (the floor of the worker side); and inside the GPU thread, the
+share of nvJPEG, preprocessing and synchronisation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--model", default="ViT-B-32-256:none")
+    parser.add_argument("--limit", type=int, default=800)
+    args = parser.parse_args()
+
+    import torch
+
+    from clipsearch import images
+    from clipsearch.encoders import load_encoder
+    from clipsearch.store import content_hash
+    from indexer import device_decode
+    from indexer.reader import Reader, Task, bounded_map
+    from indexer.walk import Found
+
+    encoder = load_encoder(args.model)
+    files = sorted(p for p in args.folder.iterdir() if p.suffix == ".jpg")[: args.limit]
+    tasks = [Task(Found(str(p), p.stat().st_size, p.stat().st_mtime_ns), None) for p in files]
+    workers = os.cpu_count() or 2
+    spent: dict[str, float] = {}
+    original = device_decode.DeviceDecoder._decode
+
+    def timed_decode(self, items):  # noqa: ANN001, ANN202
+        t0 = time.perf_counter()
+        datas = [i.jpeg for i in items]
+        decoded = device_decode.decode_jpegs(datas, self._device)
+        torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        self._prepare(items, decoded)
+        torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        spent["nvjpeg"] = spent.get("nvjpeg", 0) + t1 - t0
+        spent["preprocess"] = spent.get("preprocess", 0) + t2 - t1
+        spent["images"] = spent.get("images", 0) + len(items)
+
+    def run(name: str, gpu: device_decode.DeviceDecoder | None, fn=None) -> None:  # noqa: ANN001
+        reader = Reader(lambda: encoder, lambda d: False, device_decoder=lambda: gpu)
+        started = time.perf_counter()
+        n = 0
+        for loaded in bounded_map(fn or reader, tasks, workers, 256):
+            if getattr(loaded, "jpeg", None) is not None and gpu is not None:
+                gpu.submit(loaded)
+            else:
+                n += 1
+            if gpu is not None:
+                n += len(gpu.ready())
+        if gpu is not None:
+            n += len(list(gpu.finish()))
+        took = time.perf_counter() - started
+        extra = f", nvJPEG took {gpu.decoded}" if gpu is not None else ""
+        print(f"{name:<44} {len(tasks) / took:8.1f} images/s{extra}", flush=True)
+
+    def header_only(task: Task) -> object:
+        with open(task.found.path, "rb") as f:
+            data = f.read()
+        content_hash(data)
+        images.gpu_decodable_jpeg(data)
+        return task
+
+    print(f"{len(tasks)} files, {workers} workers, torch threads {torch.get_num_threads()}")
+    run("read + hash + header only", None, header_only)
+    run("CPU only", None)
+    run("CPU + nvJPEG (backlog 96)", device_decode.DeviceDecoder.for_encoder(encoder))
+    run("nvJPEG takes everything (backlog 10**6)", device_decode.DeviceDecoder(encoder.device_transform, encoder.device,
+                                                                             backlog=10**6))
+    device_decode.DeviceDecoder._decode = timed_decode
+    run("nvJPEG everything, timed inside", device_decode.DeviceDecoder(encoder.device_transform, encoder.device,
+                                                                      backlog=10**6))
+    print({k: round(v, 3) for k, v in spent.items()})
+    device_decode.DeviceDecoder._decode = original
+    torch.set_num_threads(1)
+    run("CPU only, torch threads 1", None)
+    run("CPU + nvJPEG, torch threads 1", device_decode.DeviceDecoder.for_encoder(encoder))
+    spent.clear()
+    device_decode.DeviceDecoder._decode = timed_decode
+    gpu = device_decode.DeviceDecoder(encoder.device_transform, encoder.device, backlog=10**6)
+    # nvJPEG alone in this thread, no workers competing: its own ceiling on these files
+    datas = [p.read_bytes() for p in files]
+    for s in range(0, len(datas), 32):
+        from indexer.reader import Loaded
+        items = []
+        for d, t in zip(datas[s:s + 32], tasks[s:s + 32]):
+            item = Loaded(t, jpeg=d)
+            items.append(item)
+        timed_decode(gpu, items)
+    print("nvJPEG alone, one thread:", {k: round(v, 3) for k, v in spent.items()},
+          f"{spent['images'] / (spent['nvjpeg'] + spent['preprocess']):.1f} images/s")
+
+
+if __name__ == "__main__":
+    main()
