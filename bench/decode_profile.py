@@ -56,11 +56,12 @@ def main() -> None:
         spent["preprocess"] = spent.get("preprocess", 0) + t2 - t1
         spent["images"] = spent.get("images", 0) + len(items)
 
-    def run(name: str, gpu: device_decode.DeviceDecoder | None, fn=None) -> None:  # noqa: ANN001
+    def run(name: str, gpu: device_decode.DeviceDecoder | None, fn=None, workers: int = workers,  # noqa: ANN001
+            window: int = 256) -> None:
         reader = Reader(lambda: encoder, lambda d: False, device_decoder=lambda: gpu)
         started = time.perf_counter()
         n = 0
-        for loaded in bounded_map(fn or reader, tasks, workers, 256):
+        for loaded in bounded_map(fn or reader, tasks, workers, window):
             if getattr(loaded, "jpeg", None) is not None and gpu is not None:
                 gpu.submit(loaded)
             else:
@@ -71,7 +72,7 @@ def main() -> None:
             n += len(list(gpu.finish()))
         took = time.perf_counter() - started
         extra = f", nvJPEG took {gpu.decoded}" if gpu is not None else ""
-        print(f"{name:<44} {len(tasks) / took:8.1f} images/s{extra}", flush=True)
+        print(f"{name:<52} {len(tasks) / took:8.1f} images/s{extra}", flush=True)
 
     def header_only(task: Task) -> object:
         with open(task.found.path, "rb") as f:
@@ -84,16 +85,21 @@ def main() -> None:
     run("read + hash + header only", None, header_only)
     run("CPU only", None)
     run("CPU + nvJPEG (backlog 96)", device_decode.DeviceDecoder.for_encoder(encoder))
-    run("nvJPEG takes everything (backlog 10**6)", device_decode.DeviceDecoder(encoder.device_transform, encoder.device,
-                                                                             backlog=10**6))
+    torch.set_num_threads(1)
+    print("torch threads 1 from here on")
+    run("read + hash + header only", None, header_only)
+    run("read + hash + header only, 1 worker", None, header_only, workers=1)
+    run("CPU only", None)
+    for backlog, n_workers in ((96, workers), (256, workers), (256, workers - 2), (512, workers), (10**6, workers),
+                               (10**6, workers // 2)):
+        gpu = device_decode.DeviceDecoder(encoder.device_transform, encoder.device, backlog=backlog)
+        run(f"CPU + nvJPEG, backlog {backlog}, {n_workers} workers", gpu, workers=n_workers,
+            window=max(256, min(backlog, 1024) + 2 * n_workers))
     device_decode.DeviceDecoder._decode = timed_decode
     run("nvJPEG everything, timed inside", device_decode.DeviceDecoder(encoder.device_transform, encoder.device,
-                                                                      backlog=10**6))
+                                                                      backlog=10**6), window=1024)
     print({k: round(v, 3) for k, v in spent.items()})
     device_decode.DeviceDecoder._decode = original
-    torch.set_num_threads(1)
-    run("CPU only, torch threads 1", None)
-    run("CPU + nvJPEG, torch threads 1", device_decode.DeviceDecoder.for_encoder(encoder))
     spent.clear()
     device_decode.DeviceDecoder._decode = timed_decode
     gpu = device_decode.DeviceDecoder(encoder.device_transform, encoder.device, backlog=10**6)

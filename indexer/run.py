@@ -163,7 +163,18 @@ def index_folders(
                 yield Task(found, previous)
             walked_fully[root] = found_here
 
-    encoder: Once[Encoder] = Once(get_encoder)
+    def load_encoder() -> Encoder:
+        loaded = get_encoder()
+        if loaded.device.startswith("cuda"):
+            import torch
+
+            # With the model on the GPU, the CPU ops left are the workers' small per-photo ones, where torch's
+            # intra-op threads only take cores from the other workers: one thread each decodes 10-13% more photos
+            # per second on 16 cores (bench/decode_profile.py).
+            torch.set_num_threads(1)
+        return loaded
+
+    encoder: Once[Encoder] = Once(load_encoder)
 
     def make_device_decoder() -> DeviceDecoder | None:
         from indexer.device_decode import DeviceDecoder
