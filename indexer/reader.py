@@ -35,7 +35,7 @@ class Loaded:
     digest: bytes = b""
     width: int = 0
     height: int = 0
-    pixels: torch.Tensor | None = None  # the model input; None when the vector is reused or on error
+    pixels: torch.Tensor | None = None  # model input (uint8 before the batch's normalisation); None if reused/failed
     reused: bool = False  # the content's vector is already stored: nothing to decode or embed
     error: str | None = None
     jpeg: bytes | None = None  # set instead of pixels when the GPU decodes this file (``DeviceDecoder``)
@@ -93,7 +93,8 @@ class Reader:
         try:
             decoded = images.decode(data, encoder.image_size, self.max_pixels)
             out.width, out.height = decoded.width, decoded.height
-            out.pixels = encoder.image_transform(decoded.image)
+            staged = encoder.staged_transform
+            out.pixels = staged.to_uint8(decoded.image) if staged else encoder.image_transform(decoded.image)
         except images.ImageError as exc:
             out.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - a transform failure is still only this file's problem

@@ -100,18 +100,26 @@ class Once(Generic[T]):
         return self._value  # type: ignore[return-value]
 
 
-def stack_on_one_device(pixels: list[torch.Tensor]) -> torch.Tensor:
-    """One batch from model inputs decoded on the CPU and on the GPU: the CPU ones pinned and copied in one go."""
+def model_batch(pixels: list[torch.Tensor], encoder: Encoder) -> torch.Tensor:
+    """One batch for ``encoder`` from what the decoders left: uint8 pictures from the CPU workers (normalised
+    here, together, after one pinned copy to the GPU when the model runs there) and finished inputs, some of
+    them already on the GPU (nvJPEG's)."""
     import torch
 
-    on_gpu = next((p.device for p in pixels if p.is_cuda), None)
-    if on_gpu is None:
-        return torch.stack(pixels)
-    cpu_at = [i for i, p in enumerate(pixels) if not p.is_cuda]
-    if cpu_at:
-        moved = torch.stack([pixels[i] for i in cpu_at]).pin_memory().to(on_gpu, non_blocking=True)
-        pixels = list(pixels)
-        for j, i in enumerate(cpu_at):
+    on_gpu = torch.device(encoder.device) if encoder.device.startswith("cuda") else None
+    staged = encoder.staged_transform
+    pixels = list(pixels)
+    for want_uint8 in (True, False):
+        at = [i for i, p in enumerate(pixels) if (p.dtype == torch.uint8) == want_uint8 and not p.is_cuda]
+        if not at:
+            continue
+        moved = torch.stack([pixels[i] for i in at])
+        if on_gpu is not None:
+            moved = moved.pin_memory().to(on_gpu, non_blocking=True)
+        if want_uint8:
+            assert staged is not None, "uint8 pixels come only from an encoder with a staged transform"
+            moved = staged.finish(moved)
+        for j, i in enumerate(at):
             pixels[i] = moved[j]
     return torch.stack(pixels)
 
@@ -212,7 +220,7 @@ def index_folders(
     def flush() -> None:
         if not batch:
             return
-        vectors = encoder().encode_images(stack_on_one_device([b.pixels for b in batch]))  # type: ignore[misc]
+        vectors = encoder().encode_images(model_batch([b.pixels for b in batch], encoder()))  # type: ignore[misc]
         for item, vector in zip(batch, vectors):
             store_loaded(item, vector)
         batch.clear()

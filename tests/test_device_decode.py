@@ -80,6 +80,33 @@ def test_tensor_preprocess_gives_the_model_the_pixels_pillow_gives(resize_mode: 
     assert diff.mean() < 0.01 and np.percentile(diff, 99) < 0.06, (size, diff.mean())
 
 
+@pytest.mark.parametrize("resize_mode", ["shortest", "squash", "longest"])
+def test_workers_stop_at_uint8_and_the_batch_is_normalised_exactly_as_the_pil_transform(resize_mode: str) -> None:
+    import open_clip
+
+    from clipsearch.encoders import tensor_preprocess
+
+    transform = open_clip.image_transform(224, is_train=False, resize_mode=resize_mode)
+    staged = tensor_preprocess.split_compose(transform)
+    assert staged is not None
+    pictures = [images.decode(imagegen.jpeg_bytes(imagegen.photo(seed, size)), 224).image
+                for seed, size in enumerate([(640, 480), (300, 500), (100, 80)])]
+    handed_over = [staged.to_uint8(p) for p in pictures]
+    assert all(t.dtype == torch.uint8 and t.shape == (3, 224, 224) for t in handed_over)
+    assert torch.equal(staged.finish(torch.stack(handed_over)), torch.stack([transform(p) for p in pictures]))
+
+
+def test_a_batch_mixes_uint8_and_finished_inputs_in_order(model_spec: str) -> None:
+    from clipsearch.encoders import load_encoder
+    from indexer.run import model_batch
+
+    encoder = load_encoder(model_spec, device="cpu", precision="fp32")
+    assert encoder.staged_transform is not None
+    pictures = [images.decode(imagegen.jpeg_bytes(imagegen.photo(seed)), encoder.image_size).image for seed in range(4)]
+    mixed = [encoder.staged_transform.to_uint8(p) if i % 2 else encoder.image_transform(p) for i, p in enumerate(pictures)]
+    assert torch.equal(model_batch(mixed, encoder), torch.stack([encoder.image_transform(p) for p in pictures]))
+
+
 def test_a_preprocessing_step_without_a_tensor_version_keeps_decoding_on_the_cpu() -> None:
     from torchvision import transforms
 
@@ -87,6 +114,8 @@ def test_a_preprocessing_step_without_a_tensor_version_keeps_decoding_on_the_cpu
 
     assert tensor_preprocess.from_compose(transforms.Compose([transforms.Grayscale(), transforms.ToTensor()])) is None
     assert tensor_preprocess.from_compose(lambda im: im) is None
+    assert tensor_preprocess.split_compose(transforms.Compose([transforms.Grayscale(), transforms.ToTensor()])) is None
+    assert tensor_preprocess.split_compose(lambda im: im) is None
 
 
 def test_the_gpu_takes_jpegs_only_while_its_backlog_is_short() -> None:

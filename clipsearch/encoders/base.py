@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
+    from clipsearch.encoders.tensor_preprocess import Split
+
 
 def unit(features: torch.Tensor) -> np.ndarray:
     """Rows scaled to length 1 in float32, safely: rescaled by their largest entry first, so that
@@ -38,7 +40,9 @@ class Encoder(ABC):
     ``image_transform`` turns an upright RGB PIL image into the model's input
     tensor (it runs in decode workers); ``device_transform``, where a backend has
     one, does the same to a decoded uint8 (3, H, W) tensor on the GPU (nvJPEG's
-    output); ``encode_images`` takes a stacked batch of either, on either device.
+    output); ``staged_transform``, where there is one, is ``image_transform`` in two
+    halves: decode workers stop at uint8 and a whole batch is normalised at once.
+    ``encode_images`` takes a stacked batch of model inputs, on either device.
     ``fingerprint`` identifies weights and preprocessing so an index never mixes
     vectors of two models.
     """
@@ -52,6 +56,7 @@ class Encoder(ABC):
     batch_size: int = 32  # images per encode_images call that keep the device busy (indexing default)
     image_transform: Callable[[Image.Image], torch.Tensor]
     device_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    staged_transform: Split | None = None
 
     @abstractmethod
     def encode_images(self, batch: torch.Tensor) -> np.ndarray:

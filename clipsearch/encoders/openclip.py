@@ -187,6 +187,7 @@ class OpenClipEncoder(Encoder):
         self.batch_size = 128 * self.gpus if device.startswith("cuda") else 32
         self.image_transform = preprocess
         self.device_transform = tensor_preprocess.from_compose(preprocess)
+        self.staged_transform = tensor_preprocess.split_compose(preprocess)
         self.device = device
         self.precision = precision
         self._dtype = _DTYPES[precision]

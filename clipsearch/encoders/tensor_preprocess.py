@@ -1,4 +1,5 @@
-"""A model's PIL preprocessing, redone on a decoded uint8 tensor where it already lies (the GPU).
+"""A model's PIL preprocessing, redone on a decoded uint8 tensor where it already lies (the GPU),
+or split so that decode workers stop at uint8 and a whole batch is normalised at once.
 
 Images decoded by nvJPEG stay on the GPU; copying them back to run the PIL
 ``Compose`` would undo the point. Each step of open_clip's ``Compose`` is mapped
@@ -10,6 +11,7 @@ module does not know gives None, and the caller keeps decoding on the CPU.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -116,3 +118,51 @@ def from_compose(compose: Any) -> Step | None:
         return t
 
     return preprocess
+
+
+_GEOMETRY = ("Resize", "CenterCrop", "ResizeKeepRatio", "CenterCropOrPad", "MaybeConvertMode")
+
+
+@dataclass
+class Split:
+    """``compose`` as two halves: ``to_uint8`` (PIL picture -> uint8 (3, H, W), what the workers hand over)
+    and ``finish`` (uint8 (N, 3, H, W) on any device -> the model's float input, one call per batch).
+
+    ``finish(to_uint8(im))`` equals ``compose(im)``: the same PIL resize and crop, then the same
+    division by 255 and normalisation. The workers then skip torchvision's per-image tensor steps, which
+    hold the GIL, and copy a quarter of the bytes to a GPU.
+    """
+
+    geometry: Callable[[Any], Any]
+    finish: Step
+
+    def to_uint8(self, image: Any) -> torch.Tensor:
+        import numpy as np
+
+        picture = self.geometry(image)
+        if picture.mode != "RGB":
+            picture = picture.convert("RGB")
+        return torch.from_numpy(np.array(picture, dtype=np.uint8)).permute(2, 0, 1)
+
+
+def split_compose(compose: Any) -> Split | None:
+    """The two halves of ``compose`` when it is PIL geometry, ToTensor and Normalize (open_clip's eval
+    transforms), else None."""
+    steps = list(getattr(compose, "transforms", None) or [])
+    at = next((i for i, step in enumerate(steps) if isinstance(step, transforms.ToTensor)), None)
+    if at is None:
+        return None
+    before, after = steps[:at], steps[at + 1 :]
+    geometry_ok = all(isinstance(step, (transforms.Resize, transforms.CenterCrop)) or type(step).__name__ in _GEOMETRY
+                      or getattr(step, "__name__", "") == "_convert_to_rgb" for step in before)
+    if not geometry_ok or any(not isinstance(step, transforms.Normalize) for step in after):
+        return None
+    normalize = [_normalize(step) for step in after]
+
+    def finish(pixels: torch.Tensor) -> torch.Tensor:
+        t = _scale(pixels.float())
+        for step in normalize:
+            t = step(t)
+        return t
+
+    return Split(transforms.Compose(before), finish)
