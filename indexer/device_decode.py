@@ -103,21 +103,21 @@ class DeviceDecoder:
         """The decoder for ``encoder``'s GPU, or None where the CPU decodes everything."""
         if mode == "cpu":
             return None
-        why = None
+        unexpected = False  # a GPU and a model that could use it, but nvJPEG would not start: worth a note
         if not encoder.device.startswith("cuda"):
             why = "the model runs on the CPU"
         elif encoder.device_transform is None:
-            why = f"{encoder.spec}'s preprocessing has no tensor version"
+            why = f"{encoder.spec}'s preprocessing has no tensor version (Hugging Face models keep theirs)"
         else:
             try:
                 decoder = cls(encoder.device_transform, encoder.device)
                 decode_jpegs([_probe_jpeg()], decoder._device)
                 return decoder
             except (RuntimeError, ImportError) as exc:
-                why = f"nvJPEG is not available ({str(exc).splitlines()[0][:200]})"
+                why, unexpected = f"nvJPEG is not available ({str(exc).splitlines()[0][:200]})", True
         if mode == "gpu":
             raise UserError(f"--decode gpu: {why}")
-        if encoder.device.startswith("cuda"):
+        if unexpected:
             print(f"note: JPEGs are decoded on the CPU: {why}", file=sys.stderr)
         return None
 
@@ -184,9 +184,10 @@ class DeviceDecoder:
                     item.pixels = None
             for item in items:
                 if item.pixels is None:
-                    self.rejected += 1
+                    self.rejected += 1  # keeps its bytes for the CPU decoder
                 else:
                     self.decoded += 1
+                    item.jpeg = None
                 self._outbox.put(item)
             with self._lock:
                 self._claimed -= len(items)
@@ -226,4 +227,4 @@ class DeviceDecoder:
                 if self._stream is not None:
                     pixels.record_stream(torch.cuda.default_stream(self._device))  # where the model will read it
                 for at, one in zip(part, pixels):
-                    items[at].pixels, items[at].jpeg = one, None
+                    items[at].pixels = one
