@@ -183,6 +183,7 @@ def _print_report(report: Report, directory: Path, as_json: bool, quiet: bool) -
         typer.echo(
             f"{report.added} added, {report.updated} updated, {report.renamed} renamed, {report.removed} removed, "
             f"{report.unchanged} unchanged, {len(report.failed)} failed in {report.seconds:.1f}s  ({directory})"
+            + (f"; {report.gpu_decoded} JPEGs decoded on the GPU" if report.gpu_decoded else "")
         )
     if not as_json:  # --json carries them on stdout; --quiet still reports them: they are errors
         for failure in report.failed:
