@@ -18,6 +18,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from index_speed import decode_through  # noqa: E402
 
 
 def main() -> None:
@@ -33,7 +36,7 @@ def main() -> None:
     from clipsearch.encoders import load_encoder
     from clipsearch.store import content_hash
     from indexer import device_decode
-    from indexer.reader import Reader, Task, bounded_map
+    from indexer.reader import Reader, Task
     from indexer.walk import Found
 
     encoder = load_encoder(args.model)
@@ -60,16 +63,7 @@ def main() -> None:
             window: int = 256) -> None:
         reader = Reader(lambda: encoder, lambda d: False, device_decoder=lambda: gpu)
         started = time.perf_counter()
-        n = 0
-        for loaded in bounded_map(fn or reader, tasks, workers, window):
-            if getattr(loaded, "jpeg", None) is not None and gpu is not None:
-                gpu.submit(loaded)
-            else:
-                n += 1
-            if gpu is not None:
-                n += len(gpu.ready())
-        if gpu is not None:
-            n += len(list(gpu.finish()))
+        decode_through(fn or reader, gpu, tasks, workers, window)
         took = time.perf_counter() - started
         extra = f", nvJPEG took {gpu.decoded}" if gpu is not None else ""
         print(f"{name:<52} {len(tasks) / took:8.1f} images/s{extra}", flush=True)

@@ -150,7 +150,7 @@ def decode_alone(spec: str, folder: Path) -> tuple[float, int]:
     draft decode, preprocess) on all cores, and on a GPU box nvJPEG + GPU preprocessing beside it, as in a run."""
     from clipsearch.encoders import load_encoder
     from indexer.device_decode import DeviceDecoder
-    from indexer.reader import Reader, Task, bounded_map
+    from indexer.reader import Reader, Task
     from indexer.walk import Found
 
     encoder = load_encoder(spec)
@@ -159,10 +159,19 @@ def decode_alone(spec: str, folder: Path) -> tuple[float, int]:
     files = sorted(p for p in folder.iterdir() if p.suffix == ".jpg")
     tasks = [Task(Found(str(p), p.stat().st_size, p.stat().st_mtime_ns), None) for p in files]
     started = time.perf_counter()
+    assert decode_through(reader, gpu, tasks, os.cpu_count() or 2, 256) == len(files)
+    return len(files) / (time.perf_counter() - started), gpu.decoded if gpu is not None else 0
+
+
+def decode_through(fn, gpu, tasks: list, workers: int, window: int) -> int:  # noqa: ANN001
+    """Run ``tasks`` through ``fn`` (the reader) on ``workers`` threads, handing JPEGs the reader routed to
+    ``gpu`` (a DeviceDecoder, or None) to it as `clipsearch index` does; how many came out."""
+    from indexer.reader import bounded_map
+
     done = 0
-    for loaded in bounded_map(reader, tasks, os.cpu_count() or 2, 256):
-        assert loaded.error is None, loaded.error
-        if loaded.jpeg is not None and gpu is not None:
+    for loaded in bounded_map(fn, tasks, workers, window):
+        assert getattr(loaded, "error", None) is None, loaded.error
+        if getattr(loaded, "jpeg", None) is not None and gpu is not None:
             gpu.submit(loaded)
         else:
             done += 1
@@ -170,8 +179,7 @@ def decode_alone(spec: str, folder: Path) -> tuple[float, int]:
             done += len(gpu.ready())
     if gpu is not None:
         done += len(list(gpu.finish()))
-    assert done == len(files)
-    return len(files) / (time.perf_counter() - started), gpu.decoded if gpu is not None else 0
+    return done
 
 
 def reindex_noop(files: int, work: Path) -> tuple[float, float]:
