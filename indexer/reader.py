@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
@@ -35,11 +36,32 @@ class Loaded:
     digest: bytes = b""
     width: int = 0
     height: int = 0
-    pixels: torch.Tensor | None = None  # model input (uint8 before the batch's normalisation); None if reused/failed
+    pixels: torch.Tensor | None = None  # model input, uint8 (H, W, 3) until its batch is normalised; None: reused/failed
     reused: bool = False  # the content's vector is already stored: nothing to decode or embed
     error: str | None = None
     jpeg: bytes | None = None  # set instead of pixels when the GPU decodes this file (``DeviceDecoder``)
     orientation: int = 1  # EXIF orientation the GPU decoder applies
+
+
+def read_file(path: str, size: int | None = None) -> bytes:
+    """The file's bytes, or its first ``MAX_FILE_BYTES + 1`` (so a caller sees it is too big).
+
+    One unbuffered read() of ``size`` (the walk's, else fstat's) + 1 bytes: each call that releases the GIL
+    costs a wait to get it back while other threads run Python (up to the switch interval), and a buffered
+    ``read(huge)`` makes two calls and a 1 GiB allocation per photo. A file whose size is not ``size`` any
+    more is read on to its end.
+    """
+    with open(path, "rb", buffering=0) as f:
+        if size is None:
+            size = os.fstat(f.fileno()).st_size
+        data = f.read(min(size, MAX_FILE_BYTES) + 1)
+        if len(data) == size or len(data) > MAX_FILE_BYTES:
+            return data
+        parts, total = [data], len(data)
+        while total <= MAX_FILE_BYTES and (chunk := f.read(min(1 << 24, MAX_FILE_BYTES + 1 - total))):
+            parts.append(chunk)
+            total += len(chunk)
+    return b"".join(parts)
 
 
 class Reader:
@@ -56,8 +78,7 @@ class Reader:
     def __call__(self, task: Task) -> Loaded:
         out = Loaded(task)
         try:
-            with open(task.found.path, "rb") as f:
-                data = f.read(MAX_FILE_BYTES + 1)
+            data = read_file(task.found.path, task.found.size)
         except OSError as exc:
             out.error = f"cannot read: {exc.strerror or exc}"
             return out

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -98,6 +100,26 @@ class Once(Generic[T]):
                         raise
                     self._made = True
         return self._value  # type: ignore[return-value]
+
+
+GIL_TURN_SECONDS = 0.0005
+
+
+@contextmanager
+def short_gil_turns(seconds: float = GIL_TURN_SECONDS) -> Iterator[None]:
+    """A shorter GIL switch interval while the run lasts (CPython's default is 5 ms).
+
+    A decode worker back from C code (file read, libjpeg, a resize) waits for the GIL until its holder
+    releases it, or for the whole interval while the holder runs Python: the indexing thread (catalog, the
+    model's kernel launches) nearly always does. A photo crosses a dozen such calls, so at 5 ms a worker
+    beside one busy Python thread took 3.1x as long per photo; at 0.5 ms, 1.5x (bench/gil_contention.py).
+    """
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(min(old, seconds))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
 
 
 def model_batch(pixels: list[torch.Tensor], encoder: Encoder) -> torch.Tensor:
@@ -253,32 +275,33 @@ def index_folders(
             since_commit = 0
             last_commit = time.monotonic()
 
-    try:
-        workers = options.workers if options.workers is not None else (os.cpu_count() or 2)
-        window = max((options.batch_size or 128) * 2, workers * 4)
-        for item in bounded_map(reader, tasks(), workers, window):
-            if item.error is not None:
-                failed(item)
-            elif item.reused or store.has_vector(item.digest):
-                store_loaded(item, None)
-            elif item.jpeg is not None:
-                device_decoder().submit(item)  # type: ignore[union-attr]  # only a DeviceDecoder's claim sets jpeg
-            else:
-                embed(item)
+    with short_gil_turns():
+        try:
+            workers = options.workers if options.workers is not None else (os.cpu_count() or 2)
+            window = max((options.batch_size or 128) * 2, workers * 4)
+            for item in bounded_map(reader, tasks(), workers, window):
+                if item.error is not None:
+                    failed(item)
+                elif item.reused or store.has_vector(item.digest):
+                    store_loaded(item, None)
+                elif item.jpeg is not None:
+                    device_decoder().submit(item)  # type: ignore[union-attr]  # only a DeviceDecoder's claim sets jpeg
+                else:
+                    embed(item)
+                if (gpu := gpu_decoder()) is not None:
+                    from_gpu(gpu.ready())
+                maybe_commit()
             if (gpu := gpu_decoder()) is not None:
-                from_gpu(gpu.ready())
-            maybe_commit()
-        if (gpu := gpu_decoder()) is not None:
-            from_gpu(gpu.finish())
-            report.gpu_decoded = gpu.decoded
-        flush()
-    except KeyboardInterrupt:
-        report.interrupted = True
-        batch.clear()  # decoded but not embedded: the next run does them
-        if (gpu := gpu_decoder()) is not None:
-            gpu.close()
-    finally:
-        store.commit()
+                from_gpu(gpu.finish())
+                report.gpu_decoded = gpu.decoded
+            flush()
+        except KeyboardInterrupt:
+            report.interrupted = True
+            batch.clear()  # decoded but not embedded: the next run does them
+            if (gpu := gpu_decoder()) is not None:
+                gpu.close()
+        finally:
+            store.commit()
 
     gone_hashes: dict[bytes, int] = {}
     removed = 0

@@ -92,7 +92,7 @@ def test_workers_stop_at_uint8_and_the_batch_is_normalised_exactly_as_the_pil_tr
     pictures = [images.decode(imagegen.jpeg_bytes(imagegen.photo(seed, size)), 224).image
                 for seed, size in enumerate([(640, 480), (300, 500), (100, 80)])]
     handed_over = [staged.to_uint8(p) for p in pictures]
-    assert all(t.dtype == torch.uint8 and t.shape == (3, 224, 224) for t in handed_over)
+    assert all(t.dtype == torch.uint8 and t.shape == (224, 224, 3) for t in handed_over)
     assert torch.equal(staged.finish(torch.stack(handed_over)), torch.stack([transform(p) for p in pictures]))
 
 

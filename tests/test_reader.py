@@ -89,3 +89,82 @@ def test_one_bad_file_in_a_batch_costs_only_that_file(cli: Cli, tmp_path: Path, 
     for path in good:  # every good neighbour of the bad files was embedded, and as itself
         hits = search_json(cli, "--image", str(path), "-k", "1")
         assert hits[0]["path"] == str(path) and hits[0]["score"] >= 0.99
+
+
+@pytest.mark.parametrize("size_hint", [None, 0, 99, 100, 101, 10_000])
+def test_a_file_is_read_whole_whatever_size_the_walk_saw(tmp_path: Path, size_hint: int | None) -> None:
+    from indexer.reader import read_file
+
+    path = tmp_path / "f.jpg"
+    data = bytes(range(100))
+    path.write_bytes(data)
+    assert read_file(str(path), size_hint) == data  # the walk's size is a hint: a file that changed since is whole
+
+
+def test_reading_stops_just_past_the_size_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from indexer import reader
+
+    path = tmp_path / "huge.jpg"
+    path.write_bytes(b"x" * 100)
+    monkeypatch.setattr(reader, "MAX_FILE_BYTES", 10)
+    assert len(reader.read_file(str(path), 100)) == 11
+    assert len(reader.read_file(str(path), 5)) == 11  # the file grew past the limit since the walk
+
+
+def test_a_jpeg_goes_to_the_decoder_in_one_call_with_the_same_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow feeds decoders 64 KiB at a time; each call releases and retakes the GIL (bench/gil_contention.py)."""
+    data = imagegen.jpeg_bytes(imagegen.photo(7, (2000, 1500)))
+    assert len(data) > 4 * 65536
+    calls = 0
+    make_decoder = Image._getdecoder
+
+    class Counting:
+        def __init__(self, decoder: object) -> None:
+            self.decoder = decoder
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.decoder, name)
+
+        def decode(self, buffer: bytes) -> tuple[int, int]:
+            nonlocal calls
+            calls += 1
+            return self.decoder.decode(buffer)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(Image, "_getdecoder", lambda *a, **k: Counting(make_decoder(*a, **k)))
+    ours = images.decode(data, 224).image
+    assert calls == 1
+    calls = 0
+    chunked = Image.open(io.BytesIO(data))
+    chunked.draft("RGB", (224, 224))
+    chunked.load()
+    assert calls > 1  # Pillow's own way, for comparison: the same pixels
+    assert np.array_equal(np.asarray(ours), np.asarray(images._reduce(chunked.convert("RGB"), 224)))
+    with pytest.raises(images.ImageError):
+        images.decode(data[: len(data) // 2], 224)  # a truncated file is still refused
+
+
+def test_an_index_run_gives_the_gil_in_short_turns_and_then_restores_the_interval(tmp_path: Path,
+                                                                                 model_spec: str) -> None:
+    from clipsearch.encoders import load_encoder
+    from clipsearch.store import ModelRecord, StoreWriter
+    from indexer.run import GIL_TURN_SECONDS, Options, Progress, index_folders
+
+    folder = tmp_path / "p"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.jpg").write_bytes(imagegen.jpeg_bytes(imagegen.photo(i, (320, 240))))
+    seen: list[float] = []
+
+    class Watching(Progress):
+        def done(self, n: int = 1) -> None:
+            seen.append(sys.getswitchinterval())
+
+    before = sys.getswitchinterval()
+    assert before > GIL_TURN_SECONDS
+    encoder = load_encoder(model_spec, device="cpu", precision="fp32")
+    with StoreWriter.open(tmp_path / "index") as store:
+        store.bind_model(ModelRecord(encoder.spec, encoder.fingerprint, encoder.dim))
+        report = index_folders(store, [str(folder)], lambda: encoder, Options(workers=2), Watching())
+    assert report.added == 3
+    assert seen and all(interval == pytest.approx(GIL_TURN_SECONDS) for interval in seen)
+    assert sys.getswitchinterval() == before

@@ -125,12 +125,13 @@ _GEOMETRY = ("Resize", "CenterCrop", "ResizeKeepRatio", "CenterCropOrPad", "Mayb
 
 @dataclass
 class Split:
-    """``compose`` as two halves: ``to_uint8`` (PIL picture -> uint8 (3, H, W), what the workers hand over)
-    and ``finish`` (uint8 (N, 3, H, W) on any device -> the model's float input, one call per batch).
+    """``compose`` as two halves: ``to_uint8`` (PIL picture -> uint8 (H, W, 3), what the workers hand over)
+    and ``finish`` (uint8 (N, H, W, 3) on any device -> the model's float (N, 3, H, W) input, one call per batch).
 
-    ``finish(to_uint8(im))`` equals ``compose(im)``: the same PIL resize and crop, then the same
-    division by 255 and normalisation. The workers then skip torchvision's per-image tensor steps, which
-    hold the GIL, and copy a quarter of the bytes to a GPU.
+    ``finish(stack(to_uint8(im)))`` equals ``compose(im)``: the same PIL resize and crop, then the same
+    division by 255 and normalisation. The workers then skip torchvision's per-image tensor steps and copy a
+    quarter of the bytes to a GPU; the channel transpose is one call per batch too, because every call that
+    releases the GIL costs a worker a wait to get it back while other threads run Python.
     """
 
     geometry: Callable[[Any], Any]
@@ -142,7 +143,7 @@ class Split:
         picture = self.geometry(image)
         if picture.mode != "RGB":
             picture = picture.convert("RGB")
-        return torch.from_numpy(np.array(picture, dtype=np.uint8)).permute(2, 0, 1)
+        return torch.from_numpy(np.array(picture, dtype=np.uint8))
 
 
 def split_compose(compose: Any) -> Split | None:
@@ -160,7 +161,7 @@ def split_compose(compose: Any) -> Split | None:
     normalize = [_normalize(step) for step in after]
 
     def finish(pixels: torch.Tensor) -> torch.Tensor:
-        t = _scale(pixels.float())
+        t = _scale(pixels.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format))
         for step in normalize:
             t = step(t)
         return t
