@@ -121,6 +121,11 @@ class DeviceDecoder:
             print(f"note: JPEGs are decoded on the CPU: {why}", file=sys.stderr)
         return None
 
+    def has_room(self) -> bool:
+        """Whether a claim would likely succeed: checked before parsing a header (Python, under the GIL) that a
+        full backlog would waste."""
+        return self._claimed < self._backlog
+
     def claim(self) -> bool:
         """Reserve a place for one more JPEG; False when the GPU already has enough waiting."""
         with self._lock:

@@ -100,7 +100,7 @@ class Reader:
         # Outside the per-file guard: a model that cannot load stops the run instead of failing every file.
         encoder = self.encoder()
         gpu = self.device_decoder()
-        header = images.gpu_decodable_jpeg(data, self.max_pixels) if gpu is not None else None
+        header = images.gpu_decodable_jpeg(data, self.max_pixels) if gpu is not None and gpu.has_room() else None
         if header is not None and gpu is not None and gpu.claim():
             out.jpeg, out.orientation = data, header.orientation
             swap = header.orientation >= 5

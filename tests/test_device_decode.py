@@ -125,6 +125,29 @@ def test_the_gpu_takes_jpegs_only_while_its_backlog_is_short() -> None:
     assert [decoder.claim() for _ in range(5)] == [True, True, True, False, False]
 
 
+def test_with_the_gpu_backlog_full_a_worker_decodes_without_parsing_the_header_for_the_gpu(
+        model_spec: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from clipsearch.encoders import load_encoder
+    from indexer.device_decode import DeviceDecoder
+    from indexer.reader import Reader, Task
+    from indexer.walk import Found
+
+    encoder = load_encoder(model_spec, device="cpu", precision="fp32")
+    decoder = DeviceDecoder(lambda t: t.float(), "cpu", backlog=1)
+    parsed = []
+    real = images.gpu_decodable_jpeg
+    monkeypatch.setattr(images, "gpu_decodable_jpeg", lambda *a: parsed.append(1) or real(*a))
+    reader = Reader(lambda: encoder, lambda digest: False, device_decoder=lambda: decoder)
+    loaded = []
+    for i in range(3):
+        path = tmp_path / f"{i}.jpg"
+        path.write_bytes(imagegen.jpeg_bytes(imagegen.photo(i, (320, 240))))
+        loaded.append(reader(Task(Found(str(path), path.stat().st_size, path.stat().st_mtime_ns), None)))
+    assert [item.jpeg is not None for item in loaded] == [True, False, False]  # the first fills the backlog
+    assert [item.pixels is not None for item in loaded] == [False, True, True]  # the others: the CPU, at once
+    assert len(parsed) == 1
+
+
 def test_unknown_decode_mode_is_a_user_error() -> None:
     from indexer.run import Options
 
