@@ -1,0 +1,111 @@
+"""Does the CPU decode side scale with cores in threads, or does the GIL cap it? Threads against processes.
+
+    python bench/decode_scaling.py [--folder DIR] [--count 400] [--workers 1,2,4,8,16] [--model ViT-B-32-256:none]
+
+Runs the reader's CPU path (read, hash, draft decode, uint8 hand-off; no model, no
+GPU) over the same JPEGs (half 12 MP, half 2 MP unless --folder) on N threads, as
+`clipsearch index` does, and on N forked processes (each with its own GIL, sending
+the uint8 pictures back), for each N, alone and beside a thread of this process
+that runs Python meanwhile (as the indexing thread does), at the GIL switch
+interval `clipsearch index` sets. Prints images/s and the
+threads / processes ratio: near 1, the GIL costs nothing at that N and decode
+worker processes would not pay; well below 1 at high N, the GIL is the wall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import rclip_env  # noqa: E402
+from index_speed import make_photos  # noqa: E402
+
+READER: Any = None
+TASKS: list[Any] = []
+
+
+def decode_one(i: int) -> tuple[int, ...]:
+    """The reader on task ``i``; in a process, the picture comes back as a numpy array (what a pool would send)."""
+    loaded = READER(TASKS[i])
+    assert loaded.error is None, loaded.error
+    return tuple(loaded.pixels.numpy().shape)
+
+
+def rate(workers: int, kind: str, busy: bool) -> float:
+    import concurrent.futures as cf
+
+    stop = threading.Event()
+
+    def spin() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    if kind == "processes":  # forked before the busy thread starts: the children share nothing but the files
+        pool: cf.Executor = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        list(pool.map(decode_one, range(workers)))  # start every child before timing
+    else:
+        pool = cf.ThreadPoolExecutor(workers)
+    if busy:
+        spinner.start()
+    try:
+        started = time.perf_counter()
+        done = sum(1 for _ in pool.map(decode_one, range(len(TASKS)), chunksize=1))
+        return done / (time.perf_counter() - started)
+    finally:
+        stop.set()
+        if busy:
+            spinner.join()
+        pool.shutdown()
+
+
+def main() -> None:
+    global READER, TASKS
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--folder", type=Path, help="JPEGs to read instead of generated ones")
+    parser.add_argument("--count", type=int, default=400)
+    parser.add_argument("--workers", default="1,2,4,8,16", help="worker counts (capped at the cores)")
+    parser.add_argument("--model", default=rclip_env.SPEC)
+    args = parser.parse_args()
+
+    import torch
+
+    from clipsearch.encoders import load_encoder
+    from indexer.reader import Reader, Task
+    from indexer.run import short_gil_turns
+    from indexer.walk import Found
+
+    torch.set_num_threads(1)  # as in a GPU run: the workers' small torch ops on one thread each
+    cores = os.cpu_count() or 2
+    counts = sorted({min(int(n), cores) for n in args.workers.split(",")})
+    folder = args.folder or rclip_env.DEFAULT_HOME / "photos-12mp-2mp"
+    if args.folder is None:
+        make_photos(folder, args.count)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[: args.count]
+    TASKS = [Task(Found(str(p), p.stat().st_size, p.stat().st_mtime_ns), None) for p in files]
+    encoder = load_encoder(args.model, device="cpu")
+    READER = Reader(lambda: encoder, lambda digest: False)
+    rate(min(cores, 4), "threads", False)  # warm the page cache and the lazy imports
+    print(f"{len(TASKS)} photos from {folder}, {cores} cores; images/s of the decode side (no model)")
+    print(f"{'workers':>7} {'busy thread':>11} {'threads':>9} {'processes':>10} {'threads/processes':>18}")
+    for n in counts:
+        for busy in (False, True):
+            with short_gil_turns():  # the switch interval of a run
+                threads, processes = rate(n, "threads", busy), rate(n, "processes", busy)
+            print(f"{n:>7} {'yes' if busy else 'no':>11} {threads:>9.1f} {processes:>10.1f} "
+                  f"{threads / processes:>18.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
