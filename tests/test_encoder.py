@@ -105,3 +105,27 @@ def test_precision_and_device_errors(model_spec: str) -> None:
         load_encoder(model_spec, device="cpu", precision="fp16")
     with pytest.raises(UserError, match="unknown --device"):
         load_encoder(model_spec, device="tpu")
+
+
+def test_a_checkpoint_loads_without_random_fills_and_every_weight_is_the_checkpoints(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import open_clip
+
+    from clipsearch.encoders.openclip import register_model_configs
+
+    register_model_configs()  # the demo architecture, as a load does
+    torch.manual_seed(5)
+    reference = open_clip.create_model(ARCH).eval().state_dict()
+    path = tmp_path / "weights.pt"
+    torch.save(reference, path)
+    fills: list[str] = []
+    real_normal, real_uniform = torch.nn.init.normal_, torch.nn.init.uniform_
+    monkeypatch.setattr(torch.nn.init, "normal_", lambda t, *a, **k: fills.append("normal_") or real_normal(t, *a, **k))
+    monkeypatch.setattr(torch.nn.init, "uniform_", lambda t, *a, **k: fills.append("uniform_") or real_uniform(t, *a, **k))
+    encoder = load_encoder(f"{ARCH}:{path}", device="cpu", precision="fp32")
+    assert fills == []  # open_clip's random fills were skipped: the checkpoint sets every weight
+    loaded = encoder._model.state_dict()  # type: ignore[attr-defined]
+    assert loaded.keys() == reference.keys()
+    assert all(torch.equal(loaded[name], reference[name]) for name in reference)
+    load_encoder(f"{ARCH}:none", device="cpu", precision="fp32")
+    assert fills  # random weights are still drawn (seeded), and torch.nn.init is itself again after a load
