@@ -127,7 +127,11 @@ def index(
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", min=1, help="Images per model call [default: 32 on the CPU, 128 per GPU].", show_default=False)] = None,
     workers: Annotated[Optional[int], typer.Option(
-        "--workers", min=0, help="Decode threads [default: number of CPUs].", show_default=False)] = None,
+        "--workers", min=0, help="Decode workers [default: number of CPUs].", show_default=False)] = None,
+    worker_kind: Annotated[str, typer.Option(
+        "--worker-kind", help="What the decode workers are: threads, processes (Linux: each with its own GIL, and a "
+        "decoder crash costs one file), or auto (processes where they can run, threads elsewhere and for Hugging Face "
+        "models).")] = "auto",
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     decode: Annotated[str, typer.Option(
@@ -164,7 +168,7 @@ def index(
 
         job = IndexJob(directory, folders or [], model, reindex, device, precision,
                        Options(include_hidden=include_hidden, batch_size=batch_size, workers=workers,
-                               commit_every=commit_every, decode=decode),
+                               commit_every=commit_every, decode=decode, worker_kind=worker_kind),
                        on_wait=waiting if wait or every else None, index_type=index_type, quiet=quiet or as_json)
         if every:
             _repeat(job, _parse_interval(every), as_json, quiet)

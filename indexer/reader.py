@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import torch
 
     from clipsearch.encoders import Encoder
+    from indexer.decode_pool import DecodePool
     from indexer.device_decode import DeviceDecoder
 
 MAX_FILE_BYTES = 1 << 30  # a single "image" over 1 GiB is refused rather than read into memory
@@ -69,11 +70,13 @@ class Reader:
 
     def __init__(self, encoder: Callable[[], Encoder], known: Callable[[bytes], bool],
                  max_pixels: int = images.DEFAULT_MAX_PIXELS,
-                 device_decoder: Callable[[], DeviceDecoder | None] | None = None) -> None:
+                 device_decoder: Callable[[], DeviceDecoder | None] | None = None,
+                 decode_pool: Callable[[], DecodePool | None] | None = None) -> None:
         self.encoder = encoder
         self.known = known
         self.max_pixels = max_pixels
         self.device_decoder = device_decoder or (lambda: None)
+        self.decode_pool = decode_pool or (lambda: None)
 
     def __call__(self, task: Task) -> Loaded:
         out = Loaded(task)
@@ -106,8 +109,22 @@ class Reader:
             swap = header.orientation >= 5
             out.width, out.height = (header.height, header.width) if swap else (header.width, header.height)
             return out
-        self.decode_on_cpu(out, data, encoder)
+        pool = self.decode_pool()
+        if pool is not None:
+            self.decode_in_process(out, pool, len(data))
+        else:
+            self.decode_on_cpu(out, data, encoder)
         return out
+
+    def decode_in_process(self, out: Loaded, pool: DecodePool, size: int) -> None:
+        """``decode_on_cpu`` in one of the pool's processes, which reads the file again (``out.digest`` checks it)."""
+        import torch
+
+        try:
+            out.width, out.height, picture = pool.decode(out.task.found.path, size, out.digest)
+            out.pixels = torch.from_numpy(picture)
+        except images.ImageError as exc:
+            out.error = str(exc)
 
     def decode_on_cpu(self, out: Loaded, data: bytes, encoder: Encoder) -> None:
         """Fill ``out.pixels`` (and the displayed size) from ``data``, or ``out.error``."""

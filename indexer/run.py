@@ -21,25 +21,50 @@ if TYPE_CHECKING:
     import torch
 
     from clipsearch.encoders import Encoder
+    from indexer.decode_pool import DecodePool
     from indexer.device_decode import DeviceDecoder
 
 T = TypeVar("T")
 DECODE_MODES = ("auto", "cpu", "gpu")
+WORKER_KINDS = ("auto", "threads", "processes")
 
 
 @dataclass
 class Options:
     include_hidden: bool = False
     batch_size: int | None = None  # None: the encoder's (128 per GPU, 32 on the CPU)
-    workers: int | None = None  # decode threads; None: one per CPU
+    workers: int | None = None  # decode workers; None: one per CPU
     commit_every: int = 256  # images
     commit_seconds: float = 30.0
     max_pixels: int = images.DEFAULT_MAX_PIXELS
     decode: str = "auto"  # auto: baseline JPEGs on the GPU when the model runs on one; cpu; gpu (required)
+    worker_kind: str = "auto"  # what decodes on the CPU: threads, processes (Linux), auto (decode_in_processes)
 
     def __post_init__(self) -> None:
         if self.decode not in DECODE_MODES:
             raise UserError(f"unknown --decode '{self.decode}' ({', '.join(DECODE_MODES)})")
+        if self.worker_kind not in WORKER_KINDS:
+            raise UserError(f"unknown --worker-kind '{self.worker_kind}' ({', '.join(WORKER_KINDS)})")
+        if self.worker_kind == "processes":
+            from indexer import decode_pool
+
+            if not decode_pool.available():
+                raise UserError("--worker-kind processes needs fork (Linux); use threads")
+
+
+def decode_in_processes(options: Options, encoder: Encoder, workers: int) -> bool:
+    """Whether this run decodes on the CPU in worker processes (``indexer.decode_pool``) rather than threads.
+
+    auto: processes wherever fork is (Linux). Each has its own GIL, which threads share with the indexing
+    thread (bench/decode_scaling.py), a crash in a decoder library costs one file instead of the run, and a
+    forked child adds ~14 MB of its own memory. They need a model whose preprocessing stops at uint8
+    pictures (``staged_transform``: every open_clip model); Hugging Face processors stay in threads.
+    """
+    from indexer import decode_pool
+
+    if options.worker_kind == "threads" or workers <= 0 or encoder.staged_transform is None:
+        return False
+    return options.worker_kind == "processes" or decode_pool.available()
 
 
 @dataclass
@@ -216,7 +241,20 @@ def index_folders(
     def gpu_decoder() -> DeviceDecoder | None:
         """The GPU decoder once the workers have made it (with the model), else None."""
         return device_decoder() if device_decoder.made else None
-    reader = Reader(encoder, store.vector_lookup(), options.max_pixels, device_decoder)
+
+    workers = options.workers if options.workers is not None else (os.cpu_count() or 2)
+
+    def make_decode_pool() -> DecodePool | None:
+        from indexer.decode_pool import DecodePool
+
+        loaded = encoder()
+        if not decode_in_processes(options, loaded, workers):
+            return None
+        assert loaded.staged_transform is not None
+        return DecodePool(loaded.staged_transform.to_uint8, loaded.image_size, options.max_pixels, workers)
+
+    decode_pool: Once[DecodePool | None] = Once(make_decode_pool)
+    reader = Reader(encoder, store.vector_lookup(), options.max_pixels, device_decoder, decode_pool)
     batch: list[Loaded] = []
     reused_new: dict[bytes, int] = {}  # digest -> how many new paths reused it (rename or copy candidates)
     since_commit = 0
@@ -260,8 +298,12 @@ def index_folders(
 
     def from_gpu(items: Iterable[Loaded]) -> None:
         for item in items:
-            if item.pixels is None:  # nvJPEG refused it: the CPU decoder decides
-                reader.decode_on_cpu(item, item.jpeg or b"", encoder())
+            if item.pixels is None:  # nvJPEG refused it: the CPU decoder decides, in a worker process where they run
+                pool = decode_pool() if decode_pool.made else None
+                if pool is not None:
+                    reader.decode_in_process(item, pool, len(item.jpeg or b""))
+                else:
+                    reader.decode_on_cpu(item, item.jpeg or b"", encoder())
                 item.jpeg = None
             if item.error is not None:
                 failed(item)
@@ -277,7 +319,6 @@ def index_folders(
 
     with short_gil_turns():
         try:
-            workers = options.workers if options.workers is not None else (os.cpu_count() or 2)
             window = max((options.batch_size or 128) * 2, workers * 4)
             for item in bounded_map(reader, tasks(), workers, window):
                 if item.error is not None:
@@ -302,6 +343,8 @@ def index_folders(
                 gpu.close()
         finally:
             store.commit()
+            if decode_pool.made and (pool := decode_pool()) is not None:
+                pool.close()
 
     gone_hashes: dict[bytes, int] = {}
     removed = 0

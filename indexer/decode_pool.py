@@ -1,0 +1,105 @@
+"""Decode photos in worker processes: each has a GIL of its own, and a decoder that crashes costs one file, not the run.
+
+Threads share one GIL: every photo also holds it for a couple of milliseconds of
+Python (Pillow's header parsing, torchvision's wrappers), which caps a many-core box
+at a few hundred photos per second whatever its cores (bench/decode_scaling.py).
+A forked child inherits the loaded modules and the model's preprocessing, re-reads
+the file by path (the page cache has it: the thread that routed it has just read
+it) rather than receiving its bytes through a pipe, checks it is the content that
+was hashed, and sends back the small uint8 picture.
+
+A child killed by a hostile file (a segfault in a decoder library) breaks the
+pool: every photo in flight is tried again in a new pool, and a photo that was in
+flight in two broken pools is decoded alone in a process of its own, which tells
+whether it is the culprit (an error for that file) or a bystander.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import faulthandler
+import multiprocessing
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from clipsearch import images
+from clipsearch.store import content_hash
+
+Picture = tuple[int, int, Any]  # displayed width, height, uint8 (H, W, 3) numpy array
+
+_child_to_uint8: Callable[[Any], Any] | None = None
+_child_limits: tuple[int | None, int] = (None, images.DEFAULT_MAX_PIXELS)
+
+
+def available() -> bool:
+    """Worker processes need fork (Linux): a child starts with the parent's modules and preprocessing, in
+    milliseconds; spawned children would import torch again, seconds each."""
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
+def _start_child(to_uint8: Callable[[Any], Any], min_side: int | None, max_pixels: int) -> None:
+    global _child_to_uint8, _child_limits
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it commits and stops us
+    faulthandler.disable()  # a crash is reported as that file's error, not as a dump of a copied thread's stack
+    _child_to_uint8, _child_limits = to_uint8, (min_side, max_pixels)
+
+
+def _decode_in_child(path: str, size: int, digest: bytes) -> Picture:
+    from indexer.reader import read_file
+
+    try:
+        data = read_file(path, size)
+    except OSError as exc:
+        raise images.ImageError(f"cannot read: {exc.strerror or exc}") from None
+    if content_hash(data) != digest:
+        raise images.ImageError("the file changed while it was being indexed (the next run takes it)")
+    decoded = images.decode(data, *_child_limits)
+    assert _child_to_uint8 is not None
+    try:
+        pixels = _child_to_uint8(decoded.image)
+    except Exception as exc:  # noqa: BLE001 - a transform failure is still only this file's problem
+        raise images.ImageError(f"{type(exc).__name__}: {exc}") from None
+    return decoded.width, decoded.height, pixels.numpy()
+
+
+class DecodePool:
+    """``decode(path, size, digest)`` in one of ``workers`` forked processes; thread-safe, blocking."""
+
+    def __init__(self, to_uint8: Callable[[Any], Any], min_side: int | None, max_pixels: int, workers: int) -> None:
+        self._args = (to_uint8, min_side, max_pixels)
+        self._workers = max(1, workers)
+        self._lock = threading.Lock()
+        self._pool = self._new_pool(self._workers)
+        self.crashes = 0  # pools broken by a dying child, for the curious
+
+    def _new_pool(self, workers: int) -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                      initializer=_start_child, initargs=self._args)
+
+    def decode(self, path: str, size: int, digest: bytes) -> Picture:
+        """(width, height, uint8 picture) of the file, or ``images.ImageError``."""
+        for _ in range(2):
+            pool = self._pool
+            try:
+                return pool.submit(_decode_in_child, path, size, digest).result()
+            except BrokenProcessPool:
+                self._replace(pool)
+        with self._new_pool(1) as alone:  # in flight in two broken pools: this file, or a bystander?
+            try:
+                return alone.submit(_decode_in_child, path, size, digest).result()
+            except BrokenProcessPool:
+                raise images.ImageError("the image decoder crashed on this file") from None
+
+    def _replace(self, broken: cf.ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is broken:  # the first thread to see it breaks replaces it, once
+                self.crashes += 1
+                self._pool = self._new_pool(self._workers)
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,120 @@
+"""Decode worker processes: the same pictures as threads, one file's failure (even a crash) costs only that file."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from clipsearch import images
+from clipsearch.errors import UserError
+from tests import imagegen
+from tests.conftest import Cli
+
+pytestmark = pytest.mark.skipif(not __import__("indexer.decode_pool").decode_pool.available(),
+                                reason="worker processes need fork (Linux)")
+
+
+def _folder(root: Path, count: int = 8) -> Path:
+    root.mkdir()
+    for i in range(count):
+        size = (1600, 1200) if i % 3 == 0 else (320, 240)
+        (root / f"{i:02d}.jpg").write_bytes(imagegen.jpeg_bytes(imagegen.photo(300 + i, size)))
+    return root
+
+
+def _index(root: Path, index: Path, spec: str, kind: str) -> tuple[object, dict[str, np.ndarray]]:
+    from clipsearch.encoders import load_encoder
+    from clipsearch.store import ModelRecord, StoreWriter
+    from indexer.run import Options, index_folders
+
+    encoder = load_encoder(spec, device="cpu", precision="fp32")
+    with StoreWriter.open(index) as store:
+        store.bind_model(ModelRecord(encoder.spec, encoder.fingerprint, encoder.dim))
+        report = index_folders(store, [str(root)], lambda: encoder, Options(worker_kind=kind, batch_size=4, workers=2))
+        vectors = {}
+        for ids, matrix in store.iter_vectors():
+            paths = store.paths(ids.tolist())
+            for i, vector in zip(ids.tolist(), matrix):
+                vectors[Path(paths[i]).name] = vector
+    return report, vectors
+
+
+def test_processes_embed_what_threads_embed_and_leave_no_child_behind(tmp_path: Path, model_spec: str) -> None:
+    root = _folder(tmp_path / "p")
+    (root / "garbage.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8)
+    by_threads, threads = _index(root, tmp_path / "a", model_spec, "threads")
+    by_processes, processes = _index(root, tmp_path / "b", model_spec, "processes")
+    assert by_processes.added == by_threads.added == 8  # type: ignore[attr-defined]
+    assert [f["path"] for f in by_processes.failed] == [str(root / "garbage.jpg")]  # type: ignore[attr-defined]
+    assert by_processes.failed == by_threads.failed  # type: ignore[attr-defined]
+    assert threads.keys() == processes.keys()
+    for name in threads:
+        np.testing.assert_allclose(processes[name], threads[name], atol=1e-5)
+    assert multiprocessing.active_children() == []
+
+
+def test_a_decoder_crash_costs_only_that_file(tmp_path: Path, model_spec: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A segfault in a decoder library (a hostile file) kills a worker process, not the run."""
+    root = _folder(tmp_path / "p")
+    poison = imagegen.jpeg_bytes(imagegen.photo(99, (320, 240))) + b"CRASH-ME"  # trailing bytes: still a JPEG
+    (root / "03b-poison.jpg").write_bytes(poison)
+    real = images.decode
+
+    def crashing(data: bytes, *args: object, **kwargs: object) -> images.Decoded:
+        if data.endswith(b"CRASH-ME"):
+            os.kill(os.getpid(), signal.SIGSEGV)  # only ever in a forked child: they inherit this patch
+        return real(data, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(images, "decode", crashing)
+    report, vectors = _index(root, tmp_path / "index", model_spec, "processes")
+    assert report.added == 8  # type: ignore[attr-defined]
+    assert report.failed == [{"path": str(root / "03b-poison.jpg"),  # type: ignore[attr-defined]
+                              "error": "the image decoder crashed on this file"}]
+    assert sorted(vectors) == [f"{i:02d}.jpg" for i in range(8)]
+    assert multiprocessing.active_children() == []
+
+
+def test_a_file_that_changed_after_it_was_hashed_is_not_embedded_as_the_old_content(tmp_path: Path) -> None:
+    from clipsearch.store import content_hash
+    from indexer.decode_pool import DecodePool
+
+    path = tmp_path / "a.jpg"
+    data = imagegen.jpeg_bytes(imagegen.photo(1, (320, 240)))
+    path.write_bytes(data)
+    pool = DecodePool(lambda im: __import__("torch").from_numpy(np.asarray(im)), 64, images.DEFAULT_MAX_PIXELS, 1)
+    try:
+        width, height, picture = pool.decode(str(path), len(data), content_hash(data))
+        assert (width, height) == (320, 240) and picture.dtype == np.uint8 and picture.ndim == 3
+        with pytest.raises(images.ImageError, match="changed while"):
+            pool.decode(str(path), len(data), content_hash(data + b"x"))
+        with pytest.raises(images.ImageError, match="cannot read"):
+            pool.decode(str(tmp_path / "gone.jpg"), 10, b"")
+    finally:
+        pool.close()
+
+
+def test_auto_uses_processes_for_models_whose_preprocessing_stops_at_uint8() -> None:
+    from indexer.run import Options, decode_in_processes
+
+    open_clip_like = SimpleNamespace(device="cpu", staged_transform=object())
+    hf_like = SimpleNamespace(device="cuda:0", staged_transform=None)  # a Hugging Face processor: no uint8 stage
+    assert decode_in_processes(Options(), open_clip_like, 2)  # type: ignore[arg-type]
+    assert not decode_in_processes(Options(), hf_like, 16)  # type: ignore[arg-type]
+    assert not decode_in_processes(Options(worker_kind="threads"), open_clip_like, 16)  # type: ignore[arg-type]
+    assert not decode_in_processes(Options(), open_clip_like, 0)  # type: ignore[arg-type]  # --workers 0: in line
+
+
+def test_an_unknown_worker_kind_is_one_line(cli: Cli, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="--worker-kind"):
+        from indexer.run import Options
+
+        Options(worker_kind="fibers")
+    result = cli("index", _folder(tmp_path / "p", 1), "--model", "demo", "--worker-kind", "fibers")
+    assert result.exit_code != 0
+    assert result.stderr.strip().count("\n") == 0 and "--worker-kind" in result.stderr
