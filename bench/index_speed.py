@@ -147,20 +147,33 @@ def model_alone(spec: str, seconds: float = 10.0) -> tuple[float, int, int]:
 
 def decode_alone(spec: str, folder: Path) -> tuple[float, int]:
     """(images/s, how many nvJPEG decoded) of our decode side over the folder, no model: the reader (read, hash,
-    draft decode, preprocess) on all cores, and on a GPU box nvJPEG + GPU preprocessing beside it, as in a run."""
+    draft decode, preprocess) on all cores, in worker processes where a run uses them, and on a GPU box nvJPEG +
+    GPU preprocessing beside it, as in a run."""
+    from clipsearch import images
     from clipsearch.encoders import load_encoder
+    from indexer.decode_pool import DecodePool
     from indexer.device_decode import DeviceDecoder
     from indexer.reader import Reader, Task
+    from indexer.run import Options, decode_in_processes
     from indexer.walk import Found
 
     encoder = load_encoder(spec)
     gpu = DeviceDecoder.for_encoder(encoder)
-    reader = Reader(lambda: encoder, lambda digest: False, device_decoder=lambda: gpu)
+    workers = os.cpu_count() or 2
+    pool = None
+    if decode_in_processes(Options(), encoder, workers) and encoder.staged_transform is not None:  # as a run decides
+        pool = DecodePool(encoder.staged_transform.to_uint8, encoder.image_size, images.DEFAULT_MAX_PIXELS, workers)
+    reader = Reader(lambda: encoder, lambda digest: False, device_decoder=lambda: gpu, decode_pool=lambda: pool)
     files = sorted(p for p in folder.iterdir() if p.suffix == ".jpg")
     tasks = [Task(Found(str(p), p.stat().st_size, p.stat().st_mtime_ns), None) for p in files]
-    started = time.perf_counter()
-    assert decode_through(reader, gpu, tasks, os.cpu_count() or 2, 256) == len(files)
-    return len(files) / (time.perf_counter() - started), gpu.decoded if gpu is not None else 0
+    try:
+        started = time.perf_counter()
+        assert decode_through(reader, gpu, tasks, workers, 256) == len(files)
+        took = time.perf_counter() - started
+    finally:
+        if pool is not None:
+            pool.close()
+    return len(files) / took, gpu.decoded if gpu is not None else 0
 
 
 def decode_through(fn, gpu, tasks: list, workers: int, window: int) -> int:  # noqa: ANN001
@@ -266,7 +279,10 @@ def main() -> None:
         print(f"model {args.model}, input {input_size}px, batch {batch_size}, {os.cpu_count()} cores, {where}; "
               f"folder: {source} (sizes {', '.join(map(str, sizes))})")
         print(f"(a) model alone on ready tensors:         {model_rate:7.1f} images/s")
-        how = f"{os.cpu_count()} CPU threads" + (f" + nvJPEG, which took {on_gpu} of {hi}" if gpu_box else "")
+        from indexer import decode_pool
+
+        kind = "worker processes" if decode_pool.available() else "CPU threads"
+        how = f"{os.cpu_count()} {kind}" + (f" + nvJPEG, which took {on_gpu} of {hi}" if gpu_box else "")
         print(f"    decode + preprocess alone:            {decode_rate:7.1f} images/s ({how}; no model)")
         rule = "the slower of the two (separate hardware)" if gpu_box else "1 / (1/model + 1/decode)"
         print(f"    limit:                                {limit:7.1f} images/s = {rule}")

@@ -86,6 +86,27 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 
+_HELD_LOCKS: set[int] = set()  # write.lock descriptors this process holds
+
+
+def _drop_locks_in_child() -> None:
+    """A forked child (a decode worker) lets go of the index's write lock.
+
+    The flock belongs to the open file, which a child shares: a child that outlived a killed run
+    would keep the index locked. Closing the child's copy leaves the parent's lock as it was.
+    """
+    for fd in _HELD_LOCKS:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD_LOCKS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_locks_in_child)
+
+
 def content_hash(data: bytes, size: int | None = None) -> bytes:
     """Identity of a file's content, used to find renames and copies.
 
@@ -452,6 +473,7 @@ class StoreWriter(_Base):
                 ) from None
             on_wait(holder)
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        _HELD_LOCKS.add(lock_fd)
         os.ftruncate(lock_fd, 0)
         os.pwrite(lock_fd, f"{os.getpid()}\n".encode(), 0)
         try:
@@ -460,10 +482,12 @@ class StoreWriter(_Base):
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('format_version', ?)", (str(FORMAT_VERSION),))
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
         except sqlite3.DatabaseError as exc:
+            _HELD_LOCKS.discard(lock_fd)
             os.close(lock_fd)
             raise UserError(f"cannot open the index at {directory}: {exc}") from None
         version = int(conn.execute("SELECT value FROM meta WHERE key='format_version'").fetchone()[0])
         if version != FORMAT_VERSION:
+            _HELD_LOCKS.discard(lock_fd)
             os.close(lock_fd)
             raise UserError(f"the index at {directory} has format {version}; this clipsearch reads format {FORMAT_VERSION}")
         return cls(directory, conn, lock_fd)
@@ -472,6 +496,7 @@ class StoreWriter(_Base):
         if self._conn.in_transaction:  # SQLite may already have rolled back (disk full)
             self._conn.execute("ROLLBACK")
         super().close()
+        _HELD_LOCKS.discard(self._lock_fd)
         os.close(self._lock_fd)
 
     def __enter__(self) -> StoreWriter:

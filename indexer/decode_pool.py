@@ -19,9 +19,11 @@ from __future__ import annotations
 import concurrent.futures as cf
 import faulthandler
 import multiprocessing
+import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -46,6 +48,15 @@ def _start_child(to_uint8: Callable[[Any], Any], min_side: int | None, max_pixel
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it commits and stops us
     faulthandler.disable()  # a crash is reported as that file's error, not as a dump of a copied thread's stack
     _child_to_uint8, _child_limits = to_uint8, (min_side, max_pixels)
+    threading.Thread(target=_exit_with, args=(os.getppid(),), name="parent-watch", daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """End this child once its parent is gone (a killed run): the pool's pipes, which every child shares, never
+    tell it, and an orphan would decode nothing and hold the run's memory and files."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
 
 
 def _decode_in_child(path: str, size: int, digest: bytes) -> Picture:

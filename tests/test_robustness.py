@@ -232,3 +232,42 @@ def test_every_reindexes_on_an_interval(cli: Cli, tmp_path: Path, model_spec: st
     reports = [line for line in out.splitlines() if line.startswith("{")]
     assert len(reports) >= 2
     assert StoreReader.open(index_dir).count() == 2
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="decode worker processes: Linux")
+def test_a_killed_run_leaves_no_decode_worker_behind_and_the_index_unlocked(many_photos: Path, index_dir: Path) -> None:
+    from clipsearch.store import StoreWriter
+
+    proc = start_index(index_dir, many_photos, "--worker-kind", "processes", "--workers", "2")
+    children: set[int] = set()
+    deadline = time.monotonic() + 60
+    while len(children) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        children |= _children(proc.pid)
+        time.sleep(0.05)
+    assert len(children) >= 2, "the run should have forked its decode workers"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in children)  # they noticed their parent die and ended
+    StoreWriter.open(index_dir).close()  # and no one holds the index's lock
