@@ -148,7 +148,8 @@ def bounded_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: 
     if workers <= 0:
         yield from map(fn, items)
         return
-    with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+    pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+    try:
         pending: set[cf.Future[R]] = set()
         for item in items:
             pending.add(pool.submit(fn, item))
@@ -158,3 +159,6 @@ def bounded_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: 
                     yield fut.result()
         for fut in cf.as_completed(pending):
             yield fut.result()
+    finally:
+        # Stopped early (Ctrl-C, an error): the files not started yet are left for the next run, not decoded now.
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -271,3 +271,34 @@ def test_a_killed_run_leaves_no_decode_worker_behind_and_the_index_unlocked(many
         time.sleep(0.1)
     assert not any(_alive(pid) for pid in children)  # they noticed their parent die and ended
     StoreWriter.open(index_dir).close()  # and no one holds the index's lock
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="decode worker processes: Linux")
+def test_ctrl_c_on_the_terminal_commits_and_stops_the_run_and_its_workers(many_photos: Path, index_dir: Path) -> None:
+    """Ctrl-C signals the whole foreground process group: the decode workers ignore it, the run commits and ends."""
+    import json
+
+    env = {**os.environ, "CLIPSEARCH_INDEX": str(index_dir)}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "index", str(many_photos), "--model", SLOW_MODEL,
+                             "--batch-size", "8", "--commit-every", "8", "--worker-kind", "processes", "--workers", "2",
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)  # its own process group, as a terminal's foreground job has
+    deadline = time.monotonic() + 90
+    committed = 0
+    while committed < 16 and time.monotonic() < deadline and proc.poll() is None:
+        if (index_dir / "catalog.sqlite").exists():
+            store = StoreReader.open(index_dir)
+            committed = store.count()
+            store.close()
+        time.sleep(0.2)
+    assert proc.poll() is None and committed >= 16, "the run should be part-way through"
+    children = _children(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err
+    report = json.loads(out)
+    assert report["interrupted"] is True and report["added"] >= committed
+    store = StoreReader.open(index_dir)
+    assert store.count() == report["added"]  # what it reports is what it committed
+    store.close()
+    assert not any(_alive(pid) for pid in children)
