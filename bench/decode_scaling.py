@@ -18,8 +18,8 @@ import argparse
 import multiprocessing
 import os
 import sys
-import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import rclip_env  # noqa: E402
-from index_speed import make_photos  # noqa: E402
+from gil_contention import busy_python, photo_tasks  # noqa: E402
 
 READER: Any = None
 TASKS: list[Any] = []
@@ -44,29 +44,17 @@ def decode_one(i: int) -> tuple[int, ...]:
 def rate(workers: int, kind: str, busy: bool) -> float:
     import concurrent.futures as cf
 
-    stop = threading.Event()
-
-    def spin() -> None:
-        n = 0
-        while not stop.is_set():
-            n += 1
-
-    spinner = threading.Thread(target=spin, daemon=True)
     if kind == "processes":  # forked before the busy thread starts: the children share nothing but the files
         pool: cf.Executor = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
         list(pool.map(decode_one, range(workers)))  # start every child before timing
     else:
         pool = cf.ThreadPoolExecutor(workers)
-    if busy:
-        spinner.start()
     try:
-        started = time.perf_counter()
-        done = sum(1 for _ in pool.map(decode_one, range(len(TASKS)), chunksize=1))
-        return done / (time.perf_counter() - started)
+        with busy_python() if busy else nullcontext():
+            started = time.perf_counter()
+            done = sum(1 for _ in pool.map(decode_one, range(len(TASKS)), chunksize=1))
+            return done / (time.perf_counter() - started)
     finally:
-        stop.set()
-        if busy:
-            spinner.join()
         pool.shutdown()
 
 
@@ -82,18 +70,13 @@ def main() -> None:
     import torch
 
     from clipsearch.encoders import load_encoder
-    from indexer.reader import Reader, Task
+    from indexer.reader import Reader
     from indexer.run import short_gil_turns
-    from indexer.walk import Found
 
     torch.set_num_threads(1)  # as in a GPU run: the workers' small torch ops on one thread each
     cores = os.cpu_count() or 2
     counts = sorted({min(int(n), cores) for n in args.workers.split(",")})
-    folder = args.folder or rclip_env.DEFAULT_HOME / "photos-12mp-2mp"
-    if args.folder is None:
-        make_photos(folder, args.count)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[: args.count]
-    TASKS = [Task(Found(str(p), p.stat().st_size, p.stat().st_mtime_ns), None) for p in files]
+    folder, _, TASKS = photo_tasks(args.folder, args.count)
     encoder = load_encoder(args.model, device="cpu")
     READER = Reader(lambda: encoder, lambda digest: False)
     rate(min(cores, 4), "threads", False)  # warm the page cache and the lazy imports

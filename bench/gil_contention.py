@@ -25,8 +25,10 @@ import io
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -36,6 +38,18 @@ import rclip_env  # noqa: E402
 from index_speed import make_photos  # noqa: E402
 
 
+def photo_tasks(given: Path | None, count: int) -> tuple[Path, list[Path], list[Any]]:
+    """The folder's first ``count`` JPEGs (generated 12 MP / 2 MP ones unless ``given``) and the reader's tasks."""
+    from indexer.reader import Task
+    from indexer.walk import Found
+
+    folder = given or rclip_env.DEFAULT_HOME / "photos-12mp-2mp"
+    if given is None:
+        make_photos(folder, count)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[:count]
+    return folder, files, [Task(Found(str(p), p.stat().st_size, p.stat().st_mtime_ns), None) for p in files]
+
+
 def per_photo(fn: Callable[[int], object], count: int) -> float:
     started = time.perf_counter()
     for i in range(count):
@@ -43,8 +57,9 @@ def per_photo(fn: Callable[[int], object], count: int) -> float:
     return (time.perf_counter() - started) / count * 1000
 
 
-def beside_busy_python(fn: Callable[[int], object], count: int) -> float:
-    """ms/photo while another thread runs a pure-Python loop (it never releases the GIL on its own)."""
+@contextmanager
+def busy_python() -> Iterator[None]:
+    """A thread that runs a pure-Python loop meanwhile (it never releases the GIL on its own)."""
     stop = threading.Event()
 
     def spin() -> None:
@@ -55,10 +70,16 @@ def beside_busy_python(fn: Callable[[int], object], count: int) -> float:
     busy = threading.Thread(target=spin, daemon=True)
     busy.start()
     try:
-        return per_photo(fn, count)
+        yield
     finally:
         stop.set()
         busy.join()
+
+
+def beside_busy_python(fn: Callable[[int], object], count: int) -> float:
+    """ms/photo while another thread runs Python."""
+    with busy_python():
+        return per_photo(fn, count)
 
 
 def main() -> None:
@@ -73,16 +94,11 @@ def main() -> None:
     from PIL import Image
 
     from clipsearch.encoders import load_encoder
-    from indexer.reader import Reader, Task
+    from indexer.reader import Reader
     from indexer.run import short_gil_turns
-    from indexer.walk import Found
 
     torch.set_num_threads(1)  # one worker's view: torch's own threads would blur what the GIL costs
-    folder = args.folder or rclip_env.DEFAULT_HOME / "photos-12mp-2mp"
-    if args.folder is None:
-        make_photos(folder, args.count)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[: args.count]
-    tasks = [Task(Found(str(p), p.stat().st_size, p.stat().st_mtime_ns), None) for p in files]
+    folder, files, tasks = photo_tasks(args.folder, args.count)
     encoder = load_encoder(args.model, device="cpu")
     reader = Reader(lambda: encoder, lambda digest: False)
     _, _, preprocess = open_clip.create_model_and_transforms(args.model.split(":")[0], pretrained=None)
