@@ -136,7 +136,7 @@ def index(
     precision: PrecisionOpt = "auto",
     decode: Annotated[str, typer.Option(
         "--decode", help="Where JPEGs are decoded: auto (baseline JPEGs on the GPU with nvJPEG when the model runs on "
-        "one, sharing the work with the CPU threads; everything else on the CPU), cpu, or gpu (fail if it cannot).")] = "auto",
+        "one, sharing the work with the CPU workers; everything else on the CPU), cpu, or gpu (fail if it cannot).")] = "auto",
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
     commit_every: Annotated[int, typer.Option(

@@ -149,20 +149,16 @@ def decode_alone(spec: str, folder: Path) -> tuple[float, int]:
     """(images/s, how many nvJPEG decoded) of our decode side over the folder, no model: the reader (read, hash,
     draft decode, preprocess) on all cores, in worker processes where a run uses them, and on a GPU box nvJPEG +
     GPU preprocessing beside it, as in a run."""
-    from clipsearch import images
     from clipsearch.encoders import load_encoder
-    from indexer.decode_pool import DecodePool
     from indexer.device_decode import DeviceDecoder
     from indexer.reader import Reader, Task
-    from indexer.run import Options, decode_in_processes
+    from indexer.run import Options, decode_pool_for
     from indexer.walk import Found
 
     encoder = load_encoder(spec)
     gpu = DeviceDecoder.for_encoder(encoder)
     workers = os.cpu_count() or 2
-    pool = None
-    if decode_in_processes(Options(), encoder, workers) and encoder.staged_transform is not None:  # as a run decides
-        pool = DecodePool(encoder.staged_transform.to_uint8, encoder.image_size, images.DEFAULT_MAX_PIXELS, workers)
+    pool = decode_pool_for(Options(), encoder, workers)  # as a run decides
     reader = Reader(lambda: encoder, lambda digest: False, device_decoder=lambda: gpu, decode_pool=lambda: pool)
     files = sorted(p for p in folder.iterdir() if p.suffix == ".jpg")
     tasks = [Task(Found(str(p), p.stat().st_size, p.stat().st_mtime_ns), None) for p in files]

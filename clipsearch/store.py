@@ -440,6 +440,7 @@ class StoreWriter(_Base):
     def __init__(self, directory: Path, conn: sqlite3.Connection, lock_fd: int) -> None:
         super().__init__(directory, conn)
         self._lock_fd = lock_fd
+        _HELD_LOCKS.add(lock_fd)
         self._run_id = 0
         self._start_generation = self.generation
         self._removed_ids: set[int] = set()
@@ -473,7 +474,6 @@ class StoreWriter(_Base):
                 ) from None
             on_wait(holder)
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
-        _HELD_LOCKS.add(lock_fd)
         os.ftruncate(lock_fd, 0)
         os.pwrite(lock_fd, f"{os.getpid()}\n".encode(), 0)
         try:
@@ -482,12 +482,10 @@ class StoreWriter(_Base):
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('format_version', ?)", (str(FORMAT_VERSION),))
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
         except sqlite3.DatabaseError as exc:
-            _HELD_LOCKS.discard(lock_fd)
             os.close(lock_fd)
             raise UserError(f"cannot open the index at {directory}: {exc}") from None
         version = int(conn.execute("SELECT value FROM meta WHERE key='format_version'").fetchone()[0])
         if version != FORMAT_VERSION:
-            _HELD_LOCKS.discard(lock_fd)
             os.close(lock_fd)
             raise UserError(f"the index at {directory} has format {version}; this clipsearch reads format {FORMAT_VERSION}")
         return cls(directory, conn, lock_fd)

@@ -30,6 +30,7 @@ from typing import Any
 
 from clipsearch import images
 from clipsearch.store import content_hash
+from indexer.reader import decode_pixels, read_file
 
 Picture = tuple[int, int, Any]  # displayed width, height, uint8 (H, W, 3) numpy array
 
@@ -60,21 +61,15 @@ def _exit_with(parent: int) -> None:
 
 
 def _decode_in_child(path: str, size: int, digest: bytes) -> Picture:
-    from indexer.reader import read_file
-
     try:
         data = read_file(path, size)
     except OSError as exc:
         raise images.ImageError(f"cannot read: {exc.strerror or exc}") from None
     if content_hash(data) != digest:
         raise images.ImageError("the file changed while it was being indexed (the next run takes it)")
-    decoded = images.decode(data, *_child_limits)
     assert _child_to_uint8 is not None
-    try:
-        pixels = _child_to_uint8(decoded.image)
-    except Exception as exc:  # noqa: BLE001 - a transform failure is still only this file's problem
-        raise images.ImageError(f"{type(exc).__name__}: {exc}") from None
-    return decoded.width, decoded.height, pixels.numpy()
+    width, height, pixels = decode_pixels(data, *_child_limits, _child_to_uint8)
+    return width, height, pixels.numpy()
 
 
 class DecodePool:

@@ -6,7 +6,7 @@ import concurrent.futures as cf
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from clipsearch import images
 from clipsearch.store import FileRow, content_hash
@@ -63,6 +63,17 @@ def read_file(path: str, size: int | None = None) -> bytes:
             parts.append(chunk)
             total += len(chunk)
     return b"".join(parts)
+
+
+def decode_pixels(data: bytes, min_side: int | None, max_pixels: int,
+                  transform: Callable[[Any], torch.Tensor]) -> tuple[int, int, torch.Tensor]:
+    """(displayed width, height, ``transform`` of the upright picture), or ``images.ImageError``: what a decode
+    worker makes of a file, in a thread or in a worker process."""
+    decoded = images.decode(data, min_side, max_pixels)
+    try:
+        return decoded.width, decoded.height, transform(decoded.image)
+    except Exception as exc:  # noqa: BLE001 - a transform failure is still only this file's problem
+        raise images.ImageError(f"{type(exc).__name__}: {exc}") from None
 
 
 class Reader:
@@ -128,15 +139,12 @@ class Reader:
 
     def decode_on_cpu(self, out: Loaded, data: bytes, encoder: Encoder) -> None:
         """Fill ``out.pixels`` (and the displayed size) from ``data``, or ``out.error``."""
+        staged = encoder.staged_transform
         try:
-            decoded = images.decode(data, encoder.image_size, self.max_pixels)
-            out.width, out.height = decoded.width, decoded.height
-            staged = encoder.staged_transform
-            out.pixels = staged.to_uint8(decoded.image) if staged else encoder.image_transform(decoded.image)
+            out.width, out.height, out.pixels = decode_pixels(
+                data, encoder.image_size, self.max_pixels, staged.to_uint8 if staged else encoder.image_transform)
         except images.ImageError as exc:
             out.error = str(exc)
-        except Exception as exc:  # noqa: BLE001 - a transform failure is still only this file's problem
-            out.error = f"{type(exc).__name__}: {exc}"
 
 
 def bounded_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: int) -> Iterator[R]:

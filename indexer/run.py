@@ -67,6 +67,15 @@ def decode_in_processes(options: Options, encoder: Encoder, workers: int) -> boo
     return options.worker_kind == "processes" or decode_pool.available()
 
 
+def decode_pool_for(options: Options, encoder: Encoder, workers: int) -> DecodePool | None:
+    """The run's worker processes, or None where it decodes in threads (``decode_in_processes``)."""
+    from indexer.decode_pool import DecodePool
+
+    if not decode_in_processes(options, encoder, workers) or encoder.staged_transform is None:
+        return None
+    return DecodePool(encoder.staged_transform.to_uint8, encoder.image_size, options.max_pixels, workers)
+
+
 @dataclass
 class Report:
     added: int = 0
@@ -108,9 +117,9 @@ class Once(Generic[T]):
         self._value: T | None = None
         self._error: BaseException | None = None
 
-    @property
-    def made(self) -> bool:
-        return self._made
+    def if_made(self) -> T | None:
+        """The value if some thread has made it already, else None (without making it)."""
+        return self._value if self._made else None
 
     def __call__(self) -> T:
         if not self._made:
@@ -137,7 +146,7 @@ def short_gil_turns(seconds: float = GIL_TURN_SECONDS) -> Iterator[None]:
     A decode worker back from C code (file read, libjpeg, a resize) waits for the GIL until its holder
     releases it, or for the whole interval while the holder runs Python: the indexing thread (catalog, the
     model's kernel launches) nearly always does. A photo crosses a dozen such calls, so at 5 ms a worker
-    beside one busy Python thread took 3.1x as long per photo; at 0.5 ms, 1.5x (bench/gil_contention.py).
+    beside one busy Python thread took 2.5x as long per photo; at 0.5 ms, 1.14x (bench/gil_contention.py).
     """
     old = sys.getswitchinterval()
     sys.setswitchinterval(min(old, seconds))
@@ -237,23 +246,8 @@ def index_folders(
         return DeviceDecoder.for_encoder(encoder(), options.decode)
 
     device_decoder: Once[DeviceDecoder | None] = Once(make_device_decoder if options.decode != "cpu" else lambda: None)
-
-    def gpu_decoder() -> DeviceDecoder | None:
-        """The GPU decoder once the workers have made it (with the model), else None."""
-        return device_decoder() if device_decoder.made else None
-
     workers = options.workers if options.workers is not None else (os.cpu_count() or 2)
-
-    def make_decode_pool() -> DecodePool | None:
-        from indexer.decode_pool import DecodePool
-
-        loaded = encoder()
-        if not decode_in_processes(options, loaded, workers):
-            return None
-        assert loaded.staged_transform is not None
-        return DecodePool(loaded.staged_transform.to_uint8, loaded.image_size, options.max_pixels, workers)
-
-    decode_pool: Once[DecodePool | None] = Once(make_decode_pool)
+    decode_pool: Once[DecodePool | None] = Once(lambda: decode_pool_for(options, encoder(), workers))
     reader = Reader(encoder, store.vector_lookup(), options.max_pixels, device_decoder, decode_pool)
     batch: list[Loaded] = []
     reused_new: dict[bytes, int] = {}  # digest -> how many new paths reused it (rename or copy candidates)
@@ -299,8 +293,7 @@ def index_folders(
     def from_gpu(items: Iterable[Loaded]) -> None:
         for item in items:
             if item.pixels is None:  # nvJPEG refused it: the CPU decoder decides, in a worker process where they run
-                pool = decode_pool() if decode_pool.made else None
-                if pool is not None:
+                if (pool := decode_pool.if_made()) is not None:
                     reader.decode_in_process(item, pool, len(item.jpeg or b""))
                 else:
                     reader.decode_on_cpu(item, item.jpeg or b"", encoder())
@@ -329,21 +322,21 @@ def index_folders(
                     device_decoder().submit(item)  # type: ignore[union-attr]  # only a DeviceDecoder's claim sets jpeg
                 else:
                     embed(item)
-                if (gpu := gpu_decoder()) is not None:
+                if (gpu := device_decoder.if_made()) is not None:
                     from_gpu(gpu.ready())
                 maybe_commit()
-            if (gpu := gpu_decoder()) is not None:
+            if (gpu := device_decoder.if_made()) is not None:
                 from_gpu(gpu.finish())
                 report.gpu_decoded = gpu.decoded
             flush()
         except KeyboardInterrupt:
             report.interrupted = True
             batch.clear()  # decoded but not embedded: the next run does them
-            if (gpu := gpu_decoder()) is not None:
+            if (gpu := device_decoder.if_made()) is not None:
                 gpu.close()
         finally:
             store.commit()
-            if decode_pool.made and (pool := decode_pool()) is not None:
+            if (pool := decode_pool.if_made()) is not None:
                 pool.close()
 
     gone_hashes: dict[bytes, int] = {}
