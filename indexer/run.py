@@ -335,9 +335,11 @@ def index_folders(
             if (gpu := device_decoder.if_made()) is not None:
                 gpu.close()
         finally:
-            store.commit()
-            if (pool := decode_pool.if_made()) is not None:
-                pool.close()
+            try:
+                store.commit()
+            finally:  # even when the commit fails (a full disk): workers left running break the interpreter's exit
+                if (pool := decode_pool.if_made()) is not None:
+                    pool.close()
 
     gone_hashes: dict[bytes, int] = {}
     removed = 0
