@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import torch
 
     from clipsearch.encoders import Encoder
+    from clipsearch.encoders.base import Pending
     from indexer.decode_pool import DecodePool
     from indexer.device_decode import DeviceDecoder
 
@@ -250,6 +251,7 @@ def index_folders(
     decode_pool: Once[DecodePool | None] = Once(lambda: decode_pool_for(options, encoder(), workers))
     reader = Reader(encoder, store.vector_lookup(), options.max_pixels, device_decoder, decode_pool)
     batch: list[Loaded] = []
+    in_flight: list[tuple[list[Loaded], Pending]] = []  # batches queued on the model, their vectors not stored yet
     reused_new: dict[bytes, int] = {}  # digest -> how many new paths reused it (rename or copy candidates)
     since_commit = 0
     last_commit = time.monotonic()
@@ -271,13 +273,18 @@ def index_folders(
         since_commit += 1
         progress.done()
 
-    def flush() -> None:
-        if not batch:
-            return
-        vectors = encoder().encode_images(model_batch([b.pixels for b in batch], encoder()))  # type: ignore[misc]
-        for item, vector in zip(batch, vectors):
-            store_loaded(item, vector)
-        batch.clear()
+    def flush(last: bool = False) -> None:
+        """Queue the batch on the model, then store the batch before it. On a GPU the model computes this batch
+        while this thread stores the previous one and gathers the next (``Pending``), instead of the GPU waiting
+        for both; on a CPU the model has computed it by the time ``start_images`` returns."""
+        if batch:
+            pending = encoder().start_images(model_batch([b.pixels for b in batch], encoder()))  # type: ignore[misc]
+            in_flight.append((batch.copy(), pending))
+            batch.clear()
+        while len(in_flight) > (0 if last else 1):
+            items, done = in_flight.pop(0)
+            for item, vector in zip(items, done.result()):
+                store_loaded(item, vector)
 
     def failed(item: Loaded) -> None:
         f = item.task.found
@@ -328,10 +335,11 @@ def index_folders(
             if (gpu := device_decoder.if_made()) is not None:
                 from_gpu(gpu.finish())
                 report.gpu_decoded = gpu.decoded
-            flush()
+            flush(last=True)
         except KeyboardInterrupt:
             report.interrupted = True
-            batch.clear()  # decoded but not embedded: the next run does them
+            batch.clear()  # decoded but not stored: the next run does them
+            in_flight.clear()
             if (gpu := device_decoder.if_made()) is not None:
                 gpu.close()
         finally:

@@ -63,3 +63,20 @@ def test_all_visible_gpus_share_the_batches(model_spec: str) -> None:
     batch = torch.randn(2 * every.gpus + 1, 3, one.image_size, one.image_size)
     for a, b in zip(one.encode_images(batch), every.encode_images(batch)):
         assert cosine(a, b) >= 0.999
+
+
+@needs_cuda
+def test_a_batch_queued_on_the_gpu_gives_its_vectors_once_done(model_spec: str) -> None:
+    """``start_images`` returns while the GPU may still compute (the run stores the previous batch meanwhile);
+    ``result()`` waits for the copy back and gives what ``encode_images`` gives."""
+    from clipsearch import images
+    from clipsearch.encoders import load_encoder
+
+    gpu = load_encoder(model_spec, device="cuda", precision="fp32")
+    batch = torch.stack([gpu.image_transform(images.decode(imagegen.jpeg_bytes(imagegen.photo(s))).image)
+                         for s in range(8)])
+    pending = gpu.start_images(batch)
+    vectors = pending.result()
+    assert pending.ready()
+    np.testing.assert_allclose(vectors, gpu.encode_images(batch), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)

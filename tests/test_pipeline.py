@@ -5,12 +5,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from clipsearch.store import StoreReader
 from search.engine import Searcher
 from tests import imagegen
-from tests.conftest import Cli, cosine, search_json
+from tests.conftest import Cli, cosine, open_image, search_json
 
 REPORT_KEYS = {"added", "updated", "removed", "renamed", "unchanged", "failed", "seconds"}
 
@@ -224,3 +225,45 @@ def test_bad_folder_argument(cli: Cli, tmp_path: Path, model_spec: str, which: s
     assert result.exit_code != 0
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert ("folder not found" if which == "missing" else "not a folder") in result.stderr
+
+
+def test_the_model_gets_the_next_batch_before_the_last_ones_vectors_are_stored(tmp_path: Path, model_spec: str) -> None:
+    """On a GPU the model computes batch N while the indexing thread stores N-1: the run queues a batch before it
+    collects the one before. Every vector still lands on its own file."""
+    from clipsearch.encoders import load_encoder
+    from clipsearch.store import ModelRecord, StoreWriter
+    from indexer.run import Options, index_folders
+
+    root = tmp_path / "p"
+    root.mkdir()
+    for i in range(11):
+        (root / f"{i:02d}.jpg").write_bytes(imagegen.jpeg_bytes(imagegen.photo(500 + i, (320, 240))))
+    encoder = load_encoder(model_spec, device="cpu", precision="fp32")
+    order: list[str] = []
+    start_images = encoder.start_images
+
+    def recording(batch):  # noqa: ANN001, ANN202
+        n = sum(1 for step in order if step.startswith("start"))
+        order.append(f"start {n}")
+        pending = start_images(batch)
+        result = pending.result
+        pending.result = lambda: (order.append(f"result {n}"), result())[1]  # type: ignore[method-assign]
+        return pending
+
+    encoder.start_images = recording  # type: ignore[method-assign]
+    with StoreWriter.open(tmp_path / "index") as store:
+        store.bind_model(ModelRecord(encoder.spec, encoder.fingerprint, encoder.dim))
+        report = index_folders(store, [str(root)], lambda: encoder, Options(worker_kind="threads", batch_size=3,
+                                                                            workers=2))
+        stored = {}
+        for ids, matrix in store.iter_vectors():
+            paths = store.paths(ids.tolist())
+            stored.update({Path(paths[i]).name: vector for i, vector in zip(ids.tolist(), matrix)})
+    assert report.added == 11
+    assert order == ["start 0", "start 1", "result 0", "start 2", "result 1", "start 3", "result 2", "result 3"]
+    names = sorted(stored)
+    alone = np.stack([encoder.encode_images(encoder.image_transform(open_image(root / n).convert("RGB"))[None])[0]
+                      for n in names])
+    distance = np.abs(np.stack([stored[n] for n in names])[:, None, :] - alone[None, :, :]).max(axis=2)
+    assert distance.diagonal().max() < 1e-4  # each file's stored vector is its own...
+    assert (distance + np.eye(len(names))).min() > 1e-3  # ...and no other file's

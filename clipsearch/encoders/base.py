@@ -16,14 +16,50 @@ if TYPE_CHECKING:
     from clipsearch.encoders.tensor_preprocess import Split
 
 
-def unit(features: torch.Tensor) -> np.ndarray:
-    """Rows scaled to length 1 in float32, safely: rescaled by their largest entry first, so that
-    tiny activations (whose squares underflow float32) still give a unit vector."""
+def _unit_rows(features: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to length 1 in float32, safely, where ``features`` are: rescaled by their largest entry first,
+    so that tiny activations (whose squares underflow float32) still give a unit vector."""
     import torch
 
     f = features.float()
     f = f / f.abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
-    return torch.nn.functional.normalize(f, dim=-1).cpu().numpy()
+    return torch.nn.functional.normalize(f, dim=-1)
+
+
+def unit(features: torch.Tensor) -> np.ndarray:
+    """``features`` as unit-length float32 rows on the CPU."""
+    return _unit_rows(features).cpu().numpy()
+
+
+class Pending:
+    """A batch's unit vectors that the device may still be computing; ``result()`` waits for them.
+
+    On a GPU the model's kernels run asynchronously: the indexing thread can store the previous batch's vectors
+    and assemble the next batch while this one computes, instead of leaving the GPU idle for that time. The
+    vectors come back through a page-locked buffer copied without blocking, with an event marking the copy's end.
+    """
+
+    def __init__(self, features: torch.Tensor) -> None:
+        import torch
+
+        rows = _unit_rows(features)
+        self._event: torch.cuda.Event | None = None
+        if rows.is_cuda:
+            self._host = torch.empty(rows.shape, dtype=rows.dtype, pin_memory=True)
+            self._host.copy_(rows, non_blocking=True)
+            self._event = torch.cuda.Event()
+            self._event.record()
+        else:
+            self._host = rows
+
+    def ready(self) -> bool:
+        """Whether ``result()`` would return without waiting."""
+        return self._event is None or self._event.query()
+
+    def result(self) -> np.ndarray:
+        if self._event is not None:
+            self._event.synchronize()
+        return self._host.numpy()
 
 
 def to_model(batch: torch.Tensor, device: str, dtype: torch.dtype) -> torch.Tensor:
@@ -42,7 +78,8 @@ class Encoder(ABC):
     one, does the same to a decoded uint8 (3, H, W) tensor on the GPU (nvJPEG's
     output); ``staged_transform``, where there is one, is ``image_transform`` in two
     halves: decode workers stop at uint8 and a whole batch is normalised at once.
-    ``encode_images`` takes a stacked batch of model inputs, on either device.
+    ``encode_images`` takes a stacked batch of model inputs, on either device;
+    ``start_images`` does the same without waiting for the device (``Pending``).
     ``fingerprint`` identifies weights and preprocessing so an index never mixes
     vectors of two models.
     """
@@ -58,9 +95,13 @@ class Encoder(ABC):
     device_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
     staged_transform: Split | None = None
 
-    @abstractmethod
     def encode_images(self, batch: torch.Tensor) -> np.ndarray:
         """(N, 3, H, W) preprocessed pixels -> (N, dim) L2-normalised float32."""
+        return self.start_images(batch).result()
+
+    @abstractmethod
+    def start_images(self, batch: torch.Tensor) -> Pending:
+        """``encode_images`` that returns once the work is queued on the device (at once on a GPU, after it on a CPU)."""
 
     @abstractmethod
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from clipsearch.encoders import ModelSpec, hub
-from clipsearch.encoders.base import Encoder, to_model, unit
+from clipsearch.encoders.base import Encoder, Pending, to_model, unit
 from clipsearch.encoders.openclip import _DTYPES, pick_device, pick_precision
 from clipsearch.errors import UserError
 from clipsearch.store import file_content_hash
@@ -118,10 +118,10 @@ class HFEncoder(Encoder):
         """transformers 4 returns the embedding, 5 an output object carrying it as pooler_output."""
         return output if isinstance(output, torch.Tensor) else output.pooler_output
 
-    def encode_images(self, batch: torch.Tensor) -> np.ndarray:
+    def start_images(self, batch: torch.Tensor) -> Pending:
         with torch.inference_mode():
             batch = to_model(batch, self.device, self._dtype)
-            return unit(self._features(self._model.get_image_features(pixel_values=batch)))
+            return Pending(self._features(self._model.get_image_features(pixel_values=batch)))
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         out = []

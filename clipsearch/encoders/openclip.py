@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from clipsearch.encoders import ModelSpec, hub, tensor_preprocess
-from clipsearch.encoders.base import Encoder, to_model, unit
+from clipsearch.encoders.base import Encoder, Pending, to_model, unit
 from clipsearch.errors import UserError
 from clipsearch.store import file_content_hash
 
@@ -290,9 +290,9 @@ class OpenClipEncoder(Encoder):
             self._tokenizer_value = self._make_tokenizer()
         return self._tokenizer_value
 
-    def encode_images(self, batch: torch.Tensor) -> np.ndarray:
+    def start_images(self, batch: torch.Tensor) -> Pending:
         with torch.inference_mode():
-            return unit(self._image_tower(to_model(batch, self.device, self._dtype)))
+            return Pending(self._image_tower(to_model(batch, self.device, self._dtype)))
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         out = []
