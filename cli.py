@@ -186,7 +186,8 @@ def _print_report(report: Report, directory: Path, as_json: bool, quiet: bool) -
     elif not quiet:
         typer.echo(
             f"{report.added} added, {report.updated} updated, {report.renamed} renamed, {report.removed} removed, "
-            f"{report.unchanged} unchanged, {len(report.failed)} failed in {report.seconds:.1f}s  ({directory})"
+            f"{report.unchanged} unchanged, {len(report.failed)} failed in {report.seconds:.1f}s"
+            + (f" (the model {report.model_seconds:.1f}s)" if report.model_seconds else "") + f"  ({directory})"
             + (f"; {report.gpu_decoded} JPEGs decoded on the GPU" if report.gpu_decoded else "")
         )
     if not as_json:  # --json carries them on stdout; --quiet still reports them: they are errors

@@ -1,7 +1,7 @@
 """Indexing speed: clipsearch against the model's own limit, a naive loop and rclip, on one folder.
 
     python bench/index_speed.py [--sizes 100,300] [--model ViT-B-32-256:none] [--folder DIR] [--no-rclip]
-                                [--no-naive] [--decode-cpu-too] [--reindex-files 10000]
+                                [--no-naive] [--decode-cpu-too] [--reindex-files 10000] [--model-cores N]
 
 Generates photo-like JPEGs (half 12 MP 4000x3000, half 2 MP 1600x1200, every file
 distinct content; cached under ~/.cache/clipsearch-bench) unless --folder is
@@ -23,12 +23,20 @@ given, then measures in one run:
 is the difference of two sizes (start-up cancels out). Also printed: the peak
 RSS of `clipsearch index` at each size, and a no-op re-index of
 --reindex-files small files (demo model) as a whole process.
+
+--model-cores N is a GPU box in miniature on a CPU: the model gets N cores
+(OMP_NUM_THREADS=N, in (a) and in `clipsearch index`) and the decoders the other
+cores (--workers), so that, as beside a GPU, decoding has hardware of its own.
+Where the decoders alone outrun the model, `clipsearch index` should keep the
+model busy: (b) against (a) is the GPU-box target's ratio (end to end / model
+alone). It implies --no-naive --no-rclip --reindex-files 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import shutil
 import statistics
@@ -127,11 +135,15 @@ def run(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = N
     return wall, rss
 
 
-def model_alone(spec: str, seconds: float = 10.0) -> tuple[float, int, int]:
-    """(images/s, batch size, input size) of encode_images on ready tensors, with what `clipsearch index` picks."""
+def model_alone(spec: str, seconds: float = 10.0, cores: int | None = None) -> tuple[float, int, int]:
+    """(images/s, batch size, input size) of encode_images on ready tensors, with what `clipsearch index` picks
+    (on ``cores`` torch threads where given)."""
     import torch
 
     from clipsearch.encoders import load_encoder
+
+    if cores is not None:
+        torch.set_num_threads(cores)
 
     encoder = load_encoder(spec)
     batch_size = encoder.batch_size
@@ -145,7 +157,7 @@ def model_alone(spec: str, seconds: float = 10.0) -> tuple[float, int, int]:
     return done / (time.perf_counter() - started), batch_size, encoder.image_size
 
 
-def decode_alone(spec: str, folder: Path) -> tuple[float, int]:
+def decode_alone(spec: str, folder: Path, workers: int) -> tuple[float, int]:
     """(images/s, how many nvJPEG decoded) of our decode side over the folder, no model: the reader (read, hash,
     draft decode, preprocess) on all cores, in worker processes where a run uses them, and on a GPU box nvJPEG +
     GPU preprocessing beside it, as in a run."""
@@ -157,7 +169,6 @@ def decode_alone(spec: str, folder: Path) -> tuple[float, int]:
 
     encoder = load_encoder(spec)
     gpu = DeviceDecoder.for_encoder(encoder)
-    workers = os.cpu_count() or 2
     pool = decode_pool_for(Options(), encoder, workers)  # as a run decides
     reader = Reader(lambda: encoder, lambda digest: False, device_decoder=lambda: gpu, decode_pool=lambda: pool)
     files = sorted(p for p in folder.iterdir() if p.suffix == ".jpg")
@@ -193,7 +204,6 @@ def decode_through(fn, gpu, tasks: list, workers: int, window: int) -> int:  # n
 
 def reindex_noop(files: int, work: Path) -> tuple[float, float]:
     """A no-op re-index of ``files`` small distinct JPEGs (demo model), whole process: (seconds, in-run seconds)."""
-    import json
 
     import numpy as np
     from PIL import Image
@@ -223,7 +233,16 @@ def main() -> None:
     parser.add_argument("--no-naive", action="store_true")
     parser.add_argument("--decode-cpu-too", action="store_true", help="also time `clipsearch index --decode cpu`")
     parser.add_argument("--reindex-files", type=int, default=10_000, help="0 skips the no-op re-index")
+    parser.add_argument("--model-cores", type=int, help="a GPU box in miniature: the model on this many cores, "
+                        "the decoders on the rest")
     args = parser.parse_args()
+    cores = os.cpu_count() or 2
+    if args.model_cores is not None:
+        if not 1 <= args.model_cores < cores:
+            raise SystemExit(f"--model-cores must leave the decoders at least one of the {cores} cores")
+        args.no_naive = args.no_rclip = True
+        args.reindex_files = 0
+    workers = cores - (args.model_cores or 0)
     sizes = sorted(int(s) for s in args.sizes.split(","))
     arch = args.model.split(":")[0]
 
@@ -234,19 +253,23 @@ def main() -> None:
     if args.folder is None:
         make_photos(source, max(sizes))
     env = {**os.environ, "CLIPSEARCH_TEXT_EXPORT": "0"}  # indexing only: no one-time text tower export
+    if args.model_cores is not None:
+        env["OMP_NUM_THREADS"] = str(args.model_cores)
     rclip = None if args.no_rclip else (rclip_env.venv(), rclip_env.datadir())
 
-    model_rate, batch_size, input_size = model_alone(args.model)
+    model_rate, batch_size, input_size = model_alone(args.model, cores=args.model_cores)
     work = Path(tempfile.mkdtemp(prefix="clipsearch-index-speed-"))
     try:
         folders = {n: subset(source, n, work / f"photos-{n}") for n in sizes}
-        decode_rate, on_gpu = decode_alone(args.model, folders[sizes[-1]])
-        # On a CPU the model and the decoders share the cores; on a GPU box they run side by side.
-        limit = min(model_rate, decode_rate) if gpu_box else 1 / (1 / model_rate + 1 / decode_rate)
+        decode_rate, on_gpu = decode_alone(args.model, folders[sizes[-1]], workers)
+        # On a CPU the model and the decoders share the cores; on a GPU box (or its miniature) they run side by side.
+        apart = gpu_box or args.model_cores is not None
+        limit = min(model_rate, decode_rate) if apart else 1 / (1 / model_rate + 1 / decode_rate)
 
         tools = ["clipsearch"] + (["clipsearch --decode cpu"] if args.decode_cpu_too else []) \
             + ([] if args.no_naive else ["naive"]) + ([] if rclip is None else ["rclip"])
         results: dict[str, dict[int, tuple[float, float]]] = {tool: {} for tool in tools}
+        model_seconds: dict[str, dict[int, float]] = {tool: {} for tool in tools if tool.startswith("clipsearch")}
         # One untimed run first, so that compiling .pyc files and warming the disk cache land on no timed run.
         run([sys.executable, str(ROOT / "cli.py"), "index", str(subset(source, 8, work / "warm-up")), "--model",
              args.model, "--index", str(work / "index-warm-up"), "--quiet"], env)
@@ -255,8 +278,11 @@ def main() -> None:
             for tool in tools:
                 if tool.startswith("clipsearch"):
                     cli = [sys.executable, str(ROOT / "cli.py"), "index", str(folder), "--model", args.model,
-                           "--index", str(work / f"index-{n}-{len(tool)}"), "--quiet"]
-                    results[tool][n] = run(cli + (["--decode", "cpu"] if "cpu" in tool else []), env)
+                           "--index", str(work / f"index-{n}-{len(tool)}"), "--workers", str(workers), "--json"]
+                    wall, rss, output = processes.timed(cli + (["--decode", "cpu"] if "cpu" in tool else []), env)
+                    results[tool][n] = wall, rss
+                    report = json.loads(next(line for line in output.splitlines() if line.startswith("{")))
+                    model_seconds[tool][n] = report["model_seconds"]
                 elif tool == "naive":
                     results[tool][n] = run([sys.executable, "-c", NAIVE, str(folder), arch], env)
                 elif rclip is not None:
@@ -271,24 +297,34 @@ def main() -> None:
         def steady(tool: str) -> float:
             return (hi - lo) / (results[tool][hi][0] - results[tool][lo][0])
 
+        def busy(tool: str) -> str:
+            """The share of the steady-state time the model computed (its `model_seconds`), which noisy clocks
+            leave alone: the model and the run slow down together."""
+            share = (model_seconds[tool][hi] - model_seconds[tool][lo]) / (results[tool][hi][0] - results[tool][lo][0])
+            return f"; the model busy {share:.0%} of that time"
+
         where = torch.cuda.get_device_name() if gpu_box else "no GPU"
-        print(f"model {args.model}, input {input_size}px, batch {batch_size}, {os.cpu_count()} cores, {where}; "
+        if args.model_cores is not None:
+            where += f"; a GPU box in miniature: the model on {args.model_cores} of them, the decoders on the rest"
+        print(f"model {args.model}, input {input_size}px, batch {batch_size}, {cores} cores, {where}; "
               f"folder: {source} (sizes {', '.join(map(str, sizes))})")
-        print(f"(a) model alone on ready tensors:         {model_rate:7.1f} images/s")
+        print(f"(a) model alone on ready tensors:         {model_rate:7.1f} images/s"
+              + (f" ({args.model_cores} cores)" if args.model_cores else ""))
         from indexer import decode_pool
 
         kind = "worker processes" if decode_pool.available() else "CPU threads"
-        how = f"{os.cpu_count()} {kind}" + (f" + nvJPEG, which took {on_gpu} of {hi}" if gpu_box else "")
+        how = f"{workers} {kind}" + (f" + nvJPEG, which took {on_gpu} of {hi}" if gpu_box else "")
         print(f"    decode + preprocess alone:            {decode_rate:7.1f} images/s ({how}; no model)")
-        rule = "the slower of the two (separate hardware)" if gpu_box else "1 / (1/model + 1/decode)"
+        rule = "the slower of the two (separate hardware)" if apart else "1 / (1/model + 1/decode)"
         print(f"    limit:                                {limit:7.1f} images/s = {rule}")
         ours = steady("clipsearch")
         print(f"(b) clipsearch index, steady state:       {ours:7.1f} images/s = {ours / limit:.2f} x limit, "
-              f"{ours / model_rate:.2f} x model alone")
+              f"{ours / model_rate:.2f} x model alone" + busy("clipsearch"))
         tags = {"clipsearch --decode cpu": "   ", "naive": "(c)", "rclip": "(d)"}
         for tool in tools[1:]:
             rate = steady(tool)
-            print(f"{tags[tool]} {tool + ', steady state:':<38}{rate:7.1f} images/s; clipsearch is {ours / rate:.2f} x")
+            print(f"{tags[tool]} {tool + ', steady state:':<38}{rate:7.1f} images/s; clipsearch is {ours / rate:.2f} x"
+                  + (busy(tool) if tool in model_seconds else ""))
         print("whole processes (start-up included), seconds:")
         for n in sizes:
             line = ", ".join(f"{tool} {results[tool][n][0]:.1f}" for tool in tools)

@@ -86,12 +86,14 @@ class Report:
     unchanged: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    model_seconds: float = 0.0  # what the model spent on the stored batches: near ``seconds``, the model set the pace
     interrupted: bool = False
     gpu_decoded: int | None = None  # JPEGs nvJPEG decoded; None when the GPU decoded none by design
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in ("added", "updated", "removed", "renamed", "unchanged", "failed")}
         out["seconds"] = round(self.seconds, 3)
+        out["model_seconds"] = round(self.model_seconds, 3)
         if self.gpu_decoded is not None:
             out["gpu_decoded"] = self.gpu_decoded
         if self.interrupted:
@@ -285,6 +287,7 @@ def index_folders(
             items, done = in_flight.pop(0)
             for item, vector in zip(items, done.result()):
                 store_loaded(item, vector)
+            report.model_seconds += done.seconds
 
     def failed(item: Loaded) -> None:
         f = item.task.found

@@ -13,7 +13,7 @@ from search.engine import Searcher
 from tests import imagegen
 from tests.conftest import Cli, cosine, open_image, search_json
 
-REPORT_KEYS = {"added", "updated", "removed", "renamed", "unchanged", "failed", "seconds"}
+REPORT_KEYS = {"added", "updated", "removed", "renamed", "unchanged", "failed", "seconds", "model_seconds"}
 
 
 def index_json(cli: Cli, *args: str) -> dict:
@@ -29,6 +29,7 @@ def test_first_index_finds_every_good_file_by_itself(cli: Cli, photos: imagegen.
     assert set(report) == REPORT_KEYS
     assert report["added"] == len(photos.good)
     assert (report["updated"], report["removed"], report["renamed"], report["unchanged"]) == (0, 0, 0, 0)
+    assert 0 < report["model_seconds"] < report["seconds"]
     failed = {f["path"]: f["error"] for f in report["failed"]}
     assert set(failed) == {str(p) for p in photos.bad}
     assert all(error for error in failed.values())
@@ -66,6 +67,7 @@ def test_noop_reindex_changes_nothing(cli: Cli, photos: imagegen.PhotoFolder, mo
     assert report["unchanged"] == len(photos.good)
     assert (report["added"], report["updated"], report["removed"], report["renamed"]) == (0, 0, 0, 0)
     assert report["failed"] == []  # known-bad files are not retried until they change
+    assert report["model_seconds"] == 0
     after = StoreReader.open(index_dir).info()
     assert after["generation"] == before["generation"]
     assert after["images"] == before["images"]
@@ -260,6 +262,7 @@ def test_the_model_gets_the_next_batch_before_the_last_ones_vectors_are_stored(t
             paths = store.paths(ids.tolist())
             stored.update({Path(paths[i]).name: vector for i, vector in zip(ids.tolist(), matrix)})
     assert report.added == 11
+    assert 0 < report.model_seconds < report.seconds
     assert order == ["start 0", "start 1", "result 0", "start 2", "result 1", "start 3", "result 2", "result 3"]
     names = sorted(stored)
     alone = np.stack([encoder.encode_images(encoder.image_transform(open_image(root / n).convert("RGB"))[None])[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -36,30 +37,48 @@ class Pending:
 
     On a GPU the model's kernels run asynchronously: the indexing thread can store the previous batch's vectors
     and assemble the next batch while this one computes, instead of leaving the GPU idle for that time. The
-    vectors come back through a page-locked buffer copied without blocking, with an event marking the copy's end.
+    vectors come back through a page-locked buffer copied without blocking, an event marking the copy's end.
+    ``seconds`` is the time the device spent on the batch (CUDA events on a GPU, the wall clock on a CPU): the
+    run adds them up, so a report tells whether the model or the decoding set its pace.
     """
 
-    def __init__(self, features: torch.Tensor) -> None:
+    def __init__(self, forward: Callable[[], torch.Tensor], device: str) -> None:
         import torch
 
-        rows = _unit_rows(features)
-        self._event: torch.cuda.Event | None = None
+        started = time.perf_counter()
+        self._start: torch.cuda.Event | None = None
+        self._end: torch.cuda.Event | None = None
+        if device.startswith("cuda"):
+            self._start = torch.cuda.Event(enable_timing=True)
+            self._start.record(torch.cuda.current_stream(torch.device(device)))
+        rows = _unit_rows(forward())
         if rows.is_cuda:
             self._host = torch.empty(rows.shape, dtype=rows.dtype, pin_memory=True)
-            self._host.copy_(rows, non_blocking=True)
-            self._event = torch.cuda.Event()
-            self._event.record()
+            self._host.copy_(rows, non_blocking=True)  # on the current stream of rows' device, as the event below
+            self._end = torch.cuda.Event(enable_timing=True)
+            self._end.record(torch.cuda.current_stream(rows.device))
+            self._seconds: float | None = None
         else:
             self._host = rows
+            self._seconds = time.perf_counter() - started
 
     def ready(self) -> bool:
         """Whether ``result()`` would return without waiting."""
-        return self._event is None or self._event.query()
+        return self._end is None or self._end.query()
 
     def result(self) -> np.ndarray:
-        if self._event is not None:
-            self._event.synchronize()
+        if self._end is not None:
+            self._end.synchronize()
         return self._host.numpy()
+
+    @property
+    def seconds(self) -> float:
+        """What the device spent on this batch, from the model's input to the vectors' copy; waits for it."""
+        if self._seconds is None:
+            assert self._start is not None and self._end is not None
+            self._end.synchronize()
+            self._seconds = self._start.elapsed_time(self._end) / 1000
+        return self._seconds
 
 
 def to_model(batch: torch.Tensor, device: str, dtype: torch.dtype) -> torch.Tensor:

@@ -120,8 +120,8 @@ class HFEncoder(Encoder):
 
     def start_images(self, batch: torch.Tensor) -> Pending:
         with torch.inference_mode():
-            batch = to_model(batch, self.device, self._dtype)
-            return Pending(self._features(self._model.get_image_features(pixel_values=batch)))
+            return Pending(lambda: self._features(self._model.get_image_features(
+                pixel_values=to_model(batch, self.device, self._dtype))), self.device)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         out = []

@@ -292,7 +292,7 @@ class OpenClipEncoder(Encoder):
 
     def start_images(self, batch: torch.Tensor) -> Pending:
         with torch.inference_mode():
-            return Pending(self._image_tower(to_model(batch, self.device, self._dtype)))
+            return Pending(lambda: self._image_tower(to_model(batch, self.device, self._dtype)), self.device)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         out = []
