@@ -190,6 +190,8 @@ def _print_report(report: Report, directory: Path, as_json: bool, quiet: bool) -
             + (f" (the model {report.model_seconds:.1f}s)" if report.model_seconds else "") + f"  ({directory})"
             + (f"; {report.gpu_decoded} JPEGs decoded on the GPU" if report.gpu_decoded else "")
         )
+        for note in report.notes:
+            typer.echo(f"clipsearch: note: {note}", err=True)
     if not as_json:  # --json carries them on stdout; --quiet still reports them: they are errors
         for failure in report.failed:
             typer.echo(f"  failed: {failure['path']}: {failure['error']}", err=True)

@@ -89,6 +89,7 @@ class Report:
     model_seconds: float = 0.0  # what the model spent on the stored batches: near ``seconds``, the model set the pace
     interrupted: bool = False
     gpu_decoded: int | None = None  # JPEGs nvJPEG decoded; None when the GPU decoded none by design
+    notes: list[str] = field(default_factory=list)  # what the run changed on its own (a smaller batch), for the user
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in ("added", "updated", "removed", "renamed", "unchanged", "failed")}
@@ -98,6 +99,8 @@ class Report:
             out["gpu_decoded"] = self.gpu_decoded
         if self.interrupted:
             out["interrupted"] = True
+        if self.notes:
+            out["notes"] = list(self.notes)
         return out
 
 
@@ -254,6 +257,8 @@ def index_folders(
     reader = Reader(encoder, store.vector_lookup(), options.max_pixels, device_decoder, decode_pool)
     batch: list[Loaded] = []
     in_flight: list[tuple[list[Loaded], Pending]] = []  # batches queued on the model, their vectors not stored yet
+    batch_limit = [options.batch_size or 0]  # images per model call; 0: the encoder's, once it is loaded
+    out_of_memory_at = [0]  # the batch size at which the GPU first ran out of memory, if it did
     reused_new: dict[bytes, int] = {}  # digest -> how many new paths reused it (rename or copy candidates)
     since_commit = 0
     last_commit = time.monotonic()
@@ -275,19 +280,46 @@ def index_folders(
         since_commit += 1
         progress.done()
 
+    def settle(keep: int) -> None:
+        """Store the vectors of the batches in flight but the last ``keep``, oldest first."""
+        while len(in_flight) > keep:
+            items, done = in_flight.pop(0)
+            for item, vector in zip(items, done.result()):
+                store_loaded(item, vector)
+            report.model_seconds += done.seconds
+
+    def launch(items: list[Loaded]) -> None:
+        """Queue ``items`` on the model. A GPU out of memory (a large model, a small GPU, nvJPEG's pictures beside
+        it) stores what is in flight, frees the cache and tries again in halves, and later batches stay as small:
+        the run goes on at the size that fits instead of failing."""
+        import torch
+
+        try:
+            in_flight.append((items, encoder().start_images(model_batch([b.pixels for b in items], encoder()))))
+            return
+        except torch.cuda.OutOfMemoryError:
+            pass  # out of the except block first: its traceback holds the failed call's tensors
+        settle(0)
+        torch.cuda.empty_cache()
+        if len(items) == 1:
+            raise UserError("the GPU ran out of memory with this model even one image at a time: try --device cpu "
+                            "or a smaller model (everything indexed so far is kept)")
+        out_of_memory_at[0] = out_of_memory_at[0] or batch_limit[0]
+        batch_limit[0] = min(batch_limit[0], (len(items) + 1) // 2)
+        done = 0
+        while done < len(items):  # at the size that fits now, which a chunk's own retry may lower again
+            chunk = items[done : done + batch_limit[0]]
+            launch(chunk)
+            done += len(chunk)
+
     def flush(last: bool = False) -> None:
         """Queue the batch on the model, then store the batch before it. On a GPU the model computes this batch
         while this thread stores the previous one and gathers the next (``Pending``), instead of the GPU waiting
         for both; on a CPU the model has computed it by the time ``start_images`` returns."""
         if batch:
-            pending = encoder().start_images(model_batch([b.pixels for b in batch], encoder()))  # type: ignore[misc]
-            in_flight.append((batch.copy(), pending))
+            launch(batch.copy())
             batch.clear()
-        while len(in_flight) > (0 if last else 1):
-            items, done = in_flight.pop(0)
-            for item, vector in zip(items, done.result()):
-                store_loaded(item, vector)
-            report.model_seconds += done.seconds
+        settle(0 if last else 1)
 
     def failed(item: Loaded) -> None:
         f = item.task.found
@@ -297,7 +329,9 @@ def index_folders(
 
     def embed(item: Loaded) -> None:
         batch.append(item)
-        if len(batch) >= (options.batch_size or encoder().batch_size):
+        if not batch_limit[0]:
+            batch_limit[0] = options.batch_size or encoder().batch_size
+        if len(batch) >= batch_limit[0]:
             flush()
 
     def from_gpu(items: Iterable[Loaded]) -> None:
@@ -372,6 +406,9 @@ def index_folders(
         removed -= renames
     report.removed = removed
     report.seconds = time.monotonic() - started
+    if out_of_memory_at[0]:
+        report.notes.append(f"the GPU ran out of memory with {out_of_memory_at[0]} images per batch; the run went on "
+                            f"with {batch_limit[0]} (--batch-size {batch_limit[0]} starts there)")
     summary = report.as_dict()
     summary["failed"] = len(report.failed)
     store.finish(summary)

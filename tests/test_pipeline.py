@@ -229,17 +229,46 @@ def test_bad_folder_argument(cli: Cli, tmp_path: Path, model_spec: str, which: s
     assert ("folder not found" if which == "missing" else "not a folder") in result.stderr
 
 
+def _eleven_photos(root: Path) -> Path:
+    root.mkdir()
+    for i in range(11):
+        (root / f"{i:02d}.jpg").write_bytes(imagegen.jpeg_bytes(imagegen.photo(500 + i, (320, 240))))
+    return root
+
+
+def _index_in_batches(root: Path, index: Path, encoder, batch_size: int):  # noqa: ANN001, ANN202
+    """(report, {file name: stored vector}) of one run over ``root`` with ``encoder``, decoding in threads."""
+    from clipsearch.store import ModelRecord, StoreWriter
+    from indexer.run import Options, index_folders
+
+    stored = {}
+    with StoreWriter.open(index) as store:
+        store.bind_model(ModelRecord(encoder.spec, encoder.fingerprint, encoder.dim))
+        try:
+            report = index_folders(store, [str(root)], lambda: encoder,
+                                   Options(worker_kind="threads", batch_size=batch_size, workers=2))
+        finally:
+            for ids, matrix in store.iter_vectors():
+                paths = store.paths(ids.tolist())
+                stored.update({Path(paths[i]).name: vector for i, vector in zip(ids.tolist(), matrix)})
+    return report, stored
+
+
+def _each_on_its_own_file(root: Path, encoder, stored: dict) -> None:  # noqa: ANN001
+    names = sorted(stored)
+    alone = np.stack([encoder.encode_images(encoder.image_transform(open_image(root / n).convert("RGB"))[None])[0]
+                      for n in names])
+    distance = np.abs(np.stack([stored[n] for n in names])[:, None, :] - alone[None, :, :]).max(axis=2)
+    assert distance.diagonal().max() < 1e-4  # each file's stored vector is its own...
+    assert (distance + np.eye(len(names))).min() > 1e-3  # ...and no other file's
+
+
 def test_the_model_gets_the_next_batch_before_the_last_ones_vectors_are_stored(tmp_path: Path, model_spec: str) -> None:
     """On a GPU the model computes batch N while the indexing thread stores N-1: the run queues a batch before it
     collects the one before. Every vector still lands on its own file."""
     from clipsearch.encoders import load_encoder
-    from clipsearch.store import ModelRecord, StoreWriter
-    from indexer.run import Options, index_folders
 
-    root = tmp_path / "p"
-    root.mkdir()
-    for i in range(11):
-        (root / f"{i:02d}.jpg").write_bytes(imagegen.jpeg_bytes(imagegen.photo(500 + i, (320, 240))))
+    root = _eleven_photos(tmp_path / "p")
     encoder = load_encoder(model_spec, device="cpu", precision="fp32")
     order: list[str] = []
     start_images = encoder.start_images
@@ -253,20 +282,89 @@ def test_the_model_gets_the_next_batch_before_the_last_ones_vectors_are_stored(t
         return pending
 
     encoder.start_images = recording  # type: ignore[method-assign]
-    with StoreWriter.open(tmp_path / "index") as store:
-        store.bind_model(ModelRecord(encoder.spec, encoder.fingerprint, encoder.dim))
-        report = index_folders(store, [str(root)], lambda: encoder, Options(worker_kind="threads", batch_size=3,
-                                                                            workers=2))
-        stored = {}
-        for ids, matrix in store.iter_vectors():
-            paths = store.paths(ids.tolist())
-            stored.update({Path(paths[i]).name: vector for i, vector in zip(ids.tolist(), matrix)})
+    report, stored = _index_in_batches(root, tmp_path / "index", encoder, 3)
     assert report.added == 11
     assert 0 < report.model_seconds < report.seconds
     assert order == ["start 0", "start 1", "result 0", "start 2", "result 1", "start 3", "result 2", "result 3"]
-    names = sorted(stored)
-    alone = np.stack([encoder.encode_images(encoder.image_transform(open_image(root / n).convert("RGB"))[None])[0]
-                      for n in names])
-    distance = np.abs(np.stack([stored[n] for n in names])[:, None, :] - alone[None, :, :]).max(axis=2)
-    assert distance.diagonal().max() < 1e-4  # each file's stored vector is its own...
-    assert (distance + np.eye(len(names))).min() > 1e-3  # ...and no other file's
+    _each_on_its_own_file(root, encoder, stored)
+
+
+def _gpu_memory(encoder, fits: int, sizes: list[int]) -> None:  # noqa: ANN001
+    """Make ``encoder`` fail as a GPU out of memory does on batches of more than ``fits`` images (the allocator raises
+    torch.cuda.OutOfMemoryError when the batch's tensors are made); ``sizes`` records every batch tried."""
+    import torch
+
+    start_images = encoder.start_images
+
+    def limited(batch):  # noqa: ANN001, ANN202
+        sizes.append(len(batch))
+        if len(batch) > fits:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return start_images(batch)
+
+    encoder.start_images = limited  # type: ignore[method-assign]
+
+
+def test_a_gpu_out_of_memory_halves_the_batch_and_the_run_goes_on(tmp_path: Path, model_spec: str) -> None:
+    from clipsearch.encoders import load_encoder
+
+    root = _eleven_photos(tmp_path / "p")
+    encoder = load_encoder(model_spec, device="cpu", precision="fp32")
+    sizes: list[int] = []
+    _gpu_memory(encoder, 2, sizes)
+    report, stored = _index_in_batches(root, tmp_path / "index", encoder, 8)
+    assert report.added == 11 and report.failed == []
+    assert sizes == [8, 4, 2, 2, 2, 2, 2, 1]  # 8 -> 4 -> 2 fits: the first 8 files as 2 + 2 + 2 + 2, the last 3 as 2 + 1
+    assert report.notes == ["the GPU ran out of memory with 8 images per batch; the run went on with 2 "
+                            "(--batch-size 2 starts there)"]
+    assert report.as_dict()["notes"] == report.notes
+    _each_on_its_own_file(root, encoder, stored)
+
+
+def test_a_model_too_big_for_the_gpu_is_a_clear_error_that_keeps_what_was_indexed(tmp_path: Path,
+                                                                                   model_spec: str) -> None:
+    from clipsearch.encoders import load_encoder
+    from clipsearch.errors import UserError
+
+    root = _eleven_photos(tmp_path / "p")
+    encoder = load_encoder(model_spec, device="cpu", precision="fp32")
+    report, _ = _index_in_batches(root, tmp_path / "index", encoder, 4)  # 11 files in
+    assert "notes" not in report.as_dict()
+    for i in range(11, 14):
+        (root / f"{i:02d}.jpg").write_bytes(imagegen.jpeg_bytes(imagegen.photo(500 + i, (320, 240))))
+    _gpu_memory(encoder, 0, [])
+    with pytest.raises(UserError, match="ran out of memory with this model even one image at a time"):
+        _index_in_batches(root, tmp_path / "index", encoder, 4)
+    from clipsearch.store import StoreReader
+
+    assert StoreReader.open(tmp_path / "index").info()["images"] == 11
+
+
+def test_gpu_out_of_memory_through_the_cli(cli: Cli, tmp_path: Path, model_spec: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The note the user sees when the run shrank its batches, and the one-line error when nothing fits."""
+    import clipsearch.encoders
+
+    fits = [2]
+    load_encoder = clipsearch.encoders.load_encoder
+
+    def on_a_small_gpu(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        encoder = load_encoder(*args, **kwargs)
+        _gpu_memory(encoder, fits[0], [])
+        return encoder
+
+    monkeypatch.setattr(clipsearch.encoders, "load_encoder", on_a_small_gpu)
+    root = _eleven_photos(tmp_path / "p")
+    result = cli("index", root, "--model", model_spec, "--batch-size", "8")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("11 added")
+    assert ("clipsearch: note: the GPU ran out of memory with 8 images per batch; the run went on with 2 "
+            "(--batch-size 2 starts there)") in result.stderr.splitlines()
+
+    (root / "new.jpg").write_bytes(imagegen.jpeg_bytes(imagegen.photo(900, (320, 240))))
+    fits[0] = 0
+    result = cli("index", "--batch-size", "8")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "clipsearch: error: the GPU ran out of memory with this model even one image at a time: try --device cpu "
+        "or a smaller model (everything indexed so far is kept)"]
