@@ -257,8 +257,8 @@ def index_folders(
     reader = Reader(encoder, store.vector_lookup(), options.max_pixels, device_decoder, decode_pool)
     batch: list[Loaded] = []
     in_flight: list[tuple[list[Loaded], Pending]] = []  # batches queued on the model, their vectors not stored yet
-    batch_limit = [options.batch_size or 0]  # images per model call; 0: the encoder's, once it is loaded
-    out_of_memory_at = [0]  # the batch size at which the GPU first ran out of memory, if it did
+    batch_limit = options.batch_size or 0  # images per model call; 0: the encoder's, once it is loaded
+    out_of_memory_at = 0  # the batch size at which the GPU first ran out of memory, if it did
     reused_new: dict[bytes, int] = {}  # digest -> how many new paths reused it (rename or copy candidates)
     since_commit = 0
     last_commit = time.monotonic()
@@ -294,6 +294,8 @@ def index_folders(
         the run goes on at the size that fits instead of failing."""
         import torch
 
+        nonlocal batch_limit, out_of_memory_at
+
         try:
             in_flight.append((items, encoder().start_images(model_batch([b.pixels for b in items], encoder()))))
             return
@@ -304,11 +306,11 @@ def index_folders(
         if len(items) == 1:
             raise UserError("the GPU ran out of memory with this model even one image at a time: try --device cpu "
                             "or a smaller model (everything indexed so far is kept)")
-        out_of_memory_at[0] = out_of_memory_at[0] or batch_limit[0]
-        batch_limit[0] = min(batch_limit[0], (len(items) + 1) // 2)
+        out_of_memory_at = out_of_memory_at or batch_limit
+        batch_limit = min(batch_limit, (len(items) + 1) // 2)
         done = 0
         while done < len(items):  # at the size that fits now, which a chunk's own retry may lower again
-            chunk = items[done : done + batch_limit[0]]
+            chunk = items[done : done + batch_limit]
             launch(chunk)
             done += len(chunk)
 
@@ -328,10 +330,11 @@ def index_folders(
         progress.done()
 
     def embed(item: Loaded) -> None:
+        nonlocal batch_limit
         batch.append(item)
-        if not batch_limit[0]:
-            batch_limit[0] = options.batch_size or encoder().batch_size
-        if len(batch) >= batch_limit[0]:
+        if not batch_limit:
+            batch_limit = encoder().batch_size
+        if len(batch) >= batch_limit:
             flush()
 
     def from_gpu(items: Iterable[Loaded]) -> None:
@@ -406,9 +409,9 @@ def index_folders(
         removed -= renames
     report.removed = removed
     report.seconds = time.monotonic() - started
-    if out_of_memory_at[0]:
-        report.notes.append(f"the GPU ran out of memory with {out_of_memory_at[0]} images per batch; the run went on "
-                            f"with {batch_limit[0]} (--batch-size {batch_limit[0]} starts there)")
+    if out_of_memory_at:
+        report.notes.append(f"the GPU ran out of memory with {out_of_memory_at} images per batch; the run went on "
+                            f"with {batch_limit} (--batch-size {batch_limit} starts there)")
     summary = report.as_dict()
     summary["failed"] = len(report.failed)
     store.finish(summary)
