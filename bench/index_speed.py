@@ -168,19 +168,20 @@ def decode_alone(spec: str, folder: Path, workers: int) -> tuple[float, int]:
     GPU preprocessing beside it, as in a run."""
     from clipsearch.encoders import load_encoder
     from indexer.device_decode import DeviceDecoder
-    from indexer.reader import Reader, Task
+    from indexer.reader import Reader, Task, reader_threads
     from indexer.run import Options, decode_pool_for
     from indexer.walk import Found
 
     encoder = load_encoder(spec)
     gpu = DeviceDecoder.for_encoder(encoder)
     pool = decode_pool_for(Options(), encoder, workers)  # as a run decides
-    reader = Reader(lambda: encoder, lambda digest: False, device_decoder=lambda: gpu, decode_pool=lambda: pool)
+    reader = Reader(lambda: encoder, lambda digest: False, device_decoder=lambda: gpu, decode_pool=lambda: pool,
+                    cpu_decoders=workers)
     files = sorted(p for p in folder.iterdir() if p.suffix == ".jpg")
     tasks = [Task(Found(str(p), p.stat().st_size, p.stat().st_mtime_ns), None) for p in files]
     try:
         started = time.perf_counter()
-        assert decode_through(reader, gpu, tasks, workers, 256) == len(files)
+        assert decode_through(reader, gpu, tasks, reader_threads(workers), 256) == len(files)
         took = time.perf_counter() - started
     finally:
         if pool is not None:

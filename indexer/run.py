@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from clipsearch import images
 from clipsearch.errors import UserError
 from clipsearch.store import StoreWriter
-from indexer.reader import Loaded, Reader, Task, bounded_map
+from indexer.reader import Loaded, Reader, Task, bounded_map, reader_threads
 from indexer.walk import walk
 
 if TYPE_CHECKING:
@@ -254,7 +254,7 @@ def index_folders(
     device_decoder: Once[DeviceDecoder | None] = Once(make_device_decoder if options.decode != "cpu" else lambda: None)
     workers = options.workers if options.workers is not None else (os.cpu_count() or 2)
     decode_pool: Once[DecodePool | None] = Once(lambda: decode_pool_for(options, encoder(), workers))
-    reader = Reader(encoder, store.vector_lookup(), options.max_pixels, device_decoder, decode_pool)
+    reader = Reader(encoder, store.vector_lookup(), options.max_pixels, device_decoder, decode_pool, cpu_decoders=workers)
     batch: list[Loaded] = []
     in_flight: list[tuple[list[Loaded], Pending]] = []  # batches queued on the model, their vectors not stored yet
     batch_limit = options.batch_size or 0  # images per model call; 0: the encoder's, once it is loaded
@@ -360,7 +360,7 @@ def index_folders(
     with short_gil_turns():
         try:
             window = max((options.batch_size or 128) * 2, workers * 4)
-            for item in bounded_map(reader, tasks(), workers, window):
+            for item in bounded_map(reader, tasks(), reader_threads(workers), window):
                 if item.error is not None:
                     failed(item)
                 elif item.reused or store.has_vector(item.digest):

@@ -168,3 +168,38 @@ def test_an_index_run_gives_the_gil_in_short_turns_and_then_restores_the_interva
     assert report.added == 3
     assert seen and all(interval == pytest.approx(GIL_TURN_SECONDS) for interval in seen)
     assert sys.getswitchinterval() == before
+
+
+def test_threads_read_ahead_but_decode_no_more_than_the_workers_at_once(tmp_path: Path, model_spec: str) -> None:
+    """A run has twice as many reader threads as decode workers (files read and hashed ahead for worker processes);
+    decoding in the threads themselves still runs ``workers`` at a time."""
+    import threading
+    import time
+
+    from clipsearch.encoders import load_encoder
+    from indexer.reader import Reader, Task, bounded_map, reader_threads
+    from indexer.walk import Found
+
+    encoder = load_encoder(model_spec, device="cpu", precision="fp32")
+    tasks = []
+    for i in range(12):
+        path = tmp_path / f"{i:02d}.jpg"
+        path.write_bytes(imagegen.jpeg_bytes(imagegen.photo(700 + i, (320, 240))))
+        tasks.append(Task(Found(str(path), path.stat().st_size, path.stat().st_mtime_ns), None))
+    reader = Reader(lambda: encoder, lambda digest: False, cpu_decoders=2)
+    decode_on_cpu, lock, now, most = reader.decode_on_cpu, threading.Lock(), [0], [0]
+
+    def counted(*args):  # noqa: ANN002, ANN202
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        time.sleep(0.05)  # long enough for every free thread to arrive here if nothing held it back
+        decode_on_cpu(*args)
+        with lock:
+            now[0] -= 1
+
+    reader.decode_on_cpu = counted  # type: ignore[method-assign]
+    assert reader_threads(2) == 4
+    loaded = list(bounded_map(reader, tasks, reader_threads(2), 64))
+    assert len(loaded) == 12 and all(item.error is None and item.pixels is not None for item in loaded)
+    assert most[0] == 2
