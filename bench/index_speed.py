@@ -2,6 +2,7 @@
 
     python bench/index_speed.py [--sizes 100,300] [--model ViT-B-32-256:none] [--folder DIR] [--no-rclip]
                                 [--no-naive] [--decode-cpu-too] [--reindex-files 10000] [--model-cores N]
+                                [--repeat 1]
 
 Generates photo-like JPEGs (half 12 MP 4000x3000, half 2 MP 1600x1200, every file
 distinct content; cached under ~/.cache/clipsearch-bench) unless --folder is
@@ -20,7 +21,8 @@ given, then measures in one run:
       same random weights exported to ONNX into its data dir; bench/rclip_env.py).
 
 (b)-(d) run over the first N files for each N in --sizes; steady-state speed
-is the difference of two sizes (start-up cancels out). Also printed: the peak
+is the difference of two sizes (start-up cancels out; with --repeat N, of the
+median of N interleaved runs at each size). Also printed: the peak
 RSS of `clipsearch index` at each size, and a no-op re-index of
 --reindex-files small files (demo model) as a whole process.
 
@@ -239,6 +241,8 @@ def main() -> None:
     parser.add_argument("--no-naive", action="store_true")
     parser.add_argument("--decode-cpu-too", action="store_true", help="also time `clipsearch index --decode cpu`")
     parser.add_argument("--reindex-files", type=int, default=10_000, help="0 skips the no-op re-index")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each tool at each size, interleaved; "
+                        "the median counts (the two-size difference is sensitive to one slow start-up)")
     parser.add_argument("--model-cores", type=int, help="a GPU box in miniature: the model on this many cores, "
                         "the decoders on the rest")
     args = parser.parse_args()
@@ -279,24 +283,35 @@ def main() -> None:
         # One untimed run first, so that compiling .pyc files and warming the disk cache land on no timed run.
         run([sys.executable, str(ROOT / "cli.py"), "index", str(subset(source, 8, work / "warm-up")), "--model",
              args.model, "--index", str(work / "index-warm-up"), "--quiet"], env)
-        for n in sizes:
-            folder = folders[n]
-            for tool in tools:
-                if tool.startswith("clipsearch"):
-                    cli = [sys.executable, str(ROOT / "cli.py"), "index", str(folder), "--model", args.model,
-                           "--index", str(work / f"index-{n}-{len(tool)}"), "--workers", str(workers), "--json"]
-                    wall, rss, output = processes.timed(cli + (["--decode", "cpu"] if "cpu" in tool else []), env)
-                    results[tool][n] = wall, rss
-                    report = json.loads(next(line for line in output.splitlines() if line.startswith("{")))
-                    model_seconds[tool][n] = report["model_seconds"]
-                elif tool == "naive":
-                    results[tool][n] = run([sys.executable, "-c", NAIVE, str(folder), arch], env)
-                elif rclip is not None:
-                    exe, data = rclip
-                    rdata = work / f"rclip-data-{n}"
-                    shutil.copytree(data, rdata, ignore=shutil.ignore_patterns("db.sqlite3*"))
-                    renv = {**rclip_env.env(), "RCLIP_DATADIR": str(rdata)}
-                    results[tool][n] = run([str(exe), "-t", "1", "a photo"], renv, cwd=folder)
+        runs: dict[tuple[str, int], list[tuple[float, float, float]]] = {}  # (tool, n) -> (wall, RSS, model s)
+        for round_ in range(args.repeat):  # interleaved rounds: a slow spell of the machine hits every tool
+            for n in sizes:
+                folder = folders[n]
+                for tool in tools:
+                    busy = 0.0
+                    if tool.startswith("clipsearch"):
+                        index = work / f"index-{n}-{len(tool)}-{round_}"
+                        cli = [sys.executable, str(ROOT / "cli.py"), "index", str(folder), "--model", args.model,
+                               "--index", str(index), "--workers", str(workers), "--json"]
+                        wall, rss, output = processes.timed(cli + (["--decode", "cpu"] if "cpu" in tool else []), env)
+                        busy = json.loads(next(line for line in output.splitlines() if line.startswith("{")))[
+                            "model_seconds"]
+                        shutil.rmtree(index)
+                    elif tool == "naive":
+                        wall, rss = run([sys.executable, "-c", NAIVE, str(folder), arch], env)
+                    elif rclip is not None:
+                        exe, data = rclip
+                        rdata = work / f"rclip-data-{n}-{round_}"
+                        shutil.copytree(data, rdata, ignore=shutil.ignore_patterns("db.sqlite3*"))
+                        renv = {**rclip_env.env(), "RCLIP_DATADIR": str(rdata)}
+                        wall, rss = run([str(exe), "-t", "1", "a photo"], renv, cwd=folder)
+                        shutil.rmtree(rdata)
+                    runs.setdefault((tool, n), []).append((wall, rss, busy))
+        for (tool, n), measured in runs.items():  # the median run by wall time
+            wall, rss, busy = sorted(measured)[len(measured) // 2]
+            results[tool][n] = wall, rss
+            if tool in model_seconds:
+                model_seconds[tool][n] = busy
 
         lo, hi = sizes[0], sizes[-1]
 
