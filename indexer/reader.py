@@ -126,7 +126,7 @@ class Reader:
                 out.error = str(exc)
             return out
         # Outside the per-file guard: a model that cannot load stops the run instead of failing every file.
-        encoder = self.encoder()
+        self.encoder()
         gpu = self.device_decoder()
         header = images.gpu_decodable_jpeg(data, self.max_pixels) if gpu is not None and gpu.has_room() else None
         if header is not None and gpu is not None and gpu.claim():
@@ -134,13 +134,18 @@ class Reader:
             swap = header.orientation >= 5
             out.width, out.height = (header.height, header.width) if swap else (header.width, header.height)
             return out
+        self.decode(out, data)
+        return out
+
+    def decode(self, out: Loaded, data: bytes) -> None:
+        """Fill ``out.pixels`` (and the displayed size) from ``data``, or ``out.error``: in a worker process where
+        the run has them, else here, at most ``cpu_decoders`` at a time. Also what a JPEG that nvJPEG refused gets."""
         pool = self.decode_pool()
         if pool is not None:
             self.decode_in_process(out, pool, len(data))
         else:
             with self._cpu_slots:
-                self.decode_on_cpu(out, data, encoder)
-        return out
+                self.decode_on_cpu(out, data, self.encoder())
 
     def decode_in_process(self, out: Loaded, pool: DecodePool, size: int) -> None:
         """``decode_on_cpu`` in one of the pool's processes, which reads the file again (``out.digest`` checks it)."""

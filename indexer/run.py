@@ -339,11 +339,8 @@ def index_folders(
 
     def from_gpu(items: Iterable[Loaded]) -> None:
         for item in items:
-            if item.pixels is None:  # nvJPEG refused it: the CPU decoder decides, in a worker process where they run
-                if (pool := decode_pool.if_made()) is not None:
-                    reader.decode_in_process(item, pool, len(item.jpeg or b""))
-                else:
-                    reader.decode_on_cpu(item, item.jpeg or b"", encoder())
+            if item.pixels is None:  # nvJPEG refused it: the CPU decoder decides
+                reader.decode(item, item.jpeg or b"")
                 item.jpeg = None
             if item.error is not None:
                 failed(item)
