@@ -100,8 +100,11 @@ def _photo(args: tuple[int, int, int, int]) -> None:
 FOLDER_OF_PHOTOS = Path()
 
 
-def make_photos(folder: Path, count: int) -> None:
-    """``count`` distinct photo-like JPEGs (half 12 MP, half 2 MP), made in parallel processes."""
+PHOTO_SIZES = ((4000, 3000), (1600, 1200))  # half 12 MP camera photos, half 2 MP
+
+
+def make_photos(folder: Path, count: int, sizes: tuple[tuple[int, int], ...] = PHOTO_SIZES) -> None:
+    """``count`` distinct photo-like JPEGs (``sizes`` in turn), made in parallel processes."""
     import concurrent.futures as cf
 
     global FOLDER_OF_PHOTOS
@@ -111,7 +114,7 @@ def make_photos(folder: Path, count: int) -> None:
         return
     print(f"generating {count - have} photo-like JPEGs in {folder} ...", file=sys.stderr)
     FOLDER_OF_PHOTOS = folder
-    jobs = [(i, *((4000, 3000) if i % 2 == 0 else (1600, 1200)), 7_000_000 + i) for i in range(have, count)]
+    jobs = [(i, *sizes[i % len(sizes)], 7_000_000 + i) for i in range(have, count)]
     with cf.ProcessPoolExecutor() as pool:  # forked: the workers see FOLDER_OF_PHOTOS
         list(pool.map(_photo, jobs, chunksize=4))
     os.sync()  # measured right after writing, the disk's write-back halved the decode rates on a GPU box

@@ -6,7 +6,7 @@ import concurrent.futures as cf
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -104,18 +104,43 @@ class Reader:
         self._cpu_slots = threading.BoundedSemaphore(cpu_decoders) if cpu_decoders else contextlib.nullcontext()
 
     def __call__(self, task: Task) -> Loaded:
+        """One file: ``read_many`` of one."""
+        return self.read_many([task])[0]
+
+    def read_many(self, tasks: Sequence[Task]) -> list[Loaded]:
+        """Each task's Loaded, in order. Files to decode in worker processes go to one child together
+        (``DecodePool.decode_many``: one call's overhead for several photos); in threads, each is decoded as
+        it comes."""
+        loaded: list[Loaded] = []
+        for_pool: list[tuple[Loaded, int]] = []
+        for task in tasks:
+            out, data = self.route(task)
+            loaded.append(out)
+            if data is None:
+                continue
+            if self.decode_pool() is not None:
+                for_pool.append((out, len(data)))  # the child reads the file again: nothing to hold here
+            else:
+                self.decode(out, data)
+        if for_pool:
+            self.decode_in_process([out for out, _ in for_pool], [size for _, size in for_pool])
+        return loaded
+
+    def route(self, task: Task) -> tuple[Loaded, bytes | None]:
+        """Read and hash the file; decide what it needs. The bytes come back only when the CPU must decode them:
+        a failure, stored content (only the size is read from the header) and a JPEG the GPU claimed are done."""
         out = Loaded(task)
         try:
             data = read_file(task.found.path, task.found.size)
         except OSError as exc:
             out.error = f"cannot read: {exc.strerror or exc}"
-            return out
+            return out, None
         if not data:
             out.error = "empty file"
-            return out
+            return out, None
         if len(data) > MAX_FILE_BYTES:
             out.error = "file is over 1 GiB"
-            return out
+            return out, None
         out.digest = content_hash(data)
         unchanged_content = task.previous is not None and task.previous.hash == out.digest
         out.reused = unchanged_content or self.known(out.digest)
@@ -124,7 +149,7 @@ class Reader:
                 out.width, out.height = images.probe(data)
             except images.ImageError as exc:
                 out.error = str(exc)
-            return out
+            return out, None
         # Outside the per-file guard: a model that cannot load stops the run instead of failing every file.
         self.encoder()
         gpu = self.device_decoder()
@@ -133,29 +158,32 @@ class Reader:
             out.jpeg, out.orientation = data, header.orientation
             swap = header.orientation >= 5
             out.width, out.height = (header.height, header.width) if swap else (header.width, header.height)
-            return out
-        self.decode(out, data)
-        return out
+            return out, None
+        return out, data
 
     def decode(self, out: Loaded, data: bytes) -> None:
         """Fill ``out.pixels`` (and the displayed size) from ``data``, or ``out.error``: in a worker process where
         the run has them, else here, at most ``cpu_decoders`` at a time. Also what a JPEG that nvJPEG refused gets."""
-        pool = self.decode_pool()
-        if pool is not None:
-            self.decode_in_process(out, pool, len(data))
+        if self.decode_pool() is not None:
+            self.decode_in_process([out], [len(data)])
         else:
             with self._cpu_slots:
                 self.decode_on_cpu(out, data, self.encoder())
 
-    def decode_in_process(self, out: Loaded, pool: DecodePool, size: int) -> None:
-        """``decode_on_cpu`` in one of the pool's processes, which reads the file again (``out.digest`` checks it)."""
+    def decode_in_process(self, outs: list[Loaded], sizes: list[int]) -> None:
+        """``decode_on_cpu`` for each in one of the pool's processes, which reads the files again (``digest``
+        checks each is the content hashed here)."""
         import torch
 
-        try:
-            out.width, out.height, picture = pool.decode(out.task.found.path, size, out.digest)
-            out.pixels = torch.from_numpy(picture)
-        except images.ImageError as exc:
-            out.error = str(exc)
+        pool = self.decode_pool()
+        assert pool is not None
+        results = pool.decode_many([(out.task.found.path, size, out.digest) for out, size in zip(outs, sizes)])
+        for out, result in zip(outs, results):
+            if isinstance(result, images.ImageError):
+                out.error = str(result)
+            else:
+                out.width, out.height, picture = result
+                out.pixels = torch.from_numpy(picture)
 
     def decode_on_cpu(self, out: Loaded, data: bytes, encoder: Encoder) -> None:
         """Fill ``out.pixels`` (and the displayed size) from ``data``, or ``out.error``."""
@@ -165,6 +193,21 @@ class Reader:
                 data, encoder.image_size, self.max_pixels, staged.to_uint8 if staged else encoder.image_transform)
         except images.ImageError as exc:
             out.error = str(exc)
+
+
+READ_CHUNK = 8  # files per reader call: one call to a worker process for several (``Reader.read_many``)
+
+
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last may be shorter)."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def bounded_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: int) -> Iterator[R]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from clipsearch import images
 from clipsearch.errors import UserError
 from clipsearch.store import StoreWriter
-from indexer.reader import Loaded, Reader, Task, bounded_map, reader_threads
+from indexer.reader import READ_CHUNK, Loaded, Reader, Task, bounded_map, chunked, reader_threads
 from indexer.walk import walk
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ class Options:
     max_pixels: int = images.DEFAULT_MAX_PIXELS
     decode: str = "auto"  # auto: baseline JPEGs on the GPU when the model runs on one; cpu; gpu (required)
     worker_kind: str = "auto"  # what decodes on the CPU: threads, processes (Linux), auto (decode_in_processes)
+    read_chunk: int = READ_CHUNK  # files per reader call, and per call to a worker process (1: one call per file)
 
     def __post_init__(self) -> None:
         if self.decode not in DECODE_MODES:
@@ -356,8 +357,10 @@ def index_folders(
 
     with short_gil_turns():
         try:
-            window = max((options.batch_size or 128) * 2, workers * 4)
-            for item in bounded_map(reader, tasks(), reader_threads(workers), window):
+            per_call, threads = max(1, options.read_chunk), reader_threads(workers)
+            window = max((options.batch_size or 128) * 2 // per_call, threads)  # calls in flight
+            read = bounded_map(reader.read_many, chunked(tasks(), per_call), threads, window)
+            for item in (item for loaded in read for item in loaded):
                 if item.error is not None:
                     failed(item)
                 elif item.reused or store.has_vector(item.digest):

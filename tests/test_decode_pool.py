@@ -118,3 +118,85 @@ def test_an_unknown_worker_kind_is_one_line(cli: Cli, tmp_path: Path) -> None:
     result = cli("index", _folder(tmp_path / "p", 1), "--model", "demo", "--worker-kind", "fibers")
     assert result.exit_code != 0
     assert result.stderr.strip().count("\n") == 0 and "--worker-kind" in result.stderr
+
+
+def _tasks(paths: list[Path]) -> list[object]:
+    from indexer.reader import Task
+    from indexer.walk import Found
+
+    return [Task(Found(str(p), p.stat().st_size if p.exists() else 0, 0), None) for p in paths]
+
+
+def test_a_chunk_of_files_is_one_call_to_a_child_and_each_file_fails_alone(tmp_path: Path, model_spec: str) -> None:
+    """``Reader.read_many`` sends the files a chunk must decode to one child in one call (a call through the
+    process pool costs the indexing process about as much as decoding a small photo); the results come back in
+    order, the same pictures as decoding in threads, and a bad file costs only itself."""
+    from clipsearch.encoders import load_encoder
+    from indexer.decode_pool import DecodePool
+    from indexer.reader import Reader
+
+    encoder = load_encoder(model_spec, device="cpu", precision="fp32")
+    root = _folder(tmp_path / "p", 5)
+    (root / "02b-garbage.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8)
+    (root / "03b-empty.jpg").write_bytes(b"")
+    paths = sorted(root.iterdir())
+    known = imagegen.jpeg_bytes(imagegen.photo(300, (1600, 1200)))  # the content of 00.jpg: already stored
+
+    class Counting(DecodePool):
+        calls: list[int] = []
+
+        def decode_many(self, requests):  # noqa: ANN001, ANN202
+            self.calls.append(len(requests))
+            return super().decode_many(requests)
+
+    assert encoder.staged_transform is not None
+    pool = Counting(encoder.staged_transform.to_uint8, encoder.image_size, images.DEFAULT_MAX_PIXELS, 2)
+    from clipsearch.store import content_hash
+
+    try:
+        stored = content_hash(known)
+        by_process = Reader(lambda: encoder, lambda d: d == stored, decode_pool=lambda: pool).read_many(_tasks(paths))
+    finally:
+        pool.close()
+    by_thread = Reader(lambda: encoder, lambda d: d == stored).read_many(_tasks(paths))
+    assert Counting.calls == [5]  # 01, 02, 02b, 03, 04: not the stored 00, not the empty file
+    assert [Path(item.task.found.path).name for item in by_process] == [p.name for p in paths]
+    outcome = {Path(item.task.found.path).name: (item.reused, item.error) for item in by_process}
+    assert outcome["00.jpg"] == (True, None) and outcome["03b-empty.jpg"] == (False, "empty file")
+    assert outcome["02b-garbage.jpg"][1] is not None
+    for a, b in zip(by_process, by_thread):
+        assert (a.width, a.height, a.error) == (b.width, b.height, b.error)
+        assert (a.pixels is None) == (b.pixels is None)
+        if a.pixels is not None:
+            assert a.pixels.dtype == b.pixels.dtype and bool((a.pixels == b.pixels).all())
+    assert multiprocessing.active_children() == []
+
+
+def test_a_crash_in_a_chunk_costs_only_the_file_that_crashed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from clipsearch.store import content_hash
+    from indexer.decode_pool import DecodePool
+
+    datas = [imagegen.jpeg_bytes(imagegen.photo(10 + i, (320, 240))) for i in range(4)]
+    datas[2] += b"CRASH-ME"
+    paths = []
+    for i, data in enumerate(datas):
+        paths.append(tmp_path / f"{i}.jpg")
+        paths[-1].write_bytes(data)
+    real = images.decode
+
+    def crashing(data: bytes, *args: object, **kwargs: object) -> images.Decoded:
+        if data.endswith(b"CRASH-ME"):
+            os.kill(os.getpid(), signal.SIGSEGV)  # only ever in a forked child: they inherit this patch
+        return real(data, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(images, "decode", crashing)
+    pool = DecodePool(lambda im: __import__("torch").from_numpy(np.asarray(im)), 64, images.DEFAULT_MAX_PIXELS, 2)
+    try:
+        results = pool.decode_many([(str(p), len(d), content_hash(d)) for p, d in zip(paths, datas)])
+        assert pool.crashes == 2  # the chunk broke a pool, then its replacement: then each file went alone
+    finally:
+        pool.close()
+    assert [type(r).__name__ for r in results] == ["tuple", "tuple", "ImageError", "tuple"]
+    assert str(results[2]) == "the image decoder crashed on this file"
+    assert [r[:2] for r in results if isinstance(r, tuple)] == [(320, 240)] * 3
+    assert multiprocessing.active_children() == []

@@ -1,0 +1,135 @@
+"""What the indexing process itself costs per photo: the ceiling a GPU box meets before its model does.
+
+    python bench/pipeline_ceiling.py [--folder DIR] [--count 2000] [--workers N] [--repeat 3]
+                                     [--model ViT-B-32-256:none]
+
+On a GPU the model runs thousands of images per second and the decoders have all the
+cores, so the limit can be the indexing process: its walk, catalog lookups, reader
+threads, calls to the decode worker processes and batch assembly are Python, and they
+all share one GIL. Whatever its cores, a run cannot go faster than 1000 / (that
+process's CPU ms per photo) photos per second.
+
+This runs the real `index_folders` (walk, catalog, reader threads, decode worker
+processes, batches, the store) with the model replaced by one that costs nothing: its
+forward returns at once and its normalisation is left to the "device", as on a GPU. It
+prints images/s, and the CPU time per photo of the indexing process (all its threads)
+and of the decode worker processes, for a run that calls a worker process once per
+photo (`read_chunk` 1, as before) and once per chunk (the default), interleaved, the
+median of --repeat runs each. The photos are generated dataset-sized JPEGs
+(500x375, 375x500, 640x480, 500x333) unless --folder is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import rclip_env  # noqa: E402
+from index_speed import make_photos  # noqa: E402
+
+DATASET_SIZES = ((500, 375), (375, 500), (640, 480), (500, 333))
+
+
+class FreeModel:
+    """The real encoder (its preprocessing, batch size, fingerprint) with a forward that costs nothing, and its
+    batch normalisation left to the device as on a GPU: what remains is the indexing pipeline's own work."""
+
+    def __init__(self, real: Any) -> None:
+        assert real.staged_transform is not None, "a model whose preprocessing stops at uint8 (open_clip)"
+        self._real = real
+        self.staged_transform = dataclasses.replace(real.staged_transform, finish=lambda pixels: pixels)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def start_images(self, batch: Any) -> Any:
+        import torch
+
+        from clipsearch.encoders.base import Pending
+
+        rows = torch.zeros(len(batch), self._real.dim)
+        rows[:, 0] = 1.0
+        return Pending(lambda: rows, "cpu")
+
+
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def one_run(folder: Path, model: FreeModel, workers: int, read_chunk: int, work: Path) -> dict[str, float]:
+    """images/s, and CPU ms per photo of this process and of the worker processes, for one whole run."""
+    from clipsearch.store import ModelRecord, StoreWriter
+    from indexer.run import Options, index_folders
+
+    index = work / f"index-{read_chunk}"
+    shutil.rmtree(index, ignore_errors=True)
+    with StoreWriter.open(index) as store:
+        store.bind_model(ModelRecord(model.spec, model.fingerprint, model.dim))
+        parent, children, started = cpu_seconds(resource.RUSAGE_SELF), cpu_seconds(resource.RUSAGE_CHILDREN), \
+            time.perf_counter()
+        report = index_folders(store, [str(folder)], lambda: model, Options(workers=workers, read_chunk=read_chunk))
+        wall = time.perf_counter() - started
+        parent = cpu_seconds(resource.RUSAGE_SELF) - parent
+        children = cpu_seconds(resource.RUSAGE_CHILDREN) - children  # the pool's children are reaped by now
+    assert report.added > 0 and not report.failed, report.failed[:3]
+    return {"rate": report.added / wall, "parent": parent / report.added * 1e3,
+            "children": children / report.added * 1e3}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--folder", type=Path, help="JPEGs to index instead of generated dataset-sized ones")
+    parser.add_argument("--count", type=int, default=2000, help="photos to generate (without --folder)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="decode worker processes")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--model", default=rclip_env.SPEC, help="whose preprocessing (its forward is skipped)")
+    args = parser.parse_args()
+
+    import torch
+
+    from clipsearch.encoders import load_encoder
+    from indexer.reader import READ_CHUNK
+
+    folder = args.folder
+    if folder is None:
+        folder = rclip_env.DEFAULT_HOME / f"dataset-{args.count}"
+        make_photos(folder, args.count, DATASET_SIZES)
+    torch.set_num_threads(1)  # as a run with the model on a GPU sets it
+    model = FreeModel(load_encoder(args.model, device="cpu"))
+    photos = sum(1 for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+    print(f"{photos} photos in {folder}; {args.workers} decode worker processes on {os.cpu_count()} cores; "
+          f"the model costs nothing; median of {args.repeat} interleaved runs")
+    chunks = (1, READ_CHUNK)
+    runs: dict[int, list[dict[str, float]]] = {k: [] for k in chunks}
+    with tempfile.TemporaryDirectory() as tmp:
+        one_run(folder, model, args.workers, READ_CHUNK, Path(tmp))  # untimed: the page cache, first imports
+        for _ in range(args.repeat):
+            for k in chunks:
+                runs[k].append(one_run(folder, model, args.workers, k, Path(tmp)))
+    print(f"{'photos per call':>15} {'images/s':>9} {'indexing process':>17} {'its ceiling':>12} {'workers':>13}")
+    median = {k: {key: statistics.median(r[key] for r in runs[k]) for key in runs[k][0]} for k in chunks}
+    for k in chunks:
+        m = median[k]
+        print(f"{k:>15} {m['rate']:>9.1f} {m['parent']:>11.2f} ms/ph {1000 / m['parent']:>10.0f}/s "
+              f"{m['children']:>7.2f} ms/ph")
+    before, after = median[1], median[READ_CHUNK]
+    print(f"{READ_CHUNK} photos per call vs 1: {after['rate'] / before['rate']:.2f}x images/s, "
+          f"{before['parent'] / after['parent']:.2f}x less CPU in the indexing process")
+
+
+if __name__ == "__main__":
+    main()
