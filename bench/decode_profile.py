@@ -63,17 +63,18 @@ def main() -> None:
             window: int = 256) -> None:
         reader = Reader(lambda: encoder, lambda d: False, device_decoder=lambda: gpu)
         started = time.perf_counter()
-        decode_through(fn or reader, gpu, tasks, workers, window)
+        decode_through(fn or reader.read_many, gpu, tasks, workers, window)
         took = time.perf_counter() - started
         extra = f", nvJPEG took {gpu.decoded}" if gpu is not None else ""
         print(f"{name:<52} {len(tasks) / took:8.1f} images/s{extra}", flush=True)
 
-    def header_only(task: Task) -> object:
-        with open(task.found.path, "rb") as f:
-            data = f.read()
-        content_hash(data)
-        images.gpu_decodable_jpeg(data)
-        return task
+    def header_only(chunk: list[Task]) -> list[object]:
+        for task in chunk:
+            with open(task.found.path, "rb") as f:
+                data = f.read()
+            content_hash(data)
+            images.gpu_decodable_jpeg(data)
+        return list(chunk)
 
     print(f"{len(tasks)} files, {workers} workers, torch threads {torch.get_num_threads()}")
     run("read + hash + header only", None, header_only)

@@ -186,7 +186,7 @@ def decode_alone(spec: str, folder: Path, workers: int) -> tuple[float, int]:
     tasks = [Task(Found(str(p), p.stat().st_size, p.stat().st_mtime_ns), None) for p in files]
     try:
         started = time.perf_counter()
-        assert decode_through(reader, gpu, tasks, reader_threads(workers), 256) == len(files)
+        assert decode_through(reader.read_many, gpu, tasks, reader_threads(workers), 256) == len(files)
         took = time.perf_counter() - started
     finally:
         if pool is not None:
@@ -194,13 +194,14 @@ def decode_alone(spec: str, folder: Path, workers: int) -> tuple[float, int]:
     return len(files) / took, gpu.decoded if gpu is not None else 0
 
 
-def decode_through(fn, gpu, tasks: list, workers: int, window: int) -> int:  # noqa: ANN001
-    """Run ``tasks`` through ``fn`` (the reader) on ``workers`` threads, handing JPEGs the reader routed to
-    ``gpu`` (a DeviceDecoder, or None) to it as `clipsearch index` does; how many came out."""
-    from indexer.reader import bounded_map
+def decode_through(read_many, gpu, tasks: list, workers: int, window: int) -> int:  # noqa: ANN001
+    """Run ``tasks`` through ``read_many`` (a Reader's) on ``workers`` threads, ``READ_CHUNK`` files per call as
+    `clipsearch index` does, handing JPEGs it routed to ``gpu`` (a DeviceDecoder, or None) to it; how many came out."""
+    from indexer.reader import READ_CHUNK, bounded_map, chunked
 
     done = 0
-    for loaded in bounded_map(fn, tasks, workers, window):
+    calls = bounded_map(read_many, chunked(tasks, READ_CHUNK), workers, max(workers, window // READ_CHUNK))
+    for loaded in (item for chunk in calls for item in chunk):
         assert getattr(loaded, "error", None) is None, loaded.error
         if getattr(loaded, "jpeg", None) is not None and gpu is not None:
             gpu.submit(loaded)

@@ -60,14 +60,14 @@ def main() -> None:
         assert pool is not None
         reader = Reader(lambda: encoder, lambda digest: False, decode_pool=lambda pool=pool: pool)
         try:
-            decode_through(reader, None, tasks[: 4 * n], n, 256)  # start the children, warm the page cache
+            decode_through(reader.read_many, None, tasks[: 4 * n], n, 256)  # start the children, warm the page cache
             for busy in (False, True):
                 rates: dict[int, list[float]] = {n: [], 2 * n: []}
                 with short_gil_turns(), busy_python() if busy else nullcontext():
                     for _ in range(args.repeat):
                         for threads in rates:  # interleaved: a slow spell of the machine hits both
                             started = time.perf_counter()
-                            assert decode_through(reader, None, tasks, threads, 256) == len(tasks)
+                            assert decode_through(reader.read_many, None, tasks, threads, 256) == len(tasks)
                             rates[threads].append(len(tasks) / (time.perf_counter() - started))
                 one, two = statistics.median(rates[n]), statistics.median(rates[2 * n])
                 print(f"{n:>9} {'yes' if busy else 'no':>11} {one:>14.1f} {two:>15.1f} {two / one:>6.2f}", flush=True)

@@ -123,7 +123,7 @@ class Reader:
             else:
                 self.decode(out, data)
         if for_pool:
-            self.decode_in_process([out for out, _ in for_pool], [size for _, size in for_pool])
+            self.decode_in_process(for_pool)
         return loaded
 
     def route(self, task: Task) -> tuple[Loaded, bytes | None]:
@@ -165,20 +165,20 @@ class Reader:
         """Fill ``out.pixels`` (and the displayed size) from ``data``, or ``out.error``: in a worker process where
         the run has them, else here, at most ``cpu_decoders`` at a time. Also what a JPEG that nvJPEG refused gets."""
         if self.decode_pool() is not None:
-            self.decode_in_process([out], [len(data)])
+            self.decode_in_process([(out, len(data))])
         else:
             with self._cpu_slots:
                 self.decode_on_cpu(out, data, self.encoder())
 
-    def decode_in_process(self, outs: list[Loaded], sizes: list[int]) -> None:
-        """``decode_on_cpu`` for each in one of the pool's processes, which reads the files again (``digest``
-        checks each is the content hashed here)."""
+    def decode_in_process(self, files: Sequence[tuple[Loaded, int]]) -> None:
+        """``decode_on_cpu`` for each (Loaded, its size as read) in one call to one of the pool's processes, which
+        reads the files again (each ``digest`` checks it is the content hashed here)."""
         import torch
 
         pool = self.decode_pool()
         assert pool is not None
-        results = pool.decode_many([(out.task.found.path, size, out.digest) for out, size in zip(outs, sizes)])
-        for out, result in zip(outs, results):
+        results = pool.decode_many([(out.task.found.path, size, out.digest) for out, size in files])
+        for (out, _), result in zip(files, results):
             if isinstance(result, images.ImageError):
                 out.error = str(result)
             else:
