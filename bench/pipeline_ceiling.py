@@ -1,7 +1,7 @@
 """What the indexing process itself costs per photo: the ceiling a GPU box meets before its model does.
 
     python bench/pipeline_ceiling.py [--folder DIR] [--count 2000] [--workers N] [--repeat 3]
-                                     [--model ViT-B-32-256:none]
+                                     [--chunks 1,8] [--model ViT-B-32-256:none]
 
 On a GPU the model runs thousands of images per second and the decoders have all the
 cores, so the limit can be the indexing process: its walk, catalog lookups, reader
@@ -13,9 +13,9 @@ This runs the real `index_folders` (walk, catalog, reader threads, decode worker
 processes, batches, the store) with the model replaced by one that costs nothing: its
 forward returns at once and its normalisation is left to the "device", as on a GPU. It
 prints images/s, and the CPU time per photo of the indexing process (all its threads)
-and of the decode worker processes, for a run that calls a worker process once per
-photo (`read_chunk` 1, as before) and once per chunk (the default), interleaved, the
-median of --repeat runs each. The photos are generated dataset-sized JPEGs
+and of the decode worker processes, for runs that call a worker process once per
+photo (`read_chunk` 1, as before) and once per --chunks photos (default: 1 and the
+run's own chunk), interleaved, the median of --repeat runs each. The photos are generated dataset-sized JPEGs
 (500x375, 375x500, 640x480, 500x333) unless --folder is given.
 """
 
@@ -96,6 +96,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000, help="photos to generate (without --folder)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="decode worker processes")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--chunks", help="photos per call to a worker process, comma-separated (default: 1 and "
+                        "the run's own)")
     parser.add_argument("--model", default=rclip_env.SPEC, help="whose preprocessing (its forward is skipped)")
     args = parser.parse_args()
 
@@ -113,7 +115,7 @@ def main() -> None:
     photos = sum(1 for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
     print(f"{photos} photos in {folder}; {args.workers} decode worker processes on {os.cpu_count()} cores; "
           f"the model costs nothing; median of {args.repeat} interleaved runs")
-    chunks = (1, READ_CHUNK)
+    chunks = tuple(int(k) for k in args.chunks.split(",")) if args.chunks else (1, READ_CHUNK)
     runs: dict[int, list[dict[str, float]]] = {k: [] for k in chunks}
     with tempfile.TemporaryDirectory() as tmp:
         one_run(folder, model, args.workers, READ_CHUNK, Path(tmp))  # untimed: the page cache, first imports
@@ -126,9 +128,10 @@ def main() -> None:
         m = median[k]
         print(f"{k:>15} {m['rate']:>9.1f} {m['parent']:>11.2f} ms/ph {1000 / m['parent']:>10.0f}/s "
               f"{m['children']:>7.2f} ms/ph")
-    before, after = median[1], median[READ_CHUNK]
-    print(f"{READ_CHUNK} photos per call vs 1: {after['rate'] / before['rate']:.2f}x images/s, "
-          f"{before['parent'] / after['parent']:.2f}x less CPU in the indexing process")
+    before = median[chunks[0]]
+    for k in chunks[1:]:
+        print(f"{k} photos per call vs {chunks[0]}: {median[k]['rate'] / before['rate']:.2f}x images/s, "
+              f"{before['parent'] / median[k]['parent']:.2f}x less CPU in the indexing process")
 
 
 if __name__ == "__main__":
