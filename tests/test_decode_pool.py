@@ -28,6 +28,21 @@ def _folder(root: Path, count: int = 8) -> Path:
     return root
 
 
+CRASH = b"CRASH-ME"  # trailing bytes after a JPEG's end: still a JPEG to Pillow
+
+
+def crash_on_marker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make decoding a file that ends with ``CRASH`` kill its process, as a segfault in a decoder library would."""
+    real = images.decode
+
+    def crashing(data: bytes, *args: object, **kwargs: object) -> images.Decoded:
+        if data.endswith(CRASH):
+            os.kill(os.getpid(), signal.SIGSEGV)  # only ever in a forked child: they inherit this patch
+        return real(data, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(images, "decode", crashing)
+
+
 def _index(root: Path, index: Path, spec: str, kind: str) -> tuple[object, dict[str, np.ndarray]]:
     from clipsearch.encoders import load_encoder
     from clipsearch.store import ModelRecord, StoreWriter
@@ -62,16 +77,9 @@ def test_processes_embed_what_threads_embed_and_leave_no_child_behind(tmp_path: 
 def test_a_decoder_crash_costs_only_that_file(tmp_path: Path, model_spec: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A segfault in a decoder library (a hostile file) kills a worker process, not the run."""
     root = _folder(tmp_path / "p")
-    poison = imagegen.jpeg_bytes(imagegen.photo(99, (320, 240))) + b"CRASH-ME"  # trailing bytes: still a JPEG
+    poison = imagegen.jpeg_bytes(imagegen.photo(99, (320, 240))) + CRASH
     (root / "03b-poison.jpg").write_bytes(poison)
-    real = images.decode
-
-    def crashing(data: bytes, *args: object, **kwargs: object) -> images.Decoded:
-        if data.endswith(b"CRASH-ME"):
-            os.kill(os.getpid(), signal.SIGSEGV)  # only ever in a forked child: they inherit this patch
-        return real(data, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(images, "decode", crashing)
+    crash_on_marker(monkeypatch)
     report, vectors = _index(root, tmp_path / "index", model_spec, "processes")
     assert report.added == 8  # type: ignore[attr-defined]
     assert report.failed == [{"path": str(root / "03b-poison.jpg"),  # type: ignore[attr-defined]
@@ -177,19 +185,12 @@ def test_a_crash_in_a_chunk_costs_only_the_file_that_crashed(tmp_path: Path, mon
     from indexer.decode_pool import DecodePool
 
     datas = [imagegen.jpeg_bytes(imagegen.photo(10 + i, (320, 240))) for i in range(4)]
-    datas[2] += b"CRASH-ME"
+    datas[2] += CRASH
     paths = []
     for i, data in enumerate(datas):
         paths.append(tmp_path / f"{i}.jpg")
         paths[-1].write_bytes(data)
-    real = images.decode
-
-    def crashing(data: bytes, *args: object, **kwargs: object) -> images.Decoded:
-        if data.endswith(b"CRASH-ME"):
-            os.kill(os.getpid(), signal.SIGSEGV)  # only ever in a forked child: they inherit this patch
-        return real(data, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(images, "decode", crashing)
+    crash_on_marker(monkeypatch)
     pool = DecodePool(lambda im: __import__("torch").from_numpy(np.asarray(im)), 64, images.DEFAULT_MAX_PIXELS, 2)
     try:
         results = pool.decode_many([(str(p), len(d), content_hash(d)) for p, d in zip(paths, datas)])
