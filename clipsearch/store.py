@@ -554,9 +554,6 @@ class StoreWriter(_Base):
         """A thread-safe "is this content embedded (committed)?" check for decode workers."""
         return VectorLookup(self.directory / CATALOG_NAME)
 
-    def has_vector(self, digest: bytes) -> bool:
-        return self._conn.execute("SELECT 1 FROM vectors WHERE hash = ?", (digest,)).fetchone() is not None
-
     def mark_seen(self, file_id: int) -> None:
         self._txn().execute("UPDATE files SET seen = ? WHERE id = ?", (self._run_id, file_id))
 

@@ -261,6 +261,9 @@ def index_folders(
     batch_limit = options.batch_size or 0  # images per model call; 0: the encoder's, once it is loaded
     out_of_memory_at = 0  # the batch size at which the GPU first ran out of memory, if it did
     reused_new: dict[bytes, int] = {}  # digest -> how many new paths reused it (rename or copy candidates)
+    # Contents embedded since the last commit: the readers' ``known`` sees only committed vectors. A set instead
+    # of a catalog query per photo: each query hands the GIL to the reader threads and waits to get it back.
+    embedded_since_commit: set[bytes] = set()
     since_commit = 0
     last_commit = time.monotonic()
 
@@ -272,6 +275,8 @@ def index_folders(
             report.unchanged += 1
         else:
             store.put(f.path, f.size, f.mtime_ns, item.digest, item.width, item.height, embedding)
+            if embedding is not None:
+                embedded_since_commit.add(item.digest)
             if prev is not None:
                 report.updated += 1
             elif embedding is None:
@@ -352,6 +357,7 @@ def index_folders(
         nonlocal since_commit, last_commit
         if since_commit >= options.commit_every or time.monotonic() - last_commit > options.commit_seconds:
             store.commit()
+            embedded_since_commit.clear()
             since_commit = 0
             last_commit = time.monotonic()
 
@@ -363,7 +369,7 @@ def index_folders(
             for item in (item for loaded in read for item in loaded):
                 if item.error is not None:
                     failed(item)
-                elif item.reused or store.has_vector(item.digest):
+                elif item.reused or item.digest in embedded_since_commit:
                     store_loaded(item, None)
                 elif item.jpeg is not None:
                     device_decoder().submit(item)  # type: ignore[union-attr]  # only a DeviceDecoder's claim sets jpeg
