@@ -196,16 +196,15 @@ def decode_alone(spec: str, folder: Path, workers: int) -> tuple[float, int]:
 
 def decode_through(read_many, gpu, tasks: list, workers: int, window: int) -> int:  # noqa: ANN001
     """Run ``tasks`` through ``read_many`` (a Reader's) on ``workers`` threads, ``READ_CHUNK`` files per call as
-    `clipsearch index` does, handing JPEGs it routed to ``gpu`` (a DeviceDecoder, or None) to it; how many came out."""
+    `clipsearch index` does, with ``gpu`` (a DeviceDecoder, or None) decoding the JPEGs the reader hands it; how
+    many came out."""
     from indexer.reader import READ_CHUNK, bounded_map, chunked
 
     done = 0
     calls = bounded_map(read_many, chunked(tasks, READ_CHUNK), workers, max(workers, window // READ_CHUNK))
     for loaded in (item for chunk in calls for item in chunk):
         assert getattr(loaded, "error", None) is None, loaded.error
-        if getattr(loaded, "jpeg", None) is not None and gpu is not None:
-            gpu.submit(loaded)
-        else:
+        if not getattr(loaded, "on_gpu", False):  # the reader handed those to ``gpu``: counted as they come back
             done += 1
         if gpu is not None:
             done += len(gpu.ready())

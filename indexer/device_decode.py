@@ -136,10 +136,12 @@ class DeviceDecoder:
 
     def submit(self, item: Loaded) -> None:
         """Queue a claimed JPEG (``item.jpeg``); it comes back from ``ready``/``finish`` with ``pixels`` on the GPU,
-        or with ``pixels`` None when nvJPEG refused it."""
+        or with ``pixels`` None when nvJPEG refused it. Thread-safe: the reader threads call it."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="nvjpeg", daemon=True)
-            self._thread.start()
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="nvjpeg", daemon=True)
+                    self._thread.start()
         self._inbox.put(item)
 
     def ready(self) -> list[Loaded]:

@@ -43,6 +43,7 @@ class Loaded:
     reused: bool = False  # the content's vector is already stored: nothing to decode or embed
     error: str | None = None
     jpeg: bytes | None = None  # set instead of pixels when the GPU decodes this file (``DeviceDecoder``)
+    on_gpu: bool = False  # handed to the DeviceDecoder by the reader: it comes back from there, not from the reader
     orientation: int = 1  # EXIF orientation the GPU decoder applies
 
 
@@ -155,9 +156,10 @@ class Reader:
         gpu = self.device_decoder()
         header = images.gpu_decodable_jpeg(data, self.max_pixels) if gpu is not None and gpu.has_room() else None
         if header is not None and gpu is not None and gpu.claim():
-            out.jpeg, out.orientation = data, header.orientation
+            out.jpeg, out.orientation, out.on_gpu = data, header.orientation, True
             swap = header.orientation >= 5
             out.width, out.height = (header.height, header.width) if swap else (header.width, header.height)
+            gpu.submit(out)  # now, not once the rest of its chunk is decoded on the CPU: the GPU would wait for it
             return out, None
         return out, data
 

@@ -353,6 +353,13 @@ def index_folders(
             else:
                 embed(item)
 
+    def read() -> Iterator[Loaded]:
+        """What the reader threads make of the tasks, ``read_chunk`` files per call, as they finish."""
+        per_call, threads = max(1, options.read_chunk), reader_threads(workers)
+        window = max((options.batch_size or 128) * 2 // per_call, threads)  # calls in flight
+        for loaded in bounded_map(reader.read_many, chunked(tasks(), per_call), threads, window):
+            yield from loaded
+
     def maybe_commit() -> None:
         nonlocal since_commit, last_commit
         if since_commit >= options.commit_every or time.monotonic() - last_commit > options.commit_seconds:
@@ -363,17 +370,12 @@ def index_folders(
 
     with short_gil_turns():
         try:
-            per_call, threads = max(1, options.read_chunk), reader_threads(workers)
-            window = max((options.batch_size or 128) * 2 // per_call, threads)  # calls in flight
-            read = bounded_map(reader.read_many, chunked(tasks(), per_call), threads, window)
-            for item in (item for loaded in read for item in loaded):
+            for item in read():
                 if item.error is not None:
                     failed(item)
                 elif item.reused or item.digest in embedded_since_commit:
                     store_loaded(item, None)
-                elif item.jpeg is not None:
-                    device_decoder().submit(item)  # type: ignore[union-attr]  # only a DeviceDecoder's claim sets jpeg
-                else:
+                elif not item.on_gpu:  # the reader handed the others to the GPU decoder: they come back below
                     embed(item)
                 if (gpu := device_decoder.if_made()) is not None:
                     from_gpu(gpu.ready())

@@ -8,6 +8,8 @@ decode with nvJPEG itself and are skipped without a GPU.
 from __future__ import annotations
 
 import io
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -133,7 +135,8 @@ def test_with_the_gpu_backlog_full_a_worker_decodes_without_parsing_the_header_f
     from indexer.walk import Found
 
     encoder = load_encoder(model_spec, device="cpu", precision="fp32")
-    decoder = DeviceDecoder(lambda t: t.float(), "cpu", backlog=1)
+    gate = threading.Event()  # the GPU's first JPEG stays in its backlog until the end of the test
+    decoder = DeviceDecoder(lambda t: gate.wait(10) and t.float(), "cpu", backlog=1)
     parsed = []
     real = images.gpu_decodable_jpeg
     monkeypatch.setattr(images, "gpu_decodable_jpeg", lambda *a: parsed.append(1) or real(*a))
@@ -143,9 +146,42 @@ def test_with_the_gpu_backlog_full_a_worker_decodes_without_parsing_the_header_f
         path = tmp_path / f"{i}.jpg"
         path.write_bytes(imagegen.jpeg_bytes(imagegen.photo(i, (320, 240))))
         loaded.append(reader(Task(Found(str(path), path.stat().st_size, path.stat().st_mtime_ns), None)))
-    assert [item.jpeg is not None for item in loaded] == [True, False, False]  # the first fills the backlog
+    assert [item.on_gpu for item in loaded] == [True, False, False]  # the first fills the backlog
     assert [item.pixels is not None for item in loaded] == [False, True, True]  # the others: the CPU, at once
     assert len(parsed) == 1
+    gate.set()
+    assert [item.pixels is not None for item in decoder.finish()] == [True]
+
+
+def test_a_jpeg_the_gpu_claims_reaches_it_before_the_rest_of_its_chunk_is_decoded(model_spec: str,
+                                                                                   tmp_path: Path) -> None:
+    """A reader thread hands a JPEG to the GPU decoder as soon as it claims it: held until the files after it in
+    the chunk were decoded on the CPU, the GPU would sit idle meanwhile."""
+    from clipsearch.encoders import load_encoder
+    from indexer.device_decode import DeviceDecoder
+    from indexer.reader import Reader, Task
+    from indexer.walk import Found
+
+    encoder = load_encoder(model_spec, device="cpu", precision="fp32")
+    decoder = DeviceDecoder(lambda t: t.float(), "cpu")
+    (tmp_path / "a.jpg").write_bytes(imagegen.jpeg_bytes(imagegen.photo(1, (320, 240))))
+    imagegen.photo(2).save(tmp_path / "b.png")  # not a JPEG: the CPU decodes it
+    tasks = [Task(Found(str(p), p.stat().st_size, p.stat().st_mtime_ns), None) for p in sorted(tmp_path.iterdir())]
+    reader = Reader(lambda: encoder, lambda digest: False, device_decoder=lambda: decoder)
+    decode_on_cpu, gpu_done_first = reader.decode_on_cpu, []
+
+    def after_the_gpu(*args):  # noqa: ANN002, ANN202
+        deadline = time.monotonic() + 10
+        while decoder.decoded == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        gpu_done_first.append(decoder.decoded == 1)
+        decode_on_cpu(*args)
+
+    reader.decode_on_cpu = after_the_gpu  # type: ignore[method-assign]
+    loaded = reader.read_many(tasks)
+    assert [item.on_gpu for item in loaded] == [True, False] and loaded[1].pixels is not None
+    assert gpu_done_first == [True]
+    assert [item.task.found.path for item in decoder.finish()] == [str(tmp_path / "a.jpg")]
 
 
 def test_unknown_decode_mode_is_a_user_error() -> None:
