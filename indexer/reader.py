@@ -111,7 +111,7 @@ class Reader:
     def read_many(self, tasks: Sequence[Task]) -> list[Loaded]:
         """Each task's Loaded, in order. Files to decode in worker processes go to one child together
         (``DecodePool.decode_many``: one call's overhead for several photos); in threads, each is decoded as
-        it comes."""
+        it comes; a JPEG the GPU claims is on its way there already (``on_gpu``) and comes back from it."""
         loaded: list[Loaded] = []
         for_pool: list[tuple[Loaded, int]] = []
         for task in tasks:
@@ -129,7 +129,7 @@ class Reader:
 
     def route(self, task: Task) -> tuple[Loaded, bytes | None]:
         """Read and hash the file; decide what it needs. The bytes come back only when the CPU must decode them:
-        a failure, stored content (only the size is read from the header) and a JPEG the GPU claimed are done."""
+        a failure, stored content (only the size is read from the header) and a JPEG handed to the GPU are done."""
         out = Loaded(task)
         try:
             data = read_file(task.found.path, task.found.size)
