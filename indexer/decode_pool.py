@@ -15,9 +15,9 @@ photo and all of it under the GIL that every thread of the run shares. One call 
 8 photos cuts that 3x (bench/pipeline_ceiling.py).
 
 A child killed by a hostile file (a segfault in a decoder library) breaks the
-pool: every photo in flight is tried again in a new pool, and a photo that was in
-flight in two broken pools is decoded alone in a process of its own, which tells
-whether it is the culprit (an error for that file) or a bystander.
+pool: every call in flight is tried again in a new pool, and each photo of a call
+that was in flight in two broken pools is decoded alone in a process of its own,
+which tells whether it is the culprit (an error for that file) or a bystander.
 """
 
 from __future__ import annotations
