@@ -3,10 +3,18 @@
 Threads share one GIL: every photo also holds it for a couple of milliseconds of
 Python (Pillow's header parsing, torchvision's wrappers), which caps a many-core box
 at a few hundred photos per second whatever its cores (bench/decode_scaling.py).
-A forked child inherits the loaded modules and the model's preprocessing, re-reads
-the file by path (the page cache has it: the thread that routed it has just read
-it) rather than receiving its bytes through a pipe, checks it is the content that
-was hashed, and sends back the small uint8 picture.
+A child re-reads the file by path (the page cache has it: the thread that routed it
+has just read it) rather than receiving its bytes through a pipe, checks it is the
+content that was hashed, and sends back the small uint8 picture.
+
+The children are forked from a small server process (multiprocessing's forkserver)
+that has imported Pillow, numpy and this module, never from the run itself: the run
+has threads (the walk and catalog, readers, a progress bar), and a child forked while
+one of them held a lock inherits it locked. A forked child that collected an inherited
+SQLite connection then waited forever for SQLite's allocator mutex, and the run with
+it (bench/pipeline_ceiling.py under a profiler). What a child needs of the model is
+its resize and crop, a picklable ``geometry.Plan``: it never imports torch, so it
+starts in a fraction of a second and holds ~30 MB.
 
 Photos go to a child several at a time (``decode_many``): each call through a process
 pool costs the indexing process about a millisecond of Python (pickling, the pool's
@@ -29,7 +37,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -39,30 +46,44 @@ from clipsearch.store import content_hash
 from indexer.reader import decode_pixels, read_file
 
 Picture = tuple[int, int, Any]  # displayed width, height, uint8 (H, W, 3) numpy array
+Plan = Callable[[Any], Any]  # upright RGB PIL image -> uint8 (H, W, 3) numpy array; picklable (``geometry.Plan``)
 
-_child_to_uint8: Callable[[Any], Any] | None = None
+# What the server imports once, so that each child it forks starts with them: no torch among them.
+PRELOAD = ["indexer.decode_pool", "clipsearch.encoders.geometry", "numpy"]
+
+_child_plan: Plan | None = None
 _child_limits: tuple[int | None, int] = (None, images.DEFAULT_MAX_PIXELS)
 
 
 def available() -> bool:
-    """Worker processes need fork (Linux): a child starts with the parent's modules and preprocessing, in
-    milliseconds; spawned children would import torch again, seconds each."""
-    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+    """Worker processes run where they are forked from a server process (Linux: the only platform they are tested
+    on); elsewhere the run decodes in threads."""
+    return sys.platform.startswith("linux") and "forkserver" in multiprocessing.get_all_start_methods()
 
 
-def _start_child(to_uint8: Callable[[Any], Any], min_side: int | None, max_pixels: int) -> None:
-    global _child_to_uint8, _child_limits
+def _context() -> Any:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)  # heeded when the server starts: the first pool of this process
+    return context
+
+
+def _start_child(plan: Plan, min_side: int | None, max_pixels: int) -> None:
+    global _child_plan, _child_limits
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it commits and stops us
-    faulthandler.disable()  # a crash is reported as that file's error, not as a dump of a copied thread's stack
-    _child_to_uint8, _child_limits = to_uint8, (min_side, max_pixels)
-    threading.Thread(target=_exit_with, args=(os.getppid(),), name="parent-watch", daemon=True).start()
+    faulthandler.disable()  # a crash is reported as that file's error, not as a stack dump
+    _child_plan, _child_limits = plan, (min_side, max_pixels)
+    images.register_plugins()  # the formats the run walks for (HEIC, AVIF): nothing is inherited from it
+    threading.Thread(target=_exit_with_the_run, name="run-watch", daemon=True).start()
 
 
-def _exit_with(parent: int) -> None:
-    """End this child once its parent is gone (a killed run): the pool's pipes, which every child shares, never
-    tell it, and an orphan would decode nothing and hold the run's memory and files."""
-    while os.getppid() == parent:
-        time.sleep(0.5)
+def _exit_with_the_run() -> None:
+    """End this child once the run is gone (killed): the pool's pipes, which every child shares, never tell it,
+    and an orphan would decode nothing and hold memory and files. Its parent is the fork server, which lives as
+    long as its children do; ``parent_process()`` is the run, whose end closes the pipe it waits on."""
+    run = multiprocessing.parent_process()
+    if run is None:
+        return
+    run.join()
     os._exit(0)
 
 
@@ -76,9 +97,8 @@ def _decode_in_child(path: str, size: int, digest: bytes) -> Picture:
         raise images.ImageError(f"cannot read: {exc.strerror or exc}") from None
     if content_hash(data) != digest:
         raise images.ImageError("the file changed while it was being indexed (the next run takes it)")
-    assert _child_to_uint8 is not None
-    width, height, pixels = decode_pixels(data, *_child_limits, _child_to_uint8)
-    return width, height, pixels.numpy()
+    assert _child_plan is not None
+    return decode_pixels(data, *_child_limits, _child_plan)
 
 
 def _decode_all_in_child(requests: list[Request]) -> list[Picture | str]:
@@ -92,18 +112,41 @@ def _decode_all_in_child(requests: list[Request]) -> list[Picture | str]:
     return out
 
 
-class DecodePool:
-    """``decode_many([(path, size, digest), ...])`` in one of ``workers`` forked processes; thread-safe, blocking."""
+def _started() -> bool:
+    return True
 
-    def __init__(self, to_uint8: Callable[[Any], Any], min_side: int | None, max_pixels: int, workers: int) -> None:
-        self._args = (to_uint8, min_side, max_pixels)
+
+STARTUP_SECONDS = 120.0
+
+
+class WorkersDidNotStart(Exception):
+    """Not even one decode worker process could start."""
+
+
+class DecodePool:
+    """``decode_many([(path, size, digest), ...])`` in one of ``workers`` processes, each picture made by ``plan``
+    (sent to them pickled); thread-safe, blocking. ``WorkersDidNotStart`` when none can start."""
+
+    def __init__(self, plan: Plan, min_side: int | None, max_pixels: int, workers: int) -> None:
+        self._args = (plan, min_side, max_pixels)
         self._workers = max(1, workers)
         self._lock = threading.Lock()
         self._pool = self._new_pool(self._workers)
         self.crashes = 0  # pools broken by a dying child, for the curious
+        self._check_started()
+
+    def _check_started(self) -> None:
+        """One worker must start before any file goes to one. Were none able to (a process limit; a main script
+        that a child's start-up runs again, without the ``if __name__ == "__main__"`` guard), every file would
+        fail as a crash of its decoder, and be remembered as failed until it changes."""
+        try:
+            self._pool.submit(_started).result(timeout=STARTUP_SECONDS)
+        except (BrokenProcessPool, cf.TimeoutError, OSError) as exc:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            raise WorkersDidNotStart(str(exc) if isinstance(exc, OSError) else "see the messages above") from None
 
     def _new_pool(self, workers: int) -> cf.ProcessPoolExecutor:
-        return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+        return cf.ProcessPoolExecutor(workers, mp_context=_context(),
                                       initializer=_start_child, initargs=self._args)
 
     def decode(self, path: str, size: int, digest: bytes) -> Picture:

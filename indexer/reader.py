@@ -69,7 +69,7 @@ def read_file(path: str, size: int | None = None) -> bytes:
 
 
 def decode_pixels(data: bytes, min_side: int | None, max_pixels: int,
-                  transform: Callable[[Any], torch.Tensor]) -> tuple[int, int, torch.Tensor]:
+                  transform: Callable[[Any], R]) -> tuple[int, int, R]:
     """(displayed width, height, ``transform`` of the upright picture), or ``images.ImageError``: what a decode
     worker makes of a file, in a thread or in a worker process."""
     decoded = images.decode(data, min_side, max_pixels)

@@ -51,15 +51,15 @@ class Options:
             from indexer import decode_pool
 
             if not decode_pool.available():
-                raise UserError("--worker-kind processes needs fork (Linux); use threads")
+                raise UserError("--worker-kind processes needs Linux; use threads")
 
 
 def decode_in_processes(options: Options, encoder: Encoder, workers: int) -> bool:
     """Whether this run decodes on the CPU in worker processes (``indexer.decode_pool``) rather than threads.
 
-    auto: processes wherever fork is (Linux). Each has its own GIL, which threads share with the indexing
-    thread (bench/decode_scaling.py), a crash in a decoder library costs one file instead of the run, and a
-    forked child adds ~14 MB of its own memory. They need a model whose preprocessing stops at uint8
+    auto: processes on Linux. Each has its own GIL, which threads share with the indexing thread
+    (bench/decode_scaling.py), a crash in a decoder library costs one file instead of the run, and a child
+    (Pillow and numpy, no torch) adds ~MEM MB of its own memory. They need a model whose preprocessing stops at uint8
     pictures (``staged_transform``: every open_clip model); Hugging Face processors stay in threads.
     """
     from indexer import decode_pool
@@ -75,7 +75,7 @@ def decode_pool_for(options: Options, encoder: Encoder, workers: int) -> DecodeP
 
     if not decode_in_processes(options, encoder, workers) or encoder.staged_transform is None:
         return None
-    return DecodePool(encoder.staged_transform.to_uint8, encoder.image_size, options.max_pixels, workers)
+    return DecodePool(encoder.staged_transform.plan, encoder.image_size, options.max_pixels, workers)
 
 
 @dataclass
@@ -254,7 +254,19 @@ def index_folders(
 
     device_decoder: Once[DeviceDecoder | None] = Once(make_device_decoder if options.decode != "cpu" else lambda: None)
     workers = options.workers if options.workers is not None else (os.cpu_count() or 2)
-    decode_pool: Once[DecodePool | None] = Once(lambda: decode_pool_for(options, encoder(), workers))
+
+    def make_decode_pool() -> DecodePool | None:
+        from indexer.decode_pool import WorkersDidNotStart
+
+        try:
+            return decode_pool_for(options, encoder(), workers)
+        except WorkersDidNotStart as exc:
+            if options.worker_kind == "processes":
+                raise UserError(f"decode worker processes could not start ({exc}); use --worker-kind threads") from None
+            report.notes.append(f"decode worker processes could not start ({exc}): this run decoded in threads")
+            return None
+
+    decode_pool: Once[DecodePool | None] = Once(make_decode_pool)
     reader = Reader(encoder, store.vector_lookup(), options.max_pixels, device_decoder, decode_pool, cpu_decoders=workers)
     batch: list[Loaded] = []
     in_flight: list[tuple[list[Loaded], Pending]] = []  # batches queued on the model, their vectors not stored yet

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
-import os
-import signal
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,12 +11,16 @@ import numpy as np
 import pytest
 
 from clipsearch import images
+from clipsearch.encoders.geometry import Plan
 from clipsearch.errors import UserError
 from tests import imagegen
 from tests.conftest import Cli
+from tests import hostile
+from tests.hostile import POISON_SIZE, CrashOnPoison
 
 pytestmark = pytest.mark.skipif(not __import__("indexer.decode_pool").decode_pool.available(),
-                                reason="worker processes need fork (Linux)")
+                                reason="decode worker processes: Linux")
+AS_DECODED = Plan(())  # the upright picture as a uint8 array, no resize
 
 
 def _folder(root: Path, count: int = 8) -> Path:
@@ -28,27 +31,20 @@ def _folder(root: Path, count: int = 8) -> Path:
     return root
 
 
-CRASH = b"CRASH-ME"  # trailing bytes after a JPEG's end: still a JPEG to Pillow
-
-
-def crash_on_marker(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make decoding a file that ends with ``CRASH`` kill its process, as a segfault in a decoder library would."""
-    real = images.decode
-
-    def crashing(data: bytes, *args: object, **kwargs: object) -> images.Decoded:
-        if data.endswith(CRASH):
-            os.kill(os.getpid(), signal.SIGSEGV)  # only ever in a forked child: they inherit this patch
-        return real(data, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(images, "decode", crashing)
-
-
-def _index(root: Path, index: Path, spec: str, kind: str) -> tuple[object, dict[str, np.ndarray]]:
+def _index(root: Path, index: Path, spec: str, kind: str, crash_on_poison: bool = False,
+           no_start: bool = False) -> tuple[object, dict[str, np.ndarray]]:
     from clipsearch.encoders import load_encoder
     from clipsearch.store import ModelRecord, StoreWriter
     from indexer.run import Options, index_folders
 
     encoder = load_encoder(spec, device="cpu", precision="fp32")
+    if crash_on_poison:  # what the worker processes receive of the model: its plan
+        assert encoder.staged_transform is not None
+        encoder.staged_transform = dataclasses.replace(encoder.staged_transform,
+                                                       plan=CrashOnPoison(encoder.staged_transform.plan))
+    if no_start:
+        assert encoder.staged_transform is not None
+        encoder.staged_transform = dataclasses.replace(encoder.staged_transform, plan=hostile.NoStart(encoder.staged_transform.plan))
     with StoreWriter.open(index) as store:
         store.bind_model(ModelRecord(encoder.spec, encoder.fingerprint, encoder.dim))
         report = index_folders(store, [str(root)], lambda: encoder, Options(worker_kind=kind, batch_size=4, workers=2))
@@ -74,17 +70,29 @@ def test_processes_embed_what_threads_embed_and_leave_no_child_behind(tmp_path: 
     assert multiprocessing.active_children() == []
 
 
-def test_a_decoder_crash_costs_only_that_file(tmp_path: Path, model_spec: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_decoder_crash_costs_only_that_file(tmp_path: Path, model_spec: str) -> None:
     """A segfault in a decoder library (a hostile file) kills a worker process, not the run."""
     root = _folder(tmp_path / "p")
-    poison = imagegen.jpeg_bytes(imagegen.photo(99, (320, 240))) + CRASH
-    (root / "03b-poison.jpg").write_bytes(poison)
-    crash_on_marker(monkeypatch)
-    report, vectors = _index(root, tmp_path / "index", model_spec, "processes")
+    (root / "03b-poison.jpg").write_bytes(imagegen.jpeg_bytes(imagegen.photo(99, POISON_SIZE)))
+    report, vectors = _index(root, tmp_path / "index", model_spec, "processes", crash_on_poison=True)
     assert report.added == 8  # type: ignore[attr-defined]
     assert report.failed == [{"path": str(root / "03b-poison.jpg"),  # type: ignore[attr-defined]
                               "error": "the image decoder crashed on this file"}]
     assert sorted(vectors) == [f"{i:02d}.jpg" for i in range(8)]
+    assert multiprocessing.active_children() == []
+
+
+def test_workers_that_cannot_start_leave_the_run_to_threads_and_fail_no_file(tmp_path: Path, model_spec: str) -> None:
+    """Were every file sent to workers that cannot start, each would fail as a decoder crash and be remembered as
+    failed until it changes. The pool checks that one starts; if none can, the run decodes in threads, and says so.
+    Asked for processes, the run stops with one line instead."""
+    root = _folder(tmp_path / "p")
+    report, vectors = _index(root, tmp_path / "a", model_spec, "auto", no_start=True)
+    assert report.added == 8 and report.failed == []  # type: ignore[attr-defined]
+    assert any("could not start" in note for note in report.notes)  # type: ignore[attr-defined]
+    assert sorted(vectors) == [f"{i:02d}.jpg" for i in range(8)]
+    with pytest.raises(UserError, match="could not start.*--worker-kind threads"):
+        _index(root, tmp_path / "b", model_spec, "processes", no_start=True)
     assert multiprocessing.active_children() == []
 
 
@@ -95,7 +103,7 @@ def test_a_file_that_changed_after_it_was_hashed_is_not_embedded_as_the_old_cont
     path = tmp_path / "a.jpg"
     data = imagegen.jpeg_bytes(imagegen.photo(1, (320, 240)))
     path.write_bytes(data)
-    pool = DecodePool(lambda im: __import__("torch").from_numpy(np.asarray(im)), 64, images.DEFAULT_MAX_PIXELS, 1)
+    pool = DecodePool(AS_DECODED, 64, images.DEFAULT_MAX_PIXELS, 1)
     try:
         width, height, picture = pool.decode(str(path), len(data), content_hash(data))
         assert (width, height) == (320, 240) and picture.dtype == np.uint8 and picture.ndim == 3
@@ -158,7 +166,7 @@ def test_a_chunk_of_files_is_one_call_to_a_child_and_each_file_fails_alone(tmp_p
             return super().decode_many(requests)
 
     assert encoder.staged_transform is not None
-    pool = Counting(encoder.staged_transform.to_uint8, encoder.image_size, images.DEFAULT_MAX_PIXELS, 2)
+    pool = Counting(encoder.staged_transform.plan, encoder.image_size, images.DEFAULT_MAX_PIXELS, 2)
     from clipsearch.store import content_hash
 
     try:
@@ -180,18 +188,16 @@ def test_a_chunk_of_files_is_one_call_to_a_child_and_each_file_fails_alone(tmp_p
     assert multiprocessing.active_children() == []
 
 
-def test_a_crash_in_a_chunk_costs_only_the_file_that_crashed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crash_in_a_chunk_costs_only_the_file_that_crashed(tmp_path: Path) -> None:
     from clipsearch.store import content_hash
     from indexer.decode_pool import DecodePool
 
-    datas = [imagegen.jpeg_bytes(imagegen.photo(10 + i, (320, 240))) for i in range(4)]
-    datas[2] += CRASH
+    datas = [imagegen.jpeg_bytes(imagegen.photo(10 + i, POISON_SIZE if i == 2 else (320, 240))) for i in range(4)]
     paths = []
     for i, data in enumerate(datas):
         paths.append(tmp_path / f"{i}.jpg")
         paths[-1].write_bytes(data)
-    crash_on_marker(monkeypatch)
-    pool = DecodePool(lambda im: __import__("torch").from_numpy(np.asarray(im)), 64, images.DEFAULT_MAX_PIXELS, 2)
+    pool = DecodePool(CrashOnPoison(AS_DECODED), 64, images.DEFAULT_MAX_PIXELS, 2)
     try:
         results = pool.decode_many([(str(p), len(d), content_hash(d)) for p, d in zip(paths, datas)])
         assert pool.crashes == 2  # the chunk broke a pool, then its replacement: then each file went alone
@@ -201,3 +207,38 @@ def test_a_crash_in_a_chunk_costs_only_the_file_that_crashed(tmp_path: Path, mon
     assert str(results[2]) == "the image decoder crashed on this file"
     assert [r[:2] for r in results if isinstance(r, tuple)] == [(320, 240)] * 3
     assert multiprocessing.active_children() == []
+
+
+def test_workers_do_not_inherit_a_lock_another_thread_of_the_run_holds(tmp_path: Path) -> None:
+    """The run has threads (walk and catalog, readers, a progress bar): a worker forked from it while one of them
+    held a lock (SQLite's allocator mutex, in the hang this guards against) would wait for it forever. Workers
+    come from a server process that never had those threads, and start with every lock free."""
+    import threading
+
+    from clipsearch.store import content_hash
+    from indexer.decode_pool import DecodePool
+
+    data = imagegen.jpeg_bytes(imagegen.photo(5, (320, 240)))
+    (tmp_path / "a.jpg").write_bytes(data)
+    release, finished, results = threading.Event(), threading.Event(), []
+
+    def hold() -> None:
+        with hostile.HELD:
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    pool = DecodePool(hostile.TakesLock(AS_DECODED), 64, images.DEFAULT_MAX_PIXELS, 1)
+
+    def decode() -> None:
+        results.extend(pool.decode_many([(str(tmp_path / "a.jpg"), len(data), content_hash(data))]))
+        finished.set()
+
+    threading.Thread(target=decode, daemon=True).start()
+    started_free = finished.wait(60)
+    release.set()
+    holder.join()
+    if started_free:
+        pool.close()  # a stuck worker would keep this waiting: it ends with the test's process instead
+    assert started_free, "the worker waited for a lock held in the parent when it started"
+    assert [r[:2] for r in results] == [(320, 240)]  # type: ignore[index]

@@ -18,6 +18,8 @@ import torch
 from torchvision import transforms
 from torchvision.transforms import functional as F
 
+from clipsearch.encoders import geometry
+
 Step = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -120,13 +122,11 @@ def from_compose(compose: Any) -> Step | None:
     return preprocess
 
 
-_GEOMETRY = ("Resize", "CenterCrop", "ResizeKeepRatio", "CenterCropOrPad", "MaybeConvertMode")
-
-
 @dataclass
 class Split:
-    """``compose`` as two halves: ``to_uint8`` (PIL picture -> uint8 (H, W, 3), what the workers hand over)
-    and ``finish`` (uint8 (N, H, W, 3) on any device -> the model's float (N, 3, H, W) input, one call per batch).
+    """``compose`` as two halves: ``plan`` (its PIL resize and crop, a picklable ``geometry.Plan`` that decode
+    worker processes run without torch: PIL picture -> uint8 (H, W, 3) array) and ``finish`` (uint8 (N, H, W, 3) on
+    any device -> the model's float (N, 3, H, W) input, one call per batch).
 
     ``finish(stack(to_uint8(im)))`` equals ``compose(im)``: the same PIL resize and crop, then the same
     division by 255 and normalisation. The workers then skip torchvision's per-image tensor steps and copy a
@@ -134,29 +134,23 @@ class Split:
     releases the GIL costs a worker a wait to get it back while other threads run Python.
     """
 
-    geometry: Callable[[Any], Any]
+    plan: geometry.Plan
     finish: Step
 
     def to_uint8(self, image: Any) -> torch.Tensor:
-        import numpy as np
-
-        picture = self.geometry(image)
-        if picture.mode != "RGB":
-            picture = picture.convert("RGB")
-        return torch.from_numpy(np.array(picture, dtype=np.uint8))
+        return torch.from_numpy(self.plan(image))
 
 
 def split_compose(compose: Any) -> Split | None:
-    """The two halves of ``compose`` when it is PIL geometry, ToTensor and Normalize (open_clip's eval
-    transforms), else None."""
+    """The two halves of ``compose`` when it is PIL geometry (``geometry.plan_of`` knows each step), ToTensor and
+    Normalize (open_clip's eval transforms), else None."""
     steps = list(getattr(compose, "transforms", None) or [])
     at = next((i for i, step in enumerate(steps) if isinstance(step, transforms.ToTensor)), None)
     if at is None:
         return None
     before, after = steps[:at], steps[at + 1 :]
-    geometry_ok = all(isinstance(step, (transforms.Resize, transforms.CenterCrop)) or type(step).__name__ in _GEOMETRY
-                      or getattr(step, "__name__", "") == "_convert_to_rgb" for step in before)
-    if not geometry_ok or any(not isinstance(step, transforms.Normalize) for step in after):
+    plan = geometry.plan_of(before)
+    if plan is None or any(not isinstance(step, transforms.Normalize) for step in after):
         return None
     normalize = [_normalize(step) for step in after]
 
@@ -166,4 +160,4 @@ def split_compose(compose: Any) -> Split | None:
             t = step(t)
         return t
 
-    return Split(transforms.Compose(before), finish)
+    return Split(plan, finish)
