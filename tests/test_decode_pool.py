@@ -13,9 +13,8 @@ import pytest
 from clipsearch import images
 from clipsearch.encoders.geometry import Plan
 from clipsearch.errors import UserError
-from tests import imagegen
+from tests import hostile, imagegen
 from tests.conftest import Cli
-from tests import hostile
 from tests.hostile import POISON_SIZE, CrashOnPoison
 
 pytestmark = pytest.mark.skipif(not __import__("indexer.decode_pool").decode_pool.available(),
@@ -44,7 +43,8 @@ def _index(root: Path, index: Path, spec: str, kind: str, crash_on_poison: bool 
                                                        plan=CrashOnPoison(encoder.staged_transform.plan))
     if no_start:
         assert encoder.staged_transform is not None
-        encoder.staged_transform = dataclasses.replace(encoder.staged_transform, plan=hostile.NoStart(encoder.staged_transform.plan))
+        encoder.staged_transform = dataclasses.replace(encoder.staged_transform,
+                                                       plan=hostile.NoStart(encoder.staged_transform.plan))
     with StoreWriter.open(index) as store:
         store.bind_model(ModelRecord(encoder.spec, encoder.fingerprint, encoder.dim))
         report = index_folders(store, [str(root)], lambda: encoder, Options(worker_kind=kind, batch_size=4, workers=2))
