@@ -362,6 +362,8 @@ def index_folders(
                 item.jpeg = None
             if item.error is not None:
                 failed(item)
+            elif item.digest in embedded_since_commit:
+                store_loaded(item, None)
             else:
                 embed(item)
 
@@ -383,11 +385,13 @@ def index_folders(
     with short_gil_turns():
         try:
             for item in read():
-                if item.error is not None:
+                if item.on_gpu:
+                    pass  # the reader handed it to the GPU decoder: it comes back below, from there (maybe already)
+                elif item.error is not None:
                     failed(item)
                 elif item.reused or item.digest in embedded_since_commit:
                     store_loaded(item, None)
-                elif not item.on_gpu:  # the reader handed the others to the GPU decoder: they come back below
+                else:
                     embed(item)
                 if (gpu := device_decoder.if_made()) is not None:
                     from_gpu(gpu.ready())
