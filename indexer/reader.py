@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import os
+import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -216,22 +217,27 @@ def bounded_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: 
     """``map`` over threads, yielding results as they finish, never more than ``window`` in flight.
 
     Pillow and torch release the GIL while decoding and resizing, so threads
-    overlap with inference without copying pixels between processes.
+    overlap with inference without copying pixels between processes. Each call's
+    future puts itself on a queue when done, which this thread blocks on:
+    ``concurrent.futures.wait`` would instead lock every pending future and hang
+    a waiter on each, per result, all under the GIL the readers need.
     """
     if workers <= 0:
         yield from map(fn, items)
         return
     pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+    finished: queue.SimpleQueue[cf.Future[R]] = queue.SimpleQueue()
+    in_flight = 0
     try:
-        pending: set[cf.Future[R]] = set()
         for item in items:
-            pending.add(pool.submit(fn, item))
-            if len(pending) >= window:
-                done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                for fut in done:
-                    yield fut.result()
-        for fut in cf.as_completed(pending):
-            yield fut.result()
+            pool.submit(fn, item).add_done_callback(finished.put)
+            in_flight += 1
+            if in_flight >= window:
+                in_flight -= 1
+                yield finished.get().result()
+        while in_flight:
+            in_flight -= 1
+            yield finished.get().result()
     finally:
         # Stopped early (Ctrl-C, an error): the files not started yet are left for the next run, not decoded now.
         pool.shutdown(wait=True, cancel_futures=True)

@@ -203,3 +203,37 @@ def test_threads_read_ahead_but_decode_no_more_than_the_workers_at_once(tmp_path
     loaded = list(bounded_map(reader, tasks, reader_threads(2), 64))
     assert len(loaded) == 12 and all(item.error is None and item.pixels is not None for item in loaded)
     assert most[0] == 2
+
+
+def test_bounded_map_yields_each_result_as_it_finishes_and_keeps_at_most_window_calls_started() -> None:
+    """The run's reader calls: results come back as they finish (a slow file does not hold up the ones after it),
+    never more than ``window`` calls started and not yet taken (memory stays flat), and an error reaches the caller."""
+    import threading
+    import time
+
+    from indexer.reader import bounded_map
+
+    lock, started, taken, most = threading.Lock(), [0], [0], [0]
+
+    def work(i: int) -> int:
+        with lock:
+            started[0] += 1
+            most[0] = max(most[0], started[0] - taken[0])
+        time.sleep(0.3 if i == 0 else 0.01)
+        return i
+
+    order = []
+    for result in bounded_map(work, range(40), 4, 6):
+        taken[0] += 1
+        order.append(result)
+    assert sorted(order) == list(range(40))
+    assert order[0] != 0 and order.index(0) > 0  # the slow first call finished after later ones
+    assert most[0] <= 6
+
+    def failing(i: int) -> int:
+        if i == 5:
+            raise ValueError("file 5")
+        return i
+
+    with pytest.raises(ValueError, match="file 5"):
+        list(bounded_map(failing, range(20), 2, 4))
