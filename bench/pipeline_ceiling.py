@@ -101,6 +101,7 @@ def sample():
     return found
 
 base, seen = sample(), {}
+print("ready", flush=True)
 while not select.select([sys.stdin], [], [], 0.05)[0]:
     seen.update(sample())
 seen.update(sample())
@@ -119,12 +120,12 @@ class WorkersCPU:
 
         self._sampler = subprocess.Popen([sys.executable, "-c", _SAMPLER, str(os.getpid())], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, text=True)
-        time.sleep(0.2)  # its first sample (the baseline) before the run starts
+        self._sampler.stdout.readline()  # "ready": its baseline is taken before the run starts
         return self
 
     def __exit__(self, *exc: object) -> None:
         out, _ = self._sampler.communicate("")
-        self.seconds = float(out)
+        self.seconds = float(out)  # what follows "ready"
 
 
 def one_run(folder: Path, model: FreeModel, workers: int, read_chunk: int, work: Path) -> dict[str, float]:

@@ -355,17 +355,21 @@ def index_folders(
         if len(batch) >= batch_limit:
             flush()
 
+    def take(item: Loaded) -> None:
+        """A decoded (or failed) file: failed, stored with the vector of content already embedded, or embedded."""
+        if item.error is not None:
+            failed(item)
+        elif item.reused or item.digest in embedded_since_commit:
+            store_loaded(item, None)
+        else:
+            embed(item)
+
     def from_gpu(items: Iterable[Loaded]) -> None:
         for item in items:
             if item.pixels is None:  # nvJPEG refused it: the CPU decoder decides
                 reader.decode(item, item.jpeg or b"")
                 item.jpeg = None
-            if item.error is not None:
-                failed(item)
-            elif item.digest in embedded_since_commit:
-                store_loaded(item, None)
-            else:
-                embed(item)
+            take(item)
 
     def read() -> Iterator[Loaded]:
         """What the reader threads make of the tasks, ``read_chunk`` files per call, as they finish."""
@@ -385,14 +389,8 @@ def index_folders(
     with short_gil_turns():
         try:
             for item in read():
-                if item.on_gpu:
-                    pass  # the reader handed it to the GPU decoder: it comes back below, from there (maybe already)
-                elif item.error is not None:
-                    failed(item)
-                elif item.reused or item.digest in embedded_since_commit:
-                    store_loaded(item, None)
-                else:
-                    embed(item)
+                if not item.on_gpu:  # the reader handed those to the GPU decoder: they come back below (maybe already)
+                    take(item)
                 if (gpu := device_decoder.if_made()) is not None:
                     from_gpu(gpu.ready())
                 maybe_commit()

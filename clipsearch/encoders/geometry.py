@@ -119,13 +119,10 @@ class Plan:
 
     steps: tuple[Step, ...]
 
-    def picture(self, image: Image.Image) -> Image.Image:
+    def __call__(self, image: Image.Image) -> np.ndarray:
         for step in self.steps:
             image = step(image)
-        return image if image.mode == "RGB" else image.convert("RGB")
-
-    def __call__(self, image: Image.Image) -> np.ndarray:
-        return np.array(self.picture(image), dtype=np.uint8)
+        return np.array(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
 
 
 def plan_of(steps: Sequence[Any]) -> Plan | None:
