@@ -6,24 +6,25 @@ that need them so that ``--help`` answers at once.
 
 from __future__ import annotations
 
-import errno
-import json
 import os
-import sqlite3
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
+from clipsearch.console.errors import user_errors
+from clipsearch.console.output import (
+    ProgressBar,
+    print_check,
+    print_hits,
+    print_info,
+    print_json,
+    print_models,
+    print_report,
+)
 from clipsearch.errors import UserError
 from clipsearch.location import ENV_VAR, resolve_index_dir
-
-if TYPE_CHECKING:
-    from indexer.job import IndexJob
-    from indexer.run import Report
 
 app = typer.Typer(
     help="Private, local search over your photos by what is in them.",
@@ -43,72 +44,6 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when presen
 PrecisionOpt = Annotated[
     str, typer.Option("--precision", help="auto (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32), fp32, bf16, fp16.")
 ]
-
-
-DISK_FULL = "the disk is full: the index keeps its last committed state; free space and run again"
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"clipsearch: error: {message}", err=True)
-    return typer.Exit(code)
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn the user's mistakes and the machine's conditions into one line on stderr, never a traceback."""
-    try:
-        yield
-    except UserError as exc:
-        raise _fail(str(exc)) from None
-    except sqlite3.OperationalError as exc:
-        text = str(exc)
-        if "full" in text:
-            raise _fail(DISK_FULL) from None
-        if "readonly" in text or "read-only" in text:
-            raise _fail("the index directory is read-only: the index is unchanged") from None
-        if "disk I/O error" in text:
-            raise _fail("could not write the index (disk full, quota or a failing disk?): "
-                        "it keeps its last committed state") from None
-        raise _fail(f"index database error: {text}") from None
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise _fail(DISK_FULL) from None
-        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            raise _fail(f"cannot write {exc.filename or 'the index'}: {exc.strerror}; the index is unchanged") from None
-        raise _fail(f"{exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}") from None
-    except RuntimeError as exc:  # faiss reports write failures as RuntimeError
-        if "write" in str(exc).lower() or "No space" in str(exc):
-            raise _fail(DISK_FULL) from None
-        raise
-    except KeyboardInterrupt:
-        raise _fail("interrupted", 130) from None
-
-
-def _print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=None, ensure_ascii=False))
-
-
-class _Bar:
-    """tqdm progress on stderr for ``index``, shown only when stderr is a terminal."""
-
-    def __init__(self, enabled: bool) -> None:
-        from tqdm import tqdm
-
-        self._bar = tqdm(total=None, unit="img", desc="indexing", disable=not enabled, file=sys.stderr,
-                         dynamic_ncols=True, smoothing=0.05)
-        self._found = 0
-
-    def found(self, n: int = 1) -> None:
-        self._found += n
-        if self._bar.total is None or self._found > self._bar.total:
-            self._bar.total = self._found
-            self._bar.refresh()
-
-    def done(self, n: int = 1) -> None:
-        self._bar.update(n)
-
-    def close(self) -> None:
-        self._bar.close()
 
 
 @app.command()
@@ -156,9 +91,9 @@ def index(
     progress is committed as it goes. Exit status is 0 when the index was
     committed, even if some files could not be read (they are listed).
     """
-    with _user_errors():
+    with user_errors():
         from indexer.job import IndexJob
-        from indexer.run import Options
+        from indexer.options import Options
 
         directory = resolve_index_dir(index_dir)
 
@@ -171,56 +106,15 @@ def index(
                                commit_every=commit_every, decode=decode, worker_kind=worker_kind),
                        on_wait=waiting if wait or every else None, index_type=index_type, quiet=quiet or as_json)
         if every:
-            _repeat(job, _parse_interval(every), as_json, quiet)
+            from clipsearch.console.schedule import parse_interval, repeat
+
+            repeat(job, parse_interval(every), as_json, quiet)
             return
-        report = job.run(_Bar(enabled=not quiet and not as_json and sys.stderr.isatty()))
-    _print_report(report, directory, as_json, quiet)
+        report = job.run(ProgressBar(enabled=not quiet and not as_json and sys.stderr.isatty()))
+    print_report(report, directory, as_json, quiet)
     if report.interrupted:
         typer.echo("clipsearch: interrupted; what was done is committed, run again to continue", err=True)
         raise typer.Exit(130)
-
-
-def _print_report(report: Report, directory: Path, as_json: bool, quiet: bool) -> None:
-    if as_json:
-        _print_json(report.as_dict())
-    elif not quiet:
-        typer.echo(
-            f"{report.added} added, {report.updated} updated, {report.renamed} renamed, {report.removed} removed, "
-            f"{report.unchanged} unchanged, {len(report.failed)} failed in {report.seconds:.1f}s"
-            + (f" (the model {report.model_seconds:.1f}s)" if report.model_seconds else "") + f"  ({directory})"
-            + (f"; {report.gpu_decoded} JPEGs decoded on the GPU" if report.gpu_decoded else "")
-        )
-        for note in report.notes:
-            typer.echo(f"clipsearch: note: {note}", err=True)
-    if not as_json:  # --json carries them on stdout; --quiet still reports them: they are errors
-        for failure in report.failed:
-            typer.echo(f"  failed: {failure['path']}: {failure['error']}", err=True)
-
-
-def _parse_interval(text: str) -> float:
-    """'90s', '15m', '1h', '1d' (or plain seconds) -> seconds."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    value, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
-    try:
-        seconds = float(value) * units[unit]
-    except ValueError:
-        raise UserError(f"--every '{text}' is not a duration like 30m, 1h or 1d") from None
-    if seconds < 1:
-        raise UserError("--every must be at least 1s")
-    return seconds
-
-
-def _repeat(job: IndexJob, interval: float, as_json: bool, quiet: bool) -> None:
-    """Run the job now and then every ``interval`` seconds until stopped; a failed run waits for the next."""
-    import time
-
-    while True:
-        started = time.monotonic()
-        try:
-            _print_report(job.run(), job.directory, as_json, quiet)
-        except UserError as exc:
-            typer.echo(f"clipsearch: error: {exc} (trying again in {interval:.0f}s)", err=True)
-        time.sleep(max(0.0, interval - (time.monotonic() - started)))
 
 
 @app.command()
@@ -240,14 +134,14 @@ def watch(
 
     Only the folders where something changed are rescanned. Stop with Ctrl-C.
     """
-    with _user_errors():
+    with user_errors():
         from indexer.job import IndexJob
         from indexer.watch import watch_folders
 
         directory = resolve_index_dir(index_dir)
         job = IndexJob(directory, folders or [], model, device=device, precision=precision,
                        on_wait=lambda holder: None, quiet=quiet or as_json)
-        _print_report(job.run(), directory, as_json, quiet)
+        print_report(job.run(), directory, as_json, quiet)
 
         def ready(roots: list[str]) -> None:
             if not quiet and not as_json:
@@ -255,7 +149,7 @@ def watch(
 
         def changed(folders_changed: list[str]) -> None:
             try:
-                _print_report(job.run(scan=folders_changed), directory, as_json, quiet)
+                print_report(job.run(scan=folders_changed), directory, as_json, quiet)
             except UserError as exc:
                 typer.echo(f"clipsearch: error: {exc}", err=True)
 
@@ -282,23 +176,15 @@ def search(
 
     The score is the cosine similarity between the query and the photo.
     """
-    with _user_errors():
+    with user_errors():
         if (query is None) == (image is None):
             raise UserError("give a text query or --image PATH (one of them)")
         from search.engine import Searcher
+        from search.query import Filters, Query, Term
 
+        term = Term.text(query) if query is not None else Term.image_file(str(image))
         with Searcher(resolve_index_dir(index_dir), device=device, precision=precision) as searcher:
-            vector = searcher.embed_text(query) if query is not None else searcher.embed_image(str(image))
-            hits = searcher.search(vector, k=k, within=within)
-            if as_json:
-                _print_json([h.as_dict() for h in hits])
-            elif not hits:
-                typer.echo("no results")
-            else:
-                typer.echo(f"{'rank':>4}  {'score':>6}  path")
-                for hit in hits:
-                    typer.echo(f"{hit.rank:>4}  {hit.score:6.3f}  {hit.path}")
-            sys.stdout.flush()
+            print_hits(searcher.answer(Query((term,), Filters(within), k)), as_json)
             # The model had to be loaded with torch this time: make the next text search start without it.
             searcher.prepare_fast_text(quiet=as_json)
 
@@ -310,11 +196,11 @@ def forget(
     as_json: JsonOpt = False,
 ) -> None:
     """Drop folders and every photo under them from the index (the photos themselves are not touched)."""
-    with _user_errors():
-        from clipsearch.store import StoreWriter
+    with user_errors():
+        from clipsearch.store import StoreWriter, index_exists
 
         directory = resolve_index_dir(index_dir)
-        if not (directory / "catalog.sqlite").is_file():
+        if not index_exists(directory):
             raise UserError(f"no index at {directory}")
         dropped = {}
         with StoreWriter.open(directory) as store:
@@ -326,7 +212,7 @@ def forget(
                 dropped[path] = store.forget(path)
             store.finish({"forgotten": dropped})
     if as_json:
-        _print_json({"removed": sum(dropped.values()), "folders": dropped})
+        print_json({"removed": sum(dropped.values()), "folders": dropped})
     else:
         for path, count in dropped.items():
             typer.echo(f"dropped {count} images under {path}")
@@ -340,22 +226,16 @@ def check(
     as_json: JsonOpt = False,
 ) -> None:
     """Verify that catalog, stored vectors and FAISS index agree (exit 1 if they do not and --repair was not given)."""
-    with _user_errors():
-        from clipsearch.store import CATALOG_NAME, StoreWriter
+    with user_errors():
+        from clipsearch.store import StoreWriter, check_index, index_exists
 
         directory = resolve_index_dir(index_dir)
-        if not (directory / CATALOG_NAME).is_file():
+        if not index_exists(directory):
             raise UserError(f"no index at {directory}")
         with StoreWriter.open(directory) as store:
-            problems = store.check(repair=repair)
-            remaining = store.check() if repair and problems else problems
-    if as_json:
-        _print_json({"ok": not remaining, "problems": problems, "repaired": bool(repair and problems)})
-    else:
-        for problem in problems:
-            typer.echo(f"problem: {problem}")
-        typer.echo("repaired" if repair and problems and not remaining else "ok" if not problems else
-                   "not repaired: run 'clipsearch check --repair'")
+            problems = check_index(store, repair=repair)
+            remaining = check_index(store) if repair and problems else problems
+    print_check(problems, remaining, repair, as_json)
     if remaining:
         raise typer.Exit(1)
 
@@ -380,7 +260,7 @@ def serve(
     GET /file/ID, GET /info. Only indexed files are served, by catalog id.
     A rebuild by 'clipsearch index' is picked up on the next query.
     """
-    with _user_errors():
+    with user_errors():
         from search.server import serve as run_server
 
         if host not in ("127.0.0.1", "localhost", "::1"):
@@ -404,25 +284,17 @@ def models(
     Columns: embedding size, input resolution, image-tower cost relative to ViT-B/32
     (rough), and whether the weights are already on this machine.
     """
-    with _user_errors():
+    with user_errors():
         from clipsearch.encoders.listing import list_models
 
         rows = [r for r in list_models() if r["cached"] or not cached]
-    if as_json:
-        _print_json(rows)
-        return
-    width = max(len(r["spec"]) for r in rows) if rows else 10
-    typer.echo(f"{'model':{width}}  {'dim':>5}  {'res':>4}  {'cost':>5}  here")
-    for r in rows:
-        cost = f"{r['cost']:.1f}" if r["cost"] else "?"
-        typer.echo(f"{r['spec']:{width}}  {r['dim'] or '?':>5}  {r['resolution'] or '?':>4}  {cost:>5}  "
-                   f"{'yes' if r['cached'] else '-'}" + (f"  = {r['preset_of']}" if "preset_of" in r else ""))
+    print_models(rows, as_json)
 
 
 @app.command()
 def info(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
     """What is indexed, where, and with which model."""
-    with _user_errors():
+    with user_errors():
         from clipsearch.store import StoreReader
 
         store = StoreReader.open(resolve_index_dir(index_dir))
@@ -430,17 +302,7 @@ def info(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
             data = store.info()
         finally:
             store.close()
-    if as_json:
-        _print_json(data)
-        return
-    for key in ("index", "images", "model", "dim", "failing_files"):
-        typer.echo(f"{key + ':':15} {data[key]}")
-    typer.echo(f"{'roots:':15} {', '.join(data['roots']) or '-'}")
-    run = data["last_run"]
-    if run:
-        typer.echo(f"{'last run:':15} {run['added']} added, {run['updated']} updated, {run['renamed']} renamed, "
-                   f"{run['removed']} removed, {run['unchanged']} unchanged, {run['failed']} failed "
-                   f"in {run['seconds']:.1f}s")
+    print_info(data, as_json)
 
 
 def main() -> None:

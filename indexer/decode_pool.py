@@ -42,8 +42,8 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from clipsearch import images
-from clipsearch.store import content_hash
-from indexer.reader import decode_pixels, read_file
+from clipsearch.hashing import content_hash
+from indexer.cpu_decode import decode_pixels, read_file
 
 Picture = tuple[int, int, Any]  # displayed width, height, uint8 (H, W, 3) numpy array
 Plan = Callable[[Any], Any]  # upright RGB PIL image -> uint8 (H, W, 3) numpy array; picklable (``geometry.Plan``)

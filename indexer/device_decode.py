@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from clipsearch.errors import UserError
+from indexer.items import Decoded, OnDevice
 
 if TYPE_CHECKING:
     from clipsearch.encoders import Encoder
-    from indexer.reader import Loaded
 
 def upright(t: torch.Tensor, orientation: int) -> torch.Tensor:
     """Apply an EXIF orientation to a (C, H, W) tensor, as ``PIL.Image.transpose`` does in ``images.decode``."""
@@ -90,8 +90,8 @@ class DeviceDecoder:
         self._backlog = backlog
         self._claimed = 0  # JPEGs handed to the GPU and not yet decoded
         self._lock = threading.Lock()
-        self._inbox: queue.SimpleQueue[Loaded | None] = queue.SimpleQueue()
-        self._outbox: queue.SimpleQueue[Loaded] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[OnDevice | None] = queue.SimpleQueue()
+        self._outbox: queue.SimpleQueue[Decoded | OnDevice] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         # Its own stream, so decoding overlaps the model's kernels; on the CPU (tests) libjpeg stands in for nvJPEG.
         self._stream = torch.cuda.Stream(self._device) if self._device.type == "cuda" else None
@@ -134,9 +134,9 @@ class DeviceDecoder:
             self._claimed += 1
             return True
 
-    def submit(self, item: Loaded) -> None:
-        """Queue a claimed JPEG (``item.jpeg``); it comes back from ``ready``/``finish`` with ``pixels`` on the GPU,
-        or with ``pixels`` None when nvJPEG refused it. Thread-safe: the reader threads call it."""
+    def submit(self, item: OnDevice) -> None:
+        """Queue a claimed JPEG; it comes back from ``ready``/``finish`` as ``Decoded`` with its pixels on the GPU,
+        or as the same ``OnDevice`` when nvJPEG refused it. Thread-safe: the reader threads call it."""
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
@@ -144,7 +144,7 @@ class DeviceDecoder:
                     self._thread.start()
         self._inbox.put(item)
 
-    def ready(self) -> list[Loaded]:
+    def ready(self) -> list[Decoded | OnDevice]:
         """The JPEGs decoded so far, without waiting."""
         out = []
         while True:
@@ -153,7 +153,7 @@ class DeviceDecoder:
             except queue.Empty:
                 return out
 
-    def finish(self) -> Iterator[Loaded]:
+    def finish(self) -> Iterator[Decoded | OnDevice]:
         """Every JPEG still queued, once decoded; the decoder is finished after this."""
         if self._thread is not None:
             self._inbox.put(None)
@@ -173,8 +173,8 @@ class DeviceDecoder:
             first = self._inbox.get()
             if first is None:
                 return
-            items, pixels = [first], first.width * first.height
-            while len(items) < self.MAX_IMAGES and pixels < self.MAX_PIXELS:
+            items, area = [first], first.width * first.height
+            while len(items) < self.MAX_IMAGES and area < self.MAX_PIXELS:
                 try:
                     item = self._inbox.get_nowait()
                 except queue.Empty:
@@ -183,24 +183,24 @@ class DeviceDecoder:
                     stop = True
                     break
                 items.append(item)
-                pixels += item.width * item.height
+                area += item.width * item.height
             try:
-                self._decode(items)
+                pixels = self._decode(items)
             except Exception:  # noqa: BLE001 - whatever went wrong, the CPU path gets these files
-                for item in items:
-                    item.pixels = None
-            for item in items:
-                if item.pixels is None:
-                    self.rejected += 1  # keeps its bytes for the CPU decoder
+                pixels = [None] * len(items)
+            for item, picture in zip(items, pixels):
+                if picture is None:
+                    self.rejected += 1  # it keeps its bytes for the CPU decoder
+                    self._outbox.put(item)
                 else:
                     self.decoded += 1
-                    item.jpeg = None
-                self._outbox.put(item)
+                    self._outbox.put(Decoded(item.task, item.digest, item.width, item.height, picture))
             with self._lock:
                 self._claimed -= len(items)
 
-    def _decode(self, items: list[Loaded]) -> None:
-        datas = [item.jpeg or b"" for item in items]
+    def _decode(self, items: list[OnDevice]) -> list[torch.Tensor | None]:
+        """Each JPEG's model input on the GPU, or None where nvJPEG refused it."""
+        datas = [item.jpeg for item in items]
         with torch.inference_mode(), torch.cuda.stream(self._stream) if self._stream else contextlib.nullcontext():
             try:
                 images: list[torch.Tensor | None] = list(decode_jpegs(datas, self._device))
@@ -211,13 +211,15 @@ class DeviceDecoder:
                         images.append(decode_jpegs([data], self._device)[0])
                     except RuntimeError:
                         images.append(None)
-            self._prepare(items, images)
+            pixels = self._prepare(items, images)
         if self._stream is not None:
             self._stream.synchronize()
+        return pixels
 
-    def _prepare(self, items: list[Loaded], images: list[torch.Tensor | None]) -> None:
+    def _prepare(self, items: list[OnDevice], images: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
         """Orientation and the model's preprocessing, one call per group of same-sized photos (a camera's
         photos share a size): a few kernels per group instead of a dozen per photo."""
+        pixels: list[torch.Tensor | None] = [None] * len(items)
         groups: dict[tuple[tuple[int, ...], int], list[int]] = {}
         for at, (item, image) in enumerate(zip(items, images)):
             if image is not None:
@@ -228,10 +230,11 @@ class DeviceDecoder:
                 part = members[start : start + per_call]
                 try:
                     stacked = torch.stack([images[at] for at in part])  # type: ignore[misc]
-                    pixels = self._preprocess(upright(stacked, orientation))
+                    prepared = self._preprocess(upright(stacked, orientation))
                 except RuntimeError:  # e.g. out of GPU memory for huge photos: the CPU path draft-decodes them
                     continue
                 if self._stream is not None:
-                    pixels.record_stream(torch.cuda.default_stream(self._device))  # where the model will read it
-                for at, one in zip(part, pixels):
-                    items[at].pixels = one
+                    prepared.record_stream(torch.cuda.default_stream(self._device))  # where the model will read it
+                for at, one in zip(part, prepared):
+                    pixels[at] = one
+        return pixels

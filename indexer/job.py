@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 
 from clipsearch.encoders import onnx_text
 from clipsearch.errors import UserError
-from indexer.run import Options, Progress, Report, index_folders, resolve_roots
+from indexer.options import Options
+from indexer.report import Progress, Report
+from indexer.run import IndexRun, resolve_roots
 
 if TYPE_CHECKING:
     from clipsearch.encoders import Encoder
@@ -31,10 +33,10 @@ class IndexJob:
 
     def roots(self) -> list[str]:
         """The folders this job covers: the ones given, or every folder the index holds."""
-        from clipsearch.store import StoreReader
+        from clipsearch.store import StoreReader, index_exists
 
         recorded: list[str] = []
-        if (self.directory / "catalog.sqlite").is_file() and not self.folders:
+        if index_exists(self.directory) and not self.folders:
             store = StoreReader.open(self.directory)
             recorded = store.roots()
             store.close()
@@ -43,7 +45,7 @@ class IndexJob:
     def run(self, progress: Progress | None = None, scan: Sequence[str] | None = None) -> Report:
         """One incremental run over the job's folders, or only over ``scan`` (folders inside them)."""
         from clipsearch.encoders import DEFAULT_MODEL, load_encoder, parse_spec
-        from clipsearch.store import ModelRecord, StoreWriter
+        from clipsearch.store import FORMAT_VERSION, ModelRecord, StoreWriter
 
         with StoreWriter.open(self.directory, on_wait=self.on_wait) as store:
             recorded = store.model
@@ -70,9 +72,12 @@ class IndexJob:
             if self.index_type is not None:
                 store.set_index_type(self.index_type)
             if scan is None:
-                report = index_folders(store, roots, get_encoder, self.options, progress)
+                report = IndexRun(store, roots, get_encoder, self.options, progress).run()
             else:
-                report = index_folders(store, scan, get_encoder, self.options, progress, record_roots=False)
+                report = IndexRun(store, scan, get_encoder, self.options, progress, record_roots=False).run()
+            if store.upgraded_from is not None:
+                report.notes.insert(0, f"the index was upgraded in place from format {store.upgraded_from} to "
+                                       f"{FORMAT_VERSION}; nothing was re-embedded")
         if self._encoder is not None and onnx_text.export_enabled():
             # The model is loaded anyway: export its text tower once, so that later `search "words"`
             # runs start without torch (encoders/onnx_text.py). After the lock is released.

@@ -1,14 +1,15 @@
-"""Query the committed index with a text or an image."""
+"""Answer queries over the committed index: one snapshot per query, the snapshot's model for its terms."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from clipsearch.errors import UserError
 from clipsearch.store import StoreReader
+from search.query import Filters, Hit, Query, Term, combine
 
 if TYPE_CHECKING:
     import faiss
@@ -26,17 +27,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Below this many vectors a CPU flat search answers in a few milliseconds: copying to a GPU costs more.
 GPU_MIN_VECTORS = 200_000
-
-
-@dataclass(frozen=True)
-class Hit:
-    rank: int
-    path: str
-    score: float  # cosine similarity of the unit-length query and image embeddings
-    id: int  # the file's catalog id: how the server addresses thumbnails and files
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"rank": self.rank, "path": self.path, "score": self.score, "id": self.id}
 
 
 class Searcher:
@@ -107,12 +97,8 @@ class Searcher:
 
     def embed_image(self, path: str) -> np.ndarray:
         """Embed a query image file exactly as the indexer embeds photos."""
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as exc:
-            raise UserError(f"cannot read query image {path}: {exc.strerror or exc}") from None
-        return self.embed_image_bytes(data, path)
+        term = Term.image_file(path)
+        return self.embed_image_bytes(term.value, term.label)  # type: ignore[arg-type]
 
     def embed_image_bytes(self, data: bytes, label: str = "the uploaded image") -> np.ndarray:
         import torch
@@ -164,47 +150,68 @@ class Searcher:
                 self._gpu_index = index  # an index type without a GPU version: the CPU one answers
         return self._gpu_index
 
+    def embed(self, term: Term) -> np.ndarray:
+        """One term's unit vector, with the model this searcher holds now."""
+        if term.kind == "text":
+            return self.embed_text(str(term.value))
+        if term.kind == "image":
+            return self.embed_image_bytes(term.value, term.label)  # type: ignore[arg-type]
+        return self.embed_indexed(int(term.value))  # type: ignore[arg-type]
+
+    def answer(self, query: Query) -> list[Hit]:
+        """The hits for ``query``, from one committed snapshot: the model is brought in step with that snapshot
+        before any term is embedded, so a rebuild with another model (--reindex) never meets a vector of the old one."""
+        with self.store.snapshot() as store:
+            index = self._current_index()
+            vector = combine([self.embed(t) for t in query.terms], [t.weight for t in query.terms])
+            return self._nearest(index, vector, query.k, query.offset, query.filters.allowed_ids(store), query.excluded)
+
     def search(self, query: np.ndarray, k: int = 10, within: str | None = None, offset: int = 0,
                exclude: int | None = None) -> list[Hit]:
-        """The ``k`` nearest files to ``query``, best first, optionally only those under folder ``within``.
+        """The ``k`` nearest files to a vector, best first, optionally only those under folder ``within``.
 
         ``offset`` skips that many best hits (the next page); ``exclude`` leaves out one file id
         (the photo a "more like this" started from). Ranks count from 1 at the best hit overall.
         """
-        import faiss
-        import numpy as np
-
         if k <= 0:
             raise UserError("-k must be at least 1")
         if offset < 0:
             raise UserError("the offset cannot be negative")
-        needed = k + offset + (exclude is not None)
         with self.store.snapshot() as store:  # a writer committing meanwhile is not seen half-way
             index = self._current_index()
-            params, available = None, index.ntotal
-            if within is not None:
-                ids = store.ids_under(os.path.abspath(os.path.expanduser(within)))
-                if not ids:
-                    return []
-                params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(ids, dtype="int64")))
-                available = min(available, len(ids))
-            else:
-                index = self._gpu(index)  # GPU indexes take no id selector: filtered searches stay on the CPU
-            needed = min(needed, available)
-            if needed == 0:
+            allowed = Filters(within).allowed_ids(store)
+            return self._nearest(index, query, k, offset, allowed, set() if exclude is None else {exclude})
+
+    def _nearest(self, index: faiss.Index, query: np.ndarray, k: int, offset: int, allowed: Sequence[int] | None,
+                 exclude: set[int]) -> list[Hit]:
+        """Call inside ``store.snapshot()``: the index and the paths must come from one state."""
+        import faiss
+        import numpy as np
+
+        needed = k + offset + len(exclude)
+        params, available = None, index.ntotal
+        if allowed is not None:
+            if not allowed:
                 return []
-            # Equal scores (copies of one photo share a vector) come back from FAISS in no fixed order, and
-            # which of them make the cut depends on k. Fetch past the cut until the score drops, then order
-            # ties by id: page after page (offset) then neither repeats nor skips a photo.
-            fetch = min(needed + 8, available)
-            vector = np.asarray(query, dtype="float32").reshape(1, -1)
-            while True:
-                scores, found_ids = index.search(vector, fetch, params=params)
-                found = [(int(i), float(s)) for i, s in zip(found_ids[0], scores[0]) if i >= 0]
-                if fetch >= available or len(found) < fetch or found[-1][1] < found[needed - 1][1]:
-                    break
-                fetch = min(fetch * 2, available)
-            found.sort(key=lambda hit: (-hit[1], hit[0]))
-            found = [hit for hit in found if hit[0] != exclude][offset : offset + k]
-            paths = store.paths(i for i, _ in found)
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(allowed, dtype="int64")))
+            available = min(available, len(allowed))
+        else:
+            index = self._gpu(index)  # GPU indexes take no id selector: filtered searches stay on the CPU
+        needed = min(needed, available)
+        if needed == 0:
+            return []
+        # Equal scores (copies of one photo share a vector) come back from FAISS in no fixed order, and
+        # which of them make the cut depends on k. Fetch past the cut until the score drops, then order
+        # ties by id: page after page (offset) then neither repeats nor skips a photo.
+        fetch = min(needed + 8, available)
+        vector = np.asarray(query, dtype="float32").reshape(1, -1)
+        while True:
+            scores, found_ids = index.search(vector, fetch, params=params)
+            found = [(int(i), float(s)) for i, s in zip(found_ids[0], scores[0]) if i >= 0]
+            if fetch >= available or len(found) < fetch or found[-1][1] < found[needed - 1][1]:
+                break
+            fetch = min(fetch * 2, available)
+        found.sort(key=lambda hit: (-hit[1], hit[0]))
+        found = [hit for hit in found if hit[0] not in exclude][offset : offset + k]
+        paths = self.store.paths(i for i, _ in found)
         return [Hit(rank, paths[i], score, i) for rank, (i, score) in enumerate(found, start=offset + 1)]

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from clipsearch.errors import UserError
+from search import query as queries
 from search.engine import Searcher
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
@@ -72,8 +73,10 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
                 response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
             return response
 
-    def answer(vector: Any, k: int, within: str | None, offset: int = 0, exclude: int | None = None) -> list[dict[str, Any]]:
-        hits = searcher.search(vector, k=k, within=within, offset=offset, exclude=exclude)
+    def answer(term: queries.Term, k: int, within: str | None, offset: int) -> list[dict[str, Any]]:
+        query = queries.Query((term,), queries.Filters(within), k, offset)
+        with lock:
+            hits = searcher.answer(query)
         return [{**hit.as_dict(), "name": os.path.basename(hit.path)} for hit in hits]
 
     def file_id(raw: str) -> int:
@@ -111,13 +114,10 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
                     k: int = Query(10, ge=1, le=10_000), offset: int = Query(0, ge=0, le=100_000),
                     within: str | None = Query(None, alias="in")) -> Any:
         if like is not None:
-            target = file_id(like)
-            with lock:
-                return answer(searcher.embed_indexed(target), k, within, offset, exclude=target)
+            return answer(queries.Term.like(file_id(like)), k, within, offset)
         if not q or not q.strip():
             raise HTTPException(422, "give q (words) or like (a file id)")
-        with lock:
-            return answer(searcher.embed_text(q), k, within, offset)
+        return answer(queries.Term.text(q), k, within, offset)
 
     @app.post("/search")
     async def search_image(request: Request, k: int = Query(10, ge=1, le=10_000),
@@ -130,8 +130,7 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
             raise HTTPException(400, "send the query image as the request body")
         if len(data) > MAX_UPLOAD_BYTES:
             raise HTTPException(413, "the query image is over 64 MiB")
-        with lock:
-            return answer(searcher.embed_image_bytes(data), k, within, offset)
+        return answer(queries.Term.image(data), k, within, offset)
 
     @app.get("/thumb/{raw_id}")
     def thumb(raw_id: str) -> Response:
@@ -139,7 +138,7 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
 
         row = lookup(raw_id)
         headers = {"Cache-Control": "private, max-age=300", "ETag": f'"{row.hash.hex()}"'}
-        cached = searcher.store.cached_thumbnail(row.hash)
+        cached = searcher.store.thumbnails.get(row.hash)
         if cached is not None:
             return Response(cached, media_type="image/jpeg", headers=headers)
         data = read(row)
@@ -152,7 +151,7 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
         except OSError:
             unchanged = False
         if unchanged:  # cache under the indexed content only: a file edited since must not poison it
-            searcher.store.cache_thumbnail(row.hash, jpeg)
+            searcher.store.thumbnails.put(row.hash, jpeg)
         return Response(jpeg, media_type="image/jpeg", headers=headers)
 
     @app.get("/file/{raw_id}")

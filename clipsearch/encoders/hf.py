@@ -18,7 +18,7 @@ from clipsearch.encoders import ModelSpec, hub
 from clipsearch.encoders.base import Encoder, Pending, to_model, unit
 from clipsearch.encoders.openclip import _DTYPES, pick_device, pick_precision
 from clipsearch.errors import UserError
-from clipsearch.store import file_content_hash
+from clipsearch.hashing import file_content_hash
 
 # model_type -> how its tokenizer must pad (SigLIP was trained on max_length padding)
 SUPPORTED = {"clip": True, "metaclip_2": True, "align": True, "siglip": "max_length", "siglip2": "max_length"}

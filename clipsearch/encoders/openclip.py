@@ -17,7 +17,7 @@ import torch
 from clipsearch.encoders import ModelSpec, hub, tensor_preprocess
 from clipsearch.encoders.base import Encoder, Pending, to_model, unit
 from clipsearch.errors import UserError
-from clipsearch.store import file_content_hash
+from clipsearch.hashing import file_content_hash
 
 RANDOM_SEED = 0
 _INIT_FILLS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",

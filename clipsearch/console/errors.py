@@ -1,0 +1,50 @@
+"""The user's mistakes and the machine's conditions as one line on stderr and an exit status, never a traceback."""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+
+from clipsearch.errors import UserError
+
+DISK_FULL = "the disk is full: the index keeps its last committed state; free space and run again"
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"clipsearch: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Around a command's work: each known failure becomes ``clipsearch: error: ...`` and exit 2 (130 for Ctrl-C)."""
+    try:
+        yield
+    except UserError as exc:
+        raise fail(str(exc)) from None
+    except sqlite3.OperationalError as exc:
+        text = str(exc)
+        if "full" in text:
+            raise fail(DISK_FULL) from None
+        if "readonly" in text or "read-only" in text:
+            raise fail("the index directory is read-only: the index is unchanged") from None
+        if "disk I/O error" in text:
+            raise fail("could not write the index (disk full, quota or a failing disk?): "
+                       "it keeps its last committed state") from None
+        raise fail(f"index database error: {text}") from None
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise fail(DISK_FULL) from None
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise fail(f"cannot write {exc.filename or 'the index'}: {exc.strerror}; the index is unchanged") from None
+        raise fail(f"{exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}") from None
+    except RuntimeError as exc:  # faiss reports write failures as RuntimeError
+        if "write" in str(exc).lower() or "No space" in str(exc):
+            raise fail(DISK_FULL) from None
+        raise
+    except KeyboardInterrupt:
+        raise fail("interrupted", 130) from None

@@ -1,0 +1,106 @@
+"""What the commands print: JSON for scripts, short tables and lines for people, a progress bar on a terminal."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from indexer.report import Report
+    from search.query import Hit
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=None, ensure_ascii=False))
+
+
+class ProgressBar:
+    """tqdm progress on stderr for ``index``, shown only when enabled (stderr is a terminal)."""
+
+    def __init__(self, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=None, unit="img", desc="indexing", disable=not enabled, file=sys.stderr,
+                         dynamic_ncols=True, smoothing=0.05)
+        self._found = 0
+
+    def found(self, n: int = 1) -> None:
+        self._found += n
+        if self._bar.total is None or self._found > self._bar.total:
+            self._bar.total = self._found
+            self._bar.refresh()
+
+    def done(self, n: int = 1) -> None:
+        self._bar.update(n)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def print_report(report: Report, directory: Path, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        print_json(report.as_dict())
+    elif not quiet:
+        typer.echo(
+            f"{report.added} added, {report.updated} updated, {report.renamed} renamed, {report.removed} removed, "
+            f"{report.unchanged} unchanged, {len(report.failed)} failed in {report.seconds:.1f}s"
+            + (f" (the model {report.model_seconds:.1f}s)" if report.model_seconds else "") + f"  ({directory})"
+            + (f"; {report.gpu_decoded} JPEGs decoded on the GPU" if report.gpu_decoded else "")
+        )
+        for note in report.notes:
+            typer.echo(f"clipsearch: note: {note}", err=True)
+    if not as_json:  # --json carries them on stdout; --quiet still reports them: they are errors
+        for failure in report.failed:
+            typer.echo(f"  failed: {failure['path']}: {failure['error']}", err=True)
+
+
+def print_hits(hits: list[Hit], as_json: bool) -> None:
+    if as_json:
+        print_json([h.as_dict() for h in hits])
+    elif not hits:
+        typer.echo("no results")
+    else:
+        typer.echo(f"{'rank':>4}  {'score':>6}  path")
+        for hit in hits:
+            typer.echo(f"{hit.rank:>4}  {hit.score:6.3f}  {hit.path}")
+    sys.stdout.flush()
+
+
+def print_check(problems: list[str], remaining: list[str], repair: bool, as_json: bool) -> None:
+    if as_json:
+        print_json({"ok": not remaining, "problems": problems, "repaired": bool(repair and problems)})
+        return
+    for problem in problems:
+        typer.echo(f"problem: {problem}")
+    typer.echo("repaired" if repair and problems and not remaining else "ok" if not problems else
+               "not repaired: run 'clipsearch check --repair'")
+
+
+def print_models(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print_json(rows)
+        return
+    width = max(len(r["spec"]) for r in rows) if rows else 10
+    typer.echo(f"{'model':{width}}  {'dim':>5}  {'res':>4}  {'cost':>5}  here")
+    for r in rows:
+        cost = f"{r['cost']:.1f}" if r["cost"] else "?"
+        typer.echo(f"{r['spec']:{width}}  {r['dim'] or '?':>5}  {r['resolution'] or '?':>4}  {cost:>5}  "
+                   f"{'yes' if r['cached'] else '-'}" + (f"  = {r['preset_of']}" if "preset_of" in r else ""))
+
+
+def print_info(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(data)
+        return
+    for key in ("index", "images", "model", "dim", "failing_files"):
+        typer.echo(f"{key + ':':15} {data[key]}")
+    typer.echo(f"{'roots:':15} {', '.join(data['roots']) or '-'}")
+    run = data["last_run"]
+    if run and "added" in run:
+        typer.echo(f"{'last run:':15} {run['added']} added, {run['updated']} updated, {run['renamed']} renamed, "
+                   f"{run['removed']} removed, {run['unchanged']} unchanged, {run['failed']} failed "
+                   f"in {run['seconds']:.1f}s")

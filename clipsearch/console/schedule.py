@@ -1,0 +1,38 @@
+"""``index --every``: the same job again and again, for containers without cron."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import typer
+
+from clipsearch.console.output import print_report
+from clipsearch.errors import UserError
+
+if TYPE_CHECKING:
+    from indexer.job import IndexJob
+
+
+def parse_interval(text: str) -> float:
+    """'90s', '15m', '1h', '1d' (or plain seconds) -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        seconds = float(value) * units[unit]
+    except ValueError:
+        raise UserError(f"--every '{text}' is not a duration like 30m, 1h or 1d") from None
+    if seconds < 1:
+        raise UserError("--every must be at least 1s")
+    return seconds
+
+
+def repeat(job: IndexJob, interval: float, as_json: bool, quiet: bool) -> None:
+    """Run the job now and then every ``interval`` seconds until stopped; a failed run waits for the next."""
+    while True:
+        started = time.monotonic()
+        try:
+            print_report(job.run(), job.directory, as_json, quiet)
+        except UserError as exc:
+            typer.echo(f"clipsearch: error: {exc} (trying again in {interval:.0f}s)", err=True)
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))

@@ -1,0 +1,24 @@
+"""The on-disk index: the one package that opens its files.
+
+    layout        the files of an index directory, by name
+    migrations    the catalog's format versions and the in-place upgrades between them
+    catalog       the SQLite catalog's records and the queries readers and the writer share
+    reader        read-only access for searches (committed states only)
+    writer        the one writer: lock, runs, puts, commits, sweeps, the FAISS file's upkeep
+    lock          the write lock (flock), dropped by forked children
+    vector_index  the FAISS side: index type by size and budget, build, patch, write, read
+    thumbnails    the web page's thumbnail cache
+    check         consistency check and repair
+
+Importing it is cheap (sqlite3 only): numpy and faiss come with the calls that need them.
+"""
+
+from clipsearch.store.catalog import FileRecord, IndexedFile, ModelRecord
+from clipsearch.store.check import check as check_index
+from clipsearch.store.layout import CATALOG_NAME, index_exists
+from clipsearch.store.migrations import CURRENT as FORMAT_VERSION
+from clipsearch.store.reader import StoreReader
+from clipsearch.store.writer import StoreWriter
+
+__all__ = ["CATALOG_NAME", "FORMAT_VERSION", "FileRecord", "IndexedFile", "ModelRecord", "StoreReader", "StoreWriter",
+           "check_index", "index_exists"]

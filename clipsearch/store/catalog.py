@@ -1,0 +1,293 @@
+"""The catalog (SQLite): what is indexed, the stored vectors, the model, and the queries readers and the writer share.
+
+The catalog is authoritative. Vectors are stored once per distinct content hash (``vectors``), and
+each file row points at its hash: a renamed or copied photo reuses the stored embedding. FAISS ids
+are ``files.id``. Each commit that changes vectors bumps ``meta.generation``; the FAISS file is a
+cache stamped with the generation it was built from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clipsearch.store import migrations, vector_index
+from clipsearch.store.layout import Layout
+from clipsearch.store.thumbnails import Thumbnails
+
+if TYPE_CHECKING:  # heavy imports stay out of start-up
+    import faiss
+    import numpy as np
+
+_IN_CHUNK = 500  # ids per "IN (...)" query
+
+
+def connect(path: Path, readonly: bool) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def under(path: str) -> tuple[str, str]:
+    """SQL bounds (lo, hi) such that ``lo <= p < hi`` selects the paths inside folder ``path``."""
+    prefix = path.rstrip(os.sep) + os.sep
+    return prefix, prefix[:-1] + chr(ord(os.sep) + 1)
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """What the index was built with; search must embed queries with the same."""
+
+    spec: str
+    fingerprint: str
+    dim: int
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What a run stores about one file (its vector is stored by ``hash``)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    hash: bytes
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class IndexedFile:
+    """One file row of the catalog."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    hash: bytes
+    width: int
+    height: int
+
+
+_FILE_COLUMNS = "id, path, size, mtime_ns, hash, width, height"
+
+
+def _indexed_file(row: tuple[Any, ...] | None) -> IndexedFile | None:
+    return None if row is None else IndexedFile(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6])
+
+
+class Catalog:
+    """Read access shared by the readers and the writer of one index directory."""
+
+    def __init__(self, directory: Path, conn: sqlite3.Connection) -> None:
+        self.directory = directory
+        self.layout = Layout(directory)
+        self.thumbnails = Thumbnails(self.layout.thumbs)
+        self._conn = conn
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    @property
+    def format_version(self) -> int:
+        return int(self.meta("format_version") or migrations.FIRST)
+
+    @property
+    def generation(self) -> int:
+        return int(self.meta("generation") or 0)
+
+    @property
+    def model(self) -> ModelRecord | None:
+        spec = self.meta("model_spec")
+        if spec is None:
+            return None
+        return ModelRecord(spec, self.meta("model_fingerprint") or "", int(self.meta("dim") or 0))
+
+    def file_row(self, path: str) -> IndexedFile | None:
+        """The row of the file at ``path``, if it is indexed."""
+        return _indexed_file(self._conn.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ?", (path,)).fetchone())
+
+    def indexed_file(self, file_id: int) -> IndexedFile | None:
+        """The row with this id; the only way the server turns a request into a file on disk."""
+        return _indexed_file(self._conn.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE id = ?", (file_id,)).fetchone())
+
+    def count(self) -> int:
+        return self._conn.execute("SELECT count(*) FROM files").fetchone()[0]
+
+    def roots(self) -> list[str]:
+        return [r[0] for r in self._conn.execute("SELECT path FROM roots ORDER BY path")]
+
+    def paths(self, ids: Iterable[int]) -> dict[int, str]:
+        ids = [int(i) for i in ids]
+        out: dict[int, str] = {}
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            out.update(self._conn.execute(f"SELECT id, path FROM files WHERE id IN ({marks})", chunk))
+        return out
+
+    def ids_under(self, folder: str) -> list[int]:
+        lo, hi = under(folder)
+        rows = self._conn.execute(
+            "SELECT id FROM files WHERE (path >= ? AND path < ?) OR path = ?", (lo, hi, folder.rstrip(os.sep))
+        )
+        return [r[0] for r in rows]
+
+    def file_ids(self) -> set[int]:
+        return {r[0] for r in self._conn.execute("SELECT id FROM files")}
+
+    # -- consistency (``check``) -------------------------------------------------------
+    def quick_check(self) -> str:
+        """SQLite's own verdict on the database file: "ok", or what is wrong."""
+        return self._conn.execute("PRAGMA quick_check").fetchone()[0]
+
+    def damaged_vectors(self) -> list[bytes]:
+        """Content hashes whose stored vector is not ``dim`` float32s."""
+        dim = self.model.dim if self.model else 0
+        return [bytes(r[0]) for r in self._conn.execute("SELECT hash FROM vectors WHERE length(embedding) != ?", (dim * 4,))]
+
+    def files_without_vector(self) -> int:
+        return self._conn.execute(
+            "SELECT count(*) FROM files LEFT JOIN vectors ON vectors.hash = files.hash WHERE vectors.hash IS NULL"
+        ).fetchone()[0]
+
+    def vector_lookup(self) -> VectorLookup:
+        """A thread-safe "is this content embedded (committed)?" check for a run's reader threads."""
+        return VectorLookup(self.layout.catalog)
+
+    def last_run(self) -> dict[str, Any] | None:
+        row = self._conn.execute(
+            "SELECT started, finished, roots, report FROM runs WHERE report IS NOT NULL ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return {"started": row[0], "finished": row[1], "roots": json.loads(row[2]), **json.loads(row[3])}
+
+    def info(self) -> dict[str, Any]:
+        model = self.model
+        return {
+            "index": str(self.directory),
+            "images": self.count(),
+            "vectors": self._conn.execute("SELECT count(*) FROM vectors").fetchone()[0],
+            "model": model.spec if model else None,
+            "dim": model.dim if model else None,
+            "fingerprint": json.loads(model.fingerprint) if model and model.fingerprint else None,
+            "roots": self.roots(),
+            "failing_files": self._conn.execute("SELECT count(*) FROM failures").fetchone()[0],
+            "index_type": self.meta("index_built_as"),
+            "index_type_setting": self.meta("index_type") or "auto",
+            "generation": self.generation,
+            "format_version": self.format_version,
+            "last_run": self.last_run(),
+        }
+
+    # -- vectors ---------------------------------------------------------------
+    def _block(self, rows: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+        import numpy as np
+
+        dim = self.model.dim if self.model else 0
+        block_ids = np.fromiter((r[0] for r in rows), dtype="int64", count=len(rows))
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), dim)
+        return block_ids, matrix.astype("float32", copy=False)
+
+    def iter_vectors(self, ids: Sequence[int] | None = None, chunk: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (ids, float32 matrix) blocks of stored embeddings, all files or the given ids."""
+        if ids is None:
+            cursor = self._conn.execute(
+                "SELECT files.id, vectors.embedding FROM files JOIN vectors ON vectors.hash = files.hash ORDER BY files.id"
+            )
+            while rows := cursor.fetchmany(chunk):
+                yield self._block(rows)
+            return
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), _IN_CHUNK):
+            part = ids[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(part))
+            rows = self._conn.execute(
+                "SELECT files.id, vectors.embedding FROM files JOIN vectors ON vectors.hash = files.hash "
+                f"WHERE files.id IN ({marks})",
+                part,
+            ).fetchall()
+            if rows:
+                yield self._block(rows)
+
+    def _embedding_where(self, column: str, value: object) -> np.ndarray | None:
+        import numpy as np
+
+        row = self._conn.execute(
+            f"SELECT vectors.embedding FROM files JOIN vectors ON vectors.hash = files.hash WHERE files.{column} = ?",
+            (value,),
+        ).fetchone()
+        return None if row is None else np.frombuffer(row[0], dtype="<f4").astype("float32")
+
+    def embedding_of(self, path: str) -> np.ndarray | None:
+        return self._embedding_where("path", path)
+
+    def embedding_of_id(self, file_id: int) -> np.ndarray | None:
+        return self._embedding_where("id", file_id)
+
+    def vectors_by_path(self) -> dict[str, np.ndarray]:
+        """Every indexed file's stored vector, by path."""
+        paths = dict(self._conn.execute("SELECT id, path FROM files"))
+        return {paths[int(i)]: row for ids, matrix in self.iter_vectors() for i, row in zip(ids, matrix)}
+
+    # -- the FAISS index -----------------------------------------------------------
+    def index_factory(self) -> str:
+        """The FAISS index type for the collection as it is now: the --index-type override, else by size."""
+        dim = self.model.dim if self.model else 0
+        n = self.count()
+        wanted = self.meta("index_type") or "auto"
+        return vector_index.fitted(vector_index.choose(n, dim) if wanted == "auto" else wanted, n)
+
+    def build_vector_index(self, factory: str | None = None) -> faiss.Index:
+        """A fresh FAISS index of type ``factory`` (default: what the collection needs) holding every vector."""
+        import numpy as np
+
+        factory = factory or self.index_factory()
+        dim = self.model.dim if self.model else 0
+        sample = None
+        size = vector_index.training_size(factory, self.count())
+        if size:
+            rows = self._conn.execute(
+                "SELECT embedding FROM vectors WHERE hash IN (SELECT hash FROM files) ORDER BY random() LIMIT ?", (size,)
+            ).fetchall()
+            sample = np.frombuffer(b"".join(r[0] for r in rows), dtype="<f4").reshape(len(rows), dim).astype("float32")
+        return vector_index.build(factory, dim, sample, self.iter_vectors())
+
+
+class VectorLookup:
+    """Whether a content hash has a committed vector, from any thread: each thread asks on a read-only connection
+    of its own (the reader threads of a run ask while the writer's connection is in a transaction)."""
+
+    def __init__(self, catalog: Path) -> None:
+        self._catalog = catalog
+        self._local = threading.local()
+
+    def __call__(self, digest: bytes) -> bool:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = connect(self._catalog, readonly=True)
+        try:
+            return conn.execute("SELECT 1 FROM vectors WHERE hash = ?", (digest,)).fetchone() is not None
+        except sqlite3.Error:
+            return False

@@ -1,0 +1,57 @@
+"""The files of an index directory, by name: the only place that knows them.
+
+    catalog.sqlite        files, vectors, model record, roots, runs (the source of truth)
+    vectors-<gen>.faiss   FAISS index over file ids, derived from the catalog at generation <gen>
+    write.lock            held (flock) by the one process that writes
+    runs.log              one JSON line per finished run (time, counts, seconds, failures)
+    thumbs/ab/<hash>.jpg  thumbnails for the web page, keyed by content hash (a cache: deleting it loses nothing)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+CATALOG_NAME = "catalog.sqlite"
+LOCK_NAME = "write.lock"
+RUN_LOG_NAME = "runs.log"
+THUMBS_NAME = "thumbs"
+_FAISS_PREFIX = "vectors-"
+_FAISS_SUFFIX = ".faiss"
+
+
+@dataclass(frozen=True)
+class Layout:
+    directory: Path
+
+    @property
+    def catalog(self) -> Path:
+        return self.directory / CATALOG_NAME
+
+    @property
+    def lock(self) -> Path:
+        return self.directory / LOCK_NAME
+
+    @property
+    def run_log(self) -> Path:
+        return self.directory / RUN_LOG_NAME
+
+    @property
+    def thumbs(self) -> Path:
+        return self.directory / THUMBS_NAME
+
+    def faiss(self, generation: int) -> Path:
+        """The FAISS file built from the catalog at ``generation``."""
+        return self.directory / f"{_FAISS_PREFIX}{generation}{_FAISS_SUFFIX}"
+
+    def faiss_files(self) -> Iterator[Path]:
+        return self.directory.glob(f"{_FAISS_PREFIX}*{_FAISS_SUFFIX}")
+
+    def exists(self) -> bool:
+        """Whether an index has been written here (a catalog exists)."""
+        return self.catalog.is_file()
+
+
+def index_exists(directory: Path) -> bool:
+    return Layout(directory).exists()

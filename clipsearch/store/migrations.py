@@ -1,0 +1,133 @@
+"""Versions of the catalog's schema and the steps between them: an index on a user's disk is upgraded in place.
+
+The version is ``meta.format_version``. A writer (``index``, ``forget``, ``check``) upgrades an older
+catalog when it opens it, in one transaction, before anything else: a failure leaves it as it was. A
+step never touches the vectors, so nothing is re-embedded and the FAISS file (keyed by file ids and
+the generation, both kept) stays valid. Readers read every version from ``FIRST`` on as it is (a
+read-only mount cannot be upgraded), so their queries stay within what every version has, or check
+``Catalog.format_version``. A catalog newer than this code is refused by readers and writers alike
+with one line that says to upgrade clipsearch.
+
+A new version: append a step to ``STEPS`` (its number is its place), and a test that opens a catalog
+of the version before it (tests/test_migrations.py starts from a format-1 index made by the code of
+that time).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from clipsearch.errors import UserError
+
+FIRST = 1
+
+# Format 1 exactly as clipsearch wrote it until this module existed: every new catalog starts here and
+# takes the steps, so a new index and an upgraded one are the same.
+V1_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS roots (path TEXT PRIMARY KEY, added REAL NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS vectors (
+    hash BLOB PRIMARY KEY,
+    embedding BLOB NOT NULL
+) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    seen INTEGER NOT NULL
+)""",
+    "CREATE INDEX IF NOT EXISTS files_hash ON files(hash)",
+    """CREATE TABLE IF NOT EXISTS failures (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    seen INTEGER NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started REAL NOT NULL,
+    finished REAL,
+    roots TEXT NOT NULL,
+    report TEXT
+)""",
+    "INSERT OR IGNORE INTO meta VALUES ('format_version', '1')",
+    "INSERT OR IGNORE INTO meta VALUES ('generation', '0')",
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    what: str  # one line for the user: what the upgrade changes
+    apply: Callable[[sqlite3.Connection], None]
+
+
+def _ids_never_reused(conn: sqlite3.Connection) -> None:
+    """``files.id`` becomes AUTOINCREMENT: SQLite otherwise hands the largest id out again once its row is deleted,
+    and a saved ``/file/ID`` or ``?like=ID`` would then show another photo. Every row keeps its id (the FAISS file
+    is keyed by them)."""
+    conn.execute("""CREATE TABLE files_v2 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    path TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    seen INTEGER NOT NULL
+)""")
+    conn.execute("INSERT INTO files_v2 (id, path, size, mtime_ns, hash, width, height, seen) "
+                 "SELECT id, path, size, mtime_ns, hash, width, height, seen FROM files")
+    conn.execute("DROP TABLE files")
+    conn.execute("ALTER TABLE files_v2 RENAME TO files")
+    conn.execute("CREATE INDEX IF NOT EXISTS files_hash ON files(hash)")
+
+
+STEPS: tuple[Step, ...] = (
+    Step("photo ids are never handed out again after a photo leaves the index", _ids_never_reused),  # 1 -> 2
+)
+CURRENT = FIRST + len(STEPS)
+
+
+def version_of(conn: sqlite3.Connection) -> int | None:
+    """The catalog's format version; None for a database with no catalog in it yet."""
+    has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+    if not has_meta:
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
+    return int(row[0]) if row else None
+
+
+def refuse_newer(version: int, where: object) -> None:
+    if version > CURRENT:
+        raise UserError(f"the index at {where} was written by a newer clipsearch (format {version}; this one reads "
+                        f"formats {FIRST} to {CURRENT}): upgrade clipsearch to use it")
+
+
+def create_or_upgrade(conn: sqlite3.Connection, where: object) -> int | None:
+    """Bring the catalog on ``conn`` (autocommit mode, the writer's lock held) to ``CURRENT``: create it if it is
+    new, else take the steps it lacks, all in one transaction. Returns the version it had (None: it was new)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = version_of(conn)
+        if found is None:
+            for statement in V1_SCHEMA:
+                conn.execute(statement)
+        version = FIRST if found is None else found
+        refuse_newer(version, where)
+        for number in range(version, CURRENT):
+            STEPS[number - FIRST].apply(conn)
+        if version != CURRENT:
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (str(CURRENT),))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return found

@@ -1,0 +1,66 @@
+"""Read-only access for searches: sees only committed states, never writes (a read-only mount works)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from clipsearch.errors import UserError
+from clipsearch.store import migrations, vector_index
+from clipsearch.store.catalog import Catalog, connect
+from clipsearch.store.layout import Layout
+
+if TYPE_CHECKING:
+    import faiss
+
+
+class StoreReader(Catalog):
+    """Read-only view used by search."""
+
+    @classmethod
+    def open(cls, directory: Path) -> StoreReader:
+        catalog = Layout(directory).catalog
+        if not catalog.is_file():
+            raise UserError(f"no index at {directory}: run 'clipsearch index FOLDER' first (or pass --index DIR)")
+        try:
+            conn = connect(catalog, readonly=True)
+            conn.execute("SELECT count(*) FROM files").fetchone()
+        except sqlite3.OperationalError:
+            # A directory we may not write to (a read-only mount, another user's index): SQLite cannot
+            # take its WAL locks there. Writers checkpoint the WAL at the end of every run, so the
+            # main file alone holds every finished run.
+            try:
+                conn = sqlite3.connect(f"{catalog.as_uri()}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+                conn.execute("SELECT count(*) FROM files").fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise UserError(f"cannot read the index at {directory}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"cannot read the index at {directory}: {exc}") from None
+        version = migrations.version_of(conn)
+        if version is not None:
+            try:
+                migrations.refuse_newer(version, directory)
+            except UserError:
+                conn.close()
+                raise
+        return cls(directory, conn)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[StoreReader]:
+        """Hold one committed state for several reads (index, then paths): a commit landing meanwhile is not seen."""
+        self._conn.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            self._conn.execute("COMMIT")
+
+    def vector_index(self) -> faiss.Index:
+        """The FAISS index of the committed generation; rebuilt in memory if its file is missing or unreadable.
+
+        Call inside ``snapshot()`` so the generation and the vectors come from one state.
+        """
+        index = vector_index.read_for_queries(self.layout.faiss(self.generation))
+        return index if index is not None else vector_index.prepare_for_queries(self.build_vector_index())

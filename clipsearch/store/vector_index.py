@@ -1,0 +1,180 @@
+"""The FAISS side of the store: which index a collection gets, and building, patching, writing and reading it.
+
+Exact search while it is cheap; past that an inverted-file index whose codes fit the memory budget
+(after autofaiss's rules): full vectors, then 8-bit scalar quantisation, then product quantisation.
+The catalog is the source of truth; a FAISS file is a cache of it at one generation
+(bench/search_scale.py measured these choices: docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import faiss
+    import numpy as np
+
+EXACT_MAX = 200_000  # flat search of 200k x 512-d is ~20 ms per query on 2 cores
+DEFAULT_BUDGET = 1 << 30  # bytes of vector codes to keep in memory
+RETRAIN_GROWTH = 4  # an IVF index trained at n vectors is retrained once the collection passes 4n
+
+Blocks = Iterable[tuple["np.ndarray", "np.ndarray"]]  # (int64 ids, float32 matrix) blocks of stored vectors
+
+
+def choose(n: int, dim: int, budget: int = DEFAULT_BUDGET) -> str:
+    """A faiss index_factory string for ``n`` unit vectors of ``dim`` dimensions (inner product)."""
+    if n <= EXACT_MAX and n * dim * 4 <= budget:
+        return "Flat"
+    nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
+    nlist = min(nlist, 2 ** int(math.log2(max(2.0, n / 39))), 65536)  # faiss wants >= 39 training points a list
+    if n * dim * 4 <= budget:
+        codes = "Flat"
+    elif n * dim <= budget:
+        codes = "SQ8"
+    else:
+        m = max(d for d in range(1, dim // 8 + 1) if dim % d == 0)  # sub-quantisers of 8 bits, dim/8 of them
+        codes = f"PQ{m}"
+    return f"IVF{nlist},{codes}"
+
+
+def fitted(factory: str, n: int) -> str:
+    """``factory`` for a collection of ``n``: an IVF type with more lists than there are vectors to train is Flat."""
+    if factory.startswith("IVF") and n < int(factory[3:].split(",")[0]):
+        return "Flat"
+    return factory
+
+
+def same_family(a: str, b: str) -> bool:
+    """Both IVF with the same codes: a retrain would only change the number of lists."""
+    return a.startswith("IVF") and b.startswith("IVF") and a.split(",")[1:] == b.split(",")[1:]
+
+
+def nprobe(nlist: int) -> int:
+    """Lists to visit per query: enough for recall@10 >= 0.95 on CLIP-like (clustered) embeddings.
+
+    Grows with the square root of the lists: at 1M vectors (4096 lists) recall@10 was already 0.984 at
+    64 probes and 0.985 at 256 (the 8-bit codes set the ceiling), while the time grows with the probes.
+    """
+    return max(16, round(2 * math.sqrt(nlist)))
+
+
+def validate(factory: str) -> bool:
+    """Whether FAISS knows ``factory`` as an index type."""
+    import faiss
+
+    try:
+        faiss.index_factory(8 if "PQ" not in factory else 64, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError:
+        return False
+    return True
+
+
+def training_size(factory: str, n: int) -> int:
+    if not factory.startswith("IVF"):
+        return 0
+    nlist = int(factory[3:].split(",")[0])
+    return min(n, 64 * nlist)
+
+
+def new_index(factory: str, dim: int, sample: np.ndarray | None = None) -> faiss.Index:
+    """An empty index of type ``factory`` keyed by caller ids; IVF types are trained on ``sample``."""
+    import faiss
+
+    if factory == "Flat":
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    if sample is None or len(sample) == 0:
+        raise ValueError(f"{factory} needs training vectors")
+    index.train(sample)
+    ivf = faiss.extract_index_ivf(index)
+    ivf.nprobe = nprobe(ivf.nlist)
+    return index
+
+
+def build(factory: str, dim: int, sample: np.ndarray | None, blocks: Blocks) -> faiss.Index:
+    """A fresh index of type ``factory`` holding every vector of ``blocks``."""
+    index = new_index(factory, dim, sample)
+    for ids, matrix in blocks:
+        index.add_with_ids(matrix, ids)
+    return index
+
+
+def patch(index: faiss.Index, removed: Iterable[int], added: Blocks) -> faiss.Index:
+    """``index`` without the ``removed`` ids and with the ``added`` vectors: a run's changes, not a rebuild."""
+    import numpy as np
+
+    gone = np.fromiter(sorted(removed), dtype="int64")
+    if len(gone):
+        index.remove_ids(gone)
+    for ids, matrix in added:
+        index.add_with_ids(matrix, ids)
+    return index
+
+
+def ids_of(index: faiss.Index) -> set[int] | None:
+    """The ids an ID-mapped FAISS index holds, or None for a type that does not expose them."""
+    import faiss
+
+    id_map = getattr(index, "id_map", None)
+    return None if id_map is None else {int(i) for i in faiss.vector_to_array(id_map)}
+
+
+def read(path: Path) -> faiss.Index | None:
+    """The index in ``path``, or None if it is missing or unreadable."""
+    import faiss
+
+    if not path.is_file():
+        return None
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError:
+        return None
+
+
+def read_for_queries(path: Path) -> faiss.Index | None:
+    """The index in ``path``, memory-mapped where its type allows, set up for queries; None if missing or damaged."""
+    import faiss
+
+    if not path.is_file():
+        return None
+    for flags in (faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY, 0):
+        try:
+            return prepare_for_queries(faiss.read_index(str(path), flags))
+        except RuntimeError:
+            continue  # this index type cannot be memory-mapped, or the file is damaged
+    return None
+
+
+def prepare_for_queries(index: faiss.Index) -> faiss.Index:
+    """Settings a search needs that the index file does not keep.
+
+    An IVF index splits a batch of queries over the cores but runs one query on one core; a person
+    searching sends one query, so we split its probed lists over the cores instead (1.7x faster here).
+    """
+    import faiss
+
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return index  # not an IVF index
+    ivf.parallel_mode = 1
+    ivf.nprobe = nprobe(ivf.nlist)  # the current rule, also for files written under an older one
+    return index
+
+
+def write_atomically(index: faiss.Index, target: Path) -> None:
+    """Write ``index`` so that ``target`` is either the old file or the whole new one, never half of it."""
+    import faiss
+
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    try:
+        faiss.write_index(index, str(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)

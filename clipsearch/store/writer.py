@@ -1,0 +1,269 @@
+"""The one writer of an index directory: it holds the write lock for its lifetime.
+
+Work is committed in chunks by ``commit``; ``finish`` garbage-collects vectors, writes the FAISS
+file for the final generation and logs the run. A reader that finds no FAISS file for the current
+generation (a run was killed before it wrote one) rebuilds it in memory from the stored vectors, so
+a search never sees a half-written state and never loses committed work.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clipsearch.errors import UserError
+from clipsearch.store import migrations, vector_index
+from clipsearch.store.catalog import Catalog, FileRecord, ModelRecord, connect, under
+from clipsearch.store.layout import Layout
+from clipsearch.store.lock import WriteLock
+
+if TYPE_CHECKING:
+    import faiss
+    import numpy as np
+
+
+def _embedding_blob(vector: np.ndarray) -> bytes:
+    import numpy as np
+
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+class StoreWriter(Catalog):
+    def __init__(self, directory: Path, conn: sqlite3.Connection, lock: WriteLock, upgraded_from: int | None) -> None:
+        super().__init__(directory, conn)
+        self._lock = lock
+        self.upgraded_from = upgraded_from  # the format this catalog had before this open upgraded it, if it did
+        self._run_id = 0
+        self._start_generation = self.generation
+        self._removed_ids: set[int] = set()
+        self._added_ids: set[int] = set()
+        self._dirty = False  # files or vectors changed in the open transaction
+
+    @classmethod
+    def open(cls, directory: Path, on_wait: Callable[[str], None] | None = None) -> StoreWriter:
+        """Take the index's write lock (or fail at once; with ``on_wait``, wait for it), then create the catalog or
+        upgrade it to this code's format (``migrations``)."""
+        layout = Layout(directory)
+        lock = WriteLock.take(layout.lock, on_wait)
+        try:
+            conn = connect(layout.catalog, readonly=False)
+            found = migrations.create_or_upgrade(conn, directory)
+        except sqlite3.DatabaseError as exc:
+            lock.release()
+            raise UserError(f"cannot open the index at {directory}: {exc}") from None
+        except BaseException:
+            lock.release()
+            raise
+        upgraded_from = found if found is not None and found != migrations.CURRENT else None
+        return cls(directory, conn, lock, upgraded_from)
+
+    def close(self) -> None:
+        if self._conn.in_transaction:  # SQLite may already have rolled back (disk full)
+            self._conn.execute("ROLLBACK")
+        super().close()
+        self._lock.release()
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def _txn(self) -> sqlite3.Connection:
+        if not self._conn.in_transaction:
+            self._conn.execute("BEGIN IMMEDIATE")
+        return self._conn
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._txn().execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def _drop_files(self, ids: Sequence[int]) -> None:
+        conn = self._txn()
+        for file_id in ids:
+            conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
+            self._removed_ids.add(int(file_id))
+            self._added_ids.discard(int(file_id))
+        self._dirty = self._dirty or bool(ids)
+
+    # -- model ---------------------------------------------------------------
+    def bind_model(self, record: ModelRecord, reindex: bool = False) -> None:
+        """Record the model of an empty index, or check it matches; ``reindex`` drops all vectors to switch."""
+        current = self.model
+        if current is not None and self.count() > 0:
+            if current.fingerprint == record.fingerprint and current.spec == record.spec:
+                return
+            if not reindex:
+                raise UserError(
+                    f"this index was built with --model {current.spec}; to re-embed everything with "
+                    f"{record.spec} pass --reindex (or use another --index)"
+                )
+            self._drop_files([r[0] for r in self._conn.execute("SELECT id FROM files")])
+            self._txn().execute("DELETE FROM vectors")
+            self._txn().execute("DELETE FROM failures")
+        for key, value in (("model_spec", record.spec), ("model_fingerprint", record.fingerprint), ("dim", str(record.dim))):
+            self._set_meta(key, value)
+        self.commit()
+
+    # -- a run ---------------------------------------------------------------
+    def begin_run(self, roots: Sequence[str]) -> int:
+        conn = self._txn()
+        for root in roots:
+            conn.execute("INSERT OR IGNORE INTO roots VALUES (?, ?)", (root, time.time()))
+        cur = conn.execute("INSERT INTO runs (started, roots) VALUES (?, ?)", (time.time(), json.dumps(list(roots))))
+        self._run_id = int(cur.lastrowid or 0)
+        self.commit()
+        return self._run_id
+
+    def known_failure(self, path: str, size: int, mtime_ns: int) -> bool:
+        """True (and marks it seen) if the file failed before and has not changed since."""
+        row = self._conn.execute("SELECT size, mtime_ns FROM failures WHERE path = ?", (path,)).fetchone()
+        if row is None or row != (size, mtime_ns):
+            return False
+        self._txn().execute("UPDATE failures SET seen = ? WHERE path = ?", (self._run_id, path))
+        return True
+
+    def mark_seen(self, file_id: int) -> None:
+        self._txn().execute("UPDATE files SET seen = ? WHERE id = ?", (self._run_id, file_id))
+
+    def touch(self, file_id: int, size: int, mtime_ns: int) -> None:
+        """Same content under a new size/mtime stamp: remember the stamp, keep the vector."""
+        self._txn().execute(
+            "UPDATE files SET size = ?, mtime_ns = ?, seen = ? WHERE id = ?", (size, mtime_ns, self._run_id, file_id)
+        )
+
+    def put(self, record: FileRecord, embedding: np.ndarray | None) -> int:
+        """Insert or replace a file's row; ``embedding`` None means the vector for ``record.hash`` is already stored."""
+        conn = self._txn()
+        if embedding is not None:
+            conn.execute("INSERT OR IGNORE INTO vectors VALUES (?, ?)", (record.hash, _embedding_blob(embedding)))
+        conn.execute("DELETE FROM failures WHERE path = ?", (record.path,))
+        old = conn.execute("SELECT id FROM files WHERE path = ?", (record.path,)).fetchone()
+        values = (record.size, record.mtime_ns, record.hash, record.width, record.height, self._run_id)
+        if old is not None:
+            conn.execute("UPDATE files SET size=?, mtime_ns=?, hash=?, width=?, height=?, seen=? WHERE id=?", (*values, old[0]))
+            file_id = int(old[0])
+            self._removed_ids.add(file_id)
+        else:
+            cur = conn.execute("INSERT INTO files (path, size, mtime_ns, hash, width, height, seen) VALUES (?,?,?,?,?,?,?)",
+                               (record.path, *values))
+            file_id = int(cur.lastrowid or 0)
+        self._added_ids.add(file_id)
+        self._dirty = True
+        return file_id
+
+    def fail(self, path: str, size: int, mtime_ns: int, error: str) -> None:
+        """Remember a file that could not be read (not retried until it changes); drop any stale vector."""
+        old = self._conn.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
+        self._drop_files([old[0]] if old else [])
+        self._txn().execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)", (path, size, mtime_ns, error, self._run_id))
+
+    def commit(self) -> None:
+        """Make everything so far durable and visible to readers; a new generation if any vector changed."""
+        if not self._conn.in_transaction:
+            return
+        if self._dirty:
+            self._conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+        self._conn.execute("COMMIT")
+        self._dirty = False
+
+    def sweep(self, root: str) -> list[tuple[int, str, bytes]]:
+        """Delete files under ``root`` not seen in this run (mark-and-sweep); returns (id, path, hash) of each."""
+        lo, hi = under(root)
+        gone = self._txn().execute(
+            "SELECT id, path, hash FROM files WHERE path >= ? AND path < ? AND seen != ?", (lo, hi, self._run_id)
+        ).fetchall()
+        self._drop_files([file_id for file_id, _, _ in gone])
+        self._txn().execute("DELETE FROM failures WHERE path >= ? AND path < ? AND seen != ?", (lo, hi, self._run_id))
+        return [(int(i), p, bytes(h)) for i, p, h in gone]
+
+    def forget(self, root: str) -> int:
+        """Drop a folder and everything indexed under it; returns how many files were dropped."""
+        self._run_id = -1  # nothing is "seen": everything under root goes
+        self._txn().execute("DELETE FROM roots WHERE path = ?", (root,))
+        return len(self.sweep(root))
+
+    def repair(self, damaged: Sequence[bytes]) -> None:
+        """Drop the ``damaged`` vectors and the files left without one (the next run embeds them again), and rebuild
+        the FAISS file from what is stored. Nothing is re-embedded here."""
+        txn = self._txn()
+        for digest in damaged:
+            txn.execute("DELETE FROM vectors WHERE hash = ?", (digest,))
+        txn.execute("DELETE FROM files WHERE hash NOT IN (SELECT hash FROM vectors)")
+        self._dirty = True
+        self.commit()
+        vector_index.write_atomically(self.build_vector_index(), self.layout.faiss(self.generation))
+        self._drop_stale_indexes()
+
+    def finish(self, report: dict[str, Any]) -> None:
+        """Drop unreferenced vectors, commit, bring the FAISS file up to date and log the run."""
+        conn = self._txn()
+        orphans = [bytes(r[0]) for r in conn.execute("SELECT hash FROM vectors WHERE hash NOT IN (SELECT hash FROM files)")]
+        if orphans:
+            conn.execute("DELETE FROM vectors WHERE hash NOT IN (SELECT hash FROM files)")
+            self._dirty = True
+        finished = time.time()
+        conn.execute("UPDATE runs SET finished = ?, report = ? WHERE id = ?", (finished, json.dumps(report), self._run_id))
+        self.commit()
+        for digest in orphans:  # after the commit, so a killed run leaves at worst a stale cache file
+            self.thumbnails.drop(digest)
+        self.sync_vector_index()
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # keep the WAL small; the main file whole
+        except sqlite3.OperationalError:
+            pass  # readers hold it open: the next run checkpoints
+        line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(finished)), "roots": self.roots(), **report}
+        try:
+            with open(self.layout.run_log, "a", encoding="utf-8") as log:
+                log.write(json.dumps(line) + "\n")
+        except OSError:
+            pass  # the run is committed; a log line that cannot be written loses nothing
+
+    # -- the FAISS file ------------------------------------------------------------
+    def set_index_type(self, index_type: str) -> None:
+        """Pin the FAISS index type ("auto", "Flat", or a faiss factory string such as "IVF4096,SQ8")."""
+        if index_type != "auto" and not vector_index.validate(index_type):
+            raise UserError(f"--index-type '{index_type}' is not a FAISS index type (auto, Flat, IVF4096,SQ8, ...)")
+        if (self.meta("index_type") or "auto") != index_type:
+            self._set_meta("index_type", index_type)
+            self.commit()
+            self.layout.faiss(self.generation).unlink(missing_ok=True)  # rebuilt by the next sync
+
+    def sync_vector_index(self) -> None:
+        """Write the FAISS file for the current generation: patch the previous one, or rebuild."""
+        generation = self.generation
+        target = self.layout.faiss(generation)
+        if target.is_file():
+            return
+        factory = self.index_factory()
+        built_as = self.meta("index_built_as") or ""
+        grown = self.count() > vector_index.RETRAIN_GROWTH * int(self.meta("index_built_at") or 0)
+        if vector_index.same_family(built_as, factory) and not grown and (self.meta("index_type") or "auto") == "auto":
+            factory = built_as  # hysteresis: keep the trained lists until the collection has really grown
+        index = None
+        # patch the previous file while the collection still wants that type and has not outgrown its training
+        if factory == built_as and not (factory.startswith("IVF") and grown):
+            index = self._patched_index()
+        if index is None:
+            index = self.build_vector_index(factory)
+            self._set_meta("index_built_as", factory)
+            self._set_meta("index_built_at", str(self.count()))
+            self.commit()  # not a new generation: the vectors did not change
+        vector_index.write_atomically(index, target)
+        self._drop_stale_indexes()
+        self._start_generation = generation
+        self._removed_ids.clear()
+        self._added_ids.clear()
+
+    def _patched_index(self) -> faiss.Index | None:
+        base = vector_index.read(self.layout.faiss(self._start_generation))
+        if base is None:
+            return None
+        index = vector_index.patch(base, self._removed_ids, self.iter_vectors(sorted(self._added_ids)))
+        return index if index.ntotal == self.count() else None  # changed outside this run: rebuild instead
+
+    def _drop_stale_indexes(self) -> None:
+        keep = self.layout.faiss(self.generation)
+        for stale in self.layout.faiss_files():
+            if stale != keep:
+                stale.unlink(missing_ok=True)

@@ -1,0 +1,119 @@
+"""The embed stage: gathers decoded photos into batches, queues each on the model before storing the one before it,
+and backs off when a GPU runs out of memory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from clipsearch.errors import UserError
+from indexer.items import Decoded, Embedded
+
+if TYPE_CHECKING:
+    import torch
+
+    from clipsearch.encoders import Encoder
+    from clipsearch.encoders.base import Pending
+
+
+def model_batch(pixels: list[torch.Tensor], encoder: Encoder) -> torch.Tensor:
+    """One batch for ``encoder`` from what the decoders left: uint8 pictures from the CPU workers (normalised
+    here, together, after one pinned copy to the GPU when the model runs there) and finished inputs, some of
+    them already on the GPU (nvJPEG's)."""
+    import torch
+
+    on_gpu = torch.device(encoder.device) if encoder.device.startswith("cuda") else None
+    staged = encoder.staged_transform
+    pixels = list(pixels)
+    for want_uint8 in (True, False):
+        at = [i for i, p in enumerate(pixels) if (p.dtype == torch.uint8) == want_uint8 and not p.is_cuda]
+        if not at:
+            continue
+        moved = torch.stack([pixels[i] for i in at])
+        if on_gpu is not None:
+            moved = moved.pin_memory().to(on_gpu, non_blocking=True)
+        if want_uint8:
+            assert staged is not None, "uint8 pixels come only from an encoder with a staged transform"
+            moved = staged.finish(moved)
+        for j, i in enumerate(at):
+            pixels[i] = moved[j]
+    return torch.stack(pixels)
+
+
+class BatchEmbedder:
+    """``add`` decoded photos; their vectors come back, oldest batch first, as batches settle.
+
+    A batch is queued on the model (``Encoder.start_images``) before the one before it is handed on: on a GPU
+    the model computes batch N while the indexing thread stores N-1 and gathers N+1 (``Pending``), instead of
+    waiting for both; on a CPU the model has computed it by the time ``start_images`` returns.
+    """
+
+    def __init__(self, encoder: Callable[[], Encoder], batch_size: int | None = None) -> None:
+        self._encoder = encoder
+        self.batch_limit = batch_size or 0  # images per model call; 0: the encoder's, once it is loaded
+        self.out_of_memory_at = 0  # the batch size at which the GPU first ran out of memory, if it did
+        self.model_seconds = 0.0  # what the model spent on the batches handed on
+        self._batch: list[Decoded] = []
+        self._in_flight: list[tuple[list[Decoded], Pending]] = []  # queued on the model, not handed on yet
+
+    def add(self, item: Decoded) -> Iterator[Embedded]:
+        self._batch.append(item)
+        if not self.batch_limit:
+            self.batch_limit = self._encoder().batch_size
+        if len(self._batch) >= self.batch_limit:
+            yield from self._flush(keep=1)
+
+    def finish(self) -> Iterator[Embedded]:
+        """Everything added, embedded."""
+        yield from self._flush(keep=0)
+
+    def drop(self) -> None:
+        """Forget what is not handed on yet (Ctrl-C: the next run does those files)."""
+        self._batch.clear()
+        self._in_flight.clear()
+
+    def note(self) -> str | None:
+        """What the run changed on its own, for the user."""
+        if not self.out_of_memory_at:
+            return None
+        return (f"the GPU ran out of memory with {self.out_of_memory_at} images per batch; the run went on "
+                f"with {self.batch_limit} (--batch-size {self.batch_limit} starts there)")
+
+    def _flush(self, keep: int) -> Iterator[Embedded]:
+        if self._batch:
+            items, self._batch = self._batch, []
+            yield from self._launch(items)
+        yield from self._settle(keep)
+
+    def _settle(self, keep: int) -> Iterator[Embedded]:
+        """Hand on the vectors of the batches in flight but the last ``keep``, oldest first."""
+        while len(self._in_flight) > keep:
+            items, done = self._in_flight.pop(0)
+            for item, vector in zip(items, done.result()):
+                yield Embedded(item.task, item.digest, item.width, item.height, vector)
+            self.model_seconds += done.seconds
+
+    def _launch(self, items: list[Decoded]) -> Iterator[Embedded]:
+        """Queue ``items`` on the model. A GPU out of memory (a large model, a small GPU, nvJPEG's pictures beside
+        it) hands on what is in flight, frees the cache and tries again in halves, and later batches stay as small:
+        the run goes on at the size that fits instead of failing."""
+        import torch
+
+        encoder = self._encoder()
+        try:
+            self._in_flight.append((items, encoder.start_images(model_batch([i.pixels for i in items], encoder))))
+            return
+        except torch.cuda.OutOfMemoryError:
+            pass  # out of the except block first: its traceback holds the failed call's tensors
+        yield from self._settle(0)
+        torch.cuda.empty_cache()
+        if len(items) == 1:
+            raise UserError("the GPU ran out of memory with this model even one image at a time: try --device cpu "
+                            "or a smaller model (everything indexed so far is kept)")
+        self.out_of_memory_at = self.out_of_memory_at or self.batch_limit
+        self.batch_limit = min(self.batch_limit, (len(items) + 1) // 2)
+        done = 0
+        while done < len(items):  # at the size that fits now, which a chunk's own retry may lower again
+            chunk = items[done : done + self.batch_limit]
+            yield from self._launch(chunk)
+            done += len(chunk)

@@ -1,0 +1,41 @@
+"""How a run indexes, as the user set it: batch size, decode workers, commits, where JPEGs are decoded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clipsearch import images
+from clipsearch.errors import UserError
+
+DECODE_MODES = ("auto", "cpu", "gpu")
+WORKER_KINDS = ("auto", "threads", "processes")
+READ_CHUNK = 8  # files per reader call, and per call to a worker process (bench/pipeline_ceiling.py --chunks)
+
+
+@dataclass
+class Options:
+    include_hidden: bool = False
+    batch_size: int | None = None  # None: the encoder's (128 per GPU, 32 on the CPU)
+    workers: int | None = None  # decode workers; None: one per CPU
+    commit_every: int = 256  # images
+    commit_seconds: float = 30.0
+    max_pixels: int = images.DEFAULT_MAX_PIXELS
+    decode: str = "auto"  # auto: baseline JPEGs on the GPU when the model runs on one; cpu; gpu (required)
+    worker_kind: str = "auto"  # what decodes on the CPU: threads, processes (Linux), auto (decoders.in_processes)
+    read_chunk: int = READ_CHUNK  # files per reader call, and per call to a worker process (1: one call per file)
+
+    def __post_init__(self) -> None:
+        if self.decode not in DECODE_MODES:
+            raise UserError(f"unknown --decode '{self.decode}' ({', '.join(DECODE_MODES)})")
+        if self.worker_kind not in WORKER_KINDS:
+            raise UserError(f"unknown --worker-kind '{self.worker_kind}' ({', '.join(WORKER_KINDS)})")
+        if self.worker_kind == "processes":
+            from indexer import decode_pool
+
+            if not decode_pool.available():
+                raise UserError("--worker-kind processes needs Linux; use threads")
+
+    def decode_workers(self) -> int:
+        import os
+
+        return self.workers if self.workers is not None else (os.cpu_count() or 2)

@@ -1,0 +1,106 @@
+"""The plan stage: what each file found needs, decided against the catalog in one place.
+
+By its stamp (size, mtime) before it is opened: *unchanged* (same stamp as its row: only marked
+seen), *failed before* (same stamp as a remembered failure: skipped), or a ``Task`` (new, or
+changed). By its content once read and hashed (``Contents``): the same content as its own row (a
+touched file: *unchanged*), content whose vector is stored (a copy, a rename: *reused*), or new
+content for the model. After the sweep (``count_renames``): a reused new path whose content left
+the same run at another path was *renamed*, not added and removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from clipsearch import images
+from indexer.items import Task
+from indexer.report import Progress, Report
+from indexer.walk import walk
+
+if TYPE_CHECKING:
+    from clipsearch.store import StoreWriter
+
+
+class Planner:
+    """Walks the roots and turns what is found into tasks, marking what is unchanged as seen on the way."""
+
+    def __init__(self, store: StoreWriter, roots: Sequence[str], include_hidden: bool, report: Report,
+                 progress: Progress) -> None:
+        self.store = store
+        self.roots = list(roots)
+        self.include_hidden = include_hidden
+        self.report = report
+        self.progress = progress
+        self.walked_fully: dict[str, int] = {}  # root -> image files found, set only once its walk finished
+
+    def tasks(self) -> Iterator[Task]:
+        extensions = images.supported_extensions()
+        for root in self.roots:
+            found_here = 0
+            for found in walk(root, extensions, self.include_hidden, exclude=[str(self.store.directory)],
+                              on_error=self.report.fail):
+                found_here += 1
+                self.progress.found()
+                previous = self.store.file_row(found.path)
+                if previous is not None and (previous.size, previous.mtime_ns) == (found.size, found.mtime_ns):
+                    self.store.mark_seen(previous.id)
+                    self.report.unchanged += 1
+                    self.progress.done()
+                    continue
+                if previous is None and self.store.known_failure(found.path, found.size, found.mtime_ns):
+                    self.progress.done()
+                    continue
+                yield Task(found, previous)
+            self.walked_fully[root] = found_here
+
+    def roots_to_sweep(self, recorded: Sequence[str]) -> list[str]:
+        """The roots whose files not seen in this run are gone: those walked to the end, except an indexed root that
+        now holds no image at all while the catalog has some there (an unmounted drive?), which is kept."""
+        out = []
+        for root in self.roots:
+            if root not in self.walked_fully:
+                continue
+            if self.walked_fully[root] == 0 and root in recorded and self.store.ids_under(root):
+                self.report.fail(root, "no images found any more, so the indexed ones were kept (an unmounted drive?); "
+                                 "'clipsearch forget FOLDER' drops them")
+                continue
+            out.append(root)
+        return out
+
+
+class Contents:
+    """Whether a hashed file's content needs the model: the one rule, asked by the reader threads before decoding
+    and by the indexing thread before embedding.
+
+    ``committed`` answers for the catalog (a thread-safe lookup; for files away from any catalog, nothing is
+    stored). Contents embedded since the last commit are kept here in a set: the catalog does not see them yet, and
+    a set costs the indexing thread no query (each query hands the GIL to the reader threads and waits to get it
+    back)."""
+
+    def __init__(self, committed: Callable[[bytes], bool] | None = None) -> None:
+        self._committed = committed or (lambda digest: False)
+        self._since_commit: set[bytes] = set()
+
+    def stored(self, task: Task, digest: bytes) -> bool:
+        """The content is this file's own, unchanged, or has a vector stored already (committed or in this run)."""
+        same_file = task.previous is not None and task.previous.hash == digest
+        return same_file or digest in self._since_commit or self._committed(digest)
+
+    def stored_since_read(self, digest: bytes) -> bool:
+        """For a file that needed the model when it was read: was its content embedded since, in this run?"""
+        return digest in self._since_commit
+
+    def embedded(self, digest: bytes) -> None:
+        self._since_commit.add(digest)
+
+    def committed(self) -> None:
+        """The catalog now answers for everything embedded so far."""
+        self._since_commit.clear()
+
+
+def count_renames(reused_new: dict[bytes, int], gone: dict[bytes, int]) -> int:
+    """How many new paths that reused a stored vector took the place of a path gone in the same run: renames.
+
+    ``reused_new`` and ``gone`` count paths by content hash."""
+    return sum(min(count, gone.get(digest, 0)) for digest, count in reused_new.items())

@@ -1,0 +1,44 @@
+"""What a run tells: the counts it reports (``--json``, runs.log) and the progress a watching person sees."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Report:
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    renamed: int = 0
+    unchanged: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    model_seconds: float = 0.0  # what the model spent on the stored batches: near ``seconds``, the model set the pace
+    interrupted: bool = False
+    gpu_decoded: int | None = None  # JPEGs nvJPEG decoded; None when the GPU decoded none by design
+    notes: list[str] = field(default_factory=list)  # what the run changed on its own (a smaller batch), for the user
+
+    def fail(self, path: str, error: str) -> None:
+        self.failed.append({"path": path, "error": error})
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in ("added", "updated", "removed", "renamed", "unchanged", "failed")}
+        out["seconds"] = round(self.seconds, 3)
+        out["model_seconds"] = round(self.model_seconds, 3)
+        if self.gpu_decoded is not None:
+            out["gpu_decoded"] = self.gpu_decoded
+        if self.interrupted:
+            out["interrupted"] = True
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
+
+
+class Progress:
+    """What the run tells a watching person; the CLI supplies a tqdm-backed one."""
+
+    def found(self, n: int = 1) -> None: ...
+    def done(self, n: int = 1) -> None: ...
+    def close(self) -> None: ...

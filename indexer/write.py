@@ -1,0 +1,85 @@
+"""The write stage: store each outcome, commit in chunks, sweep what is gone, and count it all for the report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from clipsearch.store import FileRecord
+from indexer.items import Embedded, Failed, Outcome, Reused
+from indexer.plan import Contents, count_renames
+from indexer.report import Progress, Report
+
+if TYPE_CHECKING:
+    from clipsearch.store import StoreWriter
+
+
+class RunWriter:
+    """Puts, touches and failures go into the open transaction; a commit every ``commit_every`` files or
+    ``commit_seconds`` makes them durable, so a killed run loses at most that much."""
+
+    def __init__(self, store: StoreWriter, contents: Contents, report: Report, progress: Progress,
+                 commit_every: int, commit_seconds: float) -> None:
+        self.store = store
+        self.contents = contents
+        self.report = report
+        self.progress = progress
+        self.commit_every = commit_every
+        self.commit_seconds = commit_seconds
+        self._since_commit = 0
+        self._last_commit = time.monotonic()
+        self._reused_new: dict[bytes, int] = {}  # digest -> new paths that reused it (rename or copy candidates)
+
+    def take(self, outcome: Outcome) -> None:
+        task = outcome.task
+        found = task.found
+        if isinstance(outcome, Failed):
+            self.store.fail(found.path, found.size, found.mtime_ns, outcome.error)
+            self.report.fail(found.path, outcome.error)
+        elif isinstance(outcome, Reused) and outcome.same_file:
+            assert task.previous is not None
+            self.store.touch(task.previous.id, found.size, found.mtime_ns)
+            self.report.unchanged += 1
+        else:
+            record = FileRecord(found.path, found.size, found.mtime_ns, outcome.digest, outcome.width, outcome.height)
+            self.store.put(record, outcome.vector if isinstance(outcome, Embedded) else None)
+            if task.previous is not None:
+                self.report.updated += 1
+            elif isinstance(outcome, Reused):
+                self._reused_new[outcome.digest] = self._reused_new.get(outcome.digest, 0) + 1
+            else:
+                self.report.added += 1
+        self._since_commit += 1
+        self.progress.done()
+        if self._since_commit >= self.commit_every or time.monotonic() - self._last_commit > self.commit_seconds:
+            self.commit()
+
+    def commit(self) -> None:
+        self.store.commit()
+        self.contents.committed()
+        self._since_commit = 0
+        self._last_commit = time.monotonic()
+
+    def sweep(self, roots: Sequence[str]) -> None:
+        """Drop the files under ``roots`` that this run did not see, and settle renames against them."""
+        gone: dict[bytes, int] = {}
+        removed = 0
+        for root in roots:
+            for _, _, digest in self.store.sweep(root):
+                gone[digest] = gone.get(digest, 0) + 1
+                removed += 1
+        self._settle_counts(gone, removed)
+
+    def _settle_counts(self, gone: dict[bytes, int], removed: int) -> None:
+        renamed = count_renames(self._reused_new, gone)
+        self.report.renamed += renamed
+        self.report.added += sum(self._reused_new.values()) - renamed
+        self.report.removed += removed - renamed
+
+    def finish(self, started: float) -> None:
+        """Log the run in the catalog and runs.log, and bring the FAISS file up to date."""
+        self.report.seconds = time.monotonic() - started
+        summary = self.report.as_dict()
+        summary["failed"] = len(self.report.failed)
+        self.store.finish(summary)

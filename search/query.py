@@ -1,0 +1,116 @@
+"""A question to the index, as data: what to look for (terms), where (filters), and which page of the answer.
+
+The CLI and the server both build a ``Query`` and hand it to ``Searcher.answer``, which embeds the
+terms with the model of the snapshot it searches, turns the filters into the ids allowed, and
+returns ``Hit``s. Terms are weighted and summed into one unit vector, so a query may hold several.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from clipsearch.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from clipsearch.store import StoreReader
+
+TERM_KINDS = ("text", "image", "like")
+
+
+@dataclass(frozen=True)
+class Term:
+    """Words, an image's bytes, or an indexed photo's id (its stored vector: "more like this")."""
+
+    kind: str
+    value: str | bytes | int
+    weight: float = 1.0
+    label: str = ""  # how messages name it: the image's path, "the uploaded image"
+
+    def __post_init__(self) -> None:
+        if self.kind not in TERM_KINDS:
+            raise ValueError(f"unknown term kind {self.kind!r}")
+        if self.kind == "text" and not str(self.value).strip():
+            raise UserError("the query is empty")
+
+    @classmethod
+    def text(cls, words: str, weight: float = 1.0) -> Term:
+        return cls("text", words, weight)
+
+    @classmethod
+    def image(cls, data: bytes, label: str = "the uploaded image", weight: float = 1.0) -> Term:
+        return cls("image", data, weight, label)
+
+    @classmethod
+    def image_file(cls, path: str | os.PathLike[str], weight: float = 1.0) -> Term:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise UserError(f"cannot read query image {path}: {exc.strerror or exc}") from None
+        return cls.image(data, str(path), weight)
+
+    @classmethod
+    def like(cls, file_id: int, weight: float = 1.0) -> Term:
+        return cls("like", int(file_id), weight)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which photos may answer: everything, or only those under a folder."""
+
+    within: str | None = None
+
+    def allowed_ids(self, store: StoreReader) -> list[int] | None:
+        """The ids that pass, from the snapshot being read; None when every photo passes."""
+        if self.within is None:
+            return None
+        return store.ids_under(os.path.abspath(os.path.expanduser(self.within)))
+
+
+@dataclass(frozen=True)
+class Query:
+    terms: tuple[Term, ...]
+    filters: Filters = field(default_factory=Filters)
+    k: int = 10
+    offset: int = 0  # skip this many best hits (the next page); ranks still count from the best hit overall
+
+    def __post_init__(self) -> None:
+        if not self.terms:
+            raise UserError("give something to look for: words, an image or a photo id")
+        if self.k <= 0:
+            raise UserError("-k must be at least 1")
+        if self.offset < 0:
+            raise UserError("the offset cannot be negative")
+
+    @property
+    def excluded(self) -> set[int]:
+        """The photos a "more like this" started from: they would only find themselves."""
+        return {int(t.value) for t in self.terms if t.kind == "like"}  # type: ignore[arg-type]
+
+
+def combine(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
+    """The terms' vectors as one unit vector: their weighted sum, normalised."""
+    import numpy as np
+
+    if len(vectors) == 1 and weights[0] > 0:
+        return np.asarray(vectors[0], dtype="float32")
+    total = np.sum([w * np.asarray(v, dtype="float32") for v, w in zip(vectors, weights)], axis=0)
+    norm = float(np.linalg.norm(total))
+    if norm < 1e-6:
+        raise UserError("the query's terms cancel each other out: nothing is left to look for")
+    return (total / norm).astype("float32")
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int
+    path: str
+    score: float  # cosine similarity of the unit-length query and image embeddings
+    id: int  # the file's catalog id: how the server addresses thumbnails and files
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rank": self.rank, "path": self.path, "score": self.score, "id": self.id}
