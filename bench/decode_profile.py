@@ -34,14 +34,17 @@ def main() -> None:
 
     from clipsearch import images
     from clipsearch.encoders import load_encoder
-    from clipsearch.store import content_hash
+    from clipsearch.hashing import content_hash
     from indexer import device_decode
-    from indexer.reader import Reader, Task
-    from indexer.walk import Found
+    from indexer.decoders import ThreadDecoder
+    from indexer.items import OnDevice, Task
+    from indexer.plan import Contents
+    from indexer.reader import Reader
 
     encoder = load_encoder(args.model)
     files = sorted(p for p in args.folder.iterdir() if p.suffix == ".jpg")[: args.limit]
-    tasks = [Task(Found(str(p), p.stat().st_size, p.stat().st_mtime_ns), None) for p in files]
+    tasks = [Task.for_path(str(p)) for p in files]
+    threads = ThreadDecoder.for_encoder(encoder, images.DEFAULT_MAX_PIXELS, slots=os.cpu_count())
     workers = os.cpu_count() or 2
     spent: dict[str, float] = {}
     original = device_decode.DeviceDecoder._decode
@@ -52,16 +55,17 @@ def main() -> None:
         decoded = device_decode.decode_jpegs(datas, self._device)
         torch.cuda.synchronize()
         t1 = time.perf_counter()
-        self._prepare(items, decoded)
+        pixels = self._prepare(items, decoded)
         torch.cuda.synchronize()
         t2 = time.perf_counter()
         spent["nvjpeg"] = spent.get("nvjpeg", 0) + t1 - t0
         spent["preprocess"] = spent.get("preprocess", 0) + t2 - t1
         spent["images"] = spent.get("images", 0) + len(items)
+        return pixels
 
     def run(name: str, gpu: device_decode.DeviceDecoder | None, fn=None, workers: int = workers,  # noqa: ANN001
             window: int = 256) -> None:
-        reader = Reader(lambda: encoder, lambda d: False, device_decoder=lambda: gpu)
+        reader = Reader(lambda: encoder, Contents(), lambda: threads, lambda: gpu)
         started = time.perf_counter()
         decode_through(fn or reader.read_many, gpu, tasks, workers, window)
         took = time.perf_counter() - started
@@ -101,12 +105,7 @@ def main() -> None:
     # nvJPEG alone in this thread, no workers competing: its own ceiling on these files
     datas = [p.read_bytes() for p in files]
     for s in range(0, len(datas), 32):
-        from indexer.reader import Loaded
-        items = []
-        for d, t in zip(datas[s:s + 32], tasks[s:s + 32]):
-            item = Loaded(t, jpeg=d)
-            items.append(item)
-        timed_decode(gpu, items)
+        timed_decode(gpu, [OnDevice(t, b"", 0, 0, d, 1) for d, t in zip(datas[s:s + 32], tasks[s:s + 32])])
     print("nvJPEG alone, one thread:", {k: round(v, 3) for k, v in spent.items()},
           f"{spent['images'] / (spent['nvjpeg'] + spent['preprocess']):.1f} images/s")
 

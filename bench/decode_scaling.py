@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import rclip_env  # noqa: E402
-from gil_contention import busy_python, photo_tasks  # noqa: E402
+from gil_contention import busy_python, cpu_reader, photo_tasks  # noqa: E402
 
 READER: Any = None
 TASKS: list[Any] = []
@@ -36,8 +36,8 @@ TASKS: list[Any] = []
 
 def decode_one(i: int) -> tuple[int, ...]:
     """The reader on task ``i``; in a process, the picture comes back as a numpy array (what a pool would send)."""
-    loaded = READER(TASKS[i])
-    assert loaded.error is None, loaded.error
+    (loaded,) = READER.read_many([TASKS[i]])
+    assert hasattr(loaded, "pixels"), loaded
     return tuple(loaded.pixels.numpy().shape)
 
 
@@ -70,15 +70,14 @@ def main() -> None:
     import torch
 
     from clipsearch.encoders import load_encoder
-    from indexer.reader import Reader
-    from indexer.run import short_gil_turns
+    from indexer.concurrency import short_gil_turns
 
     torch.set_num_threads(1)  # as in a GPU run: the workers' small torch ops on one thread each
     cores = os.cpu_count() or 2
     counts = sorted({min(int(n), cores) for n in args.workers.split(",")})
     folder, _, TASKS = photo_tasks(args.folder, args.count)
     encoder = load_encoder(args.model, device="cpu")
-    READER = Reader(lambda: encoder, lambda digest: False)
+    READER = cpu_reader(encoder)
     rate(min(cores, 4), "threads", False)  # warm the page cache and the lazy imports
     print(f"{len(TASKS)} photos from {folder}, {cores} cores; images/s of the decode side (no model)")
     print(f"{'workers':>7} {'busy thread':>11} {'threads':>9} {'processes':>10} {'threads/processes':>18}")

@@ -14,7 +14,7 @@ Measures ms/photo over the same JPEGs (half 12 MP, half 2 MP unless --folder), a
 beside a thread that runs Python without pause, for:
   naive       PIL full decode + open_clip's preprocess (what a simple loop does), 5 ms interval
   reader@5ms  clipsearch's worker (read, hash, draft decode, uint8 hand-off) at the default interval
-  reader@run  the same at the interval `clipsearch index` sets for its run (indexer.run.short_gil_turns)
+  reader@run  the same at the interval `clipsearch index` sets for its run (indexer.concurrency.short_gil_turns)
 and prints each one's slowdown and its contended time as a ratio of the naive one's.
 """
 
@@ -40,14 +40,24 @@ from index_speed import make_photos  # noqa: E402
 
 def photo_tasks(given: Path | None, count: int) -> tuple[Path, list[Path], list[Any]]:
     """The folder's first ``count`` JPEGs (generated 12 MP / 2 MP ones unless ``given``) and the reader's tasks."""
-    from indexer.reader import Task
-    from indexer.walk import Found
+    from indexer.items import Task
 
     folder = given or rclip_env.DEFAULT_HOME / "photos-12mp-2mp"
     if given is None:
         make_photos(folder, count)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[:count]
-    return folder, files, [Task(Found(str(p), p.stat().st_size, p.stat().st_mtime_ns), None) for p in files]
+    return folder, files, [Task.for_path(str(p)) for p in files]
+
+
+def cpu_reader(encoder: Any, pool: Any = None) -> Any:
+    """The run's Reader with nothing stored yet, decoding in the calling threads, or in ``pool`` (a DecodePool)."""
+    from clipsearch import images
+    from indexer.decoders import ProcessDecoder, ThreadDecoder
+    from indexer.plan import Contents
+    from indexer.reader import Reader
+
+    cpu = ProcessDecoder(pool) if pool is not None else ThreadDecoder.for_encoder(encoder, images.DEFAULT_MAX_PIXELS)
+    return Reader(lambda: encoder, Contents(), lambda: cpu)
 
 
 def per_photo(fn: Callable[[int], object], count: int) -> float:
@@ -94,21 +104,21 @@ def main() -> None:
     from PIL import Image
 
     from clipsearch.encoders import load_encoder
-    from indexer.reader import Reader
-    from indexer.run import short_gil_turns
+    from indexer.concurrency import short_gil_turns
+    from indexer.items import Decoded
 
     torch.set_num_threads(1)  # one worker's view: torch's own threads would blur what the GIL costs
     folder, files, tasks = photo_tasks(args.folder, args.count)
     encoder = load_encoder(args.model, device="cpu")
-    reader = Reader(lambda: encoder, lambda digest: False)
+    reader = cpu_reader(encoder)
     _, _, preprocess = open_clip.create_model_and_transforms(args.model.split(":")[0], pretrained=None)
 
     def naive(i: int) -> object:
         return preprocess(Image.open(io.BytesIO(files[i].read_bytes())).convert("RGB"))
 
     def ours(i: int) -> object:
-        loaded = reader(tasks[i])
-        assert loaded.error is None, loaded.error
+        (loaded,) = reader.read_many([tasks[i]])
+        assert isinstance(loaded, Decoded), loaded
         return loaded
 
     n = len(files)

@@ -172,25 +172,25 @@ def decode_alone(spec: str, folder: Path, workers: int) -> tuple[float, int]:
     draft decode, preprocess) on all cores, in worker processes where a run uses them, and on a GPU box nvJPEG +
     GPU preprocessing beside it, as in a run."""
     from clipsearch.encoders import load_encoder
+    from indexer.decoders import cpu_decoder_for
     from indexer.device_decode import DeviceDecoder
-    from indexer.reader import Reader, Task, reader_threads
-    from indexer.run import Options, decode_pool_for
-    from indexer.walk import Found
+    from indexer.items import Task
+    from indexer.options import Options
+    from indexer.plan import Contents
+    from indexer.reader import Reader, reader_threads
 
     encoder = load_encoder(spec)
     gpu = DeviceDecoder.for_encoder(encoder)
-    pool = decode_pool_for(Options(), encoder, workers)  # as a run decides
-    reader = Reader(lambda: encoder, lambda digest: False, device_decoder=lambda: gpu, decode_pool=lambda: pool,
-                    cpu_decoders=workers)
+    cpu = cpu_decoder_for(Options(workers=workers), encoder, [])  # as a run decides
+    reader = Reader(lambda: encoder, Contents(), lambda: cpu, lambda: gpu)
     files = sorted(p for p in folder.iterdir() if p.suffix == ".jpg")
-    tasks = [Task(Found(str(p), p.stat().st_size, p.stat().st_mtime_ns), None) for p in files]
+    tasks = [Task.for_path(str(p)) for p in files]
     try:
         started = time.perf_counter()
         assert decode_through(reader.read_many, gpu, tasks, reader_threads(workers), 256) == len(files)
         took = time.perf_counter() - started
     finally:
-        if pool is not None:
-            pool.close()
+        cpu.close()
     return len(files) / took, gpu.decoded if gpu is not None else 0
 
 
@@ -198,14 +198,15 @@ def decode_through(read_many, gpu, tasks: list, workers: int, window: int) -> in
     """Run ``tasks`` through ``read_many`` (a Reader's) on ``workers`` threads, ``READ_CHUNK`` files per call as
     `clipsearch index` does, with ``gpu`` (a DeviceDecoder, or None) decoding the JPEGs the reader hands it; how
     many came out."""
-    from indexer.reader import READ_CHUNK, bounded_map, chunked
+    from indexer.concurrency import bounded_map, chunked
+    from indexer.items import Failed
+    from indexer.options import READ_CHUNK
 
     done = 0
     calls = bounded_map(read_many, chunked(tasks, READ_CHUNK), workers, max(workers, window // READ_CHUNK))
-    for loaded in (item for chunk in calls for item in chunk):
-        assert getattr(loaded, "error", None) is None, loaded.error
-        if not getattr(loaded, "on_gpu", False):  # the reader handed those to ``gpu``: counted as they come back
-            done += 1
+    for loaded in (item for chunk in calls for item in chunk):  # less those the reader handed to ``gpu``
+        assert not isinstance(loaded, Failed), loaded
+        done += 1
         if gpu is not None:
             done += len(gpu.ready())
     if gpu is not None:

@@ -9,7 +9,7 @@ threads, calls to the decode worker processes and batch assembly are Python, and
 all share one GIL. Whatever its cores, a run cannot go faster than 1000 / (that
 process's CPU ms per photo) photos per second.
 
-This runs the real `index_folders` (walk, catalog, reader threads, decode worker
+This runs the real `IndexRun` (walk, catalog, reader threads, decode worker
 processes, batches, the store) with the model replaced by one that costs nothing: its
 forward returns at once and its normalisation is left to the "device", as on a GPU. It
 prints images/s, and the CPU time per photo of the indexing process (all its threads)
@@ -131,7 +131,8 @@ class WorkersCPU:
 def one_run(folder: Path, model: FreeModel, workers: int, read_chunk: int, work: Path) -> dict[str, float]:
     """images/s, and CPU ms per photo of this process and of the worker processes, for one whole run."""
     from clipsearch.store import ModelRecord, StoreWriter
-    from indexer.run import Options, index_folders
+    from indexer.options import Options
+    from indexer.run import IndexRun
 
     index = work / f"index-{read_chunk}"
     shutil.rmtree(index, ignore_errors=True)
@@ -139,7 +140,7 @@ def one_run(folder: Path, model: FreeModel, workers: int, read_chunk: int, work:
         store.bind_model(ModelRecord(model.spec, model.fingerprint, model.dim))
         with WorkersCPU() as children:
             parent, started = cpu_seconds(resource.RUSAGE_SELF), time.perf_counter()
-            report = index_folders(store, [str(folder)], lambda: model, Options(workers=workers, read_chunk=read_chunk))
+            report = IndexRun(store, [str(folder)], lambda: model, Options(workers=workers, read_chunk=read_chunk)).run()
             wall = time.perf_counter() - started
             parent = cpu_seconds(resource.RUSAGE_SELF) - parent
     assert report.added > 0 and not report.failed, report.failed[:3]
@@ -161,7 +162,7 @@ def main() -> None:
     import torch
 
     from clipsearch.encoders import load_encoder
-    from indexer.reader import READ_CHUNK
+    from indexer.options import READ_CHUNK
 
     folder = args.folder
     if folder is None:

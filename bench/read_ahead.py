@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import rclip_env  # noqa: E402
-from gil_contention import busy_python, photo_tasks  # noqa: E402
+from gil_contention import busy_python, cpu_reader, photo_tasks  # noqa: E402
 from index_speed import decode_through  # noqa: E402
 
 
@@ -43,8 +43,9 @@ def main() -> None:
 
     from clipsearch.encoders import load_encoder
     from indexer import decode_pool
-    from indexer.reader import Reader
-    from indexer.run import Options, decode_pool_for, short_gil_turns
+    from indexer.concurrency import short_gil_turns
+    from indexer.decoders import decode_pool_for
+    from indexer.options import Options
 
     if not decode_pool.available():
         raise SystemExit("worker processes need fork (Linux)")
@@ -58,7 +59,7 @@ def main() -> None:
     for n in counts:
         pool = decode_pool_for(Options(worker_kind="processes"), encoder, n)
         assert pool is not None
-        reader = Reader(lambda: encoder, lambda digest: False, decode_pool=lambda pool=pool: pool)
+        reader = cpu_reader(encoder, pool)
         try:
             decode_through(reader.read_many, None, tasks[: 4 * n], n, 256)  # start the children, warm the page cache
             for busy in (False, True):

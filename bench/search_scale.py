@@ -56,7 +56,7 @@ QUERIES = ["dog on a beach", "a red car at night", "birthday cake with candles",
 
 def build(directory: Path, data, record, names=None) -> tuple[float, float]:  # noqa: ANN001
     """Insert ``data`` through StoreWriter.put as the indexer does; returns (insert s, FAISS build s)."""
-    from clipsearch.store import StoreWriter
+    from clipsearch.store import FileRecord, StoreWriter
 
     started = time.perf_counter()
     with StoreWriter.open(directory) as store:
@@ -64,7 +64,7 @@ def build(directory: Path, data, record, names=None) -> tuple[float, float]:  # 
         store.begin_run([])
         for i, vector in enumerate(data):
             path = names[i] if names is not None else f"/bench/{i:08d}.jpg"
-            store.put(path, 1, 1, i.to_bytes(16, "little"), 1, 1, vector)
+            store.put(FileRecord(path, 1, 1, i.to_bytes(16, "little"), 1, 1), vector)
             if i % 50_000 == 49_999:
                 store.commit()
         store.commit()

@@ -1,5 +1,4 @@
-"""Writes the index: walk -> read & decode (workers) -> embed (batches) -> store.
+"""Writes the index: plan -> decode + embed -> write, each stage a short module (``indexer.run`` reads top to bottom).
 
-Each stage is one short module with one job; ``run.index_folders`` wires them.
 Importing this package is cheap; torch arrives with the encoder.
 """

@@ -137,17 +137,12 @@ class Searcher:
 
     def _gpu(self, index: faiss.Index) -> faiss.Index:
         """Large collections are searched on the GPUs when faiss was built with them and CUDA is allowed."""
-        import faiss
+        from clipsearch.store import vector_index
 
-        if index.ntotal < GPU_MIN_VECTORS or self._device == "cpu" or not hasattr(faiss, "get_num_gpus"):
-            return index
-        if faiss.get_num_gpus() <= 0:
+        if index.ntotal < GPU_MIN_VECTORS or self._device == "cpu":
             return index
         if self._gpu_index is None:
-            try:
-                self._gpu_index = faiss.index_cpu_to_all_gpus(index)
-            except RuntimeError:
-                self._gpu_index = index  # an index type without a GPU version: the CPU one answers
+            self._gpu_index = vector_index.on_gpus(index) or index  # none, or a type without a GPU version: the CPU
         return self._gpu_index
 
     def embed(self, term: Term) -> np.ndarray:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,10 +111,78 @@ def open_image(path: Path) -> Image.Image:
     return Image.open(path)
 
 
-def env_without_index() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("CLIPSEARCH_INDEX", None)
-    return env
+def cli_env(index_dir: Path | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a real `python cli.py` process: this one's, with ``CLIPSEARCH_INDEX`` set to ``index_dir``
+    (or unset without one), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k != "CLIPSEARCH_INDEX"}
+    if index_dir is not None:
+        env["CLIPSEARCH_INDEX"] = str(index_dir)
+    return {**env, **extra}
+
+
+def cli_command(*args: object) -> list[str]:
+    return [sys.executable, str(ROOT / "cli.py"), *map(str, args)]
+
+
+def run_cli(*args: object, env: dict[str, str] | None = None, timeout: float = 300,
+            **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """`python cli.py ARGS` to its end, as a user runs it."""
+    return subprocess.run(cli_command(*args), capture_output=True, text=True, env=env if env is not None else cli_env(),
+                          timeout=timeout, **kwargs)
+
+
+def start_cli(*args: object, env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[str]:
+    """`python cli.py ARGS` started, its output on pipes."""
+    return subprocess.Popen(cli_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env if env is not None else cli_env(), **kwargs)
+
+
+def wait_for(condition: Callable[[], object], seconds: float, what: str) -> Any:
+    """Poll ``condition`` until it returns something true (returned), or fail saying ``what`` never happened."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {seconds:.0f} s")
+        time.sleep(0.05)
+
+
+def wait_for_line(proc: subprocess.Popen[str], needle: str, seconds: float = 120, stream: str = "stderr") -> str:
+    """Read ``proc``'s ``stream`` until a line holding ``needle`` (returned); fail if the process ends first."""
+    pipe = getattr(proc, stream)
+    deadline = time.monotonic() + seconds
+    seen = []
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([pipe], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        line = pipe.readline()
+        if not line:
+            raise AssertionError(f"the process ended before it printed {needle!r}: {''.join(seen)}")
+        seen.append(line)
+        if needle in line:
+            return line
+    raise AssertionError(f"no line with {needle!r} within {seconds:.0f} s: {''.join(seen)}")
+
+
+def index_folder(root: Path, index: Path, encoder: Any, options: Any = None,
+                 progress: Any = None) -> tuple[Any, dict[str, np.ndarray]]:
+    """One real run (``IndexRun``) over ``root`` into ``index`` with a loaded ``encoder``: (report, {file name: its
+    stored vector})."""
+    from clipsearch.store import ModelRecord, StoreWriter
+    from indexer.run import IndexRun
+
+    with StoreWriter.open(index) as store:
+        store.bind_model(ModelRecord(encoder.spec, encoder.fingerprint, encoder.dim))
+        report = IndexRun(store, [str(root)], lambda: encoder, options, progress).run()
+        return report, vectors_by_name(store)
+
+
+def vectors_by_name(store: Any) -> dict[str, np.ndarray]:
+    """{file name: stored vector} of an open store (names must be unique in it)."""
+    return {Path(path).name: vector for path, vector in store.vectors_by_path().items()}
 
 
 @dataclass

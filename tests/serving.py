@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from tests import imagegen
-from tests.conftest import ROOT
+from tests.conftest import ROOT, start_cli
 
 SAMPLE = ROOT / "data" / "sample"
 
@@ -77,10 +75,7 @@ class Server:
 
     def start(self, timeout: float = 120) -> Server:
         port = free_port()
-        env = {k: v for k, v in os.environ.items() if k != "CLIPSEARCH_INDEX"}
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "cli.py"), "serve", "--index", str(self.index_dir), "--port", str(port), *self.extra],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = start_cli("serve", "--index", self.index_dir, "--port", port, *self.extra)
         self.base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + timeout
         while True:

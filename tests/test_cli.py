@@ -10,12 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests import imagegen
-from tests.conftest import ROOT, Cli, search_json
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=300)
+from tests.conftest import ROOT, Cli, cli_env, run_cli, search_json
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str] | object, needle: str) -> None:
@@ -33,24 +28,23 @@ def test_python_cli_py_end_to_end(tmp_path: Path, model_spec: str) -> None:
     photos.mkdir()
     for seed in range(3):
         imagegen.photo(seed).save(photos / f"p{seed}.jpg")
-    env = {**os.environ, "CLIPSEARCH_INDEX": str(tmp_path / "idx")}
-    proc = run("index", photos, "--model", model_spec, "--json", env=env)
+    env = cli_env(tmp_path / "idx")
+    proc = run_cli("index", photos, "--model", model_spec, "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     assert '"added": 3' in proc.stdout
     assert "RANDOM" not in proc.stderr and "Traceback" not in proc.stderr
-    proc = run("search", "--image", photos / "p1.jpg", "-k", "1", "--json", env=env)
+    proc = run_cli("search", "--image", photos / "p1.jpg", "-k", "1", "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     assert f'"path": "{photos / "p1.jpg"}"' in proc.stdout
-    proc = run("info", env=env)
+    proc = run_cli("info", env=env)
     assert proc.returncode == 0 and "images:" in proc.stdout and model_spec in proc.stdout
 
 
 def test_no_index_yet(tmp_path: Path) -> None:
-    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg")}
-    env.pop("CLIPSEARCH_INDEX", None)
-    proc = run("search", "a dog", env=env)
+    env = cli_env(XDG_DATA_HOME=str(tmp_path / "xdg"))
+    proc = run_cli("search", "a dog", env=env)
     one_line_error(proc, f"no index at {tmp_path / 'xdg' / 'clipsearch'}")
-    one_line_error(run("info", "--index", tmp_path / "elsewhere", env=env), "no index at")
+    one_line_error(run_cli("info", "--index", tmp_path / "elsewhere", env=env), "no index at")
 
 
 def test_help_does_not_import_torch() -> None:

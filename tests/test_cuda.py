@@ -34,17 +34,16 @@ def test_cuda_fp16_matches_cpu_fp32(model_spec: str) -> None:
 
 @needs_faiss_gpu
 def test_large_searches_run_on_the_gpu_with_the_same_answer(tmp_path) -> None:  # noqa: ANN001
-    from search.engine import GPU_MIN_VECTORS, Searcher
+    from clipsearch.store import vector_index
+    from search.engine import GPU_MIN_VECTORS
 
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(GPU_MIN_VECTORS + 1000, 64)).astype("float32")
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     cpu = faiss.IndexIDMap2(faiss.IndexFlatIP(64))
     cpu.add_with_ids(vectors, np.arange(len(vectors), dtype="int64") + 1)
-    searcher = Searcher.__new__(Searcher)
-    searcher._device, searcher._gpu_index = "auto", None
-    gpu = searcher._gpu(cpu)
-    assert gpu is not cpu
+    gpu = vector_index.on_gpus(cpu)
+    assert gpu is not None
     query = vectors[:5] + 0.01
     d1, i1 = cpu.search(query, 10)
     d2, i2 = gpu.search(query, 10)

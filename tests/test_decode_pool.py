@@ -14,7 +14,7 @@ from clipsearch import images
 from clipsearch.encoders.geometry import Plan
 from clipsearch.errors import UserError
 from tests import hostile, imagegen
-from tests.conftest import Cli
+from tests.conftest import Cli, index_folder
 from tests.hostile import POISON_SIZE, CrashOnPoison
 
 pytestmark = pytest.mark.skipif(not __import__("indexer.decode_pool").decode_pool.available(),
@@ -33,8 +33,7 @@ def _folder(root: Path, count: int = 8) -> Path:
 def _index(root: Path, index: Path, spec: str, kind: str, crash_on_poison: bool = False,
            no_start: bool = False) -> tuple[object, dict[str, np.ndarray]]:
     from clipsearch.encoders import load_encoder
-    from clipsearch.store import ModelRecord, StoreWriter
-    from indexer.run import Options, index_folders
+    from indexer.options import Options
 
     encoder = load_encoder(spec, device="cpu", precision="fp32")
     if crash_on_poison:  # what the worker processes receive of the model: its plan
@@ -45,15 +44,7 @@ def _index(root: Path, index: Path, spec: str, kind: str, crash_on_poison: bool 
         assert encoder.staged_transform is not None
         encoder.staged_transform = dataclasses.replace(encoder.staged_transform,
                                                        plan=hostile.NoStart(encoder.staged_transform.plan))
-    with StoreWriter.open(index) as store:
-        store.bind_model(ModelRecord(encoder.spec, encoder.fingerprint, encoder.dim))
-        report = index_folders(store, [str(root)], lambda: encoder, Options(worker_kind=kind, batch_size=4, workers=2))
-        vectors = {}
-        for ids, matrix in store.iter_vectors():
-            paths = store.paths(ids.tolist())
-            for i, vector in zip(ids.tolist(), matrix):
-                vectors[Path(paths[i]).name] = vector
-    return report, vectors
+    return index_folder(root, index, encoder, Options(worker_kind=kind, batch_size=4, workers=2))
 
 
 def test_processes_embed_what_threads_embed_and_leave_no_child_behind(tmp_path: Path, model_spec: str) -> None:
@@ -97,7 +88,7 @@ def test_workers_that_cannot_start_leave_the_run_to_threads_and_fail_no_file(tmp
 
 
 def test_a_file_that_changed_after_it_was_hashed_is_not_embedded_as_the_old_content(tmp_path: Path) -> None:
-    from clipsearch.store import content_hash
+    from clipsearch.hashing import content_hash
     from indexer.decode_pool import DecodePool
 
     path = tmp_path / "a.jpg"
@@ -116,19 +107,20 @@ def test_a_file_that_changed_after_it_was_hashed_is_not_embedded_as_the_old_cont
 
 
 def test_auto_uses_processes_for_models_whose_preprocessing_stops_at_uint8() -> None:
-    from indexer.run import Options, decode_in_processes
+    from indexer.decoders import in_processes
+    from indexer.options import Options
 
     open_clip_like = SimpleNamespace(device="cpu", staged_transform=object())
     hf_like = SimpleNamespace(device="cuda:0", staged_transform=None)  # a Hugging Face processor: no uint8 stage
-    assert decode_in_processes(Options(), open_clip_like, 2)  # type: ignore[arg-type]
-    assert not decode_in_processes(Options(), hf_like, 16)  # type: ignore[arg-type]
-    assert not decode_in_processes(Options(worker_kind="threads"), open_clip_like, 16)  # type: ignore[arg-type]
-    assert not decode_in_processes(Options(), open_clip_like, 0)  # type: ignore[arg-type]  # --workers 0: in line
+    assert in_processes(Options(), open_clip_like, 2)  # type: ignore[arg-type]
+    assert not in_processes(Options(), hf_like, 16)  # type: ignore[arg-type]
+    assert not in_processes(Options(worker_kind="threads"), open_clip_like, 16)  # type: ignore[arg-type]
+    assert not in_processes(Options(), open_clip_like, 0)  # type: ignore[arg-type]  # --workers 0: in line
 
 
 def test_an_unknown_worker_kind_is_one_line(cli: Cli, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="--worker-kind"):
-        from indexer.run import Options
+        from indexer.options import Options
 
         Options(worker_kind="fibers")
     result = cli("index", _folder(tmp_path / "p", 1), "--model", "demo", "--worker-kind", "fibers")
@@ -137,10 +129,10 @@ def test_an_unknown_worker_kind_is_one_line(cli: Cli, tmp_path: Path) -> None:
 
 
 def _tasks(paths: list[Path]) -> list[object]:
-    from indexer.reader import Task
+    from indexer.items import Task
     from indexer.walk import Found
 
-    return [Task(Found(str(p), p.stat().st_size if p.exists() else 0, 0), None) for p in paths]
+    return [Task(Found(str(p), p.stat().st_size if p.exists() else 0, 0)) for p in paths]
 
 
 def test_a_chunk_of_files_is_one_call_to_a_child_and_each_file_fails_alone(tmp_path: Path, model_spec: str) -> None:
@@ -149,6 +141,9 @@ def test_a_chunk_of_files_is_one_call_to_a_child_and_each_file_fails_alone(tmp_p
     order, the same pictures as decoding in threads, and a bad file costs only itself."""
     from clipsearch.encoders import load_encoder
     from indexer.decode_pool import DecodePool
+    from indexer.decoders import ProcessDecoder, ThreadDecoder
+    from indexer.items import Decoded, Failed, Reused
+    from indexer.plan import Contents
     from indexer.reader import Reader
 
     encoder = load_encoder(model_spec, device="cpu", precision="fp32")
@@ -167,29 +162,33 @@ def test_a_chunk_of_files_is_one_call_to_a_child_and_each_file_fails_alone(tmp_p
 
     assert encoder.staged_transform is not None
     pool = Counting(encoder.staged_transform.plan, encoder.image_size, images.DEFAULT_MAX_PIXELS, 2)
-    from clipsearch.store import content_hash
+    from clipsearch.hashing import content_hash
 
+    stored = Contents(lambda d: d == content_hash(known))
     try:
-        stored = content_hash(known)
-        by_process = Reader(lambda: encoder, lambda d: d == stored, decode_pool=lambda: pool).read_many(_tasks(paths))
+        by_process = Reader(lambda: encoder, stored, lambda: ProcessDecoder(pool)).read_many(_tasks(paths))
     finally:
         pool.close()
-    by_thread = Reader(lambda: encoder, lambda d: d == stored).read_many(_tasks(paths))
+    threads = ThreadDecoder.for_encoder(encoder, images.DEFAULT_MAX_PIXELS)
+    by_thread = Reader(lambda: encoder, stored, lambda: threads).read_many(_tasks(paths))
     assert Counting.calls == [5]  # 01, 02, 02b, 03, 04: not the stored 00, not the empty file
-    assert [Path(item.task.found.path).name for item in by_process] == [p.name for p in paths]
-    outcome = {Path(item.task.found.path).name: (item.reused, item.error) for item in by_process}
-    assert outcome["00.jpg"] == (True, None) and outcome["03b-empty.jpg"] == (False, "empty file")
-    assert outcome["02b-garbage.jpg"][1] is not None
+    assert [Path(item.task.path).name for item in by_process] == [p.name for p in paths]
+    outcome = {Path(item.task.path).name: item for item in by_process}
+    assert isinstance(outcome["00.jpg"], Reused) and outcome["03b-empty.jpg"] == Failed(outcome["03b-empty.jpg"].task,
+                                                                                           "empty file")
+    assert isinstance(outcome["02b-garbage.jpg"], Failed)
     for a, b in zip(by_process, by_thread):
-        assert (a.width, a.height, a.error) == (b.width, b.height, b.error)
-        assert (a.pixels is None) == (b.pixels is None)
-        if a.pixels is not None:
+        assert type(a) is type(b)
+        if isinstance(a, Failed):
+            assert a == b
+        elif isinstance(a, Decoded):
+            assert isinstance(b, Decoded) and (a.width, a.height) == (b.width, b.height)
             assert a.pixels.dtype == b.pixels.dtype and bool((a.pixels == b.pixels).all())
     assert multiprocessing.active_children() == []
 
 
 def test_a_crash_in_a_chunk_costs_only_the_file_that_crashed(tmp_path: Path) -> None:
-    from clipsearch.store import content_hash
+    from clipsearch.hashing import content_hash
     from indexer.decode_pool import DecodePool
 
     datas = [imagegen.jpeg_bytes(imagegen.photo(10 + i, POISON_SIZE if i == 2 else (320, 240))) for i in range(4)]
@@ -215,7 +214,7 @@ def test_workers_do_not_inherit_a_lock_another_thread_of_the_run_holds(tmp_path:
     come from a server process that never had those threads, and start with every lock free."""
     import threading
 
-    from clipsearch.store import content_hash
+    from clipsearch.hashing import content_hash
     from indexer.decode_pool import DecodePool
 
     data = imagegen.jpeg_bytes(imagegen.photo(5, (320, 240)))

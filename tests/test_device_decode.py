@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from PIL import Image, ImageCms
 from clipsearch import images
 from clipsearch.errors import UserError
 from tests import imagegen
-from tests.conftest import Cli, cosine
+from tests.conftest import Cli, cosine, index_folder, wait_for
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -100,7 +99,7 @@ def test_workers_stop_at_uint8_and_the_batch_is_normalised_exactly_as_the_pil_tr
 
 def test_a_batch_mixes_uint8_and_finished_inputs_in_order(model_spec: str) -> None:
     from clipsearch.encoders import load_encoder
-    from indexer.run import model_batch
+    from indexer.embed import model_batch
 
     encoder = load_encoder(model_spec, device="cpu", precision="fp32")
     assert encoder.staged_transform is not None
@@ -130,9 +129,11 @@ def test_the_gpu_takes_jpegs_only_while_its_backlog_is_short() -> None:
 def test_with_the_gpu_backlog_full_a_worker_decodes_without_parsing_the_header_for_the_gpu(
         model_spec: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from clipsearch.encoders import load_encoder
+    from indexer.decoders import ThreadDecoder
     from indexer.device_decode import DeviceDecoder
-    from indexer.reader import Reader, Task
-    from indexer.walk import Found
+    from indexer.items import Decoded, Task
+    from indexer.plan import Contents
+    from indexer.reader import Reader
 
     encoder = load_encoder(model_spec, device="cpu", precision="fp32")
     gate = threading.Event()  # the GPU's first JPEG stays in its backlog until the end of the test
@@ -140,17 +141,18 @@ def test_with_the_gpu_backlog_full_a_worker_decodes_without_parsing_the_header_f
     parsed = []
     real = images.gpu_decodable_jpeg
     monkeypatch.setattr(images, "gpu_decodable_jpeg", lambda *a: parsed.append(1) or real(*a))
-    reader = Reader(lambda: encoder, lambda digest: False, device_decoder=lambda: decoder)
+    threads = ThreadDecoder.for_encoder(encoder, images.DEFAULT_MAX_PIXELS)
+    reader = Reader(lambda: encoder, Contents(), lambda: threads, lambda: decoder)
     loaded = []
     for i in range(3):
         path = tmp_path / f"{i}.jpg"
         path.write_bytes(imagegen.jpeg_bytes(imagegen.photo(i, (320, 240))))
-        loaded.append(reader(Task(Found(str(path), path.stat().st_size, path.stat().st_mtime_ns), None)))
-    assert [item.on_gpu for item in loaded] == [True, False, False]  # the first fills the backlog
-    assert [item.pixels is not None for item in loaded] == [False, True, True]  # the others: the CPU, at once
+        loaded.append(reader.read_many([Task.for_path(str(path))]))
+    assert [len(items) for items in loaded] == [0, 1, 1]  # the first went to the GPU and fills its backlog...
+    assert all(isinstance(items[0], Decoded) for items in loaded[1:])  # ...the others: the CPU, at once
     assert len(parsed) == 1
     gate.set()
-    assert [item.pixels is not None for item in decoder.finish()] == [True]
+    assert [type(item) for item in decoder.finish()] == [Decoded]
 
 
 def test_a_jpeg_the_gpu_claims_reaches_it_before_the_rest_of_its_chunk_is_decoded(model_spec: str,
@@ -158,34 +160,34 @@ def test_a_jpeg_the_gpu_claims_reaches_it_before_the_rest_of_its_chunk_is_decode
     """A reader thread hands a JPEG to the GPU decoder as soon as it claims it: held until the files after it in
     the chunk were decoded on the CPU, the GPU would sit idle meanwhile."""
     from clipsearch.encoders import load_encoder
+    from indexer.decoders import ThreadDecoder
     from indexer.device_decode import DeviceDecoder
-    from indexer.reader import Reader, Task
-    from indexer.walk import Found
+    from indexer.items import Decoded, Task
+    from indexer.plan import Contents
+    from indexer.reader import Reader
 
     encoder = load_encoder(model_spec, device="cpu", precision="fp32")
     decoder = DeviceDecoder(lambda t: t.float(), "cpu")
     (tmp_path / "a.jpg").write_bytes(imagegen.jpeg_bytes(imagegen.photo(1, (320, 240))))
     imagegen.photo(2).save(tmp_path / "b.png")  # not a JPEG: the CPU decodes it
-    tasks = [Task(Found(str(p), p.stat().st_size, p.stat().st_mtime_ns), None) for p in sorted(tmp_path.iterdir())]
-    reader = Reader(lambda: encoder, lambda digest: False, device_decoder=lambda: decoder)
-    decode_on_cpu, gpu_done_first = reader.decode_on_cpu, []
+    tasks = [Task.for_path(str(p)) for p in sorted(tmp_path.iterdir())]
+    gpu_done_first = []
 
-    def after_the_gpu(*args):  # noqa: ANN002, ANN202
-        deadline = time.monotonic() + 10
-        while decoder.decoded == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        gpu_done_first.append(decoder.decoded == 1)
-        decode_on_cpu(*args)
+    class AfterTheGpu(ThreadDecoder):
+        def decode_many(self, reads):  # noqa: ANN001, ANN202
+            gpu_done_first.append(bool(wait_for(lambda: decoder.decoded, 10, "the GPU decoding its JPEG")))
+            return super().decode_many(reads)
 
-    reader.decode_on_cpu = after_the_gpu  # type: ignore[method-assign]
+    after_the_gpu = AfterTheGpu.for_encoder(encoder, images.DEFAULT_MAX_PIXELS)
+    reader = Reader(lambda: encoder, Contents(), lambda: after_the_gpu, lambda: decoder)
     loaded = reader.read_many(tasks)
-    assert [item.on_gpu for item in loaded] == [True, False] and loaded[1].pixels is not None
+    assert [(type(item), item.task.path) for item in loaded] == [(Decoded, str(tmp_path / "b.png"))]
     assert gpu_done_first == [True]
-    assert [item.task.found.path for item in decoder.finish()] == [str(tmp_path / "a.jpg")]
+    assert [item.task.path for item in decoder.finish()] == [str(tmp_path / "a.jpg")]
 
 
 def test_unknown_decode_mode_is_a_user_error() -> None:
-    from indexer.run import Options
+    from indexer.options import Options
 
     with pytest.raises(UserError, match="--decode"):
         Options(decode="nvdec")
@@ -220,25 +222,14 @@ def _folder(root: Path) -> dict[str, bytes]:
 
 def _index(root: Path, index: Path, spec: str, device: str, decode: str):  # noqa: ANN202
     from clipsearch.encoders import load_encoder
-    from clipsearch.store import ModelRecord, StoreWriter
-    from indexer.run import Options, index_folders
+    from clipsearch.store import StoreReader
+    from indexer.options import Options
 
     encoder = load_encoder(spec, device=device, precision="fp32")
-    store = StoreWriter.open(index)
-    try:
-        store.bind_model(ModelRecord(encoder.spec, encoder.fingerprint, encoder.dim))
-        report = index_folders(store, [str(root)], lambda: encoder, Options(decode=decode, batch_size=4, workers=2))
-        vectors, sizes = {}, {}
-        for ids, matrix in store.iter_vectors():
-            paths = store.paths(ids.tolist())
-            for i, vector in zip(ids.tolist(), matrix):
-                name = Path(paths[i]).name
-                found = store.indexed_file(i)
-                assert found is not None
-                vectors[name], sizes[name] = vector, (found.width, found.height)
-    finally:
-        store.close()
-    return report, vectors, sizes
+    report, vectors = index_folder(root, index, encoder, Options(decode=decode, batch_size=4, workers=2))
+    with StoreReader.open(index) as store:
+        rows = [store.file_row(str(root / name)) for name in vectors]
+    return report, vectors, {Path(row.path).name: (row.width, row.height) for row in rows if row is not None}
 
 
 def test_gpu_decoder_scheduling_and_fallback_on_the_cpu(tmp_path: Path, model_spec: str,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import subprocess
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 
 from clipsearch.encoders import onnx_text
-from tests.conftest import ROOT, Cli
+from tests.conftest import ROOT, Cli, cli_env
 
 SAMPLE = ROOT / "data" / "sample"
 QUERIES = ["a red star", "Blue CIRCLE!!", "", "x", "the 3 green squares near Müller's café", "½ of a ² yellow cross",
@@ -69,8 +68,8 @@ def cold_search(query: str, index_dir: Path, *extra: str) -> tuple[list[dict], b
             "atexit.register(lambda: sys.stderr.write('\\nTORCH=%s\\n' % ('torch' in sys.modules)))\n"
             f"sys.argv = ['cli.py', 'search', {query!r}, '--json', '-k', '54', *{list(extra)!r}]\n"
             f"runpy.run_path({str(ROOT / 'cli.py')!r}, run_name='__main__')\n")
-    env = {**os.environ, "CLIPSEARCH_INDEX": str(index_dir)}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", code], env=cli_env(index_dir), capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout), "TORCH=True" in done.stderr, done.stderr
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ from clipsearch.encoders import load_encoder, parse_spec
 from clipsearch.errors import UserError
 from clipsearch.store import StoreReader
 from tests import hfmodels, imagegen
-from tests.conftest import ROOT, Cli, cosine, search_json
+from tests.conftest import ROOT, Cli, cli_env, cosine, run_cli, search_json
 
 pytest.importorskip("transformers")
 
@@ -87,12 +85,11 @@ def test_hf_cache_offline(tmp_path: Path) -> None:
     (snapshot.parents[1] / "refs").mkdir()
     (snapshot.parents[1] / "refs" / "main").write_text(snapshot.name)
     # a real process: huggingface_hub reads its cache location once, at import
-    env = {**os.environ, "HF_HOME": str(home), "HF_HUB_OFFLINE": "1", "CLIPSEARCH_INDEX": str(tmp_path / "index")}
+    env = cli_env(tmp_path / "index", HF_HOME=str(home), HF_HUB_OFFLINE="1")
     env.pop("HF_HUB_CACHE", None)
 
     def clipsearch(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True, env=env,
-                              timeout=300)
+        return run_cli(*args, env=env)
 
     folder = tmp_path / "p"
     folder.mkdir()

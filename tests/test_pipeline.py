@@ -11,7 +11,7 @@ import pytest
 from clipsearch.store import StoreReader
 from search.engine import Searcher
 from tests import imagegen
-from tests.conftest import Cli, cosine, open_image, search_json
+from tests.conftest import Cli, cosine, index_folder, open_image, search_json
 
 REPORT_KEYS = {"added", "updated", "removed", "renamed", "unchanged", "failed", "seconds", "model_seconds"}
 
@@ -144,10 +144,10 @@ def test_exif_rotated_photo_embeds_like_its_rotated_twin(cli: Cli, tmp_path: Pat
     assert hits[0]["score"] >= 0.98
     assert hits[0]["score"] > hits[1]["score"]
 
-    store = StoreReader.open(index_dir)
-    rows = dict(store._conn.execute("SELECT path, width || 'x' || height FROM files"))
-    assert rows[str(folder / "tagged.jpg")] == "240x400"  # displayed size, after orientation
-    assert rows[str(folder / "raw_unrotated.jpg")] == "400x240"
+    with StoreReader.open(index_dir) as store:
+        sizes = {name: store.file_row(str(folder / name)) for name in ("tagged.jpg", "raw_unrotated.jpg")}
+    assert (sizes["tagged.jpg"].width, sizes["tagged.jpg"].height) == (240, 400)  # displayed size, after orientation
+    assert (sizes["raw_unrotated.jpg"].width, sizes["raw_unrotated.jpg"].height) == (400, 240)
 
 
 def test_search_within_folder_and_k(cli: Cli, photos: imagegen.PhotoFolder, model_spec: str) -> None:
@@ -238,20 +238,9 @@ def _eleven_photos(root: Path) -> Path:
 
 def _index_in_batches(root: Path, index: Path, encoder, batch_size: int):  # noqa: ANN001, ANN202
     """(report, {file name: stored vector}) of one run over ``root`` with ``encoder``, decoding in threads."""
-    from clipsearch.store import ModelRecord, StoreWriter
-    from indexer.run import Options, index_folders
+    from indexer.options import Options
 
-    stored = {}
-    with StoreWriter.open(index) as store:
-        store.bind_model(ModelRecord(encoder.spec, encoder.fingerprint, encoder.dim))
-        try:
-            report = index_folders(store, [str(root)], lambda: encoder,
-                                   Options(worker_kind="threads", batch_size=batch_size, workers=2))
-        finally:
-            for ids, matrix in store.iter_vectors():
-                paths = store.paths(ids.tolist())
-                stored.update({Path(paths[i]).name: vector for i, vector in zip(ids.tolist(), matrix)})
-    return report, stored
+    return index_folder(root, index, encoder, Options(worker_kind="threads", batch_size=batch_size, workers=2))
 
 
 def _each_on_its_own_file(root: Path, encoder, stored: dict) -> None:  # noqa: ANN001

@@ -12,7 +12,7 @@ from PIL import Image
 
 from clipsearch import images
 from tests import imagegen
-from tests.conftest import ROOT, Cli, cosine, search_json
+from tests.conftest import ROOT, Cli, cosine, index_folder, search_json
 
 SIZES = [(4000, 3000), (3000, 4000), (1600, 1200), (1200, 900), (640, 480)]  # 12 MP, portrait, 2 MP, 1 MP, VGA
 # Measured with the demo model (64 px): 0.998, 1.000, 1.000, 0.985, 1.000. At 1 MP the JPEG is decoded at 1/8
@@ -93,7 +93,7 @@ def test_one_bad_file_in_a_batch_costs_only_that_file(cli: Cli, tmp_path: Path, 
 
 @pytest.mark.parametrize("size_hint", [None, 0, 99, 100, 101, 10_000])
 def test_a_file_is_read_whole_whatever_size_the_walk_saw(tmp_path: Path, size_hint: int | None) -> None:
-    from indexer.reader import read_file
+    from indexer.cpu_decode import read_file
 
     path = tmp_path / "f.jpg"
     data = bytes(range(100))
@@ -102,13 +102,13 @@ def test_a_file_is_read_whole_whatever_size_the_walk_saw(tmp_path: Path, size_hi
 
 
 def test_reading_stops_just_past_the_size_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from indexer import reader
+    from indexer import cpu_decode
 
     path = tmp_path / "huge.jpg"
     path.write_bytes(b"x" * 100)
-    monkeypatch.setattr(reader, "MAX_FILE_BYTES", 10)
-    assert len(reader.read_file(str(path), 100)) == 11
-    assert len(reader.read_file(str(path), 5)) == 11  # the file grew past the limit since the walk
+    monkeypatch.setattr(cpu_decode, "MAX_FILE_BYTES", 10)
+    assert len(cpu_decode.read_file(str(path), 100)) == 11
+    assert len(cpu_decode.read_file(str(path), 5)) == 11  # the file grew past the limit since the walk
 
 
 def test_a_jpeg_goes_to_the_decoder_in_one_call_with_the_same_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,8 +146,9 @@ def test_a_jpeg_goes_to_the_decoder_in_one_call_with_the_same_pixels(monkeypatch
 def test_an_index_run_gives_the_gil_in_short_turns_and_then_restores_the_interval(tmp_path: Path,
                                                                                  model_spec: str) -> None:
     from clipsearch.encoders import load_encoder
-    from clipsearch.store import ModelRecord, StoreWriter
-    from indexer.run import GIL_TURN_SECONDS, Options, Progress, index_folders
+    from indexer.concurrency import GIL_TURN_SECONDS
+    from indexer.options import Options
+    from indexer.report import Progress
 
     folder = tmp_path / "p"
     folder.mkdir()
@@ -162,9 +163,7 @@ def test_an_index_run_gives_the_gil_in_short_turns_and_then_restores_the_interva
     before = sys.getswitchinterval()
     assert before > GIL_TURN_SECONDS
     encoder = load_encoder(model_spec, device="cpu", precision="fp32")
-    with StoreWriter.open(tmp_path / "index") as store:
-        store.bind_model(ModelRecord(encoder.spec, encoder.fingerprint, encoder.dim))
-        report = index_folders(store, [str(folder)], lambda: encoder, Options(workers=2), Watching())
+    report, _ = index_folder(folder, tmp_path / "index", encoder, Options(workers=2), Watching())
     assert report.added == 3
     assert seen and all(interval == pytest.approx(GIL_TURN_SECONDS) for interval in seen)
     assert sys.getswitchinterval() == before
@@ -177,31 +176,37 @@ def test_threads_read_ahead_but_decode_no_more_than_the_workers_at_once(tmp_path
     import time
 
     from clipsearch.encoders import load_encoder
-    from indexer.reader import Reader, Task, bounded_map, reader_threads
-    from indexer.walk import Found
+    from indexer.concurrency import bounded_map
+    from indexer.decoders import ThreadDecoder
+    from indexer.items import Decoded, Task
+    from indexer.plan import Contents
+    from indexer.reader import Reader, reader_threads
 
     encoder = load_encoder(model_spec, device="cpu", precision="fp32")
     tasks = []
     for i in range(12):
         path = tmp_path / f"{i:02d}.jpg"
         path.write_bytes(imagegen.jpeg_bytes(imagegen.photo(700 + i, (320, 240))))
-        tasks.append(Task(Found(str(path), path.stat().st_size, path.stat().st_mtime_ns), None))
-    reader = Reader(lambda: encoder, lambda digest: False, cpu_decoders=2)
-    decode_on_cpu, lock, now, most = reader.decode_on_cpu, threading.Lock(), [0], [0]
+        tasks.append([Task.for_path(str(path))])
+    lock, now, most = threading.Lock(), [0], [0]
 
     def counted(*args):  # noqa: ANN002, ANN202
         with lock:
             now[0] += 1
             most[0] = max(most[0], now[0])
         time.sleep(0.05)  # long enough for every free thread to arrive here if nothing held it back
-        decode_on_cpu(*args)
+        out = transform(*args)
         with lock:
             now[0] -= 1
+        return out
 
-    reader.decode_on_cpu = counted  # type: ignore[method-assign]
+    staged = encoder.staged_transform
+    transform = staged.to_uint8 if staged else encoder.image_transform
+    threads = ThreadDecoder(counted, encoder.image_size, images.DEFAULT_MAX_PIXELS, slots=2)
+    reader = Reader(lambda: encoder, Contents(), lambda: threads)
     assert reader_threads(2) == 4
-    loaded = list(bounded_map(reader, tasks, reader_threads(2), 64))
-    assert len(loaded) == 12 and all(item.error is None and item.pixels is not None for item in loaded)
+    loaded = [item for items in bounded_map(reader.read_many, tasks, reader_threads(2), 64) for item in items]
+    assert len(loaded) == 12 and all(isinstance(item, Decoded) for item in loaded)
     assert most[0] == 2
 
 
@@ -211,7 +216,7 @@ def test_bounded_map_yields_each_result_as_it_finishes_and_keeps_at_most_window_
     import threading
     import time
 
-    from indexer.reader import bounded_map
+    from indexer.concurrency import bounded_map
 
     lock, started, taken, most = threading.Lock(), [0], [0], [0]
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from clipsearch.store import StoreReader, file_content_hash
+from clipsearch.hashing import file_content_hash
+from clipsearch.store import StoreReader
 from tests import imagegen
-from tests.conftest import ROOT, Cli
+from tests.conftest import Cli, cli_env, run_cli, start_cli, wait_for, wait_for_line
 
 # A model big enough that a run lasts seconds on this CPU (random weights: the cost is the same).
 SLOW_MODEL = "ViT-B-32:none"
@@ -30,19 +31,41 @@ def many_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def start_index(index_dir: Path, folder: Path, *extra: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "CLIPSEARCH_INDEX": str(index_dir)}
-    return subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "index", str(folder), "--model", SLOW_MODEL,
-                             "--batch-size", "8", "--commit-every", "8", "--json", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+def start_index(index_dir: Path, folder: Path, *extra: str, **popen: object) -> subprocess.Popen[str]:
+    return start_cli("index", folder, "--model", SLOW_MODEL, "--batch-size", "8", "--commit-every", "8", "--json",
+                     *extra, env=cli_env(index_dir), **popen)
+
+
+def committed_count(index_dir: Path) -> int:
+    """What a reader sees committed now (0 before the first run has created the catalog)."""
+    from clipsearch.errors import UserError
+
+    try:
+        with StoreReader.open(index_dir) as store:
+            return store.count()
+    except UserError:
+        return 0
+
+
+def holds_the_lock(index_dir: Path, proc: subprocess.Popen[str]) -> bool:
+    try:
+        return (index_dir / "write.lock").read_text().strip() == str(proc.pid)
+    except OSError:
+        return False
 
 
 def test_sigkill_at_random_moments_loses_nothing_committed(cli: Cli, many_photos: Path, index_dir: Path) -> None:
+    """Each run is killed at a moment chosen by what it has done, not by the clock: as soon as it holds the lock
+    (imports done, the model loading), or once it has committed a random number of photos more."""
     rng = random.Random(11)
     committed = 0
     for _ in range(8):
+        start = committed_count(index_dir)
+        more = rng.choice([0, 0, 8, 16, 24, 40])
         proc = start_index(index_dir, many_photos)
-        time.sleep(rng.uniform(5.0, 12.0))  # imports and model load take ~7 s here, indexing ~5 s
+        wait_for(lambda: proc.poll() is not None or (  # noqa: B023 - called within this iteration
+            holds_the_lock(index_dir, proc) and committed_count(index_dir) >= start + more), 300,  # noqa: B023
+                 "the run reaching its kill point")
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         if not (index_dir / "catalog.sqlite").exists():
@@ -102,21 +125,18 @@ def test_second_writer_waits_with_wait(cli: Cli, many_photos: Path, index_dir: P
 
     writer = StoreWriter.open(index_dir)
     proc = start_index(index_dir, many_photos, "--wait")
-    time.sleep(1.5)
+    said = wait_for_line(proc, "waiting for PID")
+    assert f"waiting for PID {os.getpid()}" in said
     assert proc.poll() is None  # waiting, not failed
     writer.close()
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    assert f"waiting for PID {os.getpid()}" in err
 
 
 def test_lock_left_by_a_killed_run_is_taken_over(cli: Cli, many_photos: Path, index_dir: Path, model_spec: str) -> None:
     proc = start_index(index_dir, many_photos)
     lock = index_dir / "write.lock"
-    deadline = time.monotonic() + 60
-    while not (lock.exists() and lock.read_text().strip() == str(proc.pid)):
-        assert time.monotonic() < deadline, "the run never took the lock"
-        time.sleep(0.05)
+    wait_for(lambda: holds_the_lock(index_dir, proc), 120, "the run taking the lock")
     proc.kill()
     proc.wait()
     assert lock.read_text().strip() == str(proc.pid)  # the dead run's PID is still written there
@@ -142,9 +162,7 @@ def test_full_disk_keeps_the_previous_index(cli: Cli, tmp_path: Path, model_spec
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (size + 4096, size + 4096))
 
-    env = {**os.environ, "CLIPSEARCH_INDEX": str(index_dir)}
-    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "index", str(folder), "--commit-every", "1000"],
-                          capture_output=True, text=True, env=env, preexec_fn=limit, timeout=300)
+    proc = run_cli("index", folder, "--commit-every", "1000", env=cli_env(index_dir), preexec_fn=limit)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr and proc.stderr.startswith("clipsearch: error:"), proc.stderr
     assert "disk" in proc.stderr
@@ -159,9 +177,7 @@ def test_watch_follows_changes_within_seconds(cli: Cli, tmp_path: Path, model_sp
     (folder / "album").mkdir(parents=True)
     imagegen.photo(1).save(folder / "one.png")
     assert cli("index", folder, "--model", model_spec).exit_code == 0
-    env = {**os.environ, "CLIPSEARCH_INDEX": str(index_dir)}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "watch", "--debounce", "0.3"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = start_cli("watch", "--debounce", "0.3", env=cli_env(index_dir))
 
     def indexed() -> set[str]:
         store = StoreReader.open(index_dir)
@@ -171,31 +187,21 @@ def test_watch_follows_changes_within_seconds(cli: Cli, tmp_path: Path, model_sp
             store.close()
 
     def eventually(expected: set[str], seconds: float = 20.0) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if indexed() == expected:
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"index has {indexed()}, expected {expected}")
+        wait_for(lambda: indexed() == expected, seconds, f"the index holding {expected}")
+
+    def re_embedded() -> bool:
+        with StoreReader.open(index_dir) as store:
+            row = store.file_row(str(folder / "album" / "two.jpg"))
+        return row is not None and row.hash == file_content_hash(folder / "album" / "two.jpg")
 
     try:
-        time.sleep(6)  # start-up: imports, the first incremental run, the observer
+        wait_for_line(proc, "watching")  # imports, the first incremental run, the observer: it is watching now
         imagegen.photo(2).save(folder / "album" / "two.jpg")
         eventually({str(folder / "one.png"), str(folder / "album" / "two.jpg")})
         (folder / "one.png").unlink()
         eventually({str(folder / "album" / "two.jpg")})
         imagegen.photo(3).save(folder / "album" / "two.jpg")  # modified in place
-        want = file_content_hash(folder / "album" / "two.jpg")
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            store = StoreReader.open(index_dir)
-            row = store.file_row(str(folder / "album" / "two.jpg"))
-            store.close()
-            if row is not None and row.hash == want:
-                break
-            time.sleep(0.2)
-        else:
-            raise AssertionError("the modified file was not re-embedded")
+        wait_for(re_embedded, 20, "the modified file re-embedded")
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -209,22 +215,15 @@ def test_every_reindexes_on_an_interval(cli: Cli, tmp_path: Path, model_spec: st
     folder = tmp_path / "e"
     folder.mkdir()
     imagegen.photo(1).save(folder / "one.png")
-    env = {**os.environ, "CLIPSEARCH_INDEX": str(index_dir)}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "index", str(folder), "--model", model_spec,
-                             "--every", "2s", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+    proc = start_cli("index", folder, "--model", model_spec, "--every", "2s", "--json", env=cli_env(index_dir))
+
+    def later_runs() -> list[str]:
+        return (index_dir / "runs.log").read_text().splitlines()[1:] if (index_dir / "runs.log").exists() else []
+
     try:
-        deadline = time.monotonic() + 60
-        while not (index_dir / "runs.log").exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for(lambda: (index_dir / "runs.log").exists(), 60, "the first run logged")
         imagegen.photo(2).save(folder / "two.png")  # picked up by a later run, with no new command
-        while time.monotonic() < deadline:
-            lines = (index_dir / "runs.log").read_text().splitlines()
-            if any('"added": 1' in line for line in lines[1:]):
-                break
-            time.sleep(0.2)
-        else:
-            raise AssertionError("the second file was never indexed")
+        wait_for(lambda: any('"added": 1' in line for line in later_runs()), 60, "the second file indexed")
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=30)
@@ -287,19 +286,10 @@ def test_ctrl_c_on_the_terminal_commits_and_stops_the_run_and_its_workers(many_p
     """Ctrl-C signals the whole foreground process group: the decode workers ignore it, the run commits and ends."""
     import json
 
-    env = {**os.environ, "CLIPSEARCH_INDEX": str(index_dir)}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "index", str(many_photos), "--model", SLOW_MODEL,
-                             "--batch-size", "8", "--commit-every", "8", "--worker-kind", "processes", "--workers", "2",
-                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)  # its own process group, as a terminal's foreground job has
-    deadline = time.monotonic() + 90
-    committed = 0
-    while committed < 16 and time.monotonic() < deadline and proc.poll() is None:
-        if (index_dir / "catalog.sqlite").exists():
-            store = StoreReader.open(index_dir)
-            committed = store.count()
-            store.close()
-        time.sleep(0.2)
+    proc = start_index(index_dir, many_photos, "--worker-kind", "processes", "--workers", "2",
+                       start_new_session=True)  # its own process group, as a terminal's foreground job has
+    wait_for(lambda: proc.poll() is not None or committed_count(index_dir) >= 16, 120, "16 photos committed")
+    committed = committed_count(index_dir)
     assert proc.poll() is None and committed >= 16, "the run should be part-way through"
     children = _descendants(proc.pid)
     assert children, "the run should have started its decode workers"

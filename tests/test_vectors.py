@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clipsearch import vectors
-from clipsearch.store import ModelRecord, StoreReader, StoreWriter
+from clipsearch.store import FileRecord, ModelRecord, StoreReader, StoreWriter, check_index
+from clipsearch.store import vector_index as vectors
 from search.engine import Searcher
 
 DIM = 64
@@ -30,7 +30,7 @@ def fill(index_dir: Path, data: np.ndarray, start: int = 0, index_type: str | No
             store.set_index_type(index_type)
         store.begin_run([])
         for i, vector in enumerate(data, start=start):
-            store.put(f"/synthetic/{i:07d}.jpg", 1, 1, i.to_bytes(16, "little"), 1, 1, vector)
+            store.put(FileRecord(f"/synthetic/{i:07d}.jpg", 1, 1, i.to_bytes(16, "little"), 1, 1), vector)
         store.finish({})
 
 
@@ -78,11 +78,11 @@ def test_index_type_switches_and_retrains_as_the_collection_grows(tmp_path: Path
     assert info["index_type"] == "IVF128,Flat"  # 4 sqrt(n) lists, at most n/39
     fill(idx, data[8_000:9_000], start=8_000)  # small growth: patched, not retrained
     with StoreReader.open(idx) as store:
-        assert store._meta("index_built_at") == "8000"
+        assert store.meta("index_built_at") == "8000"
     fill(idx, data[9_000:], start=9_000)  # past 4x the training size: retrained with more lists
     with StoreReader.open(idx) as store:
-        assert store._meta("index_built_at") == "40000"
+        assert store.meta("index_built_at") == "40000"
         assert store.info()["index_type"] == "IVF1024,Flat"
     assert recall_at_10(idx, data, clustered(100, seed=4)) >= 0.95
     with StoreWriter.open(idx) as store:
-        assert store.check() == []
+        assert check_index(store) == []

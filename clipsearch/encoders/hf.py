@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from clipsearch.encoders import ModelSpec, hub
+from clipsearch.encoders import hub
 from clipsearch.encoders.base import Encoder, Pending, to_model, unit
 from clipsearch.encoders.openclip import _DTYPES, pick_device, pick_precision
+from clipsearch.encoders.spec import ModelSpec
 from clipsearch.errors import UserError
 from clipsearch.hashing import file_content_hash
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from clipsearch.encoders import PRESETS, hub, parse_spec
+from clipsearch.encoders import hub
+from clipsearch.encoders.spec import PRESETS, parse_spec
 
 # Hugging Face ids clipsearch is known to load (embedding size, input side, ViT-B/32-relative cost).
 KNOWN_HF: dict[str, tuple[int, int, float, str]] = {

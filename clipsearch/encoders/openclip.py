@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from clipsearch.encoders import ModelSpec, hub, tensor_preprocess
+from clipsearch.encoders import hub, tensor_preprocess
 from clipsearch.encoders.base import Encoder, Pending, to_model, unit
+from clipsearch.encoders.spec import ModelSpec
 from clipsearch.errors import UserError
 from clipsearch.hashing import file_content_hash
 

@@ -166,6 +166,19 @@ def prepare_for_queries(index: faiss.Index) -> faiss.Index:
     return index
 
 
+def on_gpus(index: faiss.Index) -> faiss.Index | None:
+    """A copy of ``index`` spread over every visible GPU; None without a GPU build of faiss, a GPU, or a GPU version
+    of this index type."""
+    import faiss
+
+    if not hasattr(faiss, "get_num_gpus") or faiss.get_num_gpus() <= 0:
+        return None
+    try:
+        return faiss.index_cpu_to_all_gpus(index)
+    except RuntimeError:
+        return None
+
+
 def write_atomically(index: faiss.Index, target: Path) -> None:
     """Write ``index`` so that ``target`` is either the old file or the whole new one, never half of it."""
     import faiss

@@ -49,14 +49,16 @@ class StoreWriter(Catalog):
         upgrade it to this code's format (``migrations``)."""
         layout = Layout(directory)
         lock = WriteLock.take(layout.lock, on_wait)
+        conn = None
         try:
             conn = connect(layout.catalog, readonly=False)
             found = migrations.create_or_upgrade(conn, directory)
-        except sqlite3.DatabaseError as exc:
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
             lock.release()
-            raise UserError(f"cannot open the index at {directory}: {exc}") from None
-        except BaseException:
-            lock.release()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise UserError(f"cannot open the index at {directory}: {exc}") from None
             raise
         upgraded_from = found if found is not None and found != migrations.CURRENT else None
         return cls(directory, conn, lock, upgraded_from)

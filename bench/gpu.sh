@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The CUDA tests and the GPU benches for a lent GPU machine, in under 10 minutes; the figures on stdout for
+# docs/benchmarks.md. The machine has no network: packages it lacks travel as wheels in .whl (see the device
+# tool's notes), installed here into /tmp/site. Usage, from the repository root: bash bench/gpu.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if compgen -G ".whl/*.whl" >/dev/null; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        && export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONUNBUFFERED=1 CLIPSEARCH_TEXT_EXPORT=0
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no nvidia-smi"
+$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.device_count())"
+cores=$(nproc)
+
+echo "== CUDA tests (each skips without CUDA)"
+timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_device_decode.py
+echo "== bench/pipeline_ceiling.py: the indexing process's own ms per photo, $cores decode workers"
+timeout 120 $PY bench/pipeline_ceiling.py --workers "$cores" --chunks 8 --repeat 1
+echo "== bench/index_speed.py: ViT-L-14 (random weights), where the model and not decoding should set the pace"
+timeout 240 $PY bench/index_speed.py --sizes 400,1200 --model ViT-L-14:none --no-rclip --no-naive --reindex-files 0 \
+    --decode-cpu-too

@@ -1,0 +1,155 @@
+"""An index on a user's disk is upgraded in place: every vector and id kept, nothing re-embedded, one clear line for an
+index newer than the code. tests/fixtures/index-v1 was written by the format-1 code (make_v1_index.py says how)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from clipsearch.errors import UserError
+from clipsearch.store import FORMAT_VERSION, StoreReader, StoreWriter, migrations
+from search.engine import Searcher
+from search.query import Query, Term
+from tests.conftest import ROOT, Cli
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+RECORDED = json.loads((FIXTURES / "index-v1-answers.json").read_text())
+
+
+def _moved(path: str, photos: Path) -> str:
+    return str(photos) + path[len(RECORDED["root"]):]
+
+
+@pytest.fixture
+def v1_index(tmp_path: Path) -> tuple[Path, Path]:
+    """(index, photos): the format-1 fixture with its photos where this test put them, each file with the size and
+    mtime the catalog recorded (as on the disk of the user who indexed them)."""
+    photos = tmp_path / "photos"
+    shutil.copytree(ROOT / "data" / "sample", photos)
+    shutil.copy(photos / "red-star.png", photos / "red-star-copy.png")
+    (photos / "broken.jpg").write_bytes(b"this is not a JPEG")
+    index = tmp_path / "index"
+    shutil.copytree(FIXTURES / "index-v1", index)
+    conn = sqlite3.connect(index / "catalog.sqlite")
+    with conn:  # the only edit: the photos' folder, from where they were indexed to where they are now
+        old, new = RECORDED["root"], str(photos)
+        for table in ("roots", "files", "failures"):
+            conn.execute(f"UPDATE {table} SET path = ? || substr(path, ?)", (new, len(old) + 1))
+        conn.execute("UPDATE runs SET roots = replace(roots, ?, ?)", (old, new))
+        for table in ("files", "failures"):
+            for path, mtime_ns in conn.execute(f"SELECT path, mtime_ns FROM {table}").fetchall():
+                os.utime(path, ns=(mtime_ns, mtime_ns))
+    conn.close()
+    return index, photos
+
+
+def _answers(index: Path, photos: Path) -> dict[str, list[tuple[str, int, float]]]:
+    with Searcher(index, device="cpu") as searcher:
+        return {q: [(h.path, h.id, h.score) for h in searcher.answer(Query((Term.text(q),), k=8))]
+                for q in RECORDED["answers"]}
+
+
+def _expected(photos: Path) -> dict[str, list[tuple[str, int, float]]]:
+    return {q: [(_moved(h["path"], photos), h["id"], h["score"]) for h in hits] for q, hits in RECORDED["answers"].items()}
+
+
+def _same(got: dict[str, list[tuple[str, int, float]]], want: dict[str, list[tuple[str, int, float]]]) -> None:
+    assert got.keys() == want.keys()
+    for query in want:
+        assert [(p, i) for p, i, _ in got[query]] == [(p, i) for p, i, _ in want[query]], query
+        assert [s for _, _, s in got[query]] == pytest.approx([s for _, _, s in want[query]], abs=1e-5), query
+
+
+def test_a_format_1_index_is_upgraded_in_place_and_nothing_is_re_embedded(cli: Cli, v1_index: tuple[Path, Path]) -> None:
+    index, photos = v1_index
+    with StoreReader.open(index) as store:  # read as it is, before any upgrade (a read-only mount stays like this)
+        assert store.format_version == 1
+        vectors_before = store.vectors_by_path()
+        generation = store.generation
+    assert len(vectors_before) == 55
+    _same(_answers(index, photos), _expected(photos))
+    faiss_files = sorted(p.name for p in index.glob("vectors-*.faiss"))
+
+    result = cli("index", photos, "--index", index, "--json")  # the scheduled run that meets the old index
+    assert result.exit_code == 0, result.stderr
+    report = result.json()
+    assert (report["added"], report["updated"], report["removed"], report["renamed"]) == (0, 0, 0, 0)
+    assert report["unchanged"] == 55 and report["failed"] == [] and report["model_seconds"] == 0
+    assert report["notes"] == [f"the index was upgraded in place from format 1 to {FORMAT_VERSION}; "
+                               "nothing was re-embedded"]
+
+    with StoreReader.open(index) as store:
+        assert store.format_version == FORMAT_VERSION
+        assert store.generation == generation  # no vector changed: the FAISS file of format 1 is still the one
+        vectors_after = store.vectors_by_path()
+        assert store.info()["failing_files"] == 1  # the remembered failure too
+    assert vectors_after.keys() == vectors_before.keys()
+    assert all(vectors_after[p].tobytes() == vectors_before[p].tobytes() for p in vectors_before)
+    assert sorted(p.name for p in index.glob("vectors-*.faiss")) == faiss_files
+    _same(_answers(index, photos), _expected(photos))
+    check = cli("check", "--index", index, "--json")
+    assert check.exit_code == 0 and check.json() == {"ok": True, "problems": [], "repaired": False}
+    again = cli("index", photos, "--index", index, "--json").json()
+    assert "notes" not in again and again["unchanged"] == 55  # upgraded once
+
+
+def test_after_the_upgrade_an_id_is_never_handed_out_again(cli: Cli, v1_index: tuple[Path, Path]) -> None:
+    """Format 1 reused the largest id once its photo left: a saved /file/ID would have shown another photo."""
+    index, photos = v1_index
+    with StoreReader.open(index) as store:
+        largest = max(store.file_ids())
+        gone = store.indexed_file(largest)
+    assert gone is not None
+    Path(gone.path).unlink()
+    report = cli("index", photos, "--index", index, "--json").json()
+    assert report["removed"] == 1
+    shutil.copy(photos / "blue-star.png", photos / "new-photo.png")
+    (photos / "new-photo.png").write_bytes((photos / "new-photo.png").read_bytes() + b"\0")  # other content, same look
+    assert cli("index", photos, "--index", index, "--json").json()["added"] == 1
+    with StoreReader.open(index) as store:
+        new = store.file_row(str(photos / "new-photo.png"))
+        assert new is not None and new.id > largest
+        assert store.indexed_file(largest) is None
+
+
+def test_an_upgrade_that_fails_half_way_leaves_the_index_as_it_was(v1_index: tuple[Path, Path],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    index, _ = v1_index
+    real = migrations.STEPS[0]
+
+    def then_fail(conn: sqlite3.Connection) -> None:
+        real.apply(conn)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(migrations, "STEPS", (migrations.Step(real.what, then_fail),))
+    with pytest.raises(OSError):
+        StoreWriter.open(index)
+    with StoreReader.open(index) as store:
+        assert store.format_version == 1 and store.count() == 55
+    monkeypatch.undo()
+    with StoreWriter.open(index) as store:  # the lock was let go; with room again, the upgrade goes through
+        assert store.upgraded_from == 1 and store.format_version == FORMAT_VERSION and store.count() == 55
+
+
+def test_an_index_newer_than_this_code_is_refused_in_one_line(cli: Cli, v1_index: tuple[Path, Path]) -> None:
+    index, photos = v1_index
+    conn = sqlite3.connect(index / "catalog.sqlite")
+    with conn:
+        conn.execute("UPDATE meta SET value = '99' WHERE key = 'format_version'")
+    conn.close()
+    for args in (("search", "a red star"), ("index", photos), ("info",), ("check",)):
+        result = cli(*args, "--index", index)
+        assert result.exit_code == 2, args
+        assert result.stderr.strip().splitlines() == [
+            f"clipsearch: error: the index at {index} was written by a newer clipsearch (format 99; this one reads "
+            f"formats 1 to {FORMAT_VERSION}): upgrade clipsearch to use it"], args
+    with pytest.raises(UserError):
+        StoreReader.open(index)
+    conn = sqlite3.connect(index / "catalog.sqlite")
+    assert conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone() == ("99",)  # untouched
+    conn.close()
