@@ -186,6 +186,8 @@ def main() -> None:
         m = median[k]
         print(f"{k:>15} {m['rate']:>9.1f} {m['parent']:>11.2f} ms/ph {1000 / m['parent']:>10.0f}/s "
               f"{m['children']:>7.2f} ms/ph")
+    for k in chunks:
+        print(f"{k:>15} each run: " + ", ".join(f"{r['rate']:.1f}/s {r['parent']:.2f} ms" for r in runs[k]))
     before = median[chunks[0]]
     for k in chunks[1:]:
         print(f"{k} photos per call vs {chunks[0]}: {median[k]['rate'] / before['rate']:.2f}x images/s, "

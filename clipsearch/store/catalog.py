@@ -67,23 +67,20 @@ class FileRecord:
 
 
 @dataclass(frozen=True)
-class IndexedFile:
-    """One file row of the catalog."""
+class IndexedFile(FileRecord):
+    """One file row of the catalog: a record and the id that FAISS, the server's URLs and "more like this" use."""
 
     id: int
-    path: str
-    size: int
-    mtime_ns: int
-    hash: bytes
-    width: int
-    height: int
 
 
 _FILE_COLUMNS = "id, path, size, mtime_ns, hash, width, height"
 
 
 def _indexed_file(row: tuple[Any, ...] | None) -> IndexedFile | None:
-    return None if row is None else IndexedFile(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6])
+    if row is None:
+        return None
+    return IndexedFile(id=row[0], path=row[1], size=row[2], mtime_ns=row[3], hash=bytes(row[4]), width=row[5],
+                       height=row[6])
 
 
 class Catalog:
