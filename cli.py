@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from clipsearch.console.errors import user_errors
+from clipsearch.console.errors import stop_if_interrupted, stop_on_sigterm, user_errors
 from clipsearch.console.output import (
     ProgressBar,
     print_check,
@@ -23,7 +23,7 @@ from clipsearch.console.output import (
     print_models,
     print_report,
 )
-from clipsearch.errors import UserError
+from clipsearch.errors import Terminated, UserError
 from clipsearch.location import ENV_VAR, resolve_index_dir
 
 app = typer.Typer(
@@ -105,6 +105,7 @@ def index(
                        Options(include_hidden=include_hidden, batch_size=batch_size, workers=workers,
                                commit_every=commit_every, decode=decode, worker_kind=worker_kind),
                        on_wait=waiting if wait or every else None, index_type=index_type, quiet=quiet or as_json)
+        stop_on_sigterm()
         if every:
             from clipsearch.console.schedule import parse_interval, repeat
 
@@ -113,8 +114,9 @@ def index(
         report = job.run(ProgressBar(enabled=not quiet and not as_json and sys.stderr.isatty()))
     print_report(report, directory, as_json, quiet)
     if report.interrupted:
-        typer.echo("clipsearch: interrupted; what was done is committed, run again to continue", err=True)
-        raise typer.Exit(130)
+        how = "terminated" if report.terminated else "interrupted"
+        typer.echo(f"clipsearch: {how}; what was done is committed, run again to continue", err=True)
+        raise typer.Exit(143 if report.terminated else 130)
 
 
 @app.command()
@@ -141,7 +143,12 @@ def watch(
         directory = resolve_index_dir(index_dir)
         job = IndexJob(directory, folders or [], model, device=device, precision=precision,
                        on_wait=lambda holder: None, quiet=quiet or as_json)
-        print_report(job.run(), directory, as_json, quiet)
+        stop_on_sigterm()
+
+        def run(scan: list[str] | None = None) -> None:
+            report = job.run(scan=scan)
+            print_report(report, directory, as_json, quiet)
+            stop_if_interrupted(report)
 
         def ready(roots: list[str]) -> None:
             if not quiet and not as_json:
@@ -149,14 +156,17 @@ def watch(
 
         def changed(folders_changed: list[str]) -> None:
             try:
-                print_report(job.run(scan=folders_changed), directory, as_json, quiet)
+                run(folders_changed)
             except UserError as exc:
                 typer.echo(f"clipsearch: error: {exc}", err=True)
 
         try:
+            run()
             watch_folders(job.roots(), changed, debounce=debounce, ready=ready)
+        except Terminated:
+            raise typer.Exit(143) from None
         except KeyboardInterrupt:
-            return
+            return  # Ctrl-C is how a watch ends: a run in progress committed first
 
 
 @app.command()

@@ -7,3 +7,7 @@ class UserError(Exception):
 
 class IndexLocked(UserError):
     """Another process is writing to the same index."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, what systemd and `docker stop` send: handled as Ctrl-C (what is done is committed), exit 143."""

@@ -69,7 +69,10 @@ def _context() -> Any:
 
 def _start_child(plan: Plan, min_side: int | None, max_pixels: int) -> None:
     global _child_plan, _child_limits
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it commits and stops us
+    # Ctrl-C (the terminal's process group) and SIGTERM (systemd's whole cgroup) are the run's to handle: it commits
+    # and stops us
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     faulthandler.disable()  # a crash is reported as that file's error, not as a stack dump
     _child_plan, _child_limits = plan, (min_side, max_pixels)
     images.register_plugins()  # the formats the run walks for (HEIC, AVIF): nothing is inherited from it

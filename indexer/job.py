@@ -65,7 +65,7 @@ class IndexJob:
                     self._encoder = encoder
                 return self._encoder
 
-            if not keep:  # a new index or a model switch: record the model before any work
+            if not keep or self.reindex:  # a new index, a model switch or --reindex: record the model before any work
                 encoder = get_encoder()
                 store.bind_model(ModelRecord(encoder.spec, encoder.fingerprint, encoder.dim), reindex=self.reindex)
             self.reindex = False  # a long-lived job switches models once, not on every run

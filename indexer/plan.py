@@ -82,10 +82,11 @@ class Contents:
         self._committed = committed or (lambda digest: False)
         self._since_commit: set[bytes] = set()
 
-    def stored(self, task: Task, digest: bytes) -> bool:
-        """The content is this file's own, unchanged, or has a vector stored already (committed or in this run)."""
-        same_file = task.previous is not None and task.previous.hash == digest
-        return same_file or digest in self._since_commit or self._committed(digest)
+    def stored(self, digest: bytes) -> bool:
+        """The content has a vector stored already (committed, or embedded in this run): this file's own, unchanged
+        under a new stamp (``Reused.same_file``), or another file's. Asked of the catalog even for a file's own
+        content: after ``--reindex`` its row stays but its vector is gone."""
+        return digest in self._since_commit or self._committed(digest)
 
     def stored_since_read(self, digest: bytes) -> bool:
         """For a file that needed the model when it was read: was its content embedded since, in this run?"""

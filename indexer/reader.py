@@ -75,7 +75,7 @@ class Reader:
         if len(data) > MAX_FILE_BYTES:
             return Failed(task, "file is over 1 GiB")
         digest = content_hash(data)
-        if self.contents.stored(task, digest):
+        if self.contents.stored(digest):
             try:
                 width, height = images.probe(data)  # only the size, from the header
             except images.ImageError as exc:

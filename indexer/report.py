@@ -16,7 +16,8 @@ class Report:
     failed: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     model_seconds: float = 0.0  # what the model spent on the stored batches: near ``seconds``, the model set the pace
-    interrupted: bool = False
+    interrupted: bool = False  # by Ctrl-C or SIGTERM: what was done is committed, the rest is for the next run
+    terminated: bool = False  # by SIGTERM
     gpu_decoded: int | None = None  # JPEGs nvJPEG decoded; None when the GPU decoded none by design
     notes: list[str] = field(default_factory=list)  # what the run changed on its own (a smaller batch), for the user
 
@@ -31,6 +32,8 @@ class Report:
             out["gpu_decoded"] = self.gpu_decoded
         if self.interrupted:
             out["interrupted"] = True
+        if self.terminated:
+            out["terminated"] = True
         if self.notes:
             out["notes"] = list(self.notes)
         return out

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from clipsearch.errors import UserError
+from clipsearch.errors import Terminated, UserError
 from indexer.options import Options
 from indexer.pipeline import DecodeEmbed
 from indexer.plan import Contents, Planner
@@ -58,8 +58,9 @@ class IndexRun:
         try:
             for outcome in self.stages.run(self.plan.tasks()):
                 self.writer.take(outcome)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (``Terminated``) where the CLI turned it into one
             self.report.interrupted = True  # decoded but not stored: the next run does those files
+            self.report.terminated = isinstance(stop, Terminated)
         finally:
             try:
                 self.writer.commit()
@@ -70,6 +71,8 @@ class IndexRun:
         self.report.model_seconds = self.stages.model_seconds
         self.report.gpu_decoded = self.stages.gpu_decoded
         self.report.notes.extend(self.stages.all_notes())
+        if (note := self.store.index_type_note()) is not None:
+            self.report.notes.append(note)
         self.writer.finish(started)
         self.progress.close()
         return self.report

@@ -47,22 +47,21 @@ def test_decode_and_embed_run_on_a_list_of_files_with_no_index(tmp_path: Path, m
 
 def test_one_rule_says_whether_a_content_needs_the_model() -> None:
     from clipsearch.store import IndexedFile
-    from indexer.items import Task
+    from indexer.items import Reused, Task
     from indexer.plan import Contents
     from indexer.walk import Found
 
-    committed = {b"c" * 16}
+    committed = {b"c" * 16, b"o" * 16}
     contents = Contents(committed.__contains__)
-    new = Task(Found("/p/new.jpg", 1, 1))
-    touched = Task(Found("/p/old.jpg", 1, 2), IndexedFile("/p/old.jpg", 1, 1, b"o" * 16, 1, 1, id=7))
-    assert contents.stored(touched, b"o" * 16)  # its own content under a new stamp
-    assert not contents.stored(touched, b"x" * 16)  # edited
-    assert contents.stored(new, b"c" * 16)  # a copy of a committed photo
-    assert not contents.stored(new, b"n" * 16) and not contents.stored_since_read(b"n" * 16)
+    assert contents.stored(b"c" * 16)  # a copy of a committed photo, or the file's own content
+    assert not contents.stored(b"n" * 16) and not contents.stored_since_read(b"n" * 16)
     contents.embedded(b"n" * 16)  # embedded in this run, not committed yet
-    assert contents.stored(new, b"n" * 16) and contents.stored_since_read(b"n" * 16)
+    assert contents.stored(b"n" * 16) and contents.stored_since_read(b"n" * 16)
     contents.committed()
     assert not contents.stored_since_read(b"n" * 16)  # the catalog answers for it from here
+    touched = Task(Found("/p/old.jpg", 1, 2), IndexedFile("/p/old.jpg", 1, 1, b"o" * 16, 1, 1, id=7))
+    assert Reused(touched, b"o" * 16, 1, 1).same_file  # its own content under a new stamp: only touched
+    assert not Reused(touched, b"c" * 16, 1, 1).same_file  # replaced by a copy of another photo
 
 
 def test_terms_are_weighted_and_summed_into_one_unit_vector() -> None:

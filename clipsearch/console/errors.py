@@ -3,15 +3,36 @@
 from __future__ import annotations
 
 import errno
+import signal
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import typer
 
-from clipsearch.errors import UserError
+from clipsearch.errors import Terminated, UserError
+
+if TYPE_CHECKING:
+    from indexer.report import Report
 
 DISK_FULL = "the disk is full: the index keeps its last committed state; free space and run again"
+
+
+def stop_on_sigterm() -> None:
+    """From now on SIGTERM raises ``Terminated`` in the main thread, where a run commits and logs what it did."""
+
+    def raise_terminated(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, raise_terminated)
+
+
+def stop_if_interrupted(report: Report) -> None:
+    """A run that Ctrl-C or SIGTERM stopped has committed what it did; the command that ran it (--every, watch)
+    stops too."""
+    if report.interrupted:
+        raise Terminated() if report.terminated else KeyboardInterrupt()
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -46,5 +67,6 @@ def user_errors() -> Iterator[None]:
         if "write" in str(exc).lower() or "No space" in str(exc):
             raise fail(DISK_FULL) from None
         raise
-    except KeyboardInterrupt:
-        raise fail("interrupted", 130) from None
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)  # the exit status a shell gives a stop by signal: 128 + its number
+        raise fail("terminated" if terminated else "interrupted", 143 if terminated else 130) from None

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from clipsearch.console.errors import stop_if_interrupted
 from clipsearch.console.output import print_report
 from clipsearch.errors import UserError
 
@@ -28,11 +29,14 @@ def parse_interval(text: str) -> float:
 
 
 def repeat(job: IndexJob, interval: float, as_json: bool, quiet: bool) -> None:
-    """Run the job now and then every ``interval`` seconds until stopped; a failed run waits for the next."""
+    """Run the job now and then every ``interval`` seconds until stopped (Ctrl-C, SIGTERM: a run in progress commits
+    what it did first); a failed run waits for the next."""
     while True:
         started = time.monotonic()
         try:
-            print_report(job.run(), job.directory, as_json, quiet)
+            report = job.run()
+            print_report(report, job.directory, as_json, quiet)
+            stop_if_interrupted(report)
         except UserError as exc:
             typer.echo(f"clipsearch: error: {exc} (trying again in {interval:.0f}s)", err=True)
         time.sleep(max(0.0, interval - (time.monotonic() - started)))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clipsearch.errors import UserError
 from clipsearch.store import migrations, vector_index
 from clipsearch.store.layout import Layout
 from clipsearch.store.thumbnails import Thumbnails
@@ -192,7 +193,8 @@ class Catalog:
             "roots": self.roots(),
             "failing_files": self._conn.execute("SELECT count(*) FROM failures").fetchone()[0],
             "index_type": self.meta("index_built_as"),
-            "index_type_setting": self.meta("index_type") or "auto",
+            "index_type_setting": self.pinned_index_type(),
+            "index_type_note": self.index_type_note(),
             "generation": self.generation,
             "format_version": self.format_version,
             "last_run": self.last_run(),
@@ -253,8 +255,23 @@ class Catalog:
         """The FAISS index type for the collection as it is now: the --index-type override, else by size."""
         dim = self.model.dim if self.model else 0
         n = self.count()
-        wanted = self.meta("index_type") or "auto"
+        wanted = self.pinned_index_type()
         return vector_index.fitted(vector_index.choose(n, dim) if wanted == "auto" else wanted, n)
+
+    def pinned_index_type(self) -> str:
+        """The --index-type setting: "auto" unless pinned (a setting this code does not build counts as auto)."""
+        try:
+            return vector_index.canonical(self.meta("index_type") or "auto", self.model.dim if self.model else None)
+        except UserError:
+            return "auto"
+
+    def index_type_note(self) -> str | None:
+        """Why the index is not of the pinned type, when it is not: too few photos to train it yet."""
+        wanted, built = self.pinned_index_type(), self.index_factory()
+        if wanted in ("auto", built):
+            return None
+        return (f"--index-type {wanted} needs at least {vector_index.min_training(wanted):,} photos to train; until "
+                f"then the index is exact ({built})")
 
     def build_vector_index(self, factory: str | None = None) -> faiss.Index:
         """A fresh FAISS index of type ``factory`` (default: what the collection needs) holding every vector."""

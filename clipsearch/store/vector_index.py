@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from clipsearch.errors import UserError
 
 if TYPE_CHECKING:
     import faiss
@@ -41,11 +44,40 @@ def choose(n: int, dim: int, budget: int = DEFAULT_BUDGET) -> str:
     return f"IVF{nlist},{codes}"
 
 
+_IVF = re.compile(r"IVF([0-9]{1,6}),(FLAT|SQ8|SQ4|SQFP16|PQ([0-9]{1,4}))", re.IGNORECASE)
+_CODES = {"FLAT": "Flat", "SQ8": "SQ8", "SQ4": "SQ4", "SQFP16": "SQfp16"}
+
+
+def canonical(text: str, dim: int | None = None) -> str:
+    """The ``--index-type`` a user typed as this module builds it, or one line saying why not: "auto", "Flat" (any
+    case) or "IVF<lists>,<codes>" with Flat, SQ8, SQ4, SQfp16 or PQ<m> codes. Other FAISS types (HNSW, plain PQ) are
+    refused: the store patches its index with ``remove_ids`` after each run, which they cannot do. With ``dim``,
+    PQ<m> must divide it."""
+    t = text.strip()
+    if t.lower() in ("auto", "flat"):
+        return t.lower() if t.lower() == "auto" else "Flat"
+    m = _IVF.fullmatch(t)
+    if m is None or int(m.group(1)) < 1:
+        raise UserError(f"--index-type '{text}' is not one clipsearch builds: auto, Flat, or IVF<lists>,<codes> with "
+                        "codes Flat, SQ8, SQ4, SQfp16 or PQ<m> (e.g. IVF4096,SQ8)")
+    codes = _CODES.get(m.group(2).upper(), f"PQ{m.group(3)}")
+    if m.group(3) is not None and dim and (int(m.group(3)) < 1 or dim % int(m.group(3))):
+        raise UserError(f"--index-type '{text}': PQ{m.group(3)} needs the embedding size ({dim}) to be a multiple of "
+                        f"{m.group(3)}")
+    return f"IVF{int(m.group(1))},{codes}"
+
+
+def min_training(factory: str) -> int:
+    """Vectors needed to train ``factory``: one per list, and 256 for the codebook of 8-bit product codes."""
+    if not factory.startswith("IVF"):
+        return 0
+    lists = int(factory[3:].split(",")[0])
+    return max(lists, 256) if ",PQ" in factory else lists
+
+
 def fitted(factory: str, n: int) -> str:
-    """``factory`` for a collection of ``n``: an IVF type with more lists than there are vectors to train is Flat."""
-    if factory.startswith("IVF") and n < int(factory[3:].split(",")[0]):
-        return "Flat"
-    return factory
+    """``factory`` for a collection of ``n``: a type with too few vectors to train it is Flat (exact) until then."""
+    return "Flat" if n < min_training(factory) else factory
 
 
 def same_family(a: str, b: str) -> bool:
@@ -60,17 +92,6 @@ def nprobe(nlist: int) -> int:
     64 probes and 0.985 at 256 (the 8-bit codes set the ceiling), while the time grows with the probes.
     """
     return max(16, round(2 * math.sqrt(nlist)))
-
-
-def validate(factory: str) -> bool:
-    """Whether FAISS knows ``factory`` as an index type."""
-    import faiss
-
-    try:
-        faiss.index_factory(8 if "PQ" not in factory else 64, factory, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError:
-        return False
-    return True
 
 
 def training_size(factory: str, n: int) -> int:

@@ -90,19 +90,25 @@ class StoreWriter(Catalog):
 
     # -- model ---------------------------------------------------------------
     def bind_model(self, record: ModelRecord, reindex: bool = False) -> None:
-        """Record the model of an empty index, or check it matches; ``reindex`` drops all vectors to switch."""
+        """Record the model of an empty index, or check it matches. ``reindex`` (same model or another) drops every
+        vector and marks every file for the next run to embed again, keeping each file's row and id: a saved
+        ``/file/ID`` still shows the same photo."""
         current = self.model
         if current is not None and self.count() > 0:
-            if current.fingerprint == record.fingerprint and current.spec == record.spec:
+            same = current.fingerprint == record.fingerprint and current.spec == record.spec
+            if same and not reindex:
                 return
             if not reindex:
                 raise UserError(
                     f"this index was built with --model {current.spec}; to re-embed everything with "
                     f"{record.spec} pass --reindex (or use another --index)"
                 )
-            self._drop_files([r[0] for r in self._conn.execute("SELECT id FROM files")])
-            self._txn().execute("DELETE FROM vectors")
-            self._txn().execute("DELETE FROM failures")
+            txn = self._txn()
+            txn.execute("DELETE FROM vectors")
+            txn.execute("DELETE FROM failures")
+            txn.execute("UPDATE files SET mtime_ns = -1")  # a stamp no file has: the next run reads each one again
+            self._set_meta("index_built_as", "")  # vectors of another size, maybe: the FAISS file is rebuilt, not patched
+            self._dirty = True
         for key, value in (("model_spec", record.spec), ("model_fingerprint", record.fingerprint), ("dim", str(record.dim))):
             self._set_meta(key, value)
         self.commit()
@@ -223,9 +229,8 @@ class StoreWriter(Catalog):
 
     # -- the FAISS file ------------------------------------------------------------
     def set_index_type(self, index_type: str) -> None:
-        """Pin the FAISS index type ("auto", "Flat", or a faiss factory string such as "IVF4096,SQ8")."""
-        if index_type != "auto" and not vector_index.validate(index_type):
-            raise UserError(f"--index-type '{index_type}' is not a FAISS index type (auto, Flat, IVF4096,SQ8, ...)")
+        """Pin the FAISS index type ("auto", "Flat", or "IVF<lists>,<codes>" such as "IVF4096,SQ8")."""
+        index_type = vector_index.canonical(index_type, self.model.dim if self.model else None)
         if (self.meta("index_type") or "auto") != index_type:
             self._set_meta("index_type", index_type)
             self.commit()
@@ -240,7 +245,7 @@ class StoreWriter(Catalog):
         factory = self.index_factory()
         built_as = self.meta("index_built_as") or ""
         grown = self.count() > vector_index.RETRAIN_GROWTH * int(self.meta("index_built_at") or 0)
-        if vector_index.same_family(built_as, factory) and not grown and (self.meta("index_type") or "auto") == "auto":
+        if vector_index.same_family(built_as, factory) and not grown and self.pinned_index_type() == "auto":
             factory = built_as  # hysteresis: keep the trained lists until the collection has really grown
         index = None
         # patch the previous file while the collection still wants that type and has not outgrown its training
