@@ -19,7 +19,7 @@ demo: setup
 	$(BIN)/clipsearch search "a red star" -k 3
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache

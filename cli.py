@@ -17,12 +17,14 @@ from clipsearch.console.errors import stop_if_interrupted, stop_on_sigterm, user
 from clipsearch.console.output import (
     ProgressBar,
     print_check,
+    print_failures,
     print_hits,
     print_info,
     print_json,
     print_models,
     print_report,
 )
+from clipsearch.display import shown
 from clipsearch.errors import Terminated, UserError
 from clipsearch.location import ENV_VAR, resolve_index_dir
 
@@ -32,7 +34,22 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from clipsearch import __version__
+
+        typer.echo(f"clipsearch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                                   help="Print clipsearch's version and exit.")] = False) -> None:
+    """Private, local search over your photos by what is in them."""
 
 IndexOpt = Annotated[
     Optional[Path],
@@ -79,7 +96,8 @@ def index(
     wait: Annotated[bool, typer.Option("--wait", help="If another run holds the index, wait for it instead of exiting.")] = False,
     index_type: Annotated[Optional[str], typer.Option(
         "--index-type", help="FAISS index type: auto (exact while small, then IVF with codes that fit memory), Flat, "
-        "or a faiss factory string such as IVF4096,SQ8. Remembered by the index.", show_default=False)] = None,
+        "or IVF<lists>,<codes> with codes Flat, SQ8, SQ4, SQfp16 or PQ<m> (e.g. IVF4096,SQ8). Remembered by the "
+        "index; exact until there are enough photos to train it.", show_default=False)] = None,
     every: Annotated[Optional[str], typer.Option(
         "--every", help="Keep running: index again at this interval (30m, 1h, 1d), for containers without cron.",
         show_default=False)] = None,
@@ -152,17 +170,17 @@ def watch(
 
         def ready(roots: list[str]) -> None:
             if not quiet and not as_json:
-                typer.echo(f"watching {', '.join(roots)} (Ctrl-C stops)", err=True)
+                typer.echo(f"watching {shown(', '.join(roots))} (Ctrl-C stops)", err=True)
 
         def changed(folders_changed: list[str]) -> None:
             try:
                 run(folders_changed)
             except UserError as exc:
-                typer.echo(f"clipsearch: error: {exc}", err=True)
+                typer.echo(f"clipsearch: error: {shown(str(exc))}", err=True)
 
         try:
             run()
-            watch_folders(job.roots(), changed, debounce=debounce, ready=ready)
+            watch_folders(job.roots(), changed, debounce=debounce, ready=ready, exclude=[str(directory)])
         except Terminated:
             raise typer.Exit(143) from None
         except KeyboardInterrupt:
@@ -225,7 +243,7 @@ def forget(
         print_json({"removed": sum(dropped.values()), "folders": dropped})
     else:
         for path, count in dropped.items():
-            typer.echo(f"dropped {count} images under {path}")
+            typer.echo(f"dropped {count} images under {shown(path)}")
 
 
 @app.command()
@@ -278,10 +296,13 @@ def serve(
             typer.echo(f"clipsearch: warning: serving on {host}: anyone who can reach it can search and see your "
                        f"photos{advice}", err=True)
         directory = resolve_index_dir(index_dir)
-        shown = f"[{host}]" if ":" in host else host
+        where = f"[{host}]" if ":" in host else host
         suffix = "?token=" + token if token else ""
-        typer.echo(f"clipsearch: serving {directory} on http://{shown}:{port}/{suffix} (Ctrl-C stops)", err=True)
-        run_server(directory, host=host, port=port, device=device, precision=precision, token=token)
+
+        def ready() -> None:  # said once it is true: the index open, the port bound
+            typer.echo(f"clipsearch: serving {directory} on http://{where}:{port}/{suffix} (Ctrl-C stops)", err=True)
+
+        run_server(directory, host=host, port=port, device=device, precision=precision, token=token, on_ready=ready)
 
 
 @app.command()
@@ -302,17 +323,25 @@ def models(
 
 
 @app.command()
-def info(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
-    """What is indexed, where, and with which model."""
+def info(
+    index_dir: IndexOpt = None,
+    as_json: JsonOpt = False,
+    failed: Annotated[bool, typer.Option("--failed", help="List the files that could not be indexed, and why "
+                                         "(retried once they change).")] = False,
+) -> None:
+    """What is indexed, where, and with which model.
+
+    Examples: clipsearch info; clipsearch info --failed --json
+    """
     with user_errors():
         from clipsearch.store import StoreReader
 
-        store = StoreReader.open(resolve_index_dir(index_dir))
-        try:
-            data = store.info()
-        finally:
-            store.close()
-    print_info(data, as_json)
+        with StoreReader.open(resolve_index_dir(index_dir)) as store:
+            data = store.failures() if failed else store.info()
+    if failed:
+        print_failures(data, as_json)  # type: ignore[arg-type]
+    else:
+        print_info(data, as_json)  # type: ignore[arg-type]
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from indexer.report import Progress, Report
 from indexer.run import IndexRun, resolve_roots
 
 if TYPE_CHECKING:
-    from clipsearch.encoders import Encoder
+    from clipsearch.encoders import Encoder, ModelSpec
 
 
 @dataclass
@@ -42,28 +42,42 @@ class IndexJob:
             store.close()
         return resolve_roots(self.folders, recorded)
 
+    def _load(self, spec: ModelSpec) -> Encoder:
+        """The model for ``spec``, loaded once and kept between runs of a long-lived job (--every, watch)."""
+        from clipsearch.encoders import load_encoder
+
+        if self._encoder is None or self._encoder.spec != spec.text:
+            self._encoder = load_encoder(spec, device=self.device, precision=self.precision)
+        return self._encoder
+
     def run(self, progress: Progress | None = None, scan: Sequence[str] | None = None) -> Report:
         """One incremental run over the job's folders, or only over ``scan`` (folders inside them)."""
-        from clipsearch.encoders import DEFAULT_MODEL, load_encoder, parse_spec
-        from clipsearch.store import FORMAT_VERSION, ModelRecord, StoreWriter
+        from clipsearch.encoders import DEFAULT_MODEL, parse_spec
+        from clipsearch.store import FORMAT_VERSION, ModelRecord, StoreWriter, index_exists, vector_index
 
+        # Mistakes are found before anything is written: a model name that does not parse, an index type this
+        # code does not build, and for a new index, folders that do not exist and a model that does not load.
+        asked = parse_spec(self.model) if self.model else None
+        if self.index_type is not None:
+            vector_index.canonical(self.index_type)
+        if not index_exists(self.directory):
+            resolve_roots(self.folders, [])
+            self._load(asked or parse_spec(DEFAULT_MODEL))
         with StoreWriter.open(self.directory, on_wait=self.on_wait) as store:
             recorded = store.model
             roots = resolve_roots(self.folders, store.roots())
-            wanted = parse_spec(self.model) if self.model else parse_spec(recorded.spec if recorded else DEFAULT_MODEL)
+            wanted = asked or parse_spec(recorded.spec if recorded else DEFAULT_MODEL)
             keep = recorded is not None and store.count() > 0 and wanted.text == recorded.spec
             if recorded and store.count() and not keep and not self.reindex:
                 raise UserError(f"this index was built with --model {recorded.spec}; to re-embed everything with "
-                                f"{wanted.text} pass --reindex (or use another --index)")
+                                f"{wanted.text}: clipsearch index --reindex --model {wanted.text} (or use another --index)")
 
             def get_encoder() -> Encoder:
-                if self._encoder is None or self._encoder.spec != wanted.text:
-                    encoder = load_encoder(wanted, device=self.device, precision=self.precision)
-                    if keep and recorded and encoder.fingerprint != recorded.fingerprint:
-                        raise UserError(f"the weights or preprocessing of {wanted.text} changed since this index was "
-                                        "built; pass --reindex to re-embed everything with them")
-                    self._encoder = encoder
-                return self._encoder
+                encoder = self._load(wanted)
+                if keep and recorded and encoder.fingerprint != recorded.fingerprint:
+                    raise UserError(f"the weights or preprocessing of {wanted.text} changed since this index was "
+                                    "built; to re-embed everything with them: clipsearch index --reindex")
+                return encoder
 
             if not keep or self.reindex:  # a new index, a model switch or --reindex: record the model before any work
                 encoder = get_encoder()

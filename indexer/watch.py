@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from clipsearch import images
 
@@ -25,47 +25,59 @@ def watch_folders(
     debounce: float = 2.0,
     ready: Callable[[list[str]], None] | None = None,
     stop: threading.Event | None = None,
+    exclude: Collection[str] = (),
 ) -> None:
     """Call ``on_change(folders)`` once things have been quiet for ``debounce`` seconds after a change.
 
     A changed image file reports its folder; a created, moved or deleted folder
     reports its parent, so a whole album copied in or removed is one rescan.
-    Runs until ``stop`` is set or Ctrl-C.
+    What the walk skips never counts: hidden files and folders, and the folders
+    in ``exclude`` (the index directory, which every run writes to: inside a
+    watched folder it would start a run after each run). Runs until ``stop`` is
+    set or Ctrl-C.
     """
     from watchdog.events import FileSystemEvent, FileSystemEventHandler
     from watchdog.observers import Observer
 
     extensions = images.supported_extensions()
     roots = [os.path.abspath(r) for r in roots]
+    excluded = [os.path.abspath(e) for e in exclude]
     pending: set[str] = set()
     last_event = [0.0]
     lock = threading.Lock()
 
-    def inside_roots(folder: str) -> str | None:
-        for root in roots:
-            if folder == root or folder.startswith(root.rstrip(os.sep) + os.sep):
-                return folder
-        return None
+    def inside(folder: str, top: str) -> bool:
+        return folder == top or folder.startswith(top.rstrip(os.sep) + os.sep)
+
+    def walked(path: str) -> bool:
+        """Whether the walk would reach ``path``: under a root, not in an excluded folder, nothing hidden on the way."""
+        root = next((r for r in roots if inside(path, r)), None)
+        if root is None or any(inside(path, e) for e in excluded):
+            return False
+        return not any(part.startswith(".") for part in os.path.relpath(path, root).split(os.sep) if part != ".")
 
     class Handler(FileSystemEventHandler):
         def on_any_event(self, event: FileSystemEvent) -> None:
             if event.event_type in ("opened", "closed_no_write"):
                 return
+            if event.is_directory and event.event_type == "modified":
+                return  # a file in it changed: the file's own event names the folder to rescan
             paths = [os.fsdecode(event.src_path)]
             if getattr(event, "dest_path", ""):
                 paths.append(os.fsdecode(event.dest_path))
             for path in paths:
+                if not walked(path):
+                    continue
                 if event.is_directory:
                     folder = os.path.dirname(path.rstrip(os.sep))
                 elif os.path.splitext(path)[1].lower() in extensions:
                     folder = os.path.dirname(path)
                 else:
                     continue
-                target = inside_roots(folder)
-                if target is None:
+                if not walked(folder):
                     continue
                 with lock:
-                    pending.add(target)
+                    pending.add(folder)
                     last_event[0] = time.monotonic()
 
     observer = Observer()

@@ -42,6 +42,8 @@ class Term:
 
     @classmethod
     def image(cls, data: bytes, label: str = "the uploaded image", weight: float = 1.0) -> Term:
+        if not data:
+            raise UserError(f"cannot use {label} as a query image: empty file")
         return cls("image", data, weight, label)
 
     @classmethod

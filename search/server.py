@@ -16,6 +16,7 @@ request needs it (``?token=``, a bearer header, or the cookie the page gets).
 
 # no "from __future__ import annotations": FastAPI reads the endpoints' annotations at run time
 
+import errno
 import hmac
 import os
 import re
@@ -24,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from clipsearch.display import to_json
 from clipsearch.errors import UserError
 from search import query as queries
 from search.engine import Searcher
@@ -55,11 +57,18 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
     # else text queries run on the exported text tower, and the model (torch, ~1 GB) is loaded by the
     # first image query: a server used for words stays small.
     lock = threading.Lock()  # one SQLite connection and one model: queries take turns
-    app = FastAPI(title="clipsearch", summary="Search your photos by what is in them.")
+
+    class Json(JSONResponse):
+        """JSON whose paths may hold names that are not valid UTF-8 (``clipsearch.display.to_json``)."""
+
+        def render(self, content: Any) -> bytes:
+            return to_json(content, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+    app = FastAPI(title="clipsearch", summary="Search your photos by what is in them.", default_response_class=Json)
 
     @app.exception_handler(UserError)
     async def user_error(_: Request, exc: UserError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=400)
+        return Json({"error": str(exc)}, status_code=400)
 
     if token:
         @app.middleware("http")
@@ -182,11 +191,29 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
 def _quote(name: str) -> str:
     from urllib.parse import quote
 
-    return quote(name, safe="")
+    return quote(os.fsencode(name), safe="")
 
 
 def serve(index_dir: Path, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          precision: str = "auto", token: str | None = None) -> None:
+          precision: str = "auto", token: str | None = None, on_ready: Any = None) -> None:
+    """Open the index, bind the port, then call ``on_ready()`` (the CLI says where it serves) and serve until stopped.
+    An index that cannot be opened or a port that cannot be bound is a ``UserError``, and nothing is announced."""
+    import socket
+
     import uvicorn
 
-    uvicorn.run(create_app(index_dir, device, precision, token), host=host, port=port, log_level="warning")
+    app = create_app(index_dir, device, precision, token)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        taken = exc.errno == errno.EADDRINUSE
+        raise UserError(f"cannot listen on {host}:{port}: " + ("the port is in use (another server?); pick another "
+                        "with --port" if taken else str(exc.strerror or exc))) from None
+    sock.listen(2048)
+    if on_ready is not None:
+        on_ready()
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import select
+import queue
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -149,22 +150,56 @@ def wait_for(condition: Callable[[], object], seconds: float, what: str) -> Any:
         time.sleep(0.05)
 
 
+class Lines:
+    """One output stream of a process, read line by line by a thread of its own and kept: a test can wait for a
+    line and still see everything the process printed afterwards."""
+
+    def __init__(self, pipe: Any) -> None:
+        self.seen: list[str] = []
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _read(self, pipe: Any) -> None:
+        for line in iter(pipe.readline, ""):
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, needle: str, seconds: float) -> str:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                self._queue.put(None)
+                raise AssertionError(f"the process ended before it printed {needle!r}: {''.join(self.seen)}")
+            self.seen.append(line)
+            if needle in line:
+                return line
+        raise AssertionError(f"no line with {needle!r} within {seconds:.0f} s: {''.join(self.seen)}")
+
+    def text(self) -> str:
+        """Everything printed, once the stream has ended (call after the process has)."""
+        self._thread.join(timeout=30)
+        while (line := self._queue.get()) is not None:
+            self.seen.append(line)
+        self._queue.put(None)
+        return "".join(self.seen)
+
+
+def lines(proc: subprocess.Popen[str], stream: str = "stderr") -> Lines:
+    """``proc``'s ``stream`` as ``Lines``, made on first use (read it only through this from then on)."""
+    key = f"_clipsearch_lines_{stream}"
+    if not hasattr(proc, key):
+        setattr(proc, key, Lines(getattr(proc, stream)))
+    return getattr(proc, key)
+
+
 def wait_for_line(proc: subprocess.Popen[str], needle: str, seconds: float = 120, stream: str = "stderr") -> str:
-    """Read ``proc``'s ``stream`` until a line holding ``needle`` (returned); fail if the process ends first."""
-    pipe = getattr(proc, stream)
-    deadline = time.monotonic() + seconds
-    seen = []
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([pipe], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        line = pipe.readline()
-        if not line:
-            raise AssertionError(f"the process ended before it printed {needle!r}: {''.join(seen)}")
-        seen.append(line)
-        if needle in line:
-            return line
-    raise AssertionError(f"no line with {needle!r} within {seconds:.0f} s: {''.join(seen)}")
+    """The first line of ``proc``'s ``stream`` holding ``needle``, once printed; fail if the process ends first."""
+    return lines(proc, stream).wait_for(needle, seconds)
 
 
 def index_folder(root: Path, index: Path, encoder: Any, options: Any = None,

@@ -7,16 +7,13 @@ import json
 import shutil
 import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
 from tests import imagegen
-from tests.conftest import ROOT, start_cli
+from tests.conftest import ROOT, lines, start_cli, wait_for_line
 
 SAMPLE = ROOT / "data" / "sample"
 
@@ -74,23 +71,16 @@ class Server:
     proc: subprocess.Popen[str] | None = None
 
     def start(self, timeout: float = 120) -> Server:
+        """Start it and return once it says it is serving: from then on its port answers."""
         port = free_port()
         self.proc = start_cli("serve", "--index", self.index_dir, "--port", port, *self.extra)
         self.base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(self.base + "/favicon-probe", timeout=2):
-                    pass
-            except urllib.error.HTTPError:
-                return self  # any HTTP answer (404, 401): the server is up
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"server exited: {self.proc.stderr.read() if self.proc.stderr else ''}") from None
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("server did not come up") from None
-                time.sleep(0.3)
+        try:
+            wait_for_line(self.proc, "clipsearch: serving", timeout)
+        except AssertionError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> str:
         """Stop it; returns what it wrote to stderr."""
@@ -98,10 +88,11 @@ class Server:
             return ""
         self.proc.terminate()
         try:
-            _, err = self.proc.communicate(timeout=30)
+            self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate()
+            self.proc.wait()
+        err = lines(self.proc).text()
         self.proc = None
         return err
 

@@ -62,6 +62,9 @@ def test_user_mistakes_get_one_line(cli: Cli, tmp_path: Path, model_spec: str) -
     one_line_error(cli("index", tmp_path / "missing"), "folder not found")
     one_line_error(cli("index", tmp_path, "--model", "NoSuchNet:none"), "unknown model architecture")
     one_line_error(cli("index", tmp_path, "--model", "justaname"), "is not ARCH:TAG")
+    one_line_error(cli("search", "x"), "no index at")  # the rejected commands created nothing
+    (tmp_path / "empty").mkdir()
+    assert cli("index", tmp_path / "empty", "--model", model_spec).exit_code == 0
     one_line_error(cli("search", "x"), "holds no images yet")
     imagegen.photo(1).save(tmp_path / "one.png")
     assert cli("index", tmp_path, "--model", model_spec).exit_code == 0
@@ -83,10 +86,10 @@ def test_another_model_needs_reindex(cli: Cli, tmp_path: Path, model_spec: str) 
     other = tmp_path / "other.pt"
     torch.save(open_clip.create_model("clipsearch-demo").state_dict(), other)
     other_spec = f"clipsearch-demo:{other}"
-    one_line_error(cli("index", tmp_path, "--model", other_spec), "pass --reindex")
+    one_line_error(cli("index", tmp_path, "--model", other_spec), "clipsearch index --reindex --model")
     result = cli("index", tmp_path, "--model", other_spec, "--reindex", "--json")
     assert result.exit_code == 0, result.stderr
-    assert result.json()["added"] == 1
+    assert result.json()["updated"] == 1  # re-embedded in place: the photo keeps its id
     assert cli("info", "--json").json()["model"] == other_spec
     assert search_json(cli, "--image", tmp_path / "one.png")[0]["score"] >= 0.99
 

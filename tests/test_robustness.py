@@ -16,7 +16,7 @@ import pytest
 from clipsearch.hashing import file_content_hash
 from clipsearch.store import StoreReader
 from tests import imagegen
-from tests.conftest import Cli, cli_env, run_cli, start_cli, wait_for, wait_for_line
+from tests.conftest import Cli, cli_env, lines, run_cli, start_cli, wait_for, wait_for_line
 
 # A model big enough that a run lasts seconds on this CPU (random weights: the cost is the same).
 SLOW_MODEL = "ViT-B-32:none"
@@ -120,17 +120,19 @@ def test_searches_during_a_run_see_only_committed_states(many_photos: Path, inde
     assert len(set(sizes)) > 1  # it did see the run progress
 
 
-def test_second_writer_waits_with_wait(cli: Cli, many_photos: Path, index_dir: Path) -> None:
+def test_second_writer_waits_with_wait(cli: Cli, tmp_path: Path, index_dir: Path) -> None:
     from clipsearch.store import StoreWriter
 
+    few = tmp_path / "few"
+    few.mkdir()
+    imagegen.photo(1).save(few / "one.png")
     writer = StoreWriter.open(index_dir)
-    proc = start_index(index_dir, many_photos, "--wait")
+    proc = start_index(index_dir, few, "--wait")
     said = wait_for_line(proc, "waiting for PID")
     assert f"waiting for PID {os.getpid()}" in said
     assert proc.poll() is None  # waiting, not failed
     writer.close()
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
+    assert proc.wait(timeout=300) == 0, lines(proc).text()
 
 
 def test_lock_left_by_a_killed_run_is_taken_over(cli: Cli, many_photos: Path, index_dir: Path, model_spec: str) -> None:
@@ -208,7 +210,7 @@ def test_watch_follows_changes_within_seconds(cli: Cli, tmp_path: Path, model_sp
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-    assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+    assert "Traceback" not in lines(proc).text()
 
 
 def test_every_reindexes_on_an_interval(cli: Cli, tmp_path: Path, model_spec: str, index_dir: Path) -> None:
@@ -302,3 +304,25 @@ def test_ctrl_c_on_the_terminal_commits_and_stops_the_run_and_its_workers(many_p
     assert store.count() == report["added"]  # what it reports is what it committed
     store.close()
     assert not any(_alive(pid) for pid in children)
+
+
+def test_sigterm_commits_what_is_done_writes_the_index_and_logs_the_run(cli: Cli, many_photos: Path,
+                                                                        index_dir: Path) -> None:
+    """What systemd and `docker stop` send: before, the run died at once, unlogged, its FAISS file a generation behind."""
+    import json
+
+    proc = start_index(index_dir, many_photos)
+    wait_for(lambda: proc.poll() is not None or committed_count(index_dir) >= 16, 120, "16 photos committed")
+    assert proc.poll() is None, "the run should be part-way through"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert err.strip().splitlines()[-1] == "clipsearch: terminated; what was done is committed, run again to continue"
+    report = json.loads(out)
+    assert report["interrupted"] is True and report["terminated"] is True
+    logged = json.loads((index_dir / "runs.log").read_text().splitlines()[-1])
+    assert logged["terminated"] is True and logged["added"] == report["added"]
+    with StoreReader.open(index_dir) as store:
+        assert store.count() == report["added"] >= 16
+        assert (index_dir / f"vectors-{store.generation}.faiss").is_file()  # written for the last commit
+    assert cli("check", "--json").json()["ok"] is True

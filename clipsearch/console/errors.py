@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from clipsearch.display import shown
 from clipsearch.errors import Terminated, UserError
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def stop_if_interrupted(report: Report) -> None:
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"clipsearch: error: {message}", err=True)
+    typer.echo(f"clipsearch: error: {shown(message)}", err=True)
     return typer.Exit(code)
 
 

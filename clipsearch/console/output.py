@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+
+from clipsearch.display import shown, to_json
 
 if TYPE_CHECKING:
     from indexer.report import Report
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=None, ensure_ascii=False))
+    typer.echo(to_json(value))
 
 
 class ProgressBar:
@@ -55,7 +56,7 @@ def print_report(report: Report, directory: Path, as_json: bool, quiet: bool) ->
             typer.echo(f"clipsearch: note: {note}", err=True)
     if not as_json:  # --json carries them on stdout; --quiet still reports them: they are errors
         for failure in report.failed:
-            typer.echo(f"  failed: {failure['path']}: {failure['error']}", err=True)
+            typer.echo(f"  failed: {shown(failure['path'])}: {shown(failure['error'])}", err=True)
 
 
 def print_hits(hits: list[Hit], as_json: bool) -> None:
@@ -66,7 +67,7 @@ def print_hits(hits: list[Hit], as_json: bool) -> None:
     else:
         typer.echo(f"{'rank':>4}  {'score':>6}  path")
         for hit in hits:
-            typer.echo(f"{hit.rank:>4}  {hit.score:6.3f}  {hit.path}")
+            typer.echo(f"{hit.rank:>4}  {hit.score:6.3f}  {shown(hit.path)}")
     sys.stdout.flush()
 
 
@@ -92,13 +93,24 @@ def print_models(rows: list[dict[str, Any]], as_json: bool) -> None:
                    f"{'yes' if r['cached'] else '-'}" + (f"  = {r['preset_of']}" if "preset_of" in r else ""))
 
 
+def print_failures(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        typer.echo(f"{shown(row['path'])}: {shown(row['error'])}")
+
+
 def print_info(data: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
     for key in ("index", "images", "model", "dim", "failing_files"):
-        typer.echo(f"{key + ':':15} {data[key]}")
-    typer.echo(f"{'roots:':15} {', '.join(data['roots']) or '-'}")
+        typer.echo(f"{key + ':':15} {data[key]}" + ("  (clipsearch info --failed lists them)"
+                                                    if key == "failing_files" and data[key] else ""))
+    typer.echo(f"{'index type:':15} {data['index_type'] or '-'}"
+               + (f"  ({data['index_type_note']})" if data.get("index_type_note") else ""))
+    typer.echo(f"{'roots:':15} {shown(', '.join(data['roots'])) or '-'}")
     run = data["last_run"]
     if run and "added" in run:
         typer.echo(f"{'last run:':15} {run['added']} added, {run['updated']} updated, {run['renamed']} renamed, "

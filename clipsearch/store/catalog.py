@@ -29,14 +29,33 @@ if TYPE_CHECKING:  # heavy imports stay out of start-up
 _IN_CHUNK = 500  # ids per "IN (...)" query
 
 
-def connect(path: Path, readonly: bool) -> sqlite3.Connection:
-    if readonly:
+# Paths are stored as their file-system bytes, whatever they are: a name that is not valid UTF-8 (an old camera
+# card, an SMB share) is indexed and comes back the same, as Python's os.fsdecode gives it (surrogate escapes).
+# A path parameter is bound as bytes and cast to TEXT (``PATH``), and TEXT is read back with ``_text``; for a
+# valid UTF-8 name the stored bytes are what plain str binding stored, so older catalogs need no change.
+PATH = "CAST(? AS TEXT)"
+
+
+def path_param(path: str) -> bytes:
+    return os.fsencode(path)
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def connect(path: Path, readonly: bool, immutable: bool = False) -> sqlite3.Connection:
+    """``immutable``: a catalog in a directory nobody may write to (no WAL locks can be taken there)."""
+    if immutable:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+    elif readonly:
         conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30, check_same_thread=False)
     else:
         conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=30000")
+    conn.text_factory = _text
     return conn
 
 
@@ -123,7 +142,8 @@ class Catalog:
 
     def file_row(self, path: str) -> IndexedFile | None:
         """The row of the file at ``path``, if it is indexed."""
-        return _indexed_file(self._conn.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ?", (path,)).fetchone())
+        return _indexed_file(self._conn.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE path = {PATH}",
+                                                (path_param(path),)).fetchone())
 
     def indexed_file(self, file_id: int) -> IndexedFile | None:
         """The row with this id; the only way the server turns a request into a file on disk."""
@@ -146,10 +166,14 @@ class Catalog:
 
     def ids_under(self, folder: str) -> list[int]:
         lo, hi = under(folder)
-        rows = self._conn.execute(
-            "SELECT id FROM files WHERE (path >= ? AND path < ?) OR path = ?", (lo, hi, folder.rstrip(os.sep))
-        )
+        rows = self._conn.execute(f"SELECT id FROM files WHERE (path >= {PATH} AND path < {PATH}) OR path = {PATH}",
+                                  (path_param(lo), path_param(hi), path_param(folder.rstrip(os.sep))))
         return [r[0] for r in rows]
+
+    def failures(self) -> list[dict[str, Any]]:
+        """The files that could not be indexed (not retried until they change), by path."""
+        rows = self._conn.execute("SELECT path, error, size, mtime_ns FROM failures ORDER BY path")
+        return [{"path": p, "error": e, "size": s, "mtime_ns": m} for p, e, s, m in rows]
 
     def file_ids(self) -> set[int]:
         return {r[0] for r in self._conn.execute("SELECT id FROM files")}
@@ -230,20 +254,20 @@ class Catalog:
             if rows:
                 yield self._block(rows)
 
-    def _embedding_where(self, column: str, value: object) -> np.ndarray | None:
+    def _embedding_where(self, column: str, value: object, param: str) -> np.ndarray | None:
         import numpy as np
 
         row = self._conn.execute(
-            f"SELECT vectors.embedding FROM files JOIN vectors ON vectors.hash = files.hash WHERE files.{column} = ?",
+            f"SELECT vectors.embedding FROM files JOIN vectors ON vectors.hash = files.hash WHERE files.{column} = {param}",
             (value,),
         ).fetchone()
         return None if row is None else np.frombuffer(row[0], dtype="<f4").astype("float32")
 
     def embedding_of(self, path: str) -> np.ndarray | None:
-        return self._embedding_where("path", path)
+        return self._embedding_where("path", path_param(path), PATH)
 
     def embedding_of_id(self, file_id: int) -> np.ndarray | None:
-        return self._embedding_where("id", file_id)
+        return self._embedding_where("id", file_id, "?")
 
     def vectors_by_path(self) -> dict[str, np.ndarray]:
         """Every indexed file's stored vector, by path."""

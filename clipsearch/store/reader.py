@@ -33,7 +33,7 @@ class StoreReader(Catalog):
             # take its WAL locks there. Writers checkpoint the WAL at the end of every run, so the
             # main file alone holds every finished run.
             try:
-                conn = sqlite3.connect(f"{catalog.as_uri()}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+                conn = connect(catalog, readonly=True, immutable=True)
                 conn.execute("SELECT count(*) FROM files").fetchone()
             except sqlite3.DatabaseError as exc:
                 raise UserError(f"cannot read the index at {directory}: {exc}") from None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from clipsearch.errors import UserError
 from clipsearch.store import migrations, vector_index
-from clipsearch.store.catalog import Catalog, FileRecord, ModelRecord, connect, under
+from clipsearch.store.catalog import PATH, Catalog, FileRecord, ModelRecord, connect, path_param, under
 from clipsearch.store.layout import Layout
 from clipsearch.store.lock import WriteLock
 
@@ -101,7 +101,7 @@ class StoreWriter(Catalog):
             if not reindex:
                 raise UserError(
                     f"this index was built with --model {current.spec}; to re-embed everything with "
-                    f"{record.spec} pass --reindex (or use another --index)"
+                    f"{record.spec}: clipsearch index --reindex --model {record.spec} (or use another --index)"
                 )
             txn = self._txn()
             txn.execute("DELETE FROM vectors")
@@ -117,7 +117,7 @@ class StoreWriter(Catalog):
     def begin_run(self, roots: Sequence[str]) -> int:
         conn = self._txn()
         for root in roots:
-            conn.execute("INSERT OR IGNORE INTO roots VALUES (?, ?)", (root, time.time()))
+            conn.execute(f"INSERT OR IGNORE INTO roots VALUES ({PATH}, ?)", (path_param(root), time.time()))
         cur = conn.execute("INSERT INTO runs (started, roots) VALUES (?, ?)", (time.time(), json.dumps(list(roots))))
         self._run_id = int(cur.lastrowid or 0)
         self.commit()
@@ -125,10 +125,10 @@ class StoreWriter(Catalog):
 
     def known_failure(self, path: str, size: int, mtime_ns: int) -> bool:
         """True (and marks it seen) if the file failed before and has not changed since."""
-        row = self._conn.execute("SELECT size, mtime_ns FROM failures WHERE path = ?", (path,)).fetchone()
+        row = self._conn.execute(f"SELECT size, mtime_ns FROM failures WHERE path = {PATH}", (path_param(path),)).fetchone()
         if row is None or row != (size, mtime_ns):
             return False
-        self._txn().execute("UPDATE failures SET seen = ? WHERE path = ?", (self._run_id, path))
+        self._txn().execute(f"UPDATE failures SET seen = ? WHERE path = {PATH}", (self._run_id, path_param(path)))
         return True
 
     def mark_seen(self, file_id: int) -> None:
@@ -145,16 +145,17 @@ class StoreWriter(Catalog):
         conn = self._txn()
         if embedding is not None:
             conn.execute("INSERT OR IGNORE INTO vectors VALUES (?, ?)", (record.hash, _embedding_blob(embedding)))
-        conn.execute("DELETE FROM failures WHERE path = ?", (record.path,))
-        old = conn.execute("SELECT id FROM files WHERE path = ?", (record.path,)).fetchone()
+        path = path_param(record.path)
+        conn.execute(f"DELETE FROM failures WHERE path = {PATH}", (path,))
+        old = conn.execute(f"SELECT id FROM files WHERE path = {PATH}", (path,)).fetchone()
         values = (record.size, record.mtime_ns, record.hash, record.width, record.height, self._run_id)
         if old is not None:
             conn.execute("UPDATE files SET size=?, mtime_ns=?, hash=?, width=?, height=?, seen=? WHERE id=?", (*values, old[0]))
             file_id = int(old[0])
             self._removed_ids.add(file_id)
         else:
-            cur = conn.execute("INSERT INTO files (path, size, mtime_ns, hash, width, height, seen) VALUES (?,?,?,?,?,?,?)",
-                               (record.path, *values))
+            cur = conn.execute(f"INSERT INTO files (path, size, mtime_ns, hash, width, height, seen) VALUES ({PATH},?,?,?,?,?,?)",
+                               (path, *values))
             file_id = int(cur.lastrowid or 0)
         self._added_ids.add(file_id)
         self._dirty = True
@@ -162,9 +163,10 @@ class StoreWriter(Catalog):
 
     def fail(self, path: str, size: int, mtime_ns: int, error: str) -> None:
         """Remember a file that could not be read (not retried until it changes); drop any stale vector."""
-        old = self._conn.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
+        old = self._conn.execute(f"SELECT id FROM files WHERE path = {PATH}", (path_param(path),)).fetchone()
         self._drop_files([old[0]] if old else [])
-        self._txn().execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)", (path, size, mtime_ns, error, self._run_id))
+        self._txn().execute(f"INSERT OR REPLACE INTO failures VALUES ({PATH}, ?, ?, ?, ?)",
+                            (path_param(path), size, mtime_ns, error, self._run_id))
 
     def commit(self) -> None:
         """Make everything so far durable and visible to readers; a new generation if any vector changed."""
@@ -177,18 +179,19 @@ class StoreWriter(Catalog):
 
     def sweep(self, root: str) -> list[tuple[int, str, bytes]]:
         """Delete files under ``root`` not seen in this run (mark-and-sweep); returns (id, path, hash) of each."""
-        lo, hi = under(root)
+        bounds = tuple(path_param(b) for b in under(root))
         gone = self._txn().execute(
-            "SELECT id, path, hash FROM files WHERE path >= ? AND path < ? AND seen != ?", (lo, hi, self._run_id)
+            f"SELECT id, path, hash FROM files WHERE path >= {PATH} AND path < {PATH} AND seen != ?", (*bounds, self._run_id)
         ).fetchall()
         self._drop_files([file_id for file_id, _, _ in gone])
-        self._txn().execute("DELETE FROM failures WHERE path >= ? AND path < ? AND seen != ?", (lo, hi, self._run_id))
+        self._txn().execute(f"DELETE FROM failures WHERE path >= {PATH} AND path < {PATH} AND seen != ?",
+                            (*bounds, self._run_id))
         return [(int(i), p, bytes(h)) for i, p, h in gone]
 
     def forget(self, root: str) -> int:
         """Drop a folder and everything indexed under it; returns how many files were dropped."""
         self._run_id = -1  # nothing is "seen": everything under root goes
-        self._txn().execute("DELETE FROM roots WHERE path = ?", (root,))
+        self._txn().execute(f"DELETE FROM roots WHERE path = {PATH}", (path_param(root),))
         return len(self.sweep(root))
 
     def repair(self, damaged: Sequence[bytes]) -> None:

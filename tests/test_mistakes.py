@@ -1,0 +1,239 @@
+"""What a new user's first week meets (issue 19), through the real CLI and a real server process: a model switch,
+index types FAISS cannot build here, rejected commands, failures to list, a port already taken."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests import hfmodels, imagegen
+from tests.conftest import ROOT, Cli, cli_env, run_cli, search_json, start_cli, wait_for
+from tests.serving import Server
+
+SAMPLE = ROOT / "data" / "sample"
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    photos = tmp_path / "photos"
+    shutil.copytree(SAMPLE, photos)
+    return photos
+
+
+@pytest.fixture(scope="module")
+def other_size_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A saved Hugging Face CLIP with 24-d embeddings, against the demo model's 128."""
+    return "hf:" + str(hfmodels.tiny_clip(tmp_path_factory.mktemp("tiny-clip") / "model"))
+
+
+def one_line(stderr: str, needle: str) -> None:
+    assert "Traceback" not in stderr
+    assert stderr.count("\n") == 1 and stderr.startswith("clipsearch: error: ") and needle in stderr, stderr
+
+
+def ids_by_path(cli: Cli) -> dict[str, int]:
+    return {h["path"]: h["id"] for h in search_json(cli, "a shape", "-k", "1000")}
+
+
+def test_reindex_to_a_model_of_another_size_keeps_every_id(cli: Cli, sample: Path, other_size_model: str) -> None:
+    """The documented way from `fast` to `best`: it crashed in FAISS and left the catalog switched with no FAISS
+    file; and the ids a saved /file/ID points at were renumbered."""
+    assert cli("index", sample, "--model", "demo").exit_code == 0
+    before = ids_by_path(cli)
+    result = cli("index", sample, "--model", other_size_model, "--reindex", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = result.json()
+    assert report["updated"] == 54 and report["added"] == 0 and report["removed"] == 0  # type: ignore[index]
+    info = cli("info", "--json").json()
+    assert info["dim"] == 24 and info["model"] == other_size_model  # type: ignore[index]
+    assert ids_by_path(cli) == before
+    assert cli("check", "--json").json()["ok"] is True  # type: ignore[index]
+
+
+def test_reindex_without_a_model_re_embeds_everything_with_the_recorded_one(cli: Cli, sample: Path) -> None:
+    """It silently did nothing (and with the same --model too)."""
+    assert cli("index", sample, "--model", "demo").exit_code == 0
+    for args in (("--reindex",), ("--reindex", "--model", "demo")):
+        report = cli("index", *args, "--json").json()
+        assert report["updated"] == 54 and report["unchanged"] == 0 and report["model_seconds"] > 0, args  # type: ignore[index]
+    hits = search_json(cli, "a red star", "-k", "1")
+    assert Path(hits[0]["path"]).name == "red-star.png"
+
+
+def test_an_id_is_never_handed_out_again_after_forget(cli: Cli, tmp_path: Path, model_spec: str) -> None:
+    for name, seed in (("a", 1), ("b", 2), ("c", 3)):
+        (tmp_path / name).mkdir()
+        imagegen.photo(seed).save(tmp_path / name / f"{name}.png")
+    assert cli("index", tmp_path / "a", tmp_path / "b", "--model", model_spec).exit_code == 0
+    last = max(ids_by_path(cli).values())
+    assert cli("forget", tmp_path / "b").exit_code == 0
+    assert cli("index", tmp_path / "c").exit_code == 0
+    assert ids_by_path(cli)[str(tmp_path / "c" / "c.png")] > last
+
+
+def test_index_types_are_checked_before_any_work_and_never_leave_an_unsearchable_index(
+        cli: Cli, sample: Path, index_dir: Path) -> None:
+    result = cli("index", sample, "--model", "demo", "--index-type", "HNSW32")
+    assert result.exit_code == 2
+    one_line(result.stderr, "--index-type 'HNSW32' is not one clipsearch builds")
+    assert not index_dir.exists()  # refused before anything was written
+
+    assert cli("index", sample, "--model", "demo", "--index-type", "flat").exit_code == 0
+    assert cli("info", "--json").json()["index_type"] == "Flat"  # type: ignore[index]
+
+    result = cli("index", "--index-type", "IVF16,PQ5")
+    one_line(result.stderr, "PQ5 needs the embedding size (128) to be a multiple of 5")
+
+    for wanted, needs in (("IVF16,PQ4", "256"), ("IVF4096,SQ8", "4,096")):
+        result = cli("index", "--index-type", wanted, "--json")
+        assert result.exit_code == 0, result.stderr
+        note = f"--index-type {wanted} needs at least {needs} photos to train; until then the index is exact (Flat)"
+        assert result.json()["notes"] == [note]  # type: ignore[index]
+        info = cli("info", "--json").json()
+        assert info["index_type"] == "Flat" and info["index_type_note"] == note  # type: ignore[index]
+        assert note in cli("info").stdout
+        assert Path(search_json(cli, "a red star", "-k", "1")[0]["path"]).name == "red-star.png"
+        assert cli("check", "--repair", "--json").json()["ok"] is True  # type: ignore[index]
+
+
+def test_failed_files_can_be_listed(cli: Cli, tmp_path: Path, model_spec: str) -> None:
+    folder = tmp_path / "p"
+    folder.mkdir()
+    imagegen.photo(1).save(folder / "good.png")
+    (folder / "broken.jpg").write_bytes(b"not a JPEG at all")
+    (folder / "empty.png").write_bytes(b"")
+    assert cli("index", folder, "--model", model_spec).exit_code == 0
+    listed = cli("info", "--failed", "--json").json()
+    assert [(row["path"], row["error"]) for row in listed] == [  # type: ignore[union-attr,index]
+        (str(folder / "broken.jpg"), "not a recognised image format"), (str(folder / "empty.png"), "empty file")]
+    assert cli("info", "--failed").stdout.splitlines() == [
+        f"{folder / 'broken.jpg'}: not a recognised image format", f"{folder / 'empty.png'}: empty file"]
+    assert "clipsearch info --failed lists them" in cli("info").stdout
+
+
+@pytest.mark.parametrize("args", [
+    ("index", "{photos}", "--model", "banana"),
+    ("index",),
+    ("watch", "{tmp}/nowhere"),
+    ("index", "{photos}", "--model", "clipsearch-demo:no-such-tag"),
+])
+def test_a_rejected_command_creates_no_index(cli: Cli, tmp_path: Path, index_dir: Path, args: tuple[str, ...]) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    imagegen.photo(1).save(photos / "a.png")
+    done = cli(*(a.format(photos=photos, tmp=tmp_path) for a in args))
+    assert done.exit_code == 2
+    one_line(done.stderr, "")
+    assert not index_dir.exists()
+
+
+def test_serve_says_it_serves_only_once_its_port_answers(cli: Cli, sample: Path, index_dir: Path) -> None:
+    assert cli("index", sample, "--model", "demo").exit_code == 0
+    server = Server(index_dir).start()  # returns on the "serving" line, with no retries after it
+    try:
+        assert server.get("/info").status == 200
+    finally:
+        server.stop()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proc = start_cli("serve", "--index", index_dir, "--port", port)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    one_line(err, f"cannot listen on 127.0.0.1:{port}: the port is in use")
+    assert "serving" not in err.split("error:")[0]
+
+
+def test_a_running_server_answers_with_the_model_the_index_was_switched_to(cli: Cli, sample: Path, index_dir: Path,
+                                                                           other_size_model: str) -> None:
+    """Its first query after `index --reindex --model OTHER` used the old model's text vector: HTTP 500 with a
+    model of another size (wrong results with one of the same size)."""
+    assert cli("index", sample, "--model", "demo").exit_code == 0
+    server = Server(index_dir).start()
+    try:
+        first = server.get("/search?q=a+red+star&k=3")
+        assert first.status == 200 and Path(first.json()[0]["path"]).name == "red-star.png"  # type: ignore[index]
+        assert cli("index", sample, "--model", other_size_model, "--reindex").exit_code == 0
+        after = server.get("/search?q=a+red+star&k=5")
+        assert after.status == 200, after.body
+        want = search_json(cli, "a red star", "-k", "5")
+        assert [(h["id"], round(h["score"], 4)) for h in after.json()] == [  # type: ignore[union-attr]
+            (h["id"], round(h["score"], 4)) for h in want]
+    finally:
+        server.stop()
+
+
+def test_a_file_name_that_is_not_utf8_is_indexed_searched_shown_and_forgotten(cli: Cli, tmp_path: Path,
+                                                                             model_spec: str, index_dir: Path) -> None:
+    """Such names (old camera cards, SMB shares) made `index` die with a UnicodeEncodeError, nothing indexed."""
+    import json
+    import os
+
+    folder = tmp_path / "card"
+    folder.mkdir()
+    raw = os.fsencode(folder) + b"/bad-\xff\xfe-name.png"
+    imagegen.photo(1).save(raw.decode("utf-8", "surrogateescape"))
+    imagegen.photo(2).save(folder / "good.png")
+    odd = os.fsencode(folder) + b"/sub-\xe9"  # a folder named in Latin-1 holding a photo
+    os.mkdir(odd)
+    imagegen.photo(3).save((odd + b"/x.png").decode("utf-8", "surrogateescape"))
+
+    done = run_cli("index", folder, "--model", model_spec, "--json", env=cli_env(index_dir))  # a real process, once
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["added"] == 3 and "Traceback" not in done.stderr
+    found = cli("search", "--image", folder / "good.png", "-k", "3", "--json")
+    assert found.exit_code == 0, found.stderr
+    paths = {os.fsencode(h["path"]) for h in json.loads(found.stdout)}  # the exact bytes come back from the JSON
+    assert paths == {raw, odd + b"/x.png", os.fsencode(folder / "good.png")}
+    table = cli("search", "--image", folder / "good.png", "-k", "3")
+    assert table.exit_code == 0 and "bad-\\xff\\xfe-name.png" in table.stdout and "sub-\\xe9/x.png" in table.stdout
+    within = cli("search", "--image", folder / "good.png", "--in", odd.decode("utf-8", "surrogateescape"), "--json")
+    assert [os.fsencode(h["path"]) for h in json.loads(within.stdout)] == [odd + b"/x.png"]
+    again = cli("index", "--json")
+    assert json.loads(again.stdout)["unchanged"] == 3  # found again by the same bytes: nothing re-read
+    gone = cli("forget", odd.decode("utf-8", "surrogateescape"))
+    assert gone.exit_code == 0 and gone.stdout == f"dropped 1 images under {folder}/sub-\\xe9\n"
+
+
+def test_version_short_help_and_an_empty_query_image(cli: Cli, sample: Path, tmp_path: Path) -> None:
+    from clipsearch import __version__
+
+    assert cli("--version").stdout == f"clipsearch {__version__}\n"
+    assert cli("index", "-h").exit_code == 0 and "--reindex" in cli("index", "-h").stdout
+    assert cli("index", sample, "--model", "demo").exit_code == 0
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    result = cli("search", "--image", tmp_path / "empty.jpg")
+    one_line(result.stderr, f"cannot use {tmp_path / 'empty.jpg'} as a query image: empty file")
+
+
+def test_watch_ignores_its_own_index_and_hidden_folders(tmp_path: Path) -> None:
+    """With the index inside a watched folder, each run's writes started another run: a no-op run every ~2 s
+    forever. Hidden folders, which the walk skips, started runs too."""
+    import threading
+
+    from indexer.watch import watch_folders
+
+    root = tmp_path / "photos"
+    for folder in ("album", ".index", ".hidden", "album/.thumbs"):
+        (root / folder).mkdir(parents=True)
+    started, stop, batches = threading.Event(), threading.Event(), []
+    watcher = threading.Thread(target=watch_folders, kwargs={
+        "roots": [str(root)], "on_change": batches.append, "debounce": 0.2, "ready": lambda _: started.set(),
+        "stop": stop, "exclude": [str(root / ".index")]})
+    watcher.start()
+    try:
+        assert started.wait(30)
+        imagegen.photo(1).save(root / ".index" / "thumb.jpg")  # what a run writes into its index
+        (root / ".index" / "catalog.sqlite-wal").write_bytes(b"x")
+        imagegen.photo(2).save(root / ".hidden" / "secret.jpg")
+        imagegen.photo(3).save(root / "album" / ".thumbs" / "t.jpg")
+        imagegen.photo(4).save(root / "album" / "new.jpg")  # the one change the walk would find
+        wait_for(lambda: batches, 30, "the watcher reporting a change")
+    finally:
+        stop.set()
+        watcher.join(30)
+    assert batches == [[str(root / "album")]]
