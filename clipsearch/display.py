@@ -12,11 +12,13 @@ import re
 from typing import Any
 
 _ESCAPED = re.compile("[\udc80-\udcff]")
+_UNPRINTABLE = re.compile("[\udc80-\udcff\x00-\x1f\x7f]")
 
 
 def shown(text: str) -> str:
-    """``text`` printable as UTF-8: each byte that was not valid UTF-8 as ``\\xNN``."""
-    return _ESCAPED.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", text)
+    """``text`` printable on one line as UTF-8: each byte that was not valid UTF-8, and each control character (a
+    newline in a file name would break a table), as ``\\xNN``."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()) & 0xFF:02x}", text)
 
 
 def to_json(value: Any, **kwargs: Any) -> str:

@@ -35,7 +35,7 @@ class Task:
     def for_path(cls, path: str) -> Task:
         """A task for a file outside any catalog (``pipeline.DecodeEmbed`` on a list of files)."""
         st = os.stat(path)
-        return cls(Found(os.path.abspath(path), st.st_size, st.st_mtime_ns))
+        return cls(Found(os.path.abspath(path), st.st_size, st.st_mtime_ns, (st.st_dev, st.st_ino)))
 
     @property
     def path(self) -> str:

@@ -73,6 +73,9 @@ class IndexRun:
         self.report.notes.extend(self.stages.all_notes())
         if (note := self.store.index_type_note()) is not None:
             self.report.notes.append(note)
+        if self.plan.aliases:
+            self.report.notes.append(f"{self.plan.aliases} files were reached again through a link or another "
+                                     "folder and indexed once, under the first path found")
         self.writer.finish(started)
         self.progress.close()
         return self.report

@@ -12,6 +12,7 @@ class Found:
     path: str  # absolute, as reached from the root (symlinks not resolved)
     size: int
     mtime_ns: int
+    file: tuple[int, int] = (0, 0)  # (device, inode) of the file itself: the same file reached by two paths shares it
 
 
 def walk(
@@ -61,7 +62,7 @@ def walk(
                     subfolders.append(entry.path)
                 elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in extensions:
                     st = entry.stat()
-                    yield Found(entry.path, st.st_size, st.st_mtime_ns)
+                    yield Found(entry.path, st.st_size, st.st_mtime_ns, (st.st_dev, st.st_ino))
             except OSError:
                 continue  # broken link, vanished or unreadable entry: not an image we can index
         stack.extend(reversed(subfolders))
