@@ -255,12 +255,19 @@ def check(
 ) -> None:
     """Verify that catalog, stored vectors and FAISS index agree (exit 1 if they do not and --repair was not given)."""
     with user_errors():
-        from clipsearch.store import StoreWriter, check_index, index_exists
+        from clipsearch.errors import ReadOnlyIndex
+        from clipsearch.store import StoreReader, StoreWriter, check_index, index_exists
 
         directory = resolve_index_dir(index_dir)
         if not index_exists(directory):
             raise UserError(f"no index at {directory}")
-        with StoreWriter.open(directory) as store:
+        try:
+            store: StoreReader | StoreWriter = StoreWriter.open(directory)  # no run halfway through meanwhile
+        except ReadOnlyIndex:
+            if repair:
+                raise
+            store = StoreReader.open(directory)  # nothing can write to it: reading is enough to check it
+        with store:
             problems = check_index(store, repair=repair)
             remaining = check_index(store) if repair and problems else problems
     print_check(problems, remaining, repair, as_json)

@@ -9,5 +9,9 @@ class IndexLocked(UserError):
     """Another process is writing to the same index."""
 
 
+class ReadOnlyIndex(UserError):
+    """The index exists but this process may not write to it (a read-only mount, another user's index)."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, what systemd and `docker stop` send: handled as Ctrl-C (what is done is committed), exit 143."""

@@ -148,9 +148,13 @@ def test_read_only_index_dir(cli: Cli, tmp_path: Path, model_spec: str, index_di
     if not _make_read_only(index_dir):
         pytest.skip("cannot make a directory read-only here (no chattr)")
     try:
-        one_line_error(cli("index", tmp_path), "index")
+        one_line_error(cli("index", tmp_path), f"cannot write to the index at {index_dir}")  # it exists: not "create"
         hits = search_json(cli, "--image", tmp_path / "one.png", "-k", "5")  # searching a read-only index works
         assert [h["path"] for h in hits] == [str(tmp_path / "one.png")]
+        check = cli("check", "--json")  # checking it too: only --repair writes
+        assert check.exit_code == 0 and check.json()["ok"] is True, check.stderr
+        one_line_error(cli("check", "--repair"), f"cannot write to the index at {index_dir}")
+        assert cli("info", "--failed", "--json").json() == []
     finally:
         _make_writable(index_dir)
     assert cli("info", "--json").json()["images"] == 1

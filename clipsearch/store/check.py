@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from clipsearch.store import vector_index
+from clipsearch.store.catalog import Catalog
 from clipsearch.store.writer import StoreWriter
 
 
-def check(store: StoreWriter, repair: bool = False) -> list[str]:
+def check(store: Catalog, repair: bool = False) -> list[str]:
     """Problems found between catalog, vectors and FAISS file (empty: consistent); ``repair`` mends them.
 
     Repair never re-embeds: files whose vector is missing or damaged are dropped from the catalog
     (the next ``index`` run embeds them again) and the FAISS index is rebuilt from the stored vectors.
+    Checking only reads (a reader will do, on a read-only index too); repairing needs the writer.
     """
     import faiss
 
@@ -41,5 +43,6 @@ def check(store: StoreWriter, repair: bool = False) -> list[str]:
         elif index.ntotal != len(catalog_ids):
             problems.append(f"FAISS index holds {index.ntotal} vectors, the catalog {len(catalog_ids)} files")
     if repair and problems:
+        assert isinstance(store, StoreWriter), "repairing needs the writer"
         store.repair(bad)
     return problems

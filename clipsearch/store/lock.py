@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from clipsearch.errors import IndexLocked, UserError
+from clipsearch.errors import IndexLocked, ReadOnlyIndex, UserError
 
 _HELD: set[int] = set()  # write.lock descriptors this process holds
 
@@ -42,10 +42,14 @@ class WriteLock:
         """Take the lock, or fail at once; with ``on_wait``, tell it who holds the lock and wait."""
         import fcntl
 
+        existed = path.parent.is_dir()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
+            if existed:
+                raise ReadOnlyIndex(f"cannot write to the index at {path.parent}: {exc.strerror} (a read-only index can "
+                                "be searched and checked, not changed)") from None
             raise UserError(f"cannot create the index at {path.parent}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
