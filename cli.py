@@ -22,6 +22,7 @@ from clipsearch.console.output import (
     print_info,
     print_json,
     print_models,
+    print_paths,
     print_report,
 )
 from clipsearch.display import shown
@@ -195,14 +196,22 @@ def search(
     k: Annotated[int, typer.Option("-k", "--top", min=1, help="How many results.")] = 10,
     within: Annotated[Optional[str], typer.Option("--in", help="Only results under this folder.",
                                                   show_default=False)] = None,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many best results (the next page).")] = 0,
     index_dir: IndexOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     as_json: JsonOpt = False,
+    paths: Annotated[bool, typer.Option("--paths", help="Print only the paths, one per line, exactly as on disk "
+                                        "(for xargs and scripts).")] = False,
+    null: Annotated[bool, typer.Option("-0", "--null", help="With --paths: end each path with a NUL byte instead of "
+                                       "a newline (xargs -0; names may hold newlines).")] = False,
 ) -> None:
     """Find the photos that best match a text (or, with --image, a picture), best first.
 
     The score is the cosine similarity between the query and the photo.
+
+    Examples: clipsearch search "dog on a beach" -k 20; clipsearch search --image query.jpg --in ~/Pictures/2024;
+    clipsearch search "receipt" --paths -0 | xargs -0 ls -l
     """
     with user_errors():
         if (query is None) == (image is None):
@@ -212,7 +221,15 @@ def search(
 
         term = Term.text(query) if query is not None else Term.image_file(str(image))
         with Searcher(resolve_index_dir(index_dir), device=device, precision=precision) as searcher:
-            print_hits(searcher.answer(Query((term,), Filters(within), k)), as_json)
+            filters = Filters(within)
+            hits = searcher.answer(Query((term,), filters, k, offset))
+            if paths or null:
+                print_paths([hit.path for hit in hits], b"\0" if null else b"\n")
+            else:
+                print_hits(hits, as_json)
+            if not hits and filters.allowed_ids(searcher.store) == []:
+                typer.echo(f"clipsearch: note: nothing is indexed under {shown(str(within))} (indexed folders: "
+                           f"{shown(', '.join(searcher.store.roots()))})", err=True)
             # The model had to be loaded with torch this time: make the next text search start without it.
             searcher.prepare_fast_text(quiet=as_json)
 

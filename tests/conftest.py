@@ -62,6 +62,7 @@ class CliResult:
     exit_code: int
     stdout: str
     stderr: str
+    stdout_bytes: bytes = b""  # what was written, before decoding (paths that are not UTF-8 survive only here)
 
     def json(self) -> object:
         return json.loads(self.stdout)
@@ -88,7 +89,7 @@ def cli(index_dir: Path) -> Cli:
 
     def run(*args: str) -> CliResult:
         result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-        return CliResult(result.exit_code, result.stdout, result.stderr)
+        return CliResult(result.exit_code, result.stdout, result.stderr, result.stdout_bytes)
 
     return run
 

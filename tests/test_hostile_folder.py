@@ -70,3 +70,18 @@ def test_each_real_file_once_failures_listed_and_every_command_works(cli: Cli, t
     assert cli("forget", tmp_path / "linked").exit_code == 0
     assert cli("forget", root).exit_code == 0
     assert cli("info", "--json").json()["images"] == 0  # type: ignore[index]
+
+
+def test_paths_only_output_gives_each_name_exactly(cli: Cli, tmp_path: Path, model_spec: str) -> None:
+    folder = tmp_path / "p"
+    folder.mkdir()
+    names = [b"new\nline.png", b"bad-\xff.png", b"plain.png"]
+    for i, name in enumerate(names):
+        imagegen.photo(80 + i).save(_str(os.fsencode(folder) + b"/" + name), "PNG")
+    assert cli("index", folder, "--model", model_spec).exit_code == 0
+    by_null = cli("search", "a photo", "--paths", "-0").stdout_bytes
+    assert sorted(by_null.split(b"\0")[:-1]) == sorted(os.fsencode(folder) + b"/" + n for n in names)
+    ranked = [os.fsencode(h["path"]) for h in json.loads(cli("search", "a photo", "--json").stdout)]
+    assert by_null.split(b"\0")[:-1] == ranked  # best first, as the other outputs
+    second = cli("search", "a photo", "--paths", "--offset", "1", "-k", "1").stdout_bytes
+    assert second == ranked[1] + b"\n"

@@ -157,6 +157,10 @@ def test_search_within_folder_and_k(cli: Cli, photos: imagegen.PhotoFolder, mode
     expected = {str(p) for p in photos.good if trip in p.parents}
     assert {h["path"] for h in hits} == expected
     assert search_json(cli, "--image", str(photos.root / "a.jpg"), "--in", str(photos.root / "nowhere")) == []
+    nowhere = cli("search", "a photo", "--in", photos.root / "nowhere")
+    assert nowhere.stdout == "no results\n"
+    assert nowhere.stderr == (f"clipsearch: note: nothing is indexed under {photos.root / 'nowhere'} "
+                              f"(indexed folders: {photos.root})\n")
     assert len(search_json(cli, "a photo", "-k", "4")) == 4
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,6 +70,14 @@ def print_hits(hits: list[Hit], as_json: bool) -> None:
         for hit in hits:
             typer.echo(f"{hit.rank:>4}  {hit.score:6.3f}  {shown(hit.path)}")
     sys.stdout.flush()
+
+
+def print_paths(paths: list[str], end: bytes) -> None:
+    """Each path as its exact bytes on disk, then ``end``: what a script hands to the next command."""
+    sys.stdout.flush()
+    for path in paths:
+        sys.stdout.buffer.write(os.fsencode(path) + end)
+    sys.stdout.buffer.flush()
 
 
 def print_check(problems: list[str], remaining: list[str], repair: bool, as_json: bool) -> None:
