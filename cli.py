@@ -193,6 +193,9 @@ def search(
     query: Annotated[Optional[str], typer.Argument(help="What to look for, in words.", show_default=False)] = None,
     image: Annotated[Optional[Path], typer.Option("--image", help="Find photos like this image instead.",
                                                   show_default=False)] = None,
+    like: Annotated[Optional[str], typer.Option("--like", help="Find photos like the indexed photo with this id "
+                                                "(the \"id\" of --json; the photo itself is left out).",
+                                                show_default=False)] = None,
     k: Annotated[int, typer.Option("-k", "--top", min=1, help="How many results.")] = 10,
     within: Annotated[Optional[str], typer.Option("--in", help="Only results under this folder.",
                                                   show_default=False)] = None,
@@ -214,12 +217,13 @@ def search(
     clipsearch search "receipt" --paths -0 | xargs -0 ls -l
     """
     with user_errors():
-        if (query is None) == (image is None):
-            raise UserError("give a text query or --image PATH (one of them)")
+        if sum(given is not None for given in (query, image, like)) != 1:
+            raise UserError("give a text query, --image PATH or --like ID (one of them)")
         from search.engine import Searcher
         from search.query import Filters, Query, Term
 
-        term = Term.text(query) if query is not None else Term.image_file(str(image))
+        term = (Term.text(query) if query is not None else Term.like(like) if like is not None
+                else Term.image_file(str(image)))
         with Searcher(resolve_index_dir(index_dir), device=device, precision=precision) as searcher:
             filters = Filters(within)
             hits = searcher.answer(Query((term,), filters, k, offset))

@@ -9,6 +9,10 @@ class IndexLocked(UserError):
     """Another process is writing to the same index."""
 
 
+class NoSuchPhoto(UserError):
+    """A photo id the index does not hold (the server answers 404)."""
+
+
 class ReadOnlyIndex(UserError):
     """The index exists but this process may not write to it (a read-only mount, another user's index)."""
 

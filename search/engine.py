@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clipsearch.errors import UserError
+from clipsearch.errors import NoSuchPhoto, UserError
 from clipsearch.store import StoreReader
-from search.query import Filters, Hit, Query, Term, combine
+from search.query import MAX_K, Filters, Hit, Query, Term, combine
 
 if TYPE_CHECKING:
     import faiss
@@ -116,7 +116,7 @@ class Searcher:
         """The stored embedding of an indexed file ("more like this"): no model, no decoding."""
         vector = self.store.embedding_of_id(file_id)
         if vector is None:
-            raise UserError(f"no indexed file has id {file_id}")
+            raise NoSuchPhoto(f"no indexed photo has id {file_id}")
         return vector
 
     def _current_index(self) -> faiss.Index:
@@ -168,8 +168,8 @@ class Searcher:
         ``offset`` skips that many best hits (the next page); ``exclude`` leaves out one file id
         (the photo a "more like this" started from). Ranks count from 1 at the best hit overall.
         """
-        if k <= 0:
-            raise UserError("-k must be at least 1")
+        if not 1 <= k <= MAX_K:
+            raise UserError(f"k (how many results) must be between 1 and {MAX_K:,}")
         if offset < 0:
             raise UserError("the offset cannot be negative")
         with self.store.snapshot() as store:  # a writer committing meanwhile is not seen half-way

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from clipsearch.store import StoreReader
 
 TERM_KINDS = ("text", "image", "like")
+MAX_K = 10_000  # hits in one answer, for the CLI and the server alike
+MAX_OFFSET = 100_000
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,12 @@ class Term:
         return cls.image(data, str(path), weight)
 
     @classmethod
-    def like(cls, file_id: int, weight: float = 1.0) -> Term:
-        return cls("like", int(file_id), weight)
+    def like(cls, file_id: int | str, weight: float = 1.0) -> Term:
+        """An indexed photo's id ("more like this"); the photo itself is left out of the answer."""
+        text = str(file_id).strip()
+        if not text.isdigit() or len(text) > 18:
+            raise UserError(f"like must be a photo id (a number), not {str(file_id)[:40]!r}")
+        return cls("like", int(text), weight)
 
 
 @dataclass(frozen=True)
@@ -83,10 +89,10 @@ class Query:
     def __post_init__(self) -> None:
         if not self.terms:
             raise UserError("give something to look for: words, an image or a photo id")
-        if self.k <= 0:
-            raise UserError("-k must be at least 1")
-        if self.offset < 0:
-            raise UserError("the offset cannot be negative")
+        if not 1 <= self.k <= MAX_K:
+            raise UserError(f"k (how many results) must be between 1 and {MAX_K:,}")
+        if not 0 <= self.offset <= MAX_OFFSET:
+            raise UserError(f"the offset must be between 0 and {MAX_OFFSET:,}")
 
     @property
     def excluded(self) -> set[int]:

@@ -2,11 +2,15 @@
 
     GET  /                                  the search page (plain HTML/CSS/JS shipped in search/web)
     GET  /search?q=TEXT&k=60&offset=0&in=FOLDER     text query
-    GET  /search?like=ID&k=60&offset=0&in=FOLDER    "more like this": the stored embedding of file ID
-    POST /search?k=60&offset=0&in=FOLDER    image query: the request body is the image file
-    GET  /thumb/ID                          a ~256 px JPEG thumbnail, cached in the index directory
-    GET  /file/ID                           the image itself (converted to JPEG if browsers cannot show it)
+    GET  /search?like=ID&k=60&offset=0&in=FOLDER    "more like this": the stored embedding of file ID (left out)
+    POST /search?k=60&offset=0&in=FOLDER    image query: the body is the image, or a multipart form holding it
+    GET  /thumb/ID                          a ~256 px JPEG thumbnail, cached in the index directory (HEAD too)
+    GET  /file/ID                           the image itself (converted to JPEG if browsers cannot show it; HEAD too)
     GET  /info                              what `clipsearch info --json` prints
+
+The rules are the CLI's (``search.query``): one of q, like or an image; k from 1 to 10,000. Every error is
+``{"error": "..."}``: 400 for a request that cannot be answered as asked, 401 without the token, 404 for an
+id the index does not hold, 413 for an upload over 64 MiB, 422 for a file the index holds but cannot decode.
 
 Files are addressed only by catalog id; a path never comes from the request, so
 nothing outside the index can be served. A rebuild is picked up on the next
@@ -26,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from clipsearch.display import to_json
-from clipsearch.errors import UserError
+from clipsearch.errors import NoSuchPhoto, UserError
 from search import query as queries
 from search.engine import Searcher
+from search.upload import uploaded_file
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 TOKEN_COOKIE = "clipsearch_token"
@@ -49,7 +54,9 @@ def _web_file(name: str) -> bytes:
 
 def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", token: str | None = None) -> Any:
     from fastapi import FastAPI, HTTPException, Query, Request
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     searcher = Searcher(index_dir, device=device, precision=precision, resident=True)
     if not searcher.has_fast_text():
@@ -68,7 +75,17 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
 
     @app.exception_handler(UserError)
     async def user_error(_: Request, exc: UserError) -> JSONResponse:
-        return Json({"error": str(exc)}, status_code=400)
+        return Json({"error": str(exc)}, status_code=404 if isinstance(exc, NoSuchPhoto) else 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return Json({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "the request"
+        return Json({"error": f"{where}: {first.get('msg', 'not valid')}"}, status_code=400)
 
     if token:
         @app.middleware("http")
@@ -90,14 +107,14 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
 
     def file_id(raw: str) -> int:
         if not _ID.fullmatch(raw):
-            raise HTTPException(404, "no such file in the index")
+            raise HTTPException(404, "no such photo in the index")
         return int(raw)
 
     def lookup(raw: str) -> Any:
         with lock:
             row = searcher.store.indexed_file(file_id(raw))
         if row is None:
-            raise HTTPException(404, "no such file in the index")
+            raise HTTPException(404, "no such photo in the index")
         return row
 
     def read(row: Any) -> bytes:
@@ -119,29 +136,31 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
 
     @app.get("/search")
     def search_text(q: str | None = Query(None, description="What to look for, in words."),
-                    like: str | None = Query(None, description="A file id: photos that look like it."),
-                    k: int = Query(10, ge=1, le=10_000), offset: int = Query(0, ge=0, le=100_000),
+                    like: str | None = Query(None, description="A photo id: photos that look like it."),
+                    k: int = Query(10), offset: int = Query(0),
                     within: str | None = Query(None, alias="in")) -> Any:
-        if like is not None:
-            return answer(queries.Term.like(file_id(like)), k, within, offset)
-        if not q or not q.strip():
-            raise HTTPException(422, "give q (words) or like (a file id)")
-        return answer(queries.Term.text(q), k, within, offset)
+        if (q is None) == (like is None):
+            raise UserError("give q (words) or like (a photo id), one of them")
+        return answer(queries.Term.like(like) if like is not None else queries.Term.text(q or ""), k, within, offset)
 
     @app.post("/search")
-    async def search_image(request: Request, k: int = Query(10, ge=1, le=10_000),
-                           offset: int = Query(0, ge=0, le=100_000),
+    async def search_image(request: Request, k: int = Query(10), offset: int = Query(0),
                            within: str | None = Query(None, alias="in")) -> Any:
+        if "q" in request.query_params or "like" in request.query_params:
+            raise UserError("POST searches by the image it carries; words (q) and photo ids (like) go with GET")
         if int(request.headers.get("content-length") or 0) > MAX_UPLOAD_BYTES:
             raise HTTPException(413, "the query image is over 64 MiB")
         data = await request.body()
-        if not data:
-            raise HTTPException(400, "send the query image as the request body")
         if len(data) > MAX_UPLOAD_BYTES:
             raise HTTPException(413, "the query image is over 64 MiB")
+        if not data:
+            raise UserError("send the query image as the request body, or as a file in a multipart form")
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
+            data = uploaded_file(content_type, data)
         return answer(queries.Term.image(data), k, within, offset)
 
-    @app.get("/thumb/{raw_id}")
+    @app.api_route("/thumb/{raw_id}", methods=["GET", "HEAD"])
     def thumb(raw_id: str) -> Response:
         from clipsearch import images
 
@@ -163,7 +182,7 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
             searcher.store.thumbnails.put(row.hash, jpeg)
         return Response(jpeg, media_type="image/jpeg", headers=headers)
 
-    @app.get("/file/{raw_id}")
+    @app.api_route("/file/{raw_id}", methods=["GET", "HEAD"])
     def file(raw_id: str) -> Response:
         from clipsearch import images
 

@@ -237,3 +237,37 @@ def test_watch_ignores_its_own_index_and_hidden_folders(tmp_path: Path) -> None:
         stop.set()
         watcher.join(30)
     assert batches == [[str(root / "album")]]
+
+
+def test_the_cli_and_the_api_follow_one_set_of_rules(cli: Cli, sample: Path, index_dir: Path) -> None:
+    """Before: like=99999 gave 400 {"error"}, like=abc 404 {"detail"}, k=0 422 with a list; q with like used like;
+    POST ignored q; a multipart upload was "not a recognised image format"; HEAD /file/ID was 405."""
+    assert cli("index", sample, "--model", "demo").exit_code == 0
+    star = next(h for h in search_json(cli, "a red star", "-k", "1"))
+    server = Server(index_dir).start()
+    try:
+        for path, status in (("/search?like=99999", 404), ("/search?like=abc", 400), ("/search?q=x&k=0", 400),
+                             ("/search?q=x&k=10001", 400), ("/search?q=x&k=abc", 400), ("/search?k=3", 400),
+                             (f"/search?q=star&like={star['id']}", 400), ("/file/99999", 404), ("/file/abc", 404),
+                             ("/nowhere", 404)):
+            response = server.get(path)
+            assert response.status == status, (path, response.body)
+            assert set(response.json()) == {"error"}, path  # type: ignore[arg-type]
+        image = (sample / "blue-circle.jpg").read_bytes()
+        assert server.get("/search?q=x", method="POST", body=image).status == 400
+        boundary = "clipsearchboundary"
+        form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"q.jpg\"\r\n"
+                "Content-Type: image/jpeg\r\n\r\n").encode() + image + f"\r\n--{boundary}--\r\n".encode()
+        uploaded = server.get("/search?k=1", method="POST", body=form,
+                              headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        assert uploaded.status == 200 and uploaded.json()[0]["path"] == str(sample / "blue-circle.jpg")  # type: ignore[index]
+        like = server.get(f"/search?like={star['id']}&k=3").json()
+        head = server.get(f"/file/{star['id']}", method="HEAD")
+        assert head.status == 200 and head.body == b"" and head.headers["content-type"].startswith("image/")
+    finally:
+        server.stop()
+    by_cli = search_json(cli, "--like", str(star["id"]), "-k", "3")  # the same answer, the photo itself left out
+    assert [(h["id"], round(h["score"], 5)) for h in by_cli] == [(h["id"], round(h["score"], 5)) for h in like]  # type: ignore[union-attr]
+    assert star["id"] not in {h["id"] for h in by_cli}
+    one_line(cli("search", "x", "-k", "10001").stderr, "k (how many results) must be between 1 and 10,000")
+    one_line(cli("search", "--like", "99999").stderr, "no indexed photo has id 99999")

@@ -48,8 +48,8 @@ def test_endpoints(server: tuple[Server, Path], cli: Cli) -> None:
     response = srv.get("/search?q=star&k=50&in=" + quote(str(photos / "nowhere")))
     assert response.status == 200 and response.json() == []
 
-    assert srv.get("/search?q=x&k=0").status == 422
-    assert srv.get("/search?k=3").status == 422  # neither words nor a file id
+    assert srv.get("/search?q=x&k=0").status == 400
+    assert srv.get("/search?k=3").status == 400  # neither words nor a file id
     assert srv.get("/search?k=1", method="POST", body=b"").status == 400
     response = srv.get("/search?k=1", method="POST", body=b"not an image")
     assert response.status == 400 and "cannot use" in response.json()["error"]  # type: ignore[index]
@@ -77,8 +77,8 @@ def test_paging_and_more_like_this(library: Library) -> None:
     assert star["id"] not in [h["id"] for h in like]  # type: ignore[union-attr,index]
     # the identical copy in another folder is the nearest photo, with the same embedding
     assert like[0]["name"] == "red-star.png" and like[0]["score"] >= 0.999  # type: ignore[index]
-    assert srv.get("/search?like=999999&k=3").status == 400
-    assert srv.get("/search?like=abc&k=3").status == 404
+    assert srv.get("/search?like=999999&k=3").status == 404  # an id the index does not hold
+    assert srv.get("/search?like=abc&k=3").status == 400  # not an id at all
 
     reds = srv.get("/search?q=" + quote("a star") + "&k=100&in=" + quote(str(library.root / "reds"))).json()
     assert len(reds) == 6 and all(h["path"].startswith(str(library.root / "reds") + "/") for h in reds)  # type: ignore[union-attr,index,arg-type]

@@ -46,7 +46,7 @@ async function fetchPage(offset) {
   }
   const body = await response.json().catch(() => null);
   if (!response.ok) {
-    const detail = body && (body.error || body.detail);
+    const detail = body && body.error;
     throw new Error(typeof detail === "string" ? detail : `the server answered ${response.status}`);
   }
   return body;
