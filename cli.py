@@ -277,11 +277,20 @@ def check(
     """Verify that catalog, stored vectors and FAISS index agree (exit 1 if they do not and --repair was not given)."""
     with user_errors():
         from clipsearch.errors import ReadOnlyIndex
-        from clipsearch.store import StoreReader, StoreWriter, check_index, index_exists
+        from clipsearch.store import StoreReader, StoreWriter, check_index, index_exists, salvage
 
         directory = resolve_index_dir(index_dir)
         if not index_exists(directory):
             raise UserError(f"no index at {directory}")
+        saved = None
+        if (damaged := salvage.damage(directory)) is not None:
+            found = salvage.repair(directory) if repair else salvage.inspect(directory)
+            if not repair:
+                problems = [f"catalog database: {damaged}", f"'check --repair' would save what can be read: "
+                            f"{found.summary()}"]
+                print_check(problems, problems, repair, as_json)
+                raise typer.Exit(1)
+            saved = f"catalog database was damaged ({damaged}); {found.summary()}" if found.lost_anything else None
         try:
             store: StoreReader | StoreWriter = StoreWriter.open(directory)  # no run halfway through meanwhile
         except ReadOnlyIndex:
@@ -291,8 +300,10 @@ def check(
         with store:
             problems = check_index(store, repair=repair)
             remaining = check_index(store) if repair and problems else problems
-    print_check(problems, remaining, repair, as_json)
-    if remaining:
+        if damaged is not None:
+            problems.insert(0, f"catalog database: {damaged}")
+    print_check(problems, remaining, repair, as_json, lost=saved)
+    if remaining or saved:
         raise typer.Exit(1)
 
 

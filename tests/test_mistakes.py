@@ -271,3 +271,32 @@ def test_the_cli_and_the_api_follow_one_set_of_rules(cli: Cli, sample: Path, ind
     assert star["id"] not in {h["id"] for h in by_cli}
     one_line(cli("search", "x", "-k", "10001").stderr, "k (how many results) must be between 1 and 10,000")
     one_line(cli("search", "--like", "99999").stderr, "no indexed photo has id 99999")
+
+
+def test_a_damaged_catalog_is_checked_salvaged_and_never_reported_whole(cli: Cli, sample: Path, index_dir: Path) -> None:
+    """A truncated catalog left every command at "database disk image is malformed", check --repair included; a
+    0-byte one was "repaired" into an empty index with exit 0."""
+    assert cli("index", sample, "--model", "demo").exit_code == 0
+    catalog = index_dir / "catalog.sqlite"
+    original = catalog.read_bytes()
+    catalog.write_bytes(original[: len(original) * 2 // 3])  # a bad copy, a full disk at the wrong moment
+    seen = cli("check")
+    assert seen.exit_code == 1 and "database disk image is malformed" in seen.stdout
+    assert "'check --repair' would save what can be read: saved" in seen.stdout
+    assert "(a run was interrupted)" not in seen.stdout
+    one_line(cli("search", "a red star").stderr, "'clipsearch check' says what can be saved")
+
+    repaired = cli("check", "--repair", "--json")
+    assert repaired.exit_code == 1  # not a success: something was lost, and it says what
+    assert "saved" in repaired.json()["lost"] and repaired.json()["ok"] is False  # type: ignore[index]
+    assert [p.name for p in index_dir.glob("catalog.sqlite.damaged-*")]  # the damaged file is kept, not deleted
+    assert cli("check", "--json").json()["ok"] is True  # type: ignore[index]
+    assert cli("index", "--json").exit_code == 0  # the next run embeds what was lost
+    assert cli("info", "--json").json()["images"] == 54  # type: ignore[index]
+
+    catalog.write_bytes(b"")  # emptied
+    for args in (("index",), ("check", "--repair")):
+        result = cli(*args)
+        assert result.exit_code != 0, args
+        assert "nothing can be saved" in result.stderr + result.stdout, args
+    assert catalog.stat().st_size == 0  # and nothing was passed off as a new, empty index

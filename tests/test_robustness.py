@@ -20,7 +20,7 @@ from tests.conftest import Cli, cli_env, lines, run_cli, start_cli, wait_for, wa
 
 # A model big enough that a run lasts seconds on this CPU (random weights: the cost is the same).
 SLOW_MODEL = "ViT-B-32:none"
-N_IMAGES = 160
+N_IMAGES = 96
 
 
 @pytest.fixture(scope="module")

@@ -80,14 +80,19 @@ def print_paths(paths: list[str], end: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
-def print_check(problems: list[str], remaining: list[str], repair: bool, as_json: bool) -> None:
+def print_check(problems: list[str], remaining: list[str], repair: bool, as_json: bool, lost: str | None = None) -> None:
+    """``lost``: a repair that could not save everything says what it lost (and the command exits 1)."""
     if as_json:
-        print_json({"ok": not remaining, "problems": problems, "repaired": bool(repair and problems)})
+        print_json({"ok": not remaining and not lost, "problems": problems, "repaired": bool(repair and problems),
+                    **({"lost": lost} if lost else {})})
         return
     for problem in problems:
-        typer.echo(f"problem: {problem}")
-    typer.echo("repaired" if repair and problems and not remaining else "ok" if not problems else
-               "not repaired: run 'clipsearch check --repair'")
+        typer.echo(f"problem: {shown(problem)}")
+    if lost:
+        typer.echo(f"repaired with losses: {shown(lost)}")
+    else:
+        typer.echo("repaired" if repair and problems and not remaining else "ok" if not problems else
+                   "not repaired: run 'clipsearch check --repair'")
 
 
 def print_models(rows: list[dict[str, Any]], as_json: bool) -> None:

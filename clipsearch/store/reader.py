@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     import faiss
 
 
+_HINT = " ('clipsearch check' says what can be saved)"
+
+
 class StoreReader(Catalog):
     """Read-only view used by search."""
 
@@ -36,9 +39,9 @@ class StoreReader(Catalog):
                 conn = connect(catalog, readonly=True, immutable=True)
                 conn.execute("SELECT count(*) FROM files").fetchone()
             except sqlite3.DatabaseError as exc:
-                raise UserError(f"cannot read the index at {directory}: {exc}") from None
+                raise UserError(f"cannot read the index at {directory}: {exc}{_HINT}") from None
         except sqlite3.DatabaseError as exc:
-            raise UserError(f"cannot read the index at {directory}: {exc}") from None
+            raise UserError(f"cannot read the index at {directory}: {exc}{_HINT}") from None
         version = migrations.version_of(conn)
         if version is not None:
             try:

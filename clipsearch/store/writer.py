@@ -49,6 +49,11 @@ class StoreWriter(Catalog):
         upgrade it to this code's format (``migrations``)."""
         layout = Layout(directory)
         lock = WriteLock.take(layout.lock, on_wait)
+        if layout.exists() and layout.catalog.stat().st_size == 0 and (layout.run_log.exists() or any(layout.faiss_files())):
+            lock.release()  # not a new index: an emptied catalog, which a fresh schema would pass off as one
+            raise UserError(f"the catalog of the index at {directory} is empty (0 bytes) though the index has run "
+                            "before: nothing can be saved from it; restore it from a backup, or move the directory "
+                            "away to index again")
         conn = None
         try:
             conn = connect(layout.catalog, readonly=False)
@@ -58,7 +63,8 @@ class StoreWriter(Catalog):
                 conn.close()
             lock.release()
             if isinstance(exc, sqlite3.DatabaseError):
-                raise UserError(f"cannot open the index at {directory}: {exc}") from None
+                raise UserError(f"cannot open the index at {directory}: {exc} ('clipsearch check' says what can "
+                                "be saved)") from None
             raise
         upgraded_from = found if found is not None and found != migrations.CURRENT else None
         return cls(directory, conn, lock, upgraded_from)

@@ -1,0 +1,167 @@
+"""``check --repair`` on a damaged catalog (a truncated file, a bad sector): save what SQLite can still read.
+
+SQLite refuses the whole file once a page it needs is missing, schema included. So the salvage works on
+a copy: the header's page count is set to the pages the file has, the schema rows of tables whose root
+page is gone are dropped (``writable_schema``), and each table is read row by row until a missing page
+stops it. What was read goes into a new catalog of the current format; the damaged file is kept beside
+it (``catalog.sqlite.damaged-<time>``), never deleted. Files whose vector was lost are left out, so the
+next ``index`` run embeds them again; nothing else is re-embedded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import struct
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clipsearch.errors import UserError
+from clipsearch.store import migrations
+from clipsearch.store.catalog import connect
+from clipsearch.store.layout import Layout
+from clipsearch.store.lock import WriteLock
+
+TABLES = ("meta", "roots", "vectors", "files", "failures", "runs")
+_COLUMNS = {
+    "meta": "key, value", "roots": "path, added", "vectors": "hash, embedding",
+    "files": "id, path, size, mtime_ns, hash, width, height, seen", "failures": "path, size, mtime_ns, error, seen",
+    "runs": "id, started, finished, roots, report",
+}
+T = "CAST(? AS TEXT)"  # text read back as its bytes goes in as the same bytes (names that are not UTF-8 included)
+_VALUES = {
+    "meta": f"{T}, {T}", "roots": f"{T}, ?", "vectors": "?, ?", "files": f"?, {T}, ?, ?, ?, ?, ?, ?",
+    "failures": f"{T}, ?, ?, {T}, ?", "runs": f"?, ?, ?, {T}, {T}",
+}
+
+
+@dataclass
+class Salvage:
+    rows: dict[str, list[tuple[object, ...]]] = field(default_factory=dict)
+    incomplete: list[str] = field(default_factory=list)  # tables a missing page cut short (or lost whole)
+    files_without_vector: int = 0
+
+    @property
+    def lost_anything(self) -> bool:
+        return bool(self.incomplete or self.files_without_vector)
+
+    def summary(self) -> str:
+        files, vectors = len(self.rows.get("files", [])), len(self.rows.get("vectors", []))
+        lost = f"; lost: {', '.join(self.incomplete)} (cut short by the damage)" if self.incomplete else ""
+        return (f"saved {files} files and {vectors} stored vectors{lost}; {self.files_without_vector} files whose "
+                "vector was lost are left for the next index run to embed again")
+
+
+def damage(directory: Path) -> str | None:
+    """What SQLite says is wrong with the index's catalog, or None when it reads it whole."""
+    try:
+        conn = connect(Layout(directory).catalog, readonly=True, immutable=True)
+        try:
+            conn.execute("SELECT count(*) FROM files").fetchone()
+            verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
+            return None if verdict == "ok" else verdict
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+
+
+def read_what_remains(catalog: Path, scratch: Path) -> Salvage:
+    """Every row SQLite can still read from the damaged ``catalog``, read from a patched copy at ``scratch`` (which
+    may lie outside the index: a read-only one can be inspected too)."""
+    shutil.copyfile(catalog, scratch)
+    data = bytearray(scratch.read_bytes())
+    if len(data) < 100 or not data.startswith(b"SQLite format 3\0"):
+        raise UserError(f"{catalog} is not an SQLite catalog any more (its header is gone): nothing can be saved "
+                        "from it; restore it from a backup, or index again into a new --index")
+    page_size = struct.unpack(">H", data[16:18])[0]
+    page_size = 65536 if page_size == 1 else page_size
+    pages = len(data) // page_size
+    data[28:32] = struct.pack(">I", pages)  # the pages there are, not the pages there were
+    scratch.write_bytes(bytes(data[: pages * page_size]))
+    conn = sqlite3.connect(scratch, isolation_level=None)
+    conn.text_factory = bytes
+    out = Salvage()
+    try:
+        conn.execute("PRAGMA writable_schema=ON")
+        conn.execute("DELETE FROM sqlite_master WHERE rootpage > ?", (pages,))
+        conn.execute("PRAGMA writable_schema=OFF")
+    except sqlite3.DatabaseError:
+        raise UserError(f"the schema of {catalog} is lost: nothing can be saved from it; restore it from a backup, "
+                        "or index again into a new --index") from None
+    for table in TABLES:
+        rows: list[tuple[object, ...]] = []
+        try:
+            for row in conn.execute(f"SELECT {_COLUMNS[table]} FROM {table}"):
+                rows.append(row)
+        except sqlite3.DatabaseError:
+            out.incomplete.append(table)
+        out.rows[table] = rows
+    conn.close()
+    return out
+
+
+def inspect(directory: Path) -> Salvage:
+    """What a salvage would save from the damaged catalog, changing nothing."""
+    with tempfile.TemporaryDirectory(prefix="clipsearch-check-") as tmp:
+        return read_what_remains(Layout(directory).catalog, Path(tmp) / "catalog.sqlite")
+
+
+def repair(directory: Path) -> Salvage:
+    """``salvage`` under the index's write lock."""
+    lock = WriteLock.take(Layout(directory).lock)
+    try:
+        return salvage(directory)
+    finally:
+        lock.release()
+
+
+def salvage(directory: Path) -> Salvage:
+    """Replace a damaged catalog by what can be read of it; the damaged file stays beside it. The caller holds the
+    write lock. Refuses, saving nothing, when the model record cannot be read (the vectors would mean nothing)."""
+    layout = Layout(directory)
+    scratch = directory / "catalog.sqlite.salvage-read"
+    fresh = directory / "catalog.sqlite.salvaged"
+    try:
+        found = read_what_remains(layout.catalog, scratch)
+        meta = {bytes(k).decode(): bytes(v).decode() for k, v in found.rows["meta"]}
+        if "model_spec" not in meta or "dim" not in meta:
+            raise UserError(f"the model record of {layout.catalog} is lost: the saved vectors could not be used; "
+                            "index again into a new --index (the damaged catalog is left as it is)")
+        dim = int(meta["dim"])
+        vectors = [(bytes(h), bytes(e)) for h, e in found.rows["vectors"] if len(bytes(e)) == dim * 4]
+        found.rows["vectors"] = vectors
+        stored = {h for h, _ in vectors}
+        files = [r for r in found.rows["files"] if bytes(r[4]) in stored]  # type: ignore[arg-type]
+        found.files_without_vector = len(found.rows["files"]) - len(files)
+        found.rows["files"] = files
+        fresh.unlink(missing_ok=True)
+        conn = connect(fresh, readonly=False)
+        migrations.create_or_upgrade(conn, directory)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("DELETE FROM meta")
+        for table in TABLES:
+            rows = found.rows[table]
+            if table == "meta":
+                rows = [(k, v) for k, v in meta.items() if k != "format_version"] + [
+                    ("format_version", str(migrations.CURRENT))]
+            if rows:
+                conn.executemany(f"INSERT OR IGNORE INTO {table} ({_COLUMNS[table]}) VALUES ({_VALUES[table]})", rows)
+        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        for suffix in ("-wal", "-shm"):
+            Path(str(layout.catalog) + suffix).unlink(missing_ok=True)
+        os.replace(layout.catalog, directory / f"catalog.sqlite.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(fresh, layout.catalog)
+        for stale in layout.faiss_files():  # built from the old catalog: rebuilt from the saved vectors
+            stale.unlink(missing_ok=True)
+        return found
+    finally:
+        scratch.unlink(missing_ok=True)
+        for leftover in (fresh, Path(str(fresh) + "-wal"), Path(str(fresh) + "-shm")):
+            leftover.unlink(missing_ok=True)
