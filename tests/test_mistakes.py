@@ -279,16 +279,20 @@ def test_a_damaged_catalog_is_checked_salvaged_and_never_reported_whole(cli: Cli
     assert cli("index", sample, "--model", "demo").exit_code == 0
     catalog = index_dir / "catalog.sqlite"
     original = catalog.read_bytes()
-    catalog.write_bytes(original[: len(original) * 2 // 3])  # a bad copy, a full disk at the wrong moment
-    seen = cli("check")
-    assert seen.exit_code == 1 and "database disk image is malformed" in seen.stdout
-    assert "'check --repair' would save what can be read: saved" in seen.stdout
-    assert "(a run was interrupted)" not in seen.stdout
-    one_line(cli("search", "a red star").stderr, "'clipsearch check' says what can be saved")
+    for kept in (0.3, 0.5, 0.67, 0.9):  # a bad copy, a full disk at the wrong moment: cut anywhere
+        catalog.write_bytes(original[: int(len(original) * kept)])
+        seen = cli("check")
+        assert seen.exit_code == 1 and "database disk image is malformed" in seen.stdout, (kept, seen.stdout)
+        assert "'check --repair' would save what can be read: saved" in seen.stdout, kept
+        searched = cli("search", "a red star", "-k", "54")
+        if searched.exit_code != 0:  # the damage may lie where this search does not read
+            one_line(searched.stderr, "'clipsearch check' says what can be saved")
+    catalog.write_bytes(original[: len(original) * 2 // 3])
 
     repaired = cli("check", "--repair", "--json")
     assert repaired.exit_code == 1  # not a success: something was lost, and it says what
     assert "saved" in repaired.json()["lost"] and repaired.json()["ok"] is False  # type: ignore[index]
+    assert catalog.read_bytes() != original[: len(original) * 2 // 3]
     assert [p.name for p in index_dir.glob("catalog.sqlite.damaged-*")]  # the damaged file is kept, not deleted
     assert cli("check", "--json").json()["ok"] is True  # type: ignore[index]
     assert cli("index", "--json").exit_code == 0  # the next run embeds what was lost

@@ -75,7 +75,7 @@ def test_terms_are_weighted_and_summed_into_one_unit_vector() -> None:
         combine([a, a], [1.0, -1.0])
     with pytest.raises(UserError, match="empty"):
         Term.text("   ")
-    with pytest.raises(UserError, match="-k"):
+    with pytest.raises(UserError, match="k \\(how many results\\)"):
         Query((Term.text("dog"),), k=0)
     assert Query((Term.like(3), Term.text("dog"))).excluded == {3}
 

@@ -58,6 +58,8 @@ def user_errors() -> Iterator[None]:
             raise fail("could not write the index (disk full, quota or a failing disk?): "
                        "it keeps its last committed state") from None
         raise fail(f"index database error: {text}") from None
+    except sqlite3.DatabaseError as exc:  # a damaged catalog that opened, and failed further in
+        raise fail(f"the index's catalog is damaged ({exc}): 'clipsearch check' says what can be saved") from None
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise fail(DISK_FULL) from None

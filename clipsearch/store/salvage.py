@@ -56,17 +56,26 @@ class Salvage:
 
 
 def damage(directory: Path) -> str | None:
-    """What SQLite says is wrong with the index's catalog, or None when it reads it whole."""
-    try:
-        conn = connect(Layout(directory).catalog, readonly=True, immutable=True)
+    """What SQLite says is wrong with the index's catalog, or None when it reads it whole. A catalog with no tables
+    yet (a first run killed before its first commit) is not damaged: there is nothing in it to lose."""
+    catalog = Layout(directory).catalog
+    for immutable in (False, True):  # with its write-ahead log (a killed run's commits are there), else as it lies
         try:
-            conn.execute("SELECT count(*) FROM files").fetchone()
-            verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
-            return None if verdict == "ok" else verdict
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        return str(exc)
+            conn = connect(catalog, readonly=True, immutable=immutable)
+            try:
+                if migrations.version_of(conn) is None:
+                    return None
+                conn.execute("SELECT count(*) FROM files").fetchone()
+                verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
+                return None if verdict == "ok" else verdict
+            finally:
+                conn.close()
+        except sqlite3.OperationalError:
+            if immutable:  # not a question of damage (a directory we may not write to, even immutable fails)
+                raise
+        except sqlite3.DatabaseError as exc:
+            return str(exc)
+    return None
 
 
 def read_what_remains(catalog: Path, scratch: Path) -> Salvage:
