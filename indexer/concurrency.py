@@ -95,7 +95,8 @@ def short_gil_turns(seconds: float = GIL_TURN_SECONDS) -> Iterator[None]:
     A decode worker back from C code (file read, libjpeg, a resize) waits for the GIL until its holder
     releases it, or for the whole interval while the holder runs Python: the indexing thread (catalog, the
     model's kernel launches) nearly always does. A photo crosses a dozen such calls, so at 5 ms a worker
-    beside one busy Python thread took 2.5x as long per photo; at 0.5 ms, 1.14x (bench/gil_contention.py).
+    beside one busy Python thread took several times as long per photo, at 0.5 ms barely longer
+    (bench/gil_contention.py; figures in docs/benchmarks.md).
     """
     old = sys.getswitchinterval()
     sys.setswitchinterval(min(old, seconds))

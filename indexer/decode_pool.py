@@ -20,7 +20,7 @@ Photos go to a child several at a time (``decode_many``): each call through a pr
 pool costs the indexing process about a millisecond of Python (pickling, the pool's
 feeder and result threads, a future and its wake-up), as much as decoding a small
 photo and all of it under the GIL that every thread of the run shares. One call per
-8 photos cuts that 3x (bench/pipeline_ceiling.py).
+8 photos cuts that several-fold (bench/pipeline_ceiling.py; docs/benchmarks.md).
 
 A child killed by a hostile file (a segfault in a decoder library) breaks the
 pool: every call in flight is tried again in a new pool, and each photo of a call

@@ -90,7 +90,7 @@ def in_processes(options: Options, encoder: Encoder, workers: int) -> bool:
 
     auto: processes on Linux. Each has its own GIL, which threads share with the indexing thread
     (bench/decode_scaling.py), a crash in a decoder library costs one file instead of the run, and a child
-    (Pillow and numpy, no torch) adds ~18 MB of its own memory. They need a model whose preprocessing stops at uint8
+    (Pillow and numpy, no torch) holds little memory of its own. They need a model whose preprocessing stops at uint8
     pictures (``staged_transform``: every open_clip model); Hugging Face processors stay in threads.
     """
     from indexer import decode_pool

@@ -1,10 +1,9 @@
 """Decode baseline JPEGs with nvJPEG on the GPU, in a thread of its own, while the CPU workers decode the rest.
 
-Where it pays (``bench/decode_rates.py`` on an H100 with 16 cores, images/s for
-decode + the model's preprocessing): 12 MP baseline JPEGs 340 on the GPU against
-198 for Pillow's draft decode on all 16 cores; 2 MP 2,069 against 523; 0.5 MP
-4,600 against 560; progressive 12 MP 6 against 60 (nvJPEG decodes those on the
-host, one by one, so ``images.gpu_decodable_jpeg`` keeps them on the CPU).
+Where it pays (``bench/decode_rates.py``; the H100 figures are in docs/benchmarks.md):
+baseline JPEGs of every size decode and preprocess faster there than with Pillow's
+draft decode on all 16 cores, progressive ones ten times slower (nvJPEG decodes those
+on the host, one by one, so ``images.gpu_decodable_jpeg`` keeps them on the CPU).
 
 The GPU takes JPEGs only while its backlog is short (``claim``); past that the
 workers decode on the CPU. So both decoders stay busy whichever is faster for

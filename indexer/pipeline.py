@@ -124,7 +124,7 @@ def _on_device(encoder: Encoder) -> Encoder:
         import torch
 
         # With the model on the GPU, the CPU ops left are the workers' small per-photo ones, where torch's
-        # intra-op threads only take cores from the other workers: one thread each decodes 10-13% more photos
-        # per second on 16 cores (bench/decode_profile.py).
+        # intra-op threads only take cores from the other workers: with one thread each, more photos per second
+        # are decoded on a 16-core box (bench/decode_profile.py).
         torch.set_num_threads(1)
     return encoder

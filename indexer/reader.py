@@ -25,8 +25,8 @@ Loaded = Failed | Reused | Decoded  # what a reader call hands back: a claimed J
 def reader_threads(workers: int) -> int:
     """Threads that run a Reader for ``workers`` decode workers: twice as many, so that while a worker process
     decodes one photo the next is already read, hashed and queued for it. With one thread per process, each
-    process waited for its thread's hand-off and next file: two threads each decode 8-21% more photos per second
-    beside a busy indexing thread (bench/read_ahead.py, 1 and 2 processes). Decoding in the threads themselves
+    process waited for its thread's hand-off and next file: with two threads each decodes more photos per second
+    beside a busy indexing thread (bench/read_ahead.py; docs/benchmarks.md). Decoding in the threads themselves
     stays at ``workers`` at a time (``ThreadDecoder``'s slots)."""
     return 2 * workers
 

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
 
 # A query runs the text tower (onnxruntime's thread pool) and then FAISS (OpenMP) on the same cores.
-# OpenMP threads that spin-wait after each search steal the cores from the next text encoding: 38 ms
-# against 19 ms per query here. So search processes wait passively, unless the user chose a policy.
+# OpenMP threads that spin-wait after each search steal the cores from the next text encoding: a query took
+# twice as long (bench/search_scale.py). So search processes wait passively, unless the user chose a policy.
 # (It takes effect because nothing has started OpenMP yet: faiss and torch are imported later.)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

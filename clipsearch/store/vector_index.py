@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import faiss
     import numpy as np
 
-EXACT_MAX = 200_000  # flat search of 200k x 512-d is ~20 ms per query on 2 cores
+EXACT_MAX = 200_000  # exact search is still fast enough for a person at this size (bench/search_scale.py)
 DEFAULT_BUDGET = 1 << 30  # bytes of vector codes to keep in memory
 RETRAIN_GROWTH = 4  # an IVF index trained at n vectors is retrained once the collection passes 4n
 
@@ -88,8 +88,8 @@ def same_family(a: str, b: str) -> bool:
 def nprobe(nlist: int) -> int:
     """Lists to visit per query: enough for recall@10 >= 0.95 on CLIP-like (clustered) embeddings.
 
-    Grows with the square root of the lists: at 1M vectors (4096 lists) recall@10 was already 0.984 at
-    64 probes and 0.985 at 256 (the 8-bit codes set the ceiling), while the time grows with the probes.
+    Grows with the square root of the lists: past that, recall barely rises (at a million vectors the 8-bit codes
+    set its ceiling) while the time grows with the probes (bench/search_scale.py; docs/benchmarks.md).
     """
     return max(16, round(2 * math.sqrt(nlist)))
 
