@@ -6,7 +6,6 @@ that need them so that ``--help`` answers at once.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -76,7 +75,15 @@ def index(
         "Recorded in the index [default: fast = ViT-B-32-quickgelu:metaclip_fullcc].", show_default=False)] = None,
     reindex: Annotated[bool, typer.Option(
         "--reindex", help="Switch an existing index to --model, re-embedding everything.")] = False,
-    include_hidden: Annotated[bool, typer.Option("--include-hidden", help="Also index hidden files and folders.")] = False,
+    include_hidden: Annotated[Optional[bool], typer.Option(
+        "--include-hidden/--no-include-hidden", help="Index hidden files and folders of these folders, or stop to. "
+        "Remembered by each folder [default: as set before; hidden files skipped].", show_default=False)] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option(
+        "--exclude", help="Leave out paths matching this glob, relative to the folder ('Trash', '*/private', "
+        "'*.tmp.jpg'); repeatable; remembered by each folder.", show_default=False)] = None,
+    clear_excludes: Annotated[bool, typer.Option(
+        "--clear-excludes", help="Forget these folders' exclusions (those of --exclude and of 'forget SUBFOLDER') "
+        "first.")] = False,
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", min=1, help="Images per model call [default: 32 on the CPU, 128 per GPU].", show_default=False)] = None,
     workers: Annotated[Optional[int], typer.Option(
@@ -121,7 +128,8 @@ def index(
                 typer.echo(f"clipsearch: waiting for PID {holder}, which is writing to {directory}", err=True)
 
         job = IndexJob(directory, folders or [], model, reindex, device, precision,
-                       Options(include_hidden=include_hidden, batch_size=batch_size, workers=workers,
+                       Options(include_hidden=include_hidden, exclude=tuple(exclude or ()), clear_excludes=clear_excludes,
+                               batch_size=batch_size, workers=workers,
                                commit_every=commit_every, decode=decode, worker_kind=worker_kind),
                        on_wait=waiting if wait or every else None, index_type=index_type, quiet=quiet or as_json)
         stop_on_sigterm()
@@ -181,7 +189,8 @@ def watch(
 
         try:
             run()
-            watch_folders(job.roots(), changed, debounce=debounce, ready=ready, exclude=[str(directory)])
+            watch_folders(job.roots(), changed, debounce=debounce, ready=ready, exclude=[str(directory)],
+                          rules=job.rules())
         except Terminated:
             raise typer.Exit(143) from None
         except KeyboardInterrupt:
@@ -244,27 +253,23 @@ def forget(
     index_dir: IndexOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Drop folders and every photo under them from the index (the photos themselves are not touched)."""
-    with user_errors():
-        from clipsearch.store import StoreWriter, index_exists
+    """Drop folders and every photo under them from the index (the photos themselves are not touched).
 
-        directory = resolve_index_dir(index_dir)
-        if not index_exists(directory):
-            raise UserError(f"no index at {directory}")
-        dropped = {}
-        with StoreWriter.open(directory) as store:
-            roots = store.roots()
-            for folder in folders:
-                path = os.path.abspath(os.path.expanduser(folder))
-                if path not in roots and not store.ids_under(path):
-                    raise UserError(f"{folder} is not in the index (folders: {', '.join(roots) or 'none'})")
-                dropped[path] = store.forget(path)
-            store.finish({"forgotten": dropped})
+    A folder inside an indexed folder is also excluded from it, so later runs leave it out
+    ('clipsearch info' shows the exclusions; 'index FOLDER --clear-excludes' takes them back).
+    """
+    with user_errors():
+        from indexer.forget import forget_folders
+
+        dropped = forget_folders(resolve_index_dir(index_dir), folders)
     if as_json:
-        print_json({"removed": sum(dropped.values()), "folders": dropped})
+        print_json({"removed": sum(d["removed"] for d in dropped.values()),
+                    "folders": {path: d["removed"] for path, d in dropped.items()},
+                    "excluded_from": {path: d["excluded_from"] for path, d in dropped.items() if d["excluded_from"]}})
     else:
-        for path, count in dropped.items():
-            typer.echo(f"dropped {count} images under {shown(path)}")
+        for path, d in dropped.items():
+            typer.echo(f"dropped {d['removed']} images under {shown(path)}" + (
+                f"; it stays out of {shown(d['excluded_from'])} from now on" if d["excluded_from"] else ""))
 
 
 @app.command()

@@ -12,9 +12,11 @@ from clipsearch.errors import UserError
 from indexer.options import Options
 from indexer.report import Progress, Report
 from indexer.run import IndexRun, resolve_roots
+from indexer.walk import Rules
 
 if TYPE_CHECKING:
     from clipsearch.encoders import Encoder, ModelSpec
+    from clipsearch.store import StoreWriter
 
 
 @dataclass
@@ -31,6 +33,13 @@ class IndexJob:
     quiet: bool = False
     _encoder: Encoder | None = None  # kept between runs of a long-lived job (--every, watch)
 
+    def rules(self) -> dict[str, Rules]:
+        """How each indexed folder is walked, as recorded: what ``watch`` follows too."""
+        from clipsearch.store import StoreReader
+
+        with StoreReader.open(self.directory) as store:
+            return {root: Rules.from_settings(settings) for root, settings in store.root_settings().items()}
+
     def roots(self) -> list[str]:
         """The folders this job covers: the ones given, or every folder the index holds."""
         from clipsearch.store import StoreReader, index_exists
@@ -41,6 +50,17 @@ class IndexJob:
             recorded = store.roots()
             store.close()
         return resolve_roots(self.folders, recorded)
+
+    def _record_settings(self, store: StoreWriter, roots: Sequence[str]) -> None:
+        """Apply what this job's options change (hidden files, exclusions) to its folders' recorded rules: a later
+        plain `index` or `watch` follows them. A folder seen for the first time is recorded with its rules."""
+        recorded = store.root_settings()
+        options = self.options
+        for root in roots:
+            before = Rules.from_settings(recorded.get(root, {}))
+            after = before.changed(options.include_hidden, options.exclude, options.clear_excludes)
+            if root not in recorded or after != before:
+                store.set_root_settings(root, after.settings())
 
     def _load(self, spec: ModelSpec) -> Encoder:
         """The model for ``spec``, loaded once and kept between runs of a long-lived job (--every, watch)."""
@@ -83,6 +103,8 @@ class IndexJob:
                 encoder = get_encoder()
                 store.bind_model(ModelRecord(encoder.spec, encoder.fingerprint, encoder.dim), reindex=self.reindex)
             self.reindex = False  # a long-lived job switches models once, not on every run
+            if scan is None:
+                self._record_settings(store, roots)
             if self.index_type is not None:
                 store.set_index_type(self.index_type)
             if scan is None:

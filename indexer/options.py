@@ -14,7 +14,9 @@ READ_CHUNK = 8  # files per reader call, and per call to a worker process (bench
 
 @dataclass
 class Options:
-    include_hidden: bool = False
+    include_hidden: bool | None = None  # change the folders' setting (None: as each was set; hidden files skipped)
+    exclude: tuple[str, ...] = ()  # glob patterns (relative to the folder) to add to the folders' exclusions
+    clear_excludes: bool = False  # drop the folders' exclusions first
     batch_size: int | None = None  # None: the encoder's (128 per GPU, 32 on the CPU)
     workers: int | None = None  # decode workers; None: one per CPU
     commit_every: int = 256  # images

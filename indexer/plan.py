@@ -12,13 +12,14 @@ the same run at another path was *renamed*, not added and removed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from clipsearch import images
 from indexer.items import Task
 from indexer.report import Progress, Report
-from indexer.walk import walk
+from indexer.walk import Rules, walk
 
 if TYPE_CHECKING:
     from clipsearch.store import StoreWriter
@@ -27,11 +28,10 @@ if TYPE_CHECKING:
 class Planner:
     """Walks the roots and turns what is found into tasks, marking what is unchanged as seen on the way."""
 
-    def __init__(self, store: StoreWriter, roots: Sequence[str], include_hidden: bool, report: Report,
-                 progress: Progress) -> None:
+    def __init__(self, store: StoreWriter, roots: Sequence[str], report: Report, progress: Progress) -> None:
         self.store = store
         self.roots = list(roots)
-        self.include_hidden = include_hidden
+        self.settings = store.root_settings()
         self.report = report
         self.progress = progress
         self.walked_fully: dict[str, int] = {}  # root -> image files found, set only once its walk finished
@@ -44,8 +44,9 @@ class Planner:
         seen: set[int] = set()
         for root in self.roots:
             found_here = 0
-            for found in walk(root, extensions, self.include_hidden, exclude=[str(self.store.directory)],
-                              on_error=self.report.fail):
+            base, rules = self.rules_for(root)
+            for found in walk(root, extensions, rules, exclude=[str(self.store.directory)], on_error=self.report.fail,
+                              base=base):
                 found_here += 1
                 key = found.file[0] << 64 | found.file[1]
                 if key in seen:
@@ -64,6 +65,12 @@ class Planner:
                     continue
                 yield Task(found, previous)
             self.walked_fully[root] = found_here
+
+    def rules_for(self, folder: str) -> tuple[str, Rules]:
+        """The indexed folder that ``folder`` lies in (itself, or the one ``watch`` rescans part of) and its rules."""
+        inside = [r for r in self.settings if folder == r or folder.startswith(r.rstrip(os.sep) + os.sep)]
+        base = max(inside, key=len, default=folder)
+        return base, Rules.from_settings(self.settings.get(base, {}))
 
     def roots_to_sweep(self, recorded: Sequence[str]) -> list[str]:
         """The roots whose files not seen in this run are gone: those walked to the end, except an indexed root that

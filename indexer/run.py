@@ -46,7 +46,7 @@ class IndexRun:
         self.record_roots = record_roots
         self.report = Report()
         contents = Contents(store.vector_lookup())
-        self.plan = Planner(store, self.roots, self.options.include_hidden, self.report, self.progress)
+        self.plan = Planner(store, self.roots, self.report, self.progress)
         self.stages = DecodeEmbed(get_encoder, self.options, contents)
         self.writer = RunWriter(store, contents, self.report, self.progress, self.options.commit_every,
                                 self.options.commit_seconds)

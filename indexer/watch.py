@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from clipsearch import images
+from indexer.walk import Rules
 
 
 def _minimal(folders: set[str]) -> list[str]:
@@ -26,15 +27,16 @@ def watch_folders(
     ready: Callable[[list[str]], None] | None = None,
     stop: threading.Event | None = None,
     exclude: Collection[str] = (),
+    rules: Mapping[str, Rules] | None = None,
 ) -> None:
     """Call ``on_change(folders)`` once things have been quiet for ``debounce`` seconds after a change.
 
     A changed image file reports its folder; a created, moved or deleted folder
     reports its parent, so a whole album copied in or removed is one rescan.
-    What the walk skips never counts: hidden files and folders, and the folders
-    in ``exclude`` (the index directory, which every run writes to: inside a
-    watched folder it would start a run after each run). Runs until ``stop`` is
-    set or Ctrl-C.
+    What the walk skips never counts: what each root's ``rules`` leave out (hidden
+    files and folders by default, exclusions), and the folders in ``exclude`` (the
+    index directory, which every run writes to: inside a watched folder it would
+    start a run after each run). Runs until ``stop`` is set or Ctrl-C.
     """
     from watchdog.events import FileSystemEvent, FileSystemEventHandler
     from watchdog.observers import Observer
@@ -54,7 +56,7 @@ def watch_folders(
         root = next((r for r in roots if inside(path, r)), None)
         if root is None or any(inside(path, e) for e in excluded):
             return False
-        return not any(part.startswith(".") for part in os.path.relpath(path, root).split(os.sep) if part != ".")
+        return path == root or not (rules or {}).get(root, Rules()).skips(os.path.relpath(path, root))
 
     class Handler(FileSystemEventHandler):
         def on_any_event(self, event: FileSystemEvent) -> None:

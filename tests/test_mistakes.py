@@ -196,7 +196,9 @@ def test_a_file_name_that_is_not_utf8_is_indexed_searched_shown_and_forgotten(cl
     again = cli("index", "--json")
     assert json.loads(again.stdout)["unchanged"] == 3  # found again by the same bytes: nothing re-read
     gone = cli("forget", odd.decode("utf-8", "surrogateescape"))
-    assert gone.exit_code == 0 and gone.stdout == f"dropped 1 images under {folder}/sub-\\xe9\n"
+    assert gone.exit_code == 0
+    assert gone.stdout == f"dropped 1 images under {folder}/sub-\\xe9; it stays out of {folder} from now on\n"
+    assert cli("index", "--json").json()["removed"] == 0  # type: ignore[index]  # and the next run leaves it out
 
 
 def test_version_short_help_and_an_empty_query_image(cli: Cli, sample: Path, tmp_path: Path) -> None:
@@ -304,3 +306,57 @@ def test_a_damaged_catalog_is_checked_salvaged_and_never_reported_whole(cli: Cli
         assert result.exit_code != 0, args
         assert "nothing can be saved" in result.stderr + result.stdout, args
     assert catalog.stat().st_size == 0  # and nothing was passed off as a new, empty index
+
+
+def test_each_folder_remembers_hidden_files_and_exclusions(cli: Cli, tmp_path: Path, model_spec: str) -> None:
+    """`index DIR --include-hidden` followed by the scheduled plain `index` removed the hidden files again, and
+    `forget DIR/sub` was undone by the next run."""
+    root = tmp_path / "p"
+    for folder in (".hidden", "sub", "trash"):
+        (root / folder).mkdir(parents=True)
+    for i, name in enumerate(("a.png", ".hidden/h.png", ".dot.png", "sub/s.png", "trash/t.png")):
+        imagegen.photo(90 + i).save(root / name)
+
+    def run(*args: object) -> dict:
+        result = cli("index", *args, "--json")
+        assert result.exit_code == 0, result.stderr
+        return result.json()  # type: ignore[return-value]
+
+    assert run(root, "--include-hidden", "--model", model_spec)["added"] == 5
+    assert (run()["removed"], run()["unchanged"]) == (0, 5)  # the scheduled run keeps them
+    forgot = cli("forget", root / "sub")
+    assert forgot.stdout == f"dropped 1 images under {root / 'sub'}; it stays out of {root} from now on\n"
+    assert (run()["added"], run()["unchanged"]) == (0, 4)  # not indexed again
+    assert run(root, "--exclude", "tr*")["removed"] == 1
+    info = cli("info", "--json").json()
+    assert info["root_settings"] == {str(root): {"include_hidden": True, "exclude": ["sub", "tr*"]}}  # type: ignore[index]
+    assert f"{root}: hidden files included; excluding sub, tr*" in cli("info").stdout
+    assert run(root, "--no-include-hidden")["removed"] == 2
+    assert run(root, "--clear-excludes")["added"] == 2  # sub and trash again
+    assert cli("info", "--json").json()["root_settings"][str(root)] == {  # type: ignore[index]
+        "include_hidden": False, "exclude": []}
+
+
+def test_watch_follows_each_folders_rules(tmp_path: Path) -> None:
+    import threading
+
+    from indexer.walk import Rules
+    from indexer.watch import watch_folders
+
+    root = tmp_path / "photos"
+    for folder in (".hidden", "trash", "album"):
+        (root / folder).mkdir(parents=True)
+    started, stop, batches = threading.Event(), threading.Event(), []
+    watcher = threading.Thread(target=watch_folders, kwargs={
+        "roots": [str(root)], "on_change": batches.append, "debounce": 0.2, "ready": lambda _: started.set(),
+        "stop": stop, "rules": {str(root): Rules(include_hidden=True, exclude=("trash",))}})
+    watcher.start()
+    try:
+        assert started.wait(30)
+        imagegen.photo(1).save(root / "trash" / "t.jpg")  # excluded
+        imagegen.photo(2).save(root / ".hidden" / "h.jpg")  # hidden files are on for this folder
+        wait_for(lambda: batches, 30, "the watcher reporting a change")
+    finally:
+        stop.set()
+        watcher.join(30)
+    assert batches == [[str(root / ".hidden")]]

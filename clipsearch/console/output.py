@@ -125,6 +125,11 @@ def print_info(data: dict[str, Any], as_json: bool) -> None:
     typer.echo(f"{'index type:':15} {data['index_type'] or '-'}"
                + (f"  ({data['index_type_note']})" if data.get("index_type_note") else ""))
     typer.echo(f"{'roots:':15} {shown(', '.join(data['roots'])) or '-'}")
+    for root, settings in data.get("root_settings", {}).items():
+        said = (["hidden files included"] if settings.get("include_hidden") else []) + (
+            [f"excluding {', '.join(settings['exclude'])}"] if settings.get("exclude") else [])
+        if said:
+            typer.echo(f"{'':15} {shown(root)}: {shown('; '.join(said))}")
     run = data["last_run"]
     if run and "added" in run:
         typer.echo(f"{'last run:':15} {run['added']} added, {run['updated']} updated, {run['renamed']} renamed, "

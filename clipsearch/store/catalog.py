@@ -155,6 +155,13 @@ class Catalog:
     def roots(self) -> list[str]:
         return [r[0] for r in self._conn.execute("SELECT path FROM roots ORDER BY path")]
 
+    def root_settings(self) -> dict[str, dict[str, Any]]:
+        """Each indexed folder's settings (how it is walked: ``indexer.walk.Rules``), by path; format 3 on."""
+        if self.format_version < 3:
+            return {root: {} for root in self.roots()}
+        return {path: json.loads(settings) for path, settings in
+                self._conn.execute("SELECT path, settings FROM roots ORDER BY path")}
+
     def paths(self, ids: Iterable[int]) -> dict[int, str]:
         ids = [int(i) for i in ids]
         out: dict[int, str] = {}
@@ -215,6 +222,7 @@ class Catalog:
             "dim": model.dim if model else None,
             "fingerprint": json.loads(model.fingerprint) if model and model.fingerprint else None,
             "roots": self.roots(),
+            "root_settings": self.root_settings(),
             "failing_files": self._conn.execute("SELECT count(*) FROM failures").fetchone()[0],
             "index_type": self.meta("index_built_as"),
             "index_type_setting": self.pinned_index_type(),

@@ -89,8 +89,16 @@ def _ids_never_reused(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS files_hash ON files(hash)")
 
 
+def _root_settings(conn: sqlite3.Connection) -> None:
+    """Each indexed folder keeps how it is walked (hidden files, excluded sub-folders and patterns) as JSON: a
+    scheduled plain `index` follows what `index DIR --include-hidden` or `forget DIR/sub` asked for once. Every
+    folder indexed so far keeps the default it was walked with (no hidden files, nothing excluded)."""
+    conn.execute("ALTER TABLE roots ADD COLUMN settings TEXT NOT NULL DEFAULT '{}'")
+
+
 STEPS: tuple[Step, ...] = (
     Step("photo ids are never handed out again after a photo leaves the index", _ids_never_reused),  # 1 -> 2
+    Step("each indexed folder remembers its settings (hidden files, exclusions)", _root_settings),  # 2 -> 3
 )
 CURRENT = FIRST + len(STEPS)
 

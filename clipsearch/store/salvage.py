@@ -27,13 +27,13 @@ from clipsearch.store.lock import WriteLock
 
 TABLES = ("meta", "roots", "vectors", "files", "failures", "runs")
 _COLUMNS = {
-    "meta": "key, value", "roots": "path, added", "vectors": "hash, embedding",
+    "meta": "key, value", "roots": "path, added, settings", "vectors": "hash, embedding",
     "files": "id, path, size, mtime_ns, hash, width, height, seen", "failures": "path, size, mtime_ns, error, seen",
     "runs": "id, started, finished, roots, report",
 }
 T = "CAST(? AS TEXT)"  # text read back as its bytes goes in as the same bytes (names that are not UTF-8 included)
 _VALUES = {
-    "meta": f"{T}, {T}", "roots": f"{T}, ?", "vectors": "?, ?", "files": f"?, {T}, ?, ?, ?, ?, ?, ?",
+    "meta": f"{T}, {T}", "roots": f"{T}, ?, {T}", "vectors": "?, ?", "files": f"?, {T}, ?, ?, ?, ?, ?, ?",
     "failures": f"{T}, ?, ?, {T}, ?", "runs": f"?, ?, ?, {T}, {T}",
 }
 
@@ -104,8 +104,8 @@ def read_what_remains(catalog: Path, scratch: Path) -> Salvage:
     for table in TABLES:
         rows: list[tuple[object, ...]] = []
         try:
-            for row in conn.execute(f"SELECT {_COLUMNS[table]} FROM {table}"):
-                rows.append(row)
+            for row in conn.execute(f"SELECT * FROM {table}"):  # the columns of the format it was written in
+                rows.append(row + (b"{}",) if table == "roots" and len(row) == 2 else row)
         except sqlite3.DatabaseError:
             out.incomplete.append(table)
         out.rows[table] = rows

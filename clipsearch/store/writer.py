@@ -123,11 +123,18 @@ class StoreWriter(Catalog):
     def begin_run(self, roots: Sequence[str]) -> int:
         conn = self._txn()
         for root in roots:
-            conn.execute(f"INSERT OR IGNORE INTO roots VALUES ({PATH}, ?)", (path_param(root), time.time()))
+            conn.execute(f"INSERT OR IGNORE INTO roots (path, added) VALUES ({PATH}, ?)", (path_param(root), time.time()))
         cur = conn.execute("INSERT INTO runs (started, roots) VALUES (?, ?)", (time.time(), json.dumps(list(roots))))
         self._run_id = int(cur.lastrowid or 0)
         self.commit()
         return self._run_id
+
+    def set_root_settings(self, root: str, settings: dict[str, Any]) -> None:
+        """Record an indexed folder with its settings (``indexer.walk.Rules``), or change those of one recorded."""
+        self._txn().execute(f"INSERT INTO roots (path, added, settings) VALUES ({PATH}, ?, ?) "
+                            "ON CONFLICT (path) DO UPDATE SET settings = excluded.settings",
+                            (path_param(root), time.time(), json.dumps(settings, sort_keys=True)))
+        self.commit()
 
     def known_failure(self, path: str, size: int, mtime_ns: int) -> bool:
         """True (and marks it seen) if the file failed before and has not changed since."""

@@ -1,0 +1,40 @@
+"""``clipsearch forget``: drop folders from the index; a folder inside an indexed one stays out of later runs."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from clipsearch.errors import UserError
+from indexer.walk import Rules
+
+
+def forget_folders(directory: Path, folders: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Drop each folder and every photo under it. An indexed folder (a root) leaves the index; a sub-folder of one
+    is also added to that root's exclusions, or the next scheduled run would index it again. Returns, by folder,
+    how many photos were dropped and the root it is now excluded from (None for a root)."""
+    from clipsearch.store import StoreWriter, index_exists
+
+    if not index_exists(directory):
+        raise UserError(f"no index at {directory}")
+    dropped: dict[str, dict[str, Any]] = {}
+    with StoreWriter.open(directory) as store:
+        roots = store.roots()
+        settings = store.root_settings()
+        for folder in folders:
+            path = os.path.abspath(os.path.expanduser(folder))
+            outer = max((r for r in roots if path.startswith(r.rstrip(os.sep) + os.sep)), key=len, default=None)
+            if path not in roots and outer is None and not store.ids_under(path):
+                raise UserError(f"{folder} is not in the index (folders: {', '.join(roots) or 'none'})")
+            count = store.forget(path)
+            if path not in roots and outer is not None:
+                rules = Rules.from_settings(settings.get(outer, {}))
+                rules = rules.changed(exclude=[glob.escape(os.path.relpath(path, outer))])
+                store.set_root_settings(outer, rules.settings())
+                settings[outer] = rules.settings()
+            dropped[path] = {"removed": count, "excluded_from": outer if path not in roots else None}
+        store.finish({"forgotten": {path: d["removed"] for path, d in dropped.items()}})
+    return dropped
