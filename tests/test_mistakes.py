@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import shutil
 import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -212,32 +214,42 @@ def test_version_short_help_and_an_empty_query_image(cli: Cli, sample: Path, tmp
     one_line(result.stderr, f"cannot use {tmp_path / 'empty.jpg'} as a query image: empty file")
 
 
-def test_watch_ignores_its_own_index_and_hidden_folders(tmp_path: Path) -> None:
-    """With the index inside a watched folder, each run's writes started another run: a no-op run every ~2 s
-    forever. Hidden folders, which the walk skips, started runs too."""
+def first_changes_watched(root: Path, changes: Callable[[], None], **watch: Any) -> list[list[str]]:
+    """What ``watch_folders`` over ``root`` reports first after ``changes()``, made once it is watching."""
     import threading
 
     from indexer.watch import watch_folders
 
-    root = tmp_path / "photos"
-    for folder in ("album", ".index", ".hidden", "album/.thumbs"):
-        (root / folder).mkdir(parents=True)
     started, stop, batches = threading.Event(), threading.Event(), []
     watcher = threading.Thread(target=watch_folders, kwargs={
         "roots": [str(root)], "on_change": batches.append, "debounce": 0.2, "ready": lambda _: started.set(),
-        "stop": stop, "exclude": [str(root / ".index")]})
+        "stop": stop, **watch})
     watcher.start()
     try:
         assert started.wait(30)
+        changes()
+        wait_for(lambda: batches, 30, "the watcher reporting a change")
+    finally:
+        stop.set()
+        watcher.join(30)
+    return batches
+
+
+def test_watch_ignores_its_own_index_and_hidden_folders(tmp_path: Path) -> None:
+    """With the index inside a watched folder, each run's writes started another run: a no-op run every ~2 s
+    forever. Hidden folders, which the walk skips, started runs too."""
+    root = tmp_path / "photos"
+    for folder in ("album", ".index", ".hidden", "album/.thumbs"):
+        (root / folder).mkdir(parents=True)
+
+    def changes() -> None:
         imagegen.photo(1).save(root / ".index" / "thumb.jpg")  # what a run writes into its index
         (root / ".index" / "catalog.sqlite-wal").write_bytes(b"x")
         imagegen.photo(2).save(root / ".hidden" / "secret.jpg")
         imagegen.photo(3).save(root / "album" / ".thumbs" / "t.jpg")
         imagegen.photo(4).save(root / "album" / "new.jpg")  # the one change the walk would find
-        wait_for(lambda: batches, 30, "the watcher reporting a change")
-    finally:
-        stop.set()
-        watcher.join(30)
+
+    batches = first_changes_watched(root, changes, exclude=[str(root / ".index")])
     assert batches == [[str(root / "album")]]
 
 
@@ -338,25 +350,15 @@ def test_each_folder_remembers_hidden_files_and_exclusions(cli: Cli, tmp_path: P
 
 
 def test_watch_follows_each_folders_rules(tmp_path: Path) -> None:
-    import threading
-
     from indexer.walk import Rules
-    from indexer.watch import watch_folders
 
     root = tmp_path / "photos"
     for folder in (".hidden", "trash", "album"):
         (root / folder).mkdir(parents=True)
-    started, stop, batches = threading.Event(), threading.Event(), []
-    watcher = threading.Thread(target=watch_folders, kwargs={
-        "roots": [str(root)], "on_change": batches.append, "debounce": 0.2, "ready": lambda _: started.set(),
-        "stop": stop, "rules": {str(root): Rules(include_hidden=True, exclude=("trash",))}})
-    watcher.start()
-    try:
-        assert started.wait(30)
+
+    def changes() -> None:
         imagegen.photo(1).save(root / "trash" / "t.jpg")  # excluded
         imagegen.photo(2).save(root / ".hidden" / "h.jpg")  # hidden files are on for this folder
-        wait_for(lambda: batches, 30, "the watcher reporting a change")
-    finally:
-        stop.set()
-        watcher.join(30)
+
+    batches = first_changes_watched(root, changes, rules={str(root): Rules(include_hidden=True, exclude=("trash",))})
     assert batches == [[str(root / ".hidden")]]
