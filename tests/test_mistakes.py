@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -362,3 +363,23 @@ def test_watch_follows_each_folders_rules(tmp_path: Path) -> None:
 
     batches = first_changes_watched(root, changes, rules={str(root): Rules(include_hidden=True, exclude=("trash",))})
     assert batches == [[str(root / ".hidden")]]
+
+
+def test_models_lists_without_torch_once_its_table_is_made(tmp_path: Path) -> None:
+    """`clipsearch models` took 6 s each time (it imported open_clip and torch to list them)."""
+    import json
+    import subprocess
+
+    code = ("import atexit, runpy, sys\n"
+            "atexit.register(lambda: sys.stderr.write('TORCH=%s' % ('torch' in sys.modules)))\n"
+            "sys.argv = ['cli.py', 'models', '--json']\n"
+            f"runpy.run_path({str(ROOT / 'cli.py')!r}, run_name='__main__')\n")
+    env = cli_env(CLIPSEARCH_CACHE=str(tmp_path / "cache"))
+    first, second = (subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+                     for _ in range(2))
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert "TORCH=True" in first.stderr and "TORCH=False" in second.stderr  # made once, then read
+    rows = json.loads(second.stdout)
+    assert rows == json.loads(first.stdout) and len(rows) > 100
+    demo = next(r for r in rows if r["spec"] == "demo")
+    assert demo["cached"] is True and demo["dim"] == 128  # the shipped weights are on this machine

@@ -37,39 +37,73 @@ def _vit_gflops(cfg: dict[str, Any]) -> float | None:
 
 
 def _open_clip_row(arch: str, tag: str) -> dict[str, Any]:
+    """A row of what open_clip says about ``arch:tag``; ``weights`` is where its file would be (not whether it is)."""
     import open_clip
 
-    from clipsearch.encoders.openclip import cached_pretrained_file, register_model_configs
+    from clipsearch.encoders.openclip import register_model_configs
 
     register_model_configs()
     cfg = open_clip.get_model_config(arch) or {}
     size = cfg.get("vision_cfg", {}).get("image_size", 224)
     gflops = _vit_gflops(cfg)
     spec = parse_spec(f"{arch}:{tag}")
-    if spec.weights_path:
-        cached = os.path.isfile(spec.weights_path)
-    else:
-        cached = cached_pretrained_file(open_clip.get_pretrained_cfg(arch, tag)) is not None
+    pretrained = {} if spec.weights_path else open_clip.get_pretrained_cfg(arch, tag)
     return {
         "spec": spec.text,
         "backend": "open_clip",
         "dim": cfg.get("embed_dim"),
         "resolution": max(size) if isinstance(size, (list, tuple)) else size,
         "cost": round(gflops / _vit_gflops(open_clip.get_model_config("ViT-B-32")), 1) if gflops else None,
-        "cached": cached,
+        "weights": spec.weights_path or {k: pretrained[k] for k in ("hf_hub", "url") if pretrained.get(k)},
     }
+
+
+def _open_clip_rows() -> list[dict[str, Any]]:
+    """The presets' and open_clip's rows, from a file in the cache once made: making them imports open_clip and
+    torch (~6 s here, bench: `time clipsearch models`), which a listing should not wait for every time. Keyed by the
+    versions of open_clip and clipsearch, which are all the rows depend on."""
+    import json
+    from importlib import metadata
+
+    from clipsearch import __version__
+    from clipsearch.location import default_cache_dir
+
+    try:
+        open_clip_version = metadata.version("open_clip_torch")
+    except metadata.PackageNotFoundError:
+        open_clip_version = "unknown"
+    cache = default_cache_dir() / f"models-{open_clip_version}-{__version__}.json"
+    try:
+        return json.loads(cache.read_text())
+    except (OSError, ValueError):
+        pass
+    import open_clip
+
+    rows = []
+    for name, target in PRESETS.items():
+        arch, _, weights = target.partition(":")
+        rows.append({**_open_clip_row(arch, weights), "spec": name, "preset_of": target})
+    rows.extend(_open_clip_row(arch, tag) for arch, tag in open_clip.list_pretrained())
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(rows))
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # no cache: the next listing makes the rows again
+    return rows
 
 
 def list_models() -> list[dict[str, Any]]:
     """One row per model: spec, backend, dim, input resolution, cost relative to ViT-B/32, weights on this machine."""
-    import open_clip
-
     rows: list[dict[str, Any]] = []
-    for name, target in PRESETS.items():
-        arch, _, weights = target.partition(":")
-        rows.append({**_open_clip_row(arch, weights), "spec": name, "preset_of": target})
-    for arch, tag in open_clip.list_pretrained():
-        rows.append(_open_clip_row(arch, tag))
+    for row in _open_clip_rows():
+        weights = row.pop("weights")
+        if row["spec"] in PRESETS:  # a preset's local weights (demo) lie where this checkout is now
+            row["preset_of"] = PRESETS[row["spec"]]
+            weights = parse_spec(row["preset_of"]).weights_path or weights
+        here = os.path.isfile(weights) if isinstance(weights, str) else hub.cached_pretrained_file(weights) is not None
+        rows.append({**row, "cached": here})
     for repo, (dim, resolution, cost, what) in KNOWN_HF.items():
         rows.append({"spec": f"hf:{repo}", "backend": "hf", "dim": dim, "resolution": resolution, "cost": cost,
                      "cached": hub.hf_cached(repo, "config.json") is not None, "note": what})

@@ -85,28 +85,11 @@ def pick_precision(precision: str, device: str) -> str:
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def cached_pretrained_file(cfg: dict[str, Any]) -> str | None:
-    """The local copy of an open_clip pretrained tag's weights, if one is on this machine."""
-    repo_file = cfg.get("hf_hub", "")
-    if repo_file:
-        repo, filename = os.path.split(repo_file)
-        for name in [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]:
-            found = hub.hf_cached(repo, name)
-            if found:
-                return found
-    url = cfg.get("url", "")
-    if url:
-        cached = os.path.join(os.path.expanduser("~/.cache/clip"), os.path.basename(url))
-        if os.path.isfile(cached):
-            return cached
-    return None
-
-
 def _pretrained_file(arch: str, tag: str, cfg: dict[str, Any]) -> str:
     """Path of the weights for ``arch:tag``: from the local cache, else downloaded once."""
     import open_clip
 
-    cached = cached_pretrained_file(cfg)
+    cached = hub.cached_pretrained_file(cfg)
     if cached:
         return cached
     if hub.offline():
