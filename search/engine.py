@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from clipsearch.errors import NoSuchPhoto, UserError
 from clipsearch.store import StoreReader
-from search.query import MAX_K, Filters, Hit, Query, Term, combine
+from search.query import Filters, Hit, Query, Term, check_page, combine
 
 if TYPE_CHECKING:
     import faiss
@@ -168,10 +168,7 @@ class Searcher:
         ``offset`` skips that many best hits (the next page); ``exclude`` leaves out one file id
         (the photo a "more like this" started from). Ranks count from 1 at the best hit overall.
         """
-        if not 1 <= k <= MAX_K:
-            raise UserError(f"k (how many results) must be between 1 and {MAX_K:,}")
-        if offset < 0:
-            raise UserError("the offset cannot be negative")
+        check_page(k, offset)
         with self.store.snapshot() as store:  # a writer committing meanwhile is not seen half-way
             index = self._current_index()
             allowed = Filters(within).allowed_ids(store)

@@ -23,6 +23,14 @@ MAX_K = 10_000  # hits in one answer, for the CLI and the server alike
 MAX_OFFSET = 100_000
 
 
+def check_page(k: int, offset: int) -> None:
+    """The page an answer may be: the same limits for the CLI, the server and a search by vector."""
+    if not 1 <= k <= MAX_K:
+        raise UserError(f"k (how many results) must be between 1 and {MAX_K:,}")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise UserError(f"the offset must be between 0 and {MAX_OFFSET:,}")
+
+
 @dataclass(frozen=True)
 class Term:
     """Words, an image's bytes, or an indexed photo's id (its stored vector: "more like this")."""
@@ -89,10 +97,7 @@ class Query:
     def __post_init__(self) -> None:
         if not self.terms:
             raise UserError("give something to look for: words, an image or a photo id")
-        if not 1 <= self.k <= MAX_K:
-            raise UserError(f"k (how many results) must be between 1 and {MAX_K:,}")
-        if not 0 <= self.offset <= MAX_OFFSET:
-            raise UserError(f"the offset must be between 0 and {MAX_OFFSET:,}")
+        check_page(self.k, self.offset)
 
     @property
     def excluded(self) -> set[int]:
