@@ -143,6 +143,9 @@ def test_models_command_lists_every_family(cli: Cli) -> None:
     import open_clip
 
     assert len([r for r in rows.values() if r["backend"] == "open_clip"]) >= len(open_clip.list_pretrained())
+    # every tower's cost is known (counted by bench/tower_flops.py), not only the ViTs' (issue 19 #16: 96 were "?")
+    assert [r["spec"] for r in rows.values() if not r["cost"]] == []
+    assert rows["RN50:openai"]["cost"] == 1.4 and rows["convnext_base:laion400m_s13b_b51k"]["cost"] == 3.5
     assert cli("models", "--cached", "--json").json() == [r for r in result.json() if r["cached"]]  # type: ignore
 
 

@@ -102,7 +102,7 @@ def print_models(rows: list[dict[str, Any]], as_json: bool) -> None:
     width = max(len(r["spec"]) for r in rows) if rows else 10
     typer.echo(f"{'model':{width}}  {'dim':>5}  {'res':>4}  {'cost':>5}  here")
     for r in rows:
-        cost = f"{r['cost']:.1f}" if r["cost"] else "?"
+        cost = f"{r['cost']:g}" if r["cost"] else "?"
         typer.echo(f"{r['spec']:{width}}  {r['dim'] or '?':>5}  {r['resolution'] or '?':>4}  {cost:>5}  "
                    f"{'yes' if r['cached'] else '-'}" + (f"  = {r['preset_of']}" if "preset_of" in r else ""))
 

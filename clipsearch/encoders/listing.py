@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 from typing import Any
 
 from clipsearch.encoders import hub
@@ -19,10 +21,13 @@ KNOWN_HF: dict[str, tuple[int, int, float, str]] = {
     "google/siglip-base-patch16-224": (768, 224, 4.0, "SigLIP ViT-B/16 (SiglipModel)"),
 }
 
+# Image-tower GFLOPs per image of every open_clip architecture, counted by bench/tower_flops.py.
+_COUNTED = Path(__file__).with_name("tower_gflops.json")
 
 
 def _vit_gflops(cfg: dict[str, Any]) -> float | None:
-    """Rough image-tower cost of a ViT config (2 x multiply-adds), None for other towers."""
+    """Rough image-tower cost of a ViT config (2 x multiply-adds), None for other towers: the estimate for an
+    architecture the shipped table does not know (a newer open_clip, a model config of the user's)."""
     vision = cfg.get("vision_cfg", {})
     if "timm_model_name" in vision or not isinstance(vision.get("layers"), int):
         return None
@@ -36,7 +41,30 @@ def _vit_gflops(cfg: dict[str, Any]) -> float | None:
     return 2 * layers * per_layer / 1e9
 
 
-def _open_clip_row(arch: str, tag: str) -> dict[str, Any]:
+def _tower_gflops(arch: str, cfg: dict[str, Any], counted: dict[str, float]) -> float | None:
+    """The image tower's GFLOPs per image: counted (bench/tower_flops.py, every architecture open_clip had when
+    it ran), else the ViT formula."""
+    return counted.get(arch) or _vit_gflops(cfg)
+
+
+def _relative(gflops: float | None, reference: float | None) -> float | None:
+    """Cost relative to ViT-B/32: one decimal, two significant digits below 1 (the demo model is 0.0023)."""
+    if not gflops or not reference:
+        return None
+    ratio = gflops / reference
+    return round(ratio, 1) if ratio >= 1 else float(f"{ratio:.2g}")
+
+
+def _counted_gflops() -> dict[str, float]:
+    import json
+
+    try:
+        return json.loads(_COUNTED.read_text())["gflops"]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def _open_clip_row(arch: str, tag: str, counted: dict[str, float]) -> dict[str, Any]:
     """A row of what open_clip says about ``arch:tag``; ``weights`` is where its file would be (not whether it is)."""
     import open_clip
 
@@ -45,7 +73,7 @@ def _open_clip_row(arch: str, tag: str) -> dict[str, Any]:
     register_model_configs()
     cfg = open_clip.get_model_config(arch) or {}
     size = cfg.get("vision_cfg", {}).get("image_size", 224)
-    gflops = _vit_gflops(cfg)
+    gflops = _tower_gflops(arch, cfg, counted)
     spec = parse_spec(f"{arch}:{tag}")
     pretrained = {} if spec.weights_path else open_clip.get_pretrained_cfg(arch, tag)
     return {
@@ -53,7 +81,7 @@ def _open_clip_row(arch: str, tag: str) -> dict[str, Any]:
         "backend": "open_clip",
         "dim": cfg.get("embed_dim"),
         "resolution": max(size) if isinstance(size, (list, tuple)) else size,
-        "cost": round(gflops / _vit_gflops(open_clip.get_model_config("ViT-B-32")), 1) if gflops else None,
+        "cost": _relative(gflops, _tower_gflops("ViT-B-32", open_clip.get_model_config("ViT-B-32"), counted)),
         "weights": spec.weights_path or {k: pretrained[k] for k in ("hf_hub", "url") if pretrained.get(k)},
     }
 
@@ -61,7 +89,7 @@ def _open_clip_row(arch: str, tag: str) -> dict[str, Any]:
 def _open_clip_rows() -> list[dict[str, Any]]:
     """The presets' and open_clip's rows, from a file in the cache once made: making them imports open_clip and
     torch (~6 s here, bench: `time clipsearch models`), which a listing should not wait for every time. Keyed by the
-    versions of open_clip and clipsearch, which are all the rows depend on."""
+    versions of open_clip and clipsearch and the counted costs, which are all the rows depend on."""
     import json
     from importlib import metadata
 
@@ -72,7 +100,11 @@ def _open_clip_rows() -> list[dict[str, Any]]:
         open_clip_version = metadata.version("open_clip_torch")
     except metadata.PackageNotFoundError:
         open_clip_version = "unknown"
-    cache = default_cache_dir() / f"models-{open_clip_version}-{__version__}.json"
+    try:  # and the counted costs, which a checkout may update
+        costs = hashlib.sha256(_COUNTED.read_bytes()).hexdigest()[:12]
+    except OSError:
+        costs = "none"
+    cache = default_cache_dir() / f"models-{open_clip_version}-{__version__}-{costs}.json"
     try:
         return json.loads(cache.read_text())
     except (OSError, ValueError):
@@ -80,10 +112,11 @@ def _open_clip_rows() -> list[dict[str, Any]]:
     import open_clip
 
     rows = []
+    counted = _counted_gflops()
     for name, target in PRESETS.items():
         arch, _, weights = target.partition(":")
-        rows.append({**_open_clip_row(arch, weights), "spec": name, "preset_of": target})
-    rows.extend(_open_clip_row(arch, tag) for arch, tag in open_clip.list_pretrained())
+        rows.append({**_open_clip_row(arch, weights, counted), "spec": name, "preset_of": target})
+    rows.extend(_open_clip_row(arch, tag, counted) for arch, tag in open_clip.list_pretrained())
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
