@@ -106,6 +106,10 @@ def index(
         "--index-type", help="FAISS index type: auto (exact while small, then IVF with codes that fit memory), Flat, "
         "or IVF<lists>,<codes> with codes Flat, SQ8, SQ4, SQfp16 or PQ<m> (e.g. IVF4096,SQ8). Remembered by the "
         "index; exact until there are enough photos to train it.", show_default=False)] = None,
+    vocabulary: Annotated[Optional[str], typer.Option(
+        "--vocabulary", help="Where photos' tags come from: builtin (data/vocabulary.txt), a label file (one label "
+        "per line), or none. Remembered by the index; a change re-tags every photo from its stored vector "
+        "[default: as set before; builtin].", show_default=False)] = None,
     every: Annotated[Optional[str], typer.Option(
         "--every", help="Keep running: index again at this interval (30m, 1h, 1d), for containers without cron.",
         show_default=False)] = None,
@@ -131,7 +135,8 @@ def index(
                        Options(include_hidden=include_hidden, exclude=tuple(exclude or ()), clear_excludes=clear_excludes,
                                batch_size=batch_size, workers=workers,
                                commit_every=commit_every, decode=decode, worker_kind=worker_kind),
-                       on_wait=waiting if wait or every else None, index_type=index_type, quiet=quiet or as_json)
+                       on_wait=waiting if wait or every else None, index_type=index_type, vocabulary=vocabulary,
+                       quiet=quiet or as_json)
         stop_on_sigterm()
         if every:
             from clipsearch.console.schedule import parse_interval, repeat
@@ -209,6 +214,8 @@ def search(
     within: Annotated[Optional[str], typer.Option("--in", help="Only results under this folder.",
                                                   show_default=False)] = None,
     offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many best results (the next page).")] = 0,
+    tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Only photos with this tag (see 'clipsearch tags'); "
+                                                     "repeatable: photos with every one.", show_default=False)] = None,
     index_dir: IndexOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
@@ -223,7 +230,7 @@ def search(
     The score is the cosine similarity between the query and the photo.
 
     Examples: clipsearch search "dog on a beach" -k 20; clipsearch search --image query.jpg --in ~/Pictures/2024;
-    clipsearch search "receipt" --paths -0 | xargs -0 ls -l
+    clipsearch search --tag beach "sunset"; clipsearch search "receipt" --paths -0 | xargs -0 ls -l
     """
     with user_errors():
         if sum(given is not None for given in (query, image, like)) != 1:
@@ -234,17 +241,88 @@ def search(
         term = (Term.text(query) if query is not None else Term.like(like) if like is not None
                 else Term.image_file(str(image)))
         with Searcher(resolve_index_dir(index_dir), device=device, precision=precision) as searcher:
-            filters = Filters(within)
+            filters = Filters(within, tuple(tag or ()))
             hits = searcher.answer(Query((term,), filters, k, offset))
             if paths or null:
                 print_paths([hit.path for hit in hits], b"\0" if null else b"\n")
             else:
-                print_hits(hits, as_json)
-            if not hits and filters.allowed_ids(searcher.store) == []:
+                print_hits(hits, as_json, searcher.store.tags.of_ids(hit.id for hit in hits) if as_json else {})
+            if not hits and tag:
+                known = {name.lower() for name, _ in searcher.store.tags.counts()}
+                unknown = [t for t in tag if t.lower() not in known]
+                if unknown:
+                    typer.echo(f"clipsearch: note: no photo has the tag {shown(unknown[0])} ('clipsearch tags' lists "
+                               "them)", err=True)
+            elif not hits and within is not None and filters.allowed_ids(searcher.store) == []:
                 typer.echo(f"clipsearch: note: nothing is indexed under {shown(str(within))} (indexed folders: "
                            f"{shown(', '.join(searcher.store.roots()))})", err=True)
             # The model had to be loaded with torch this time: make the next text search start without it.
             searcher.prepare_fast_text(quiet=as_json)
+
+
+@app.command()
+def classify(
+    paths: Annotated[list[str], typer.Argument(help="Photos or folders of photos.", show_default=False)],
+    labels: Annotated[Optional[str], typer.Option("--labels", help="Candidate labels, separated by commas.",
+                                                  show_default=False)] = None,
+    labels_file: Annotated[Optional[Path], typer.Option("--labels-file", help="Candidate labels, one per line.",
+                                                        show_default=False)] = None,
+    templates: Annotated[str, typer.Option("--templates", help="How labels are put into words for the model: photo "
+                                           "(a few phrasings for personal photos), imagenet (OpenAI's 80 ImageNet "
+                                           "templates), none (the label as it is).")] = "photo",
+    top: Annotated[int, typer.Option("--top", min=1, help="How many labels per photo.")] = 5,
+    index_dir: IndexOpt = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="The model to use where there is no index "
+                                                 "[default: the index's model].", show_default=False)] = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Rank labels for each photo (zero-shot classification): cosine score and probability over the labels.
+
+    Without --labels or --labels-file, the built-in vocabulary of everyday photo concepts is used
+    (image -> text). Indexed photos use their stored vectors; other files are decoded and embedded
+    as 'index' does. The probability is the softmax over the labels at the model's own logit scale.
+
+    Examples: clipsearch classify photo.jpg --labels "playing music, playing sports";
+    clipsearch classify ~/Pictures/2024 --labels-file labels.txt --top 3 --json; clipsearch classify photo.jpg
+    """
+    with user_errors():
+        from clipsearch.zeroshot import templates as prompt
+        from clipsearch.zeroshot import vocabulary
+        from search.classify import image_files, run_classify
+
+        if labels is not None and labels_file is not None:
+            raise UserError("give --labels or --labels-file, not both")
+        chosen = (vocabulary.from_list(labels) if labels is not None else vocabulary.read_file(labels_file)
+                  if labels_file is not None else vocabulary.builtin())
+        files = list(image_files(paths))
+        if not files:
+            raise UserError(f"no image files in {shown(', '.join(paths))}")
+        results = run_classify(files, chosen, prompt.by_name(templates), top, resolve_index_dir(index_dir), model,
+                               device, precision)
+    from clipsearch.console.labels_output import print_classified
+
+    print_classified(results, as_json)
+    if any(r.error for r in results) and all(r.error for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def tags(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """The tags in the index, with how many photos carry each, most common first.
+
+    'index' tags every photo from a vocabulary (index --vocabulary: builtin, a file, or none).
+    Examples: clipsearch tags; clipsearch tags --json; clipsearch search --tag beach "sunset"
+    """
+    with user_errors():
+        from clipsearch.store import StoreReader
+
+        with StoreReader.open(resolve_index_dir(index_dir)) as store:
+            rows = store.tags.counts()
+    from clipsearch.console.labels_output import print_tags
+
+    print_tags(rows, as_json)
 
 
 @app.command()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from clipsearch.encoders import onnx_text
 from clipsearch.errors import UserError
+from clipsearch.zeroshot import vocabulary
 from indexer.options import Options
 from indexer.report import Progress, Report
 from indexer.run import IndexRun, resolve_roots
@@ -30,6 +31,7 @@ class IndexJob:
     options: Options = field(default_factory=Options)
     on_wait: Callable[[str], None] | None = None  # set: wait for another writer instead of failing
     index_type: str | None = None  # None: keep what the index has (auto unless pinned before)
+    vocabulary: str | None = None  # where tags come from: builtin, none or a label file; None: as recorded
     quiet: bool = False
     _encoder: Encoder | None = None  # kept between runs of a long-lived job (--every, watch)
 
@@ -80,6 +82,7 @@ class IndexJob:
         asked = parse_spec(self.model) if self.model else None
         if self.index_type is not None:
             vector_index.canonical(self.index_type)
+        tag_vocabulary = vocabulary.setting(self.vocabulary) if self.vocabulary is not None else None
         if not index_exists(self.directory):
             resolve_roots(self.folders, [])
             self._load(asked or parse_spec(DEFAULT_MODEL))
@@ -102,11 +105,14 @@ class IndexJob:
             if not keep or self.reindex:  # a new index, a model switch or --reindex: record the model before any work
                 encoder = get_encoder()
                 store.bind_model(ModelRecord(encoder.spec, encoder.fingerprint, encoder.dim), reindex=self.reindex)
+                store.remember("logit_scale", repr(encoder.logit_scale))
             self.reindex = False  # a long-lived job switches models once, not on every run
             if scan is None:
                 self._record_settings(store, roots)
             if self.index_type is not None:
                 store.set_index_type(self.index_type)
+            if tag_vocabulary is not None:
+                store.remember("vocabulary", tag_vocabulary)
             if scan is None:
                 report = IndexRun(store, roots, get_encoder, self.options, progress).run()
             else:

@@ -13,6 +13,7 @@ class Report:
     removed: int = 0
     renamed: int = 0
     unchanged: int = 0
+    tagged: int = 0  # contents whose tags were computed (new ones; all of them when the vocabulary or model changed)
     failed: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     model_seconds: float = 0.0  # what the model spent on the stored batches: near ``seconds``, the model set the pace
@@ -25,7 +26,7 @@ class Report:
         self.failed.append({"path": path, "error": error})
 
     def as_dict(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in ("added", "updated", "removed", "renamed", "unchanged", "failed")}
+        out = {k: getattr(self, k) for k in ("added", "updated", "removed", "renamed", "unchanged", "tagged", "failed")}
         out["seconds"] = round(self.seconds, 3)
         out["model_seconds"] = round(self.model_seconds, 3)
         if self.gpu_decoded is not None:

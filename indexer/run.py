@@ -4,6 +4,7 @@
     decode   (indexer.reader)    read and hash in reader threads; route to the CPU or GPU decoder
     embed    (indexer.embed)     batch the decoded photos on the model
     write    (indexer.write)     store, commit in chunks, sweep what is gone
+    tag      (indexer.tag)       tag every stored content that has no current tags (from its vector)
 
 Decode + embed (``indexer.pipeline.DecodeEmbed``) needs neither the catalog nor the lock: this run
 gives it the plan's tasks and the catalog's answer to "is this content stored?", and stores what it
@@ -22,6 +23,7 @@ from indexer.options import Options
 from indexer.pipeline import DecodeEmbed
 from indexer.plan import Contents, Planner
 from indexer.report import Progress, Report
+from indexer.tag import TagStage
 from indexer.write import RunWriter
 
 if TYPE_CHECKING:
@@ -68,6 +70,11 @@ class IndexRun:
                 self.stages.close()
         if not self.report.interrupted:
             self.writer.sweep(self.plan.roots_to_sweep(recorded))
+            try:  # Ctrl-C or SIGTERM while tagging: what was tagged is committed, the next run tags the rest
+                TagStage(self.store, self.stages.encoder.if_made, self.stages.encoder, self.report).run()
+            except KeyboardInterrupt as stop:
+                self.report.interrupted = True
+                self.report.terminated = isinstance(stop, Terminated)
         self.report.model_seconds = self.stages.model_seconds
         self.report.gpu_decoded = self.stages.gpu_decoded
         self.report.notes.extend(self.stages.all_notes())

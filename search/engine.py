@@ -80,6 +80,13 @@ class Searcher:
             return self._fast_text.encode_texts([text])[0]  # type: ignore[union-attr]
         return self.encoder.encode_texts([text])[0]
 
+    def text_tower(self) -> OnnxTextEncoder | Encoder:
+        """What embeds many texts (labels) for this index: as ``embed_text`` chooses, for a batch."""
+        on_cpu = self._encoder is None or self._encoder.device == "cpu"
+        if on_cpu and self.has_fast_text():
+            return self._fast_text  # type: ignore[return-value]
+        return self.encoder
+
     def has_fast_text(self) -> bool:
         """Whether text queries run on the exported text tower (no model load needed for them)."""
         if self._fast_text is None and self._device in ("auto", "cpu") and self._precision == "auto":

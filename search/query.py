@@ -76,15 +76,20 @@ class Term:
 
 @dataclass(frozen=True)
 class Filters:
-    """Which photos may answer: everything, or only those under a folder."""
+    """Which photos may answer: everything, or only those under a folder and with every tag in ``tags``."""
 
     within: str | None = None
+    tags: tuple[str, ...] = ()
 
     def allowed_ids(self, store: StoreReader) -> list[int] | None:
         """The ids that pass, from the snapshot being read; None when every photo passes."""
-        if self.within is None:
-            return None
-        return store.ids_under(os.path.abspath(os.path.expanduser(self.within)))
+        allowed: list[int] | None = None
+        if self.within is not None:
+            allowed = store.ids_under(os.path.abspath(os.path.expanduser(self.within)))
+        if self.tags:
+            tagged = store.tags.ids_with([t.strip() for t in self.tags])
+            allowed = tagged if allowed is None else sorted(set(allowed) & set(tagged))
+        return allowed
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,12 @@
     GET  /thumb/ID                          a ~256 px JPEG thumbnail, cached in the index directory (HEAD too)
     GET  /file/ID                           the image itself (converted to JPEG if browsers cannot show it; HEAD too)
     GET  /info                              what `clipsearch info --json` prints
+    GET  /tags                              every tag with its count of photos (`clipsearch tags --json`)
+    GET  /classify?id=ID&labels=A,B&top=5&templates=photo   an indexed photo's labels (its stored vector)
+    POST /classify?labels=A,B&top=5         an uploaded image's labels (body or multipart form, as POST /search)
+
+/search takes ``tag=T`` (repeatable: photos with every tag) beside ``in``; each hit carries its ``tags``.
+/classify without ``labels`` ranks the built-in vocabulary (image -> text).
 
 The rules are the CLI's (``search.query``): one of q, like or an image; k from 1 to 10,000. Every error is
 ``{"error": "..."}``: 400 for a request that cannot be answered as asked, 401 without the token, 404 for an
@@ -32,6 +38,7 @@ from typing import Any
 from clipsearch.display import to_json
 from clipsearch.errors import NoSuchPhoto, UserError
 from search import query as queries
+from search.classify import ZeroShot
 from search.engine import Searcher
 from search.upload import uploaded_file
 
@@ -64,6 +71,7 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
     # else text queries run on the exported text tower, and the model (torch, ~1 GB) is loaded by the
     # first image query: a server used for words stays small.
     lock = threading.Lock()  # one SQLite connection and one model: queries take turns
+    zero_shot = ZeroShot(searcher=searcher)
 
     class Json(JSONResponse):
         """JSON whose paths may hold names that are not valid UTF-8 (``clipsearch.display.to_json``)."""
@@ -99,11 +107,33 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
                 response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
             return response
 
-    def answer(term: queries.Term, k: int, within: str | None, offset: int) -> list[dict[str, Any]]:
-        query = queries.Query((term,), queries.Filters(within), k, offset)
+    def answer(term: queries.Term, k: int, within: str | None, offset: int, tags: list[str]) -> list[dict[str, Any]]:
+        query = queries.Query((term,), queries.Filters(within, tuple(tags)), k, offset)
         with lock:
             hits = searcher.answer(query)
-        return [{**hit.as_dict(), "name": os.path.basename(hit.path)} for hit in hits]
+            tagged = searcher.store.tags.of_ids(hit.id for hit in hits)
+        return [{**hit.as_dict(), "name": os.path.basename(hit.path), "tags": [t for t, _ in tagged.get(hit.id, [])]}
+                for hit in hits]
+
+    def classifier(labels: str | None, templates: str) -> Any:
+        """Call with ``lock`` held."""
+        from clipsearch.zeroshot import templates as prompt
+        from clipsearch.zeroshot import vocabulary
+
+        chosen = vocabulary.from_list(labels) if labels is not None else vocabulary.builtin()
+        return zero_shot.classifier(chosen, prompt.by_name(templates))
+
+    async def body_image(request: Request) -> bytes:
+        """The image a POST carries: the body itself, or the file in a multipart form."""
+        if int(request.headers.get("content-length") or 0) > MAX_UPLOAD_BYTES:
+            raise HTTPException(413, "the query image is over 64 MiB")
+        data = await request.body()
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise HTTPException(413, "the query image is over 64 MiB")
+        if not data:
+            raise UserError("send the image as the request body, or as a file in a multipart form")
+        content_type = request.headers.get("content-type", "")
+        return uploaded_file(content_type, data) if content_type.startswith("multipart/form-data") else data
 
     def file_id(raw: str) -> int:
         if not _ID.fullmatch(raw):
@@ -138,27 +168,41 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
     def search_text(q: str | None = Query(None, description="What to look for, in words."),
                     like: str | None = Query(None, description="A photo id: photos that look like it."),
                     k: int = Query(10), offset: int = Query(0),
-                    within: str | None = Query(None, alias="in")) -> Any:
+                    within: str | None = Query(None, alias="in"),
+                    tag: list[str] | None = Query(None, description="Only photos with this tag (repeatable).")  # noqa: B008
+                    ) -> Any:
         if (q is None) == (like is None):
             raise UserError("give q (words) or like (a photo id), one of them")
-        return answer(queries.Term.like(like) if like is not None else queries.Term.text(q or ""), k, within, offset)
+        term = queries.Term.like(like) if like is not None else queries.Term.text(q or "")
+        return answer(term, k, within, offset, tag or [])
 
     @app.post("/search")
     async def search_image(request: Request, k: int = Query(10), offset: int = Query(0),
-                           within: str | None = Query(None, alias="in")) -> Any:
+                           within: str | None = Query(None, alias="in"),
+                           tag: list[str] | None = Query(None)) -> Any:  # noqa: B008
         if "q" in request.query_params or "like" in request.query_params:
             raise UserError("POST searches by the image it carries; words (q) and photo ids (like) go with GET")
-        if int(request.headers.get("content-length") or 0) > MAX_UPLOAD_BYTES:
-            raise HTTPException(413, "the query image is over 64 MiB")
-        data = await request.body()
-        if len(data) > MAX_UPLOAD_BYTES:
-            raise HTTPException(413, "the query image is over 64 MiB")
-        if not data:
-            raise UserError("send the query image as the request body, or as a file in a multipart form")
-        content_type = request.headers.get("content-type", "")
-        if content_type.startswith("multipart/form-data"):
-            data = uploaded_file(content_type, data)
-        return answer(queries.Term.image(data), k, within, offset)
+        return answer(queries.Term.image(await body_image(request)), k, within, offset, tag or [])
+
+    @app.get("/tags")
+    def tags() -> Any:
+        with lock:
+            return [{"tag": tag, "photos": count} for tag, count in searcher.store.tags.counts()]
+
+    @app.get("/classify")
+    def classify_indexed(raw_id: str = Query(..., alias="id"), labels: str | None = Query(None),
+                         top: int = Query(5, ge=1, le=100_000), templates: str = Query("photo")) -> Any:
+        with lock:
+            return zero_shot.classify_ids([file_id(raw_id)], classifier(labels, templates), top)[0].as_dict()
+
+    @app.post("/classify")
+    async def classify_image(request: Request, labels: str | None = Query(None), top: int = Query(5, ge=1, le=100_000),
+                             templates: str = Query("photo")) -> Any:
+        term = queries.Term.image(await body_image(request))
+        with lock:
+            vector = searcher.embed(term)
+            found = zero_shot.classify_vector(vector, term.label, classifier(labels, templates), top)
+        return found.as_dict()
 
     @app.api_route("/thumb/{raw_id}", methods=["GET", "HEAD"])
     def thumb(raw_id: str) -> Response:

@@ -80,6 +80,7 @@ def test_a_format_1_index_is_upgraded_in_place_and_nothing_is_re_embedded(cli: C
     report = result.json()
     assert (report["added"], report["updated"], report["removed"], report["renamed"]) == (0, 0, 0, 0)
     assert report["unchanged"] == 55 and report["failed"] == [] and report["model_seconds"] == 0
+    assert report["tagged"] == 54  # every content (one is a copy) tagged from its stored vector, none decoded
     assert report["notes"] == [f"the index was upgraded in place from format 1 to {FORMAT_VERSION}; "
                                "nothing was re-embedded"]
 
@@ -88,6 +89,7 @@ def test_a_format_1_index_is_upgraded_in_place_and_nothing_is_re_embedded(cli: C
         assert store.generation == generation  # no vector changed: the FAISS file of format 1 is still the one
         vectors_after = store.vectors_by_path()
         assert store.info()["failing_files"] == 1  # the remembered failure too
+        assert store.info()["vocabulary"] == "builtin" and store.tags.tagged_files() > 0
     assert vectors_after.keys() == vectors_before.keys()
     assert all(vectors_after[p].tobytes() == vectors_before[p].tobytes() for p in vectors_before)
     assert sorted(p.name for p in index.glob("vectors-*.faiss")) == faiss_files
@@ -95,7 +97,7 @@ def test_a_format_1_index_is_upgraded_in_place_and_nothing_is_re_embedded(cli: C
     check = cli("check", "--index", index, "--json")
     assert check.exit_code == 0 and check.json() == {"ok": True, "problems": [], "repaired": False}
     again = cli("index", photos, "--index", index, "--json").json()
-    assert "notes" not in again and again["unchanged"] == 55  # upgraded once
+    assert "notes" not in again and again["unchanged"] == 55 and again["tagged"] == 0  # upgraded and tagged once
 
 
 def test_after_the_upgrade_an_id_is_never_handed_out_again(cli: Cli, v1_index: tuple[Path, Path]) -> None:

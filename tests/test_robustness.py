@@ -32,8 +32,10 @@ def many_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def start_index(index_dir: Path, folder: Path, *extra: str, **popen: object) -> subprocess.Popen[str]:
+    """A run of the slow model, without tags: embedding the built-in vocabulary with this model would take a
+    minute of every run killed before it cached it (tests/test_tags.py interrupts the tag stage itself)."""
     return start_cli("index", folder, "--model", SLOW_MODEL, "--batch-size", "8", "--commit-every", "8", "--json",
-                     *extra, env=cli_env(index_dir), **popen)
+                     "--vocabulary", "none", *extra, env=cli_env(index_dir), **popen)
 
 
 def committed_count(index_dir: Path) -> int:

@@ -217,3 +217,23 @@ def test_page_works_under_its_own_csp(browser: Any, library: Library) -> None:
     finally:
         context.close()
     assert not problems, problems
+
+
+def test_a_photos_tags_show_in_the_viewer_and_a_click_searches_them(page: Any, library: Library) -> None:
+    expected = api(library, "/search?q=" + urllib.parse.quote("a red star") + "&k=60")
+    tagged = next(h for h in expected if h["tags"])  # the demo model tags with the built-in vocabulary: some tags
+    page.fill("#q", "a red star")
+    page.press("#q", "Enter")
+    wait_for_results(page)
+    page.locator(f'#grid .tile[data-id="{tagged["id"]}"]').click()
+    page.wait_for_selector("#viewer-tags:not([hidden])")
+    assert page.locator("#viewer-tags .tag").all_inner_texts() == tagged["tags"]
+    tag = tagged["tags"][0]
+    want = api(library, f"/search?q={urllib.parse.quote(tag)}&tag={urllib.parse.quote(tag)}&k=60")
+    page.locator("#viewer-tags .tag").first.click()
+    page.wait_for_selector("#viewer", state="hidden")
+    wait_for_results(page, want[0]["name"])
+    assert f"tagged “{tag}”" in page.inner_text("#status")
+    ids = page.eval_on_selector_all("#grid .tile", "tiles => tiles.map(t => t.dataset.id)")
+    assert ids == [str(h["id"]) for h in want] and all(tag in h["tags"] for h in want)
+    assert "tag=" in page.url  # reload and Back keep the tag

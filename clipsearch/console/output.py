@@ -60,9 +60,10 @@ def print_report(report: Report, directory: Path, as_json: bool, quiet: bool) ->
             typer.echo(f"  failed: {shown(failure['path'])}: {shown(failure['error'])}", err=True)
 
 
-def print_hits(hits: list[Hit], as_json: bool) -> None:
+def print_hits(hits: list[Hit], as_json: bool, tags: dict[int, list[tuple[str, float]]] | None = None) -> None:
+    """``tags``: each hit's tags by id, for --json."""
     if as_json:
-        print_json([h.as_dict() for h in hits])
+        print_json([{**h.as_dict(), "tags": [t for t, _ in (tags or {}).get(h.id, [])]} for h in hits])
     elif not hits:
         typer.echo("no results")
     else:
@@ -125,6 +126,11 @@ def print_info(data: dict[str, Any], as_json: bool) -> None:
     typer.echo(f"{'index type:':15} {data['index_type'] or '-'}"
                + (f"  ({data['index_type_note']})" if data.get("index_type_note") else ""))
     typer.echo(f"{'roots:':15} {shown(', '.join(data['roots'])) or '-'}")
+    if data.get("vocabulary") == "none":
+        typer.echo(f"{'tags:':15} off (index --vocabulary none)")
+    elif data.get("vocabulary"):
+        typer.echo(f"{'tags:':15} {data['tags']} tags on {data['tagged_images']} images, from the "
+                   f"{shown(data['vocabulary'])} vocabulary" + ("  (clipsearch tags lists them)" if data["tags"] else ""))
     for root, settings in data.get("root_settings", {}).items():
         said = (["hidden files included"] if settings.get("include_hidden") else []) + (
             [f"excluding {', '.join(settings['exclude'])}"] if settings.get("exclude") else [])

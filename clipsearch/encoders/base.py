@@ -109,6 +109,9 @@ class Encoder(ABC):
     fingerprint: str
     device: str
     precision: str
+    # What the model multiplies image-text cosines by before a softmax (CLIP's learned temperature): zero-shot
+    # probabilities use it (clipsearch.zeroshot). 100 is OpenAI CLIP's trained value.
+    logit_scale: float = 100.0
     batch_size: int = 32  # images per encode_images call that keep the device busy (indexing default)
     image_transform: Callable[[Image.Image], torch.Tensor]
     device_transform: Callable[[torch.Tensor], torch.Tensor] | None = None

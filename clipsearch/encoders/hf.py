@@ -57,6 +57,10 @@ class HFEncoder(Encoder):
         image_processor = processor.image_processor
         self.image_size = _image_size(image_processor)
         self.dim = int(self.encode_texts(["a"]).shape[-1])
+        if getattr(model, "logit_scale", None) is not None:  # CLIP, MetaCLIP, SigLIP
+            self.logit_scale = float(model.logit_scale.detach().float().exp())
+        elif getattr(model, "temperature", None) is not None:  # ALIGN divides by a temperature
+            self.logit_scale = float(1 / model.temperature.detach().float())
         keep = ("size", "crop_size", "do_center_crop", "image_mean", "image_std", "resample", "rescale_factor",
                 "do_normalize", "include_top", "rescale_offset")
         preprocess = {k: v for k, v in image_processor.to_dict().items() if k in keep}

@@ -61,7 +61,7 @@ def cache_dir(fingerprint: str) -> Path:
 # ---- torch side: export -------------------------------------------------------------------------
 
 
-def _causal_text_tower(model: Any) -> Any | None:
+def causal_text_tower(model: Any) -> Any | None:
     """The object holding open_clip's causal CLIP text tower (the model itself, or its ``text``), if that is what it has."""
     for owner in (model, getattr(model, "text", None)):
         if owner is None:
@@ -129,7 +129,7 @@ def export(fingerprint: str, dim: int, model: Any, torch_tokenizer: Any, quiet: 
     target = cache_dir(fingerprint)
     if (target / "config.json").is_file():
         return target
-    tower = _causal_text_tower(model)
+    tower = causal_text_tower(model)
     if tower is None:
         return None
     tables = _clip_bpe_tables(torch_tokenizer)

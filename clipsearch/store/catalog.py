@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from clipsearch.errors import UserError
 from clipsearch.store import migrations, vector_index
 from clipsearch.store.layout import Layout
+from clipsearch.store.tags import TagReader
 from clipsearch.store.thumbnails import Thumbnails
 
 if TYPE_CHECKING:  # heavy imports stay out of start-up
@@ -140,6 +141,10 @@ class Catalog:
             return None
         return ModelRecord(spec, self.meta("model_fingerprint") or "", int(self.meta("dim") or 0))
 
+    @property
+    def tags(self) -> TagReader:
+        return TagReader(self._conn)
+
     def file_row(self, path: str) -> IndexedFile | None:
         """The row of the file at ``path``, if it is indexed."""
         return _indexed_file(self._conn.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE path = {PATH}",
@@ -224,6 +229,9 @@ class Catalog:
             "roots": self.roots(),
             "root_settings": self.root_settings(),
             "failing_files": self._conn.execute("SELECT count(*) FROM failures").fetchone()[0],
+            "vocabulary": self.meta("vocabulary") or ("builtin" if self.tags.available else None),
+            "tags": len(self.tags.counts()),
+            "tagged_images": self.tags.tagged_files(),
             "index_type": self.meta("index_built_as"),
             "index_type_setting": self.pinned_index_type(),
             "index_type_note": self.index_type_note(),

@@ -96,9 +96,24 @@ def _root_settings(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE roots ADD COLUMN settings TEXT NOT NULL DEFAULT '{}'")
 
 
+def _tags(conn: sqlite3.Connection) -> None:
+    """Tags per content (``clipsearch.zeroshot.tagging``), computed from the stored vectors: ``tagged`` lists the
+    contents whose tags are current (with none, maybe), so a killed run's untagged vectors are found by the next
+    one. Empty here: the next run tags every stored vector, re-embedding nothing."""
+    conn.execute("""CREATE TABLE tags (
+    hash BLOB NOT NULL,
+    tag TEXT NOT NULL,
+    probability REAL NOT NULL,
+    PRIMARY KEY (hash, tag)
+) WITHOUT ROWID""")
+    conn.execute("CREATE INDEX tags_by_tag ON tags(tag COLLATE NOCASE)")
+    conn.execute("CREATE TABLE tagged (hash BLOB PRIMARY KEY) WITHOUT ROWID")
+
+
 STEPS: tuple[Step, ...] = (
     Step("photo ids are never handed out again after a photo leaves the index", _ids_never_reused),  # 1 -> 2
     Step("each indexed folder remembers its settings (hidden files, exclusions)", _root_settings),  # 2 -> 3
+    Step("photos get tags from a vocabulary (computed from the stored vectors)", _tags),  # 3 -> 4
 )
 CURRENT = FIRST + len(STEPS)
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipsearch.errors import UserError
-from clipsearch.store import migrations, vector_index
+from clipsearch.store import migrations, tags, vector_index
 from clipsearch.store.catalog import PATH, Catalog, FileRecord, ModelRecord, connect, path_param, under
 from clipsearch.store.layout import Layout
 from clipsearch.store.lock import WriteLock
@@ -112,12 +112,33 @@ class StoreWriter(Catalog):
             txn = self._txn()
             txn.execute("DELETE FROM vectors")
             txn.execute("DELETE FROM failures")
+            tags.clear(txn)
             txn.execute("UPDATE files SET mtime_ns = -1")  # a stamp no file has: the next run reads each one again
             self._set_meta("index_built_as", "")  # vectors of another size, maybe: the FAISS file is rebuilt, not patched
             self._dirty = True
         for key, value in (("model_spec", record.spec), ("model_fingerprint", record.fingerprint), ("dim", str(record.dim))):
             self._set_meta(key, value)
         self.commit()
+
+    def remember(self, key: str, value: str) -> None:
+        """Keep a setting that is not the vectors' business: the vocabulary tags come from, the model's logit scale."""
+        assert key in ("vocabulary", "logit_scale"), key
+        self._set_meta(key, value)
+        self.commit()
+
+    # -- tags (``clipsearch.store.tags``) -------------------------------------
+    def retag_unless(self, key: str) -> bool:
+        """Keep the stored tags if they were computed with ``key``, else drop them all; True if dropped."""
+        changed = tags.reset(self._txn(), key)
+        self.commit()
+        return changed
+
+    def untagged(self, chunk: int = 8192) -> Iterator[tuple[list[bytes], np.ndarray]]:
+        """The stored vectors whose tags are not computed yet, in blocks: (content hashes, matrix)."""
+        return tags.untagged(self._conn, self.model.dim if self.model else 0, chunk)
+
+    def put_tags(self, digest: bytes, found: Sequence[tuple[str, float]]) -> None:
+        tags.put(self._txn(), digest, found)  # no new generation: the vectors did not change
 
     # -- a run ---------------------------------------------------------------
     def begin_run(self, roots: Sequence[str]) -> int:
@@ -214,6 +235,7 @@ class StoreWriter(Catalog):
         for digest in damaged:
             txn.execute("DELETE FROM vectors WHERE hash = ?", (digest,))
         txn.execute("DELETE FROM files WHERE hash NOT IN (SELECT hash FROM vectors)")
+        tags.drop_orphans(txn)
         self._dirty = True
         self.commit()
         vector_index.write_atomically(self.build_vector_index(), self.layout.faiss(self.generation))
@@ -225,6 +247,7 @@ class StoreWriter(Catalog):
         orphans = [bytes(r[0]) for r in conn.execute("SELECT hash FROM vectors WHERE hash NOT IN (SELECT hash FROM files)")]
         if orphans:
             conn.execute("DELETE FROM vectors WHERE hash NOT IN (SELECT hash FROM files)")
+            tags.drop_orphans(conn)
             self._dirty = True
         finished = time.time()
         conn.execute("UPDATE runs SET finished = ?, report = ? WHERE id = ?", (finished, json.dumps(report), self._run_id))

@@ -7,7 +7,8 @@ const $ = (id) => document.getElementById(id);
 const form = $("search"), q = $("q"), folder = $("folder"), statusLine = $("status"), grid = $("grid");
 const viewer = $("viewer"), big = $("big"), dropZone = $("drop"), queryImage = $("query-image");
 
-// What is being searched: {kind: "text", q} | {kind: "like", id, name} | {kind: "image", blob, name}
+// What is being searched: {kind: "text", q} | {kind: "like", id, name} | {kind: "image", blob, name},
+// each with an optional tag (only photos with that tag: a click on a tag in the viewer)
 let query = null;
 let hits = [];
 let done = true;
@@ -29,6 +30,7 @@ function params(extra) {
   const p = new URLSearchParams(extra);
   const within = folder.value.trim();
   if (within) p.set("in", within);
+  if (query && query.tag) p.set("tag", query.tag);
   return p;
 }
 
@@ -53,7 +55,8 @@ async function fetchPage(offset) {
 }
 
 function describe() {
-  return query.kind === "text" ? `for “${query.q}”` : `like ${query.name}`;
+  const what = query.kind === "text" ? `for “${query.q}”` : `like ${query.name}`;
+  return query.tag ? `${what}, tagged “${query.tag}”` : what;
 }
 
 function tile(hit, index) {
@@ -164,6 +167,7 @@ function remember() {
   if (query.kind === "text") p.set("q", query.q);
   else if (query.kind === "like") { p.set("like", String(query.id)); p.set("name", query.name); }
   else return;
+  if (query.tag) p.set("tag", query.tag);
   if (folder.value.trim()) p.set("in", folder.value.trim());
   const token = new URLSearchParams(location.search).get("token");
   if (token) p.set("token", token);
@@ -173,7 +177,8 @@ function remember() {
 function restore() {
   const p = new URLSearchParams(location.search);
   folder.value = p.get("in") || "";
-  if (p.get("q")) { q.value = p.get("q"); run({ kind: "text", q: p.get("q") }, false); }
+  const tag = p.get("tag") || undefined;
+  if (p.get("q")) { q.value = p.get("q"); run({ kind: "text", q: p.get("q"), tag }, false); }
   else if (p.get("like") && /^[0-9]+$/.test(p.get("like"))) {
     run({ kind: "like", id: Number(p.get("like")), name: p.get("name") || "photo " + p.get("like") }, false);
   } else { query = null; hits = []; grid.replaceChildren(); setStatus(""); $("empty").hidden = false; }
@@ -199,12 +204,28 @@ function openViewer(index) {
   $("viewer-name").textContent = hit.name;
   $("viewer-path").textContent = hit.path;
   $("viewer-meta").textContent = `#${hit.rank} · score ${hit.score.toFixed(3)}`;
+  showTags(hit.tags || []);
   $("open").href = `/file/${hit.id}`;
   $("prev").disabled = index === 0;
   $("next").disabled = index === hits.length - 1 && done;
   viewer.hidden = false;
   $("like").focus();
   if (index >= hits.length - 3) loadMore();
+}
+
+// A photo's tags as buttons: a click searches the photos with that tag, by the tag's words.
+function showTags(tags) {
+  const holder = $("viewer-tags");
+  holder.replaceChildren(...tags.map((tag) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "tag";
+    button.textContent = tag;
+    button.title = `Photos tagged “${tag}”`;
+    button.addEventListener("click", () => { q.value = tag; run({ kind: "text", q: tag, tag }); });
+    return button;
+  }));
+  holder.hidden = tags.length === 0;
 }
 
 function closeViewer() {
