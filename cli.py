@@ -204,7 +204,9 @@ def watch(
 
 @app.command()
 def search(
-    query: Annotated[Optional[str], typer.Argument(help="What to look for, in words.", show_default=False)] = None,
+    query: Annotated[Optional[list[str]], typer.Argument(
+        help="What to look for: words, or terms joined by + and - (\"dog\" + \"beach\" - \"people\"), each words, "
+        "an image file or like:ID, with an optional weight (2:sunset).", show_default=False)] = None,
     image: Annotated[Optional[Path], typer.Option("--image", help="Find photos like this image instead.",
                                                   show_default=False)] = None,
     like: Annotated[Optional[str], typer.Option("--like", help="Find photos like the indexed photo with this id "
@@ -216,6 +218,22 @@ def search(
     offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many best results (the next page).")] = 0,
     tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Only photos with this tag (see 'clipsearch tags'); "
                                                      "repeatable: photos with every one.", show_default=False)] = None,
+    after: Annotated[Optional[str], typer.Option("--after", help="Only photos taken on or after this date (2023-01-01 "
+                                                 "or 2023-01-01T18:00; EXIF date, else the file's).",
+                                                 show_default=False)] = None,
+    before: Annotated[Optional[str], typer.Option("--before", help="Only photos taken before this date (a bare date "
+                                                  "includes that day).", show_default=False)] = None,
+    camera: Annotated[Optional[str], typer.Option("--camera", help="Only photos from a camera whose make or model "
+                                                  "contains this (any case): 'Pixel 6', canon.", show_default=False)] = None,
+    kind: Annotated[Optional[list[str]], typer.Option("--type", help="Only files of this type (jpg, png, heic, ...); "
+                                                      "repeatable.", show_default=False)] = None,
+    min_pixels: Annotated[Optional[str], typer.Option("--min-pixels", help="Only photos of at least this many pixels "
+                                                      "(2M, 12MP, 1920x1080).", show_default=False)] = None,
+    near: Annotated[Optional[str], typer.Option("--near", help="Only photos taken within RADIUS of a place: "
+                                                "LAT,LON,RADIUS (46.5,7.9,30km).", show_default=False)] = None,
+    sort: Annotated[str, typer.Option("--sort", help="relevance (best first), date (oldest first) or -date (newest "
+                                      "first): the page of best matches by date; with no query, every photo that "
+                                      "passes the filters, by date.")] = "relevance",
     index_dir: IndexOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
@@ -227,33 +245,47 @@ def search(
 ) -> None:
     """Find the photos that best match a text (or, with --image, a picture), best first.
 
-    The score is the cosine similarity between the query and the photo.
+    The score is the cosine similarity between the query and the photo. Filters combine;
+    --json results carry each photo's date taken, camera, size and tags.
 
     Examples: clipsearch search "dog on a beach" -k 20; clipsearch search --image query.jpg --in ~/Pictures/2024;
-    clipsearch search --tag beach "sunset"; clipsearch search "receipt" --paths -0 | xargs -0 ls -l
+    clipsearch search "birthday cake" --after 2023-01-01 --before 2023-12-31 --sort date;
+    clipsearch search "mountains" --camera "Pixel 6" --type jpg --near 46.5,7.9,30km;
+    clipsearch search "dog" + "beach" - "people"; clipsearch search "2:sunset" + ./ref.jpg;
+    clipsearch search --sort -date --after 2024-06-01; clipsearch search --tag beach "sunset";
+    clipsearch search "receipt" --paths -0 | xargs -0 ls -l
     """
     with user_errors():
-        if sum(given is not None for given in (query, image, like)) != 1:
-            raise UserError("give a text query, --image PATH or --like ID (one of them)")
-        from search.engine import Searcher
-        from search.query import Filters, Query, Term
+        from search.expression import parse
+        from search.filters import Filters
+        from search.query import Query, Term
 
-        term = (Term.text(query) if query is not None else Term.like(like) if like is not None
-                else Term.image_file(str(image)))
+        terms = parse(query or [])
+        if sum(bool(given) for given in (terms, image is not None, like is not None)) > 1:
+            raise UserError("give a query, --image PATH or --like ID (one of them)")
+        if image is not None:
+            terms = [Term.image_file(str(image))]
+        elif like is not None:
+            terms = [Term.like(like)]
+        filters = Filters(within, tuple(tag or ()), after, before, camera, tuple(kind or ()), min_pixels, near)
+        question = Query(tuple(terms), filters, k, offset, sort)  # checks it all before the index is opened
+        filters.criteria()
+        from search.engine import Searcher
+
         with Searcher(resolve_index_dir(index_dir), device=device, precision=precision) as searcher:
-            filters = Filters(within, tuple(tag or ()))
-            hits = searcher.answer(Query((term,), filters, k, offset))
+            hits = searcher.answer(question)
             if paths or null:
                 print_paths([hit.path for hit in hits], b"\0" if null else b"\n")
             else:
-                print_hits(hits, as_json, searcher.store.tags.of_ids(hit.id for hit in hits) if as_json else {})
+                print_hits(hits, as_json, searcher.store.tags.of_ids(hit.id for hit in hits) if as_json else {},
+                           dates=sort != "relevance")
             if not hits and tag:
                 known = {name.lower() for name, _ in searcher.store.tags.counts()}
                 unknown = [t for t in tag if t.lower() not in known]
                 if unknown:
                     typer.echo(f"clipsearch: note: no photo has the tag {shown(unknown[0])} ('clipsearch tags' lists "
                                "them)", err=True)
-            elif not hits and within is not None and filters.allowed_ids(searcher.store) == []:
+            elif not hits and within is not None and Filters(within).allowed_ids(searcher.store) == []:
                 typer.echo(f"clipsearch: note: nothing is indexed under {shown(str(within))} (indexed folders: "
                            f"{shown(', '.join(searcher.store.roots()))})", err=True)
             # The model had to be loaded with torch this time: make the next text search start without it.

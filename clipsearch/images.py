@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image, ImageCms
+
+from clipsearch import photo_meta
+from clipsearch.photo_meta import PhotoMeta
 
 # We enforce our own pixel cap (``max_pixels``) so one hostile file fails alone
 # instead of Pillow warning or raising from deep inside a worker.
@@ -59,6 +62,7 @@ class Decoded:
     image: Image.Image  # RGB, upright, reduced to about the size the model needs
     width: int  # full size as displayed (after EXIF orientation)
     height: int
+    meta: PhotoMeta = field(default_factory=PhotoMeta)  # from the EXIF block read for the orientation
 
 
 # EXIF orientation tag -> the transpose that makes the picture upright (as ImageOps.exif_transpose).
@@ -153,7 +157,9 @@ def decode(data: bytes, min_side: int | None = None, max_pixels: int = DEFAULT_M
                 raise ImageError(
                     f"{width}x{height} pixels is over the limit of {max_pixels:,} (possible decompression bomb)"
                 )
-            orientation = im.getexif().get(0x0112, 1)
+            exif = im.getexif()
+            orientation = exif.get(0x0112, 1)
+            meta = photo_meta.from_exif(exif)
             icc = im.info.get("icc_profile")
             if min_side and im.format == "JPEG":
                 im.draft("RGB", (min_side, min_side))
@@ -177,7 +183,7 @@ def decode(data: bytes, min_side: int | None = None, max_pixels: int = DEFAULT_M
         if isinstance(exc, Image.UnidentifiedImageError):
             message = "not a recognised image format"
         raise ImageError(message) from None
-    return Decoded(im, width, height)
+    return Decoded(im, width, height, meta)
 
 
 @dataclass
@@ -185,6 +191,7 @@ class JpegHeader:
     width: int  # as stored, before EXIF orientation
     height: int
     orientation: int  # EXIF orientation tag, 1 = upright
+    meta: PhotoMeta = field(default_factory=PhotoMeta)
 
 
 GPU_MAX_PIXELS = 64_000_000  # larger photos are draft-decoded on the CPU, which never holds them whole
@@ -231,10 +238,12 @@ def gpu_decodable_jpeg(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Jpe
             icc = info.get("icc_profile")
             if icc and not _is_srgb(icc):
                 return None
-            orientation = im.getexif().get(0x0112, 1)
+            exif = im.getexif()
+            orientation = exif.get(0x0112, 1)
+            meta = photo_meta.from_exif(exif)
     except Exception:  # noqa: BLE001 - anything odd is left to the CPU path, which reports it
         return None
-    return JpegHeader(width, height, orientation if orientation in range(1, 9) else 1)
+    return JpegHeader(width, height, orientation if orientation in range(1, 9) else 1, meta)
 
 
 def probe(data: bytes) -> tuple[int, int]:

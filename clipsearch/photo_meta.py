@@ -119,3 +119,18 @@ def read(data: bytes) -> PhotoMeta:
                 return from_exif(im.getexif())
     except Exception:  # noqa: BLE001 - a header that cannot be read has no metadata
         return PhotoMeta()
+
+
+def read_path(path: str) -> PhotoMeta:
+    """The metadata in a file's header, reading only as far as the header goes (not the picture data)."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                return from_exif(im.getexif())
+    except Exception:  # noqa: BLE001 - a header that cannot be read has no metadata
+        return PhotoMeta()

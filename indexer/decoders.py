@@ -52,10 +52,10 @@ class ThreadDecoder:
     def _decode(self, read: Read) -> Decoded | Failed:
         try:
             with self._slots:
-                width, height, pixels = decode_pixels(read.data, *self._limits, self._transform)
+                width, height, pixels, meta = decode_pixels(read.data, *self._limits, self._transform)
         except images.ImageError as exc:
             return Failed(read.task, str(exc))
-        return Decoded(read.task, read.digest, width, height, pixels)
+        return Decoded(read.task, read.digest, width, height, pixels, meta)
 
     def close(self) -> None:
         pass
@@ -77,8 +77,8 @@ class ProcessDecoder:
             if isinstance(result, images.ImageError):
                 out.append(Failed(read.task, str(result)))
             else:
-                width, height, picture = result
-                out.append(Decoded(read.task, read.digest, width, height, torch.from_numpy(picture)))
+                width, height, picture, meta = result
+                out.append(Decoded(read.task, read.digest, width, height, torch.from_numpy(picture), meta))
         return out
 
     def close(self) -> None:

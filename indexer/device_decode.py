@@ -193,7 +193,7 @@ class DeviceDecoder:
                     self._outbox.put(item)
                 else:
                     self.decoded += 1
-                    self._outbox.put(Decoded(item.task, item.digest, item.width, item.height, picture))
+                    self._outbox.put(Decoded(item.task, item.digest, item.width, item.height, picture, item.meta))
             with self._lock:
                 self._claimed -= len(items)
 

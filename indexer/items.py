@@ -12,9 +12,10 @@ A leaf: the decoders, the plan, the run and the Ray workers all speak these.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
+from clipsearch.photo_meta import PhotoMeta
 from indexer.walk import Found
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ class OnDevice:
     height: int
     jpeg: bytes
     orientation: int  # EXIF orientation the GPU decoder applies
+    meta: PhotoMeta = field(default_factory=PhotoMeta)
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class Decoded:
     width: int
     height: int
     pixels: torch.Tensor
+    meta: PhotoMeta = field(default_factory=PhotoMeta)  # what the header says (date taken, camera, place)
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ class Embedded:
     width: int
     height: int
     vector: np.ndarray  # unit length, float32
+    meta: PhotoMeta = field(default_factory=PhotoMeta)
 
 
 Outcome = Union[Failed, Reused, Embedded]  # what the decode + embed part hands on, one per task

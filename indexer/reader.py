@@ -88,7 +88,7 @@ class Reader:
         if header is not None and gpu is not None and gpu.claim():
             swap = header.orientation >= 5
             width, height = (header.height, header.width) if swap else (header.width, header.height)
-            claimed = OnDevice(task, digest, width, height, data, header.orientation)
+            claimed = OnDevice(task, digest, width, height, data, header.orientation, header.meta)
             gpu.submit(claimed)
             return claimed
         return Read(task, digest, data)

@@ -4,6 +4,7 @@
     decode   (indexer.reader)    read and hash in reader threads; route to the CPU or GPU decoder
     embed    (indexer.embed)     batch the decoded photos on the model
     write    (indexer.write)     store, commit in chunks, sweep what is gone
+    backfill (indexer.backfill)  read the headers of photos indexed before metadata was kept (no decode)
     tag      (indexer.tag)       tag every stored content that has no current tags (from its vector)
 
 Decode + embed (``indexer.pipeline.DecodeEmbed``) needs neither the catalog nor the lock: this run
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from clipsearch.errors import Terminated, UserError
+from indexer.backfill import MetadataBackfill
 from indexer.options import Options
 from indexer.pipeline import DecodeEmbed
 from indexer.plan import Contents, Planner
@@ -70,7 +72,8 @@ class IndexRun:
                 self.stages.close()
         if not self.report.interrupted:
             self.writer.sweep(self.plan.roots_to_sweep(recorded))
-            try:  # Ctrl-C or SIGTERM while tagging: what was tagged is committed, the next run tags the rest
+            try:  # Ctrl-C or SIGTERM in these: what was done is committed, the next run does the rest
+                MetadataBackfill(self.store, self.report).run()
                 TagStage(self.store, self.stages.encoder.if_made, self.stages.encoder, self.report).run()
             except KeyboardInterrupt as stop:
                 self.report.interrupted = True

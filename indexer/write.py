@@ -43,7 +43,10 @@ class RunWriter:
             self.report.unchanged += 1
         else:
             record = FileRecord(found.path, found.size, found.mtime_ns, outcome.digest, outcome.width, outcome.height)
-            self.store.put(record, outcome.vector if isinstance(outcome, Embedded) else None)
+            if isinstance(outcome, Embedded):
+                self.store.put(record, outcome.vector, outcome.meta)
+            else:
+                self.store.put(record, None)
             if task.previous is not None:
                 self.report.updated += 1
             elif isinstance(outcome, Reused):

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from clipsearch.errors import NoSuchPhoto, UserError
 from clipsearch.store import StoreReader
-from search.query import Filters, Hit, Query, Term, check_page, combine
+from search.filters import Filters
+from search.query import Hit, Query, Term, check_page, combine
 
 if TYPE_CHECKING:
     import faiss
@@ -27,6 +28,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Below this many vectors a CPU flat search answers in a few milliseconds: copying to a GPU costs more.
 GPU_MIN_VECTORS = 200_000
+# A filter that keeps at most this many photos is answered exactly from their stored vectors (a FAISS search
+# restricted to them would probe only some IVF lists and could return fewer hits than exist); past it, FAISS
+# searches every list under the filter (bench/filters.py).
+EXACT_MAX = 100_000
 
 
 class Searcher:
@@ -162,11 +167,31 @@ class Searcher:
 
     def answer(self, query: Query) -> list[Hit]:
         """The hits for ``query``, from one committed snapshot: the model is brought in step with that snapshot
-        before any term is embedded, so a rebuild with another model (--reindex) never meets a vector of the old one."""
+        before any term is embedded, so a rebuild with another model (--reindex) never meets a vector of the old one.
+        Each hit carries its metadata; ``query.sort`` orders the page (or, with no terms, browses)."""
         with self.store.snapshot() as store:
+            passing = query.filters.passing(store)
+            if not query.terms:
+                return self._with_meta(self._browse(passing, query))
             index = self._current_index()
             vector = combine([self.embed(t) for t in query.terms], [t.weight for t in query.terms])
-            return self._nearest(index, vector, query.k, query.offset, query.filters.allowed_ids(store), query.excluded)
+            allowed = None if passing is None else [file_id for file_id, _ in passing]
+            hits = self._with_meta(self._nearest(index, vector, query.k, query.offset, allowed, query.excluded))
+            if query.sort != "relevance":
+                hits.sort(key=lambda h: (h.meta["taken"] or "", h.id), reverse=query.sort == "-date")
+            return hits
+
+    def _browse(self, passing: list[tuple[int, str]] | None, query: Query) -> list[Hit]:
+        """Every photo that passes, by date: oldest first, or newest with -date."""
+        rows = passing if passing is not None else self.store.metadata.matching(Filters().criteria())
+        rows = sorted(rows, key=lambda row: (row[1] or "", row[0]), reverse=query.sort == "-date")
+        page = rows[query.offset : query.offset + query.k]
+        paths = self.store.paths(i for i, _ in page)
+        return [Hit(rank, paths[i], None, i) for rank, (i, _) in enumerate(page, start=query.offset + 1)]
+
+    def _with_meta(self, hits: list[Hit]) -> list[Hit]:
+        meta = self.store.metadata.of_ids([h.id for h in hits])
+        return [Hit(h.rank, h.path, h.score, h.id, meta.get(h.id, {})) for h in hits]
 
     def search(self, query: np.ndarray, k: int = 10, within: str | None = None, offset: int = 0,
                exclude: int | None = None) -> list[Hit]:
@@ -192,7 +217,13 @@ class Searcher:
         if allowed is not None:
             if not allowed:
                 return []
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(allowed, dtype="int64")))
+            if len(allowed) <= EXACT_MAX:
+                return self._exact(query, k, offset, allowed, exclude)
+            selector = faiss.IDSelectorBatch(np.asarray(allowed, dtype="int64"))
+            try:  # an IVF index searches every list: a filter must not lose hits to the lists not probed
+                params = faiss.SearchParametersIVF(sel=selector, nprobe=faiss.extract_index_ivf(index).nlist)
+            except RuntimeError:
+                params = faiss.SearchParameters(sel=selector)
             available = min(available, len(allowed))
         else:
             index = self._gpu(index)  # GPU indexes take no id selector: filtered searches stay on the CPU
@@ -210,7 +241,26 @@ class Searcher:
             if fetch >= available or len(found) < fetch or found[-1][1] < found[needed - 1][1]:
                 break
             fetch = min(fetch * 2, available)
+        return self._page(found, k, offset, exclude)
+
+    def _page(self, found: list[tuple[int, float]], k: int, offset: int, exclude: set[int]) -> list[Hit]:
         found.sort(key=lambda hit: (-hit[1], hit[0]))
         found = [hit for hit in found if hit[0] not in exclude][offset : offset + k]
         paths = self.store.paths(i for i, _ in found)
         return [Hit(rank, paths[i], score, i) for rank, (i, score) in enumerate(found, start=offset + 1)]
+
+    def _exact(self, query: np.ndarray, k: int, offset: int, allowed: Sequence[int], exclude: set[int]) -> list[Hit]:
+        """The best of ``allowed`` by their stored vectors, every one scored: exact whatever the index type."""
+        import numpy as np
+
+        vector = np.asarray(query, dtype="float32").reshape(-1)
+        needed = k + offset + len(exclude)
+        found: list[tuple[int, float]] = []
+        for ids, matrix in self.store.iter_vectors(allowed):
+            scores = matrix @ vector
+            found.extend(zip(ids.tolist(), scores.tolist()))
+            if len(found) > 4 * needed + 4096:  # keep memory bounded: the best so far, ties kept (sorted by id later)
+                found.sort(key=lambda hit: -hit[1])
+                cut = found[needed - 1][1]
+                found = [hit for hit in found if hit[1] >= cut]
+        return self._page(found, k, offset, exclude)

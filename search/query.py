@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from clipsearch.errors import UserError
+from search.filters import Filters
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from clipsearch.store import StoreReader
-
 TERM_KINDS = ("text", "image", "like")
+SORTS = ("relevance", "date", "-date")
 MAX_K = 10_000  # hits in one answer, for the CLI and the server alike
 MAX_OFFSET = 100_000
 
@@ -75,33 +75,20 @@ class Term:
 
 
 @dataclass(frozen=True)
-class Filters:
-    """Which photos may answer: everything, or only those under a folder and with every tag in ``tags``."""
-
-    within: str | None = None
-    tags: tuple[str, ...] = ()
-
-    def allowed_ids(self, store: StoreReader) -> list[int] | None:
-        """The ids that pass, from the snapshot being read; None when every photo passes."""
-        allowed: list[int] | None = None
-        if self.within is not None:
-            allowed = store.ids_under(os.path.abspath(os.path.expanduser(self.within)))
-        if self.tags:
-            tagged = store.tags.ids_with([t.strip() for t in self.tags])
-            allowed = tagged if allowed is None else sorted(set(allowed) & set(tagged))
-        return allowed
-
-
-@dataclass(frozen=True)
 class Query:
     terms: tuple[Term, ...]
     filters: Filters = field(default_factory=Filters)
     k: int = 10
     offset: int = 0  # skip this many best hits (the next page); ranks still count from the best hit overall
+    # relevance (best first); date / -date (oldest / newest first): with terms, the page of best hits in date
+    # order; without, every photo that passes the filters, browsed by date
+    sort: str = "relevance"
 
     def __post_init__(self) -> None:
-        if not self.terms:
-            raise UserError("give something to look for: words, an image or a photo id")
+        if self.sort not in SORTS:
+            raise UserError(f"sort must be one of {', '.join(SORTS)}, not {self.sort[:20]!r}")
+        if not self.terms and self.sort == "relevance":
+            raise UserError("give something to look for (words, an image or a photo id), or --sort date to browse")
         check_page(self.k, self.offset)
 
     @property
@@ -127,8 +114,9 @@ def combine(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
 class Hit:
     rank: int
     path: str
-    score: float  # cosine similarity of the unit-length query and image embeddings
+    score: float | None  # cosine similarity of the unit-length query and image embeddings; None when browsing
     id: int  # the file's catalog id: how the server addresses thumbnails and files
+    meta: dict[str, Any] = field(default_factory=dict)  # taken, camera, width, height, ... (store.metadata)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rank": self.rank, "path": self.path, "score": self.score, "id": self.id}
+        return {"rank": self.rank, "path": self.path, "score": self.score, "id": self.id, **self.meta}

@@ -11,7 +11,10 @@
     GET  /classify?id=ID&labels=A,B&top=5&templates=photo   an indexed photo's labels (its stored vector)
     POST /classify?labels=A,B&top=5         an uploaded image's labels (body or multipart form, as POST /search)
 
-/search takes ``tag=T`` (repeatable: photos with every tag) beside ``in``; each hit carries its ``tags``.
+/search takes the CLI's filters as parameters: ``in``, ``tag`` (repeatable: every tag), ``after``, ``before``,
+``camera``, ``type`` (repeatable), ``min_pixels``, ``near``, and ``sort`` (relevance, date, -date; with no q,
+sort=date browses). Query arithmetic: ``q`` repeatable (each term added, ``N:`` weights, ``like:ID``), ``minus``
+repeatable (terms taken away). Each hit carries its metadata (taken, camera, width, height, ...) and ``tags``.
 /classify without ``labels`` ranks the built-in vocabulary (image -> text).
 
 The rules are the CLI's (``search.query``): one of q, like or an image; k from 1 to 10,000. Every error is
@@ -37,9 +40,11 @@ from typing import Any
 
 from clipsearch.display import to_json
 from clipsearch.errors import NoSuchPhoto, UserError
+from search import expression
 from search import query as queries
 from search.classify import ZeroShot
 from search.engine import Searcher
+from search.filters import Filters
 from search.upload import uploaded_file
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
@@ -107,8 +112,9 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
                 response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
             return response
 
-    def answer(term: queries.Term, k: int, within: str | None, offset: int, tags: list[str]) -> list[dict[str, Any]]:
-        query = queries.Query((term,), queries.Filters(within, tuple(tags)), k, offset)
+    def answer(terms: list[queries.Term], k: int, offset: int, filters: Filters, sort: str) -> list[dict[str, Any]]:
+        query = queries.Query(tuple(terms), filters, k, offset, sort)
+        filters.criteria()  # a mistake in a filter is a 400 before any work
         with lock:
             hits = searcher.answer(query)
             tagged = searcher.store.tags.of_ids(hit.id for hit in hits)
@@ -164,25 +170,32 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
             raise HTTPException(404, "not found")
         return Response(_web_file(name), media_type=_ASSETS[name], headers={"Cache-Control": "no-cache"})
 
+    def filters(request: Request) -> Filters:
+        """The filters of a request: the CLI's options as query parameters (``in``, ``tag`` and ``type`` repeatable)."""
+        p = request.query_params
+        return Filters(p.get("in"), tuple(p.getlist("tag")), p.get("after"), p.get("before"), p.get("camera"),
+                       tuple(p.getlist("type")), p.get("min_pixels"), p.get("near"))
+
     @app.get("/search")
-    def search_text(q: str | None = Query(None, description="What to look for, in words."),
+    def search_text(request: Request,
+                    q: list[str] | None = Query(None, description="Terms to look for (repeatable; N:words weights, "  # noqa: B008
+                                                "like:ID an indexed photo)."),
+                    minus: list[str] | None = Query(None, description="Terms to look away from (repeatable)."),  # noqa: B008
                     like: str | None = Query(None, description="A photo id: photos that look like it."),
-                    k: int = Query(10), offset: int = Query(0),
-                    within: str | None = Query(None, alias="in"),
-                    tag: list[str] | None = Query(None, description="Only photos with this tag (repeatable).")  # noqa: B008
-                    ) -> Any:
-        if (q is None) == (like is None):
-            raise UserError("give q (words) or like (a photo id), one of them")
-        term = queries.Term.like(like) if like is not None else queries.Term.text(q or "")
-        return answer(term, k, within, offset, tag or [])
+                    k: int = Query(10), offset: int = Query(0), sort: str = Query("relevance")) -> Any:
+        if like is not None and (q or minus):
+            raise UserError("give q (words) or like (a photo id), one of them (q=like:ID adds a photo to words)")
+        terms = [queries.Term.like(like)] if like is not None else expression.from_parameters(q or [], minus or [])
+        if not terms and sort == "relevance":
+            raise UserError("give q (words) or like (a photo id), or sort=date to browse")
+        return answer(terms, k, offset, filters(request), sort)
 
     @app.post("/search")
     async def search_image(request: Request, k: int = Query(10), offset: int = Query(0),
-                           within: str | None = Query(None, alias="in"),
-                           tag: list[str] | None = Query(None)) -> Any:  # noqa: B008
+                           sort: str = Query("relevance")) -> Any:
         if "q" in request.query_params or "like" in request.query_params:
             raise UserError("POST searches by the image it carries; words (q) and photo ids (like) go with GET")
-        return answer(queries.Term.image(await body_image(request)), k, within, offset, tag or [])
+        return answer([queries.Term.image(await body_image(request))], k, offset, filters(request), sort)
 
     @app.get("/tags")
     def tags() -> Any:

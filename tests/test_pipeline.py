@@ -13,7 +13,8 @@ from search.engine import Searcher
 from tests import imagegen
 from tests.conftest import Cli, cosine, index_folder, open_image, search_json
 
-REPORT_KEYS = {"added", "updated", "removed", "renamed", "unchanged", "tagged", "failed", "seconds", "model_seconds"}
+REPORT_KEYS = {"added", "updated", "removed", "renamed", "unchanged", "headers_read", "tagged", "failed", "seconds",
+               "model_seconds"}
 
 
 def index_json(cli: Cli, *args: str) -> dict:

@@ -60,16 +60,19 @@ def print_report(report: Report, directory: Path, as_json: bool, quiet: bool) ->
             typer.echo(f"  failed: {shown(failure['path'])}: {shown(failure['error'])}", err=True)
 
 
-def print_hits(hits: list[Hit], as_json: bool, tags: dict[int, list[tuple[str, float]]] | None = None) -> None:
-    """``tags``: each hit's tags by id, for --json."""
+def print_hits(hits: list[Hit], as_json: bool, tags: dict[int, list[tuple[str, float]]] | None = None,
+               dates: bool = False) -> None:
+    """``tags``: each hit's tags by id, for --json; ``dates``: a column with the date taken (sorted by date)."""
     if as_json:
         print_json([{**h.as_dict(), "tags": [t for t, _ in (tags or {}).get(h.id, [])]} for h in hits])
     elif not hits:
         typer.echo("no results")
     else:
-        typer.echo(f"{'rank':>4}  {'score':>6}  path")
+        typer.echo(f"{'rank':>4}  {'score':>6}  " + (f"{'taken':19}  " if dates else "") + "path")
         for hit in hits:
-            typer.echo(f"{hit.rank:>4}  {hit.score:6.3f}  {shown(hit.path)}")
+            score = f"{hit.score:6.3f}" if hit.score is not None else f"{'-':>6}"
+            taken = f"{(hit.meta.get('taken') or '-')[:19]:19}  " if dates else ""
+            typer.echo(f"{hit.rank:>4}  {score}  {taken}{shown(hit.path)}")
     sys.stdout.flush()
 
 

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from clipsearch.errors import UserError
 from clipsearch.store import migrations, vector_index
 from clipsearch.store.layout import Layout
+from clipsearch.store.metadata import MetadataReader
+from clipsearch.store.paths import PATH, path_param, text, under
 from clipsearch.store.tags import TagReader
 from clipsearch.store.thumbnails import Thumbnails
 
@@ -28,21 +30,6 @@ if TYPE_CHECKING:  # heavy imports stay out of start-up
     import numpy as np
 
 _IN_CHUNK = 500  # ids per "IN (...)" query
-
-
-# Paths are stored as their file-system bytes, whatever they are: a name that is not valid UTF-8 (an old camera
-# card, an SMB share) is indexed and comes back the same, as Python's os.fsdecode gives it (surrogate escapes).
-# A path parameter is bound as bytes and cast to TEXT (``PATH``), and TEXT is read back with ``_text``; for a
-# valid UTF-8 name the stored bytes are what plain str binding stored, so older catalogs need no change.
-PATH = "CAST(? AS TEXT)"
-
-
-def path_param(path: str) -> bytes:
-    return os.fsencode(path)
-
-
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", "surrogateescape")
 
 
 def connect(path: Path, readonly: bool, immutable: bool = False) -> sqlite3.Connection:
@@ -56,14 +43,8 @@ def connect(path: Path, readonly: bool, immutable: bool = False) -> sqlite3.Conn
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=30000")
-    conn.text_factory = _text
+    conn.text_factory = text
     return conn
-
-
-def under(path: str) -> tuple[str, str]:
-    """SQL bounds (lo, hi) such that ``lo <= p < hi`` selects the paths inside folder ``path``."""
-    prefix = path.rstrip(os.sep) + os.sep
-    return prefix, prefix[:-1] + chr(ord(os.sep) + 1)
 
 
 @dataclass(frozen=True)
@@ -144,6 +125,10 @@ class Catalog:
     @property
     def tags(self) -> TagReader:
         return TagReader(self._conn)
+
+    @property
+    def metadata(self) -> MetadataReader:
+        return MetadataReader(self._conn)
 
     def file_row(self, path: str) -> IndexedFile | None:
         """The row of the file at ``path``, if it is indexed."""

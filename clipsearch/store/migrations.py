@@ -110,10 +110,26 @@ def _tags(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE tagged (hash BLOB PRIMARY KEY) WITHOUT ROWID")
 
 
+def _photo_meta(conn: sqlite3.Connection) -> None:
+    """What each content's header says (``clipsearch.photo_meta``): when, which camera and lens, where. Empty
+    here: the next run reads the headers of the photos indexed before (no decode, no model)."""
+    conn.execute("""CREATE TABLE photo_meta (
+    hash BLOB PRIMARY KEY,
+    taken TEXT,
+    taken_from TEXT,
+    make TEXT,
+    model TEXT,
+    lens TEXT,
+    lat REAL,
+    lon REAL
+) WITHOUT ROWID""")
+
+
 STEPS: tuple[Step, ...] = (
     Step("photo ids are never handed out again after a photo leaves the index", _ids_never_reused),  # 1 -> 2
     Step("each indexed folder remembers its settings (hidden files, exclusions)", _root_settings),  # 2 -> 3
     Step("photos get tags from a vocabulary (computed from the stored vectors)", _tags),  # 3 -> 4
+    Step("photos keep when they were taken, the camera and the place (read from their headers)", _photo_meta),  # 4 -> 5
 )
 CURRENT = FIRST + len(STEPS)
 

@@ -16,14 +16,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipsearch.errors import UserError
-from clipsearch.store import migrations, tags, vector_index
-from clipsearch.store.catalog import PATH, Catalog, FileRecord, ModelRecord, connect, path_param, under
+from clipsearch.store import metadata, migrations, tags, vector_index
+from clipsearch.store.catalog import Catalog, FileRecord, ModelRecord, connect
 from clipsearch.store.layout import Layout
 from clipsearch.store.lock import WriteLock
+from clipsearch.store.paths import PATH, path_param, under
 
 if TYPE_CHECKING:
     import faiss
     import numpy as np
+
+    from clipsearch.photo_meta import PhotoMeta
 
 
 def _embedding_blob(vector: np.ndarray) -> bytes:
@@ -133,6 +136,13 @@ class StoreWriter(Catalog):
         self.commit()
         return changed
 
+    def without_metadata(self) -> list[tuple[bytes, str, int, int]]:
+        """(hash, path, size, mtime_ns) of a file of each content with no metadata yet (indexed before format 5)."""
+        return metadata.missing(self._conn)
+
+    def put_metadata(self, digest: bytes, meta: PhotoMeta) -> None:
+        metadata.put(self._txn(), digest, meta)
+
     def untagged(self, chunk: int = 8192) -> Iterator[tuple[list[bytes], np.ndarray]]:
         """The stored vectors whose tags are not computed yet, in blocks: (content hashes, matrix)."""
         return tags.untagged(self._conn, self.model.dim if self.model else 0, chunk)
@@ -174,11 +184,14 @@ class StoreWriter(Catalog):
             "UPDATE files SET size = ?, mtime_ns = ?, seen = ? WHERE id = ?", (size, mtime_ns, self._run_id, file_id)
         )
 
-    def put(self, record: FileRecord, embedding: np.ndarray | None) -> int:
-        """Insert or replace a file's row; ``embedding`` None means the vector for ``record.hash`` is already stored."""
+    def put(self, record: FileRecord, embedding: np.ndarray | None, meta: PhotoMeta | None = None) -> int:
+        """Insert or replace a file's row; ``embedding`` None means the vector for ``record.hash`` is already stored.
+        ``meta``: what the content's header says, read by the decoder."""
         conn = self._txn()
         if embedding is not None:
             conn.execute("INSERT OR IGNORE INTO vectors VALUES (?, ?)", (record.hash, _embedding_blob(embedding)))
+        if meta is not None:
+            metadata.put(conn, record.hash, meta)
         path = path_param(record.path)
         conn.execute(f"DELETE FROM failures WHERE path = {PATH}", (path,))
         old = conn.execute(f"SELECT id FROM files WHERE path = {PATH}", (path,)).fetchone()
@@ -249,6 +262,7 @@ class StoreWriter(Catalog):
             conn.execute("DELETE FROM vectors WHERE hash NOT IN (SELECT hash FROM files)")
             tags.drop_orphans(conn)
             self._dirty = True
+        metadata.drop_orphans(conn)
         finished = time.time()
         conn.execute("UPDATE runs SET finished = ?, report = ? WHERE id = ?", (finished, json.dumps(report), self._run_id))
         self.commit()
