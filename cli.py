@@ -231,6 +231,11 @@ def search(
                                                       "(2M, 12MP, 1920x1080).", show_default=False)] = None,
     near: Annotated[Optional[str], typer.Option("--near", help="Only photos taken within RADIUS of a place: "
                                                 "LAT,LON,RADIUS (46.5,7.9,30km).", show_default=False)] = None,
+    relevant: Annotated[bool, typer.Option("--relevant", help="Only the matches that stand out for this query (a "
+                                           "cutoff from the query's own scores; see README), all of them up to "
+                                           "10,000: -k and --offset page through them.")] = False,
+    min_score: Annotated[Optional[float], typer.Option("--min-score", help="Only matches scoring at least this "
+                                                       "(cosine; a flat cutoff).", show_default=False)] = None,
     sort: Annotated[str, typer.Option("--sort", help="relevance (best first), date (oldest first) or -date (newest "
                                       "first): the page of best matches by date; with no query, every photo that "
                                       "passes the filters, by date.")] = "relevance",
@@ -251,7 +256,7 @@ def search(
     Examples: clipsearch search "dog on a beach" -k 20; clipsearch search --image query.jpg --in ~/Pictures/2024;
     clipsearch search "birthday cake" --after 2023-01-01 --before 2023-12-31 --sort date;
     clipsearch search "mountains" --camera "Pixel 6" --type jpg --near 46.5,7.9,30km;
-    clipsearch search "dog" + "beach" - "people"; clipsearch search "2:sunset" + ./ref.jpg;
+    clipsearch search "dog" + "beach" - "people"; clipsearch search "2:sunset" + ./ref.jpg --relevant --sort date;
     clipsearch search --sort -date --after 2024-06-01; clipsearch search --tag beach "sunset";
     clipsearch search "receipt" --paths -0 | xargs -0 ls -l
     """
@@ -268,7 +273,7 @@ def search(
         elif like is not None:
             terms = [Term.like(like)]
         filters = Filters(within, tuple(tag or ()), after, before, camera, tuple(kind or ()), min_pixels, near)
-        question = Query(tuple(terms), filters, k, offset, sort)  # checks it all before the index is opened
+        question = Query(tuple(terms), filters, k, offset, sort, relevant, min_score)  # checked before the index opens
         filters.criteria()
         from search.engine import Searcher
 

@@ -71,9 +71,8 @@ def tagging(n: int, n_labels: int, dim: int = 512) -> dict[str, float]:
             found = rule.assign(classifier, vectors)  # scores again inside: subtracted below
             t3 = time.perf_counter()
             assign += t3 - t2
-            for digest, picked in zip(digests, found):
-                store.put_tags(digest, [(names[j], p) for j, p in picked])
-                tags += len(picked)
+            store.put_tags([(digest, [(names[j], p) for j, p in picked]) for digest, picked in zip(digests, found)])
+            tags += sum(len(picked) for picked in found)
             store.commit()
             t = time.perf_counter()
             write += t - t3

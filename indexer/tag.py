@@ -67,8 +67,8 @@ class TagStage:
             self._store(classifier, names, digests, vectors)
 
     def _store(self, classifier: Classifier, names: list[str], digests: list[bytes], vectors: np.ndarray) -> None:
-        for digest, found in zip(digests, tagging.assign(classifier, vectors)):
-            self.store.put_tags(digest, [(names[j], p) for j, p in found])
+        found = tagging.assign(classifier, vectors)
+        self.store.put_tags([(digest, [(names[j], p) for j, p in picked]) for digest, picked in zip(digests, found)])
         self.store.commit()
         self.report.tagged += len(digests)
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from clipsearch.errors import NoSuchPhoto, UserError
 from clipsearch.store import StoreReader
 from search.filters import Filters
-from search.query import Hit, Query, Term, check_page, combine
+from search.query import MAX_K, Hit, Query, Term, check_page, combine
 
 if TYPE_CHECKING:
     import faiss
@@ -51,6 +51,7 @@ class Searcher:
         self._resident = resident  # a long-lived process (the server): optimise for many queries
         self._index: tuple[int, faiss.Index] | None = None
         self._gpu_index: faiss.Index | None = None  # the GPU copy of _index, made on first unfiltered search
+        self._sample: tuple[int, np.ndarray] | None = None  # (generation, background sample), see _background
 
     def close(self) -> None:
         self.store.close()
@@ -176,10 +177,54 @@ class Searcher:
             index = self._current_index()
             vector = combine([self.embed(t) for t in query.terms], [t.weight for t in query.terms])
             allowed = None if passing is None else [file_id for file_id, _ in passing]
+            if query.relevant or query.min_score is not None:
+                return self._with_meta(self._cut(index, vector, query, allowed))
             hits = self._with_meta(self._nearest(index, vector, query.k, query.offset, allowed, query.excluded))
             if query.sort != "relevance":
                 hits.sort(key=lambda h: (h.meta["taken"] or "", h.id), reverse=query.sort == "-date")
             return hits
+
+    def _cut(self, index: faiss.Index, vector: np.ndarray, query: Query, allowed: Sequence[int] | None) -> list[Hit]:
+        """The matches past the cutoff (``--relevant``: the query's own, ``search.relevance``; or ``--min-score``),
+        all of them ordered (by score or date), then the page asked for. Fetched in growing pages until one ends
+        below the cutoff, up to MAX_K."""
+        from search import relevance
+
+        cut: float | None = query.min_score
+        fetch = 256
+        while True:
+            hits = self._nearest(index, vector, fetch, 0, allowed, query.excluded)
+            if not hits:
+                return []
+            if query.relevant:
+                found = relevance.cutoff(float(hits[0].score or 0), self._background() @ vector)
+                if found.score is None:
+                    return []
+                cut = found.score if cut is None else max(cut, found.score)
+            if len(hits) < fetch or (hits[-1].score or 0) < cut or fetch >= MAX_K:
+                break
+            fetch = min(fetch * 4, MAX_K)
+        kept = [h for h in hits if (h.score or 0) >= cut]
+        if query.sort != "relevance":
+            dated = self.store.metadata.of_ids([h.id for h in kept])
+            kept.sort(key=lambda h: (dated.get(h.id, {}).get("taken") or "", h.id), reverse=query.sort == "-date")
+        page = kept[query.offset : query.offset + query.k]
+        return [Hit(rank, h.path, h.score, h.id) for rank, h in enumerate(page, start=query.offset + 1)]
+
+    def _background(self) -> np.ndarray:
+        """A fixed sample of the collection's vectors (evenly spaced ids), kept while the generation holds: what an
+        unrelated photo scores for a query (``search.relevance``)."""
+        import numpy as np
+
+        from search import relevance
+
+        generation = self.store.generation
+        if self._sample is None or self._sample[0] != generation:
+            ids = sorted(self.store.file_ids())
+            step = max(1, len(ids) // relevance.SAMPLE)
+            blocks = [matrix for _, matrix in self.store.iter_vectors(ids[::step][: relevance.SAMPLE])]
+            self._sample = (generation, np.concatenate(blocks) if blocks else np.zeros((1, self.model.dim), "float32"))
+        return self._sample[1]
 
     def _browse(self, passing: list[tuple[int, str]] | None, query: Query) -> list[Hit]:
         """Every photo that passes, by date: oldest first, or newest with -date."""

@@ -83,6 +83,8 @@ class Query:
     # relevance (best first); date / -date (oldest / newest first): with terms, the page of best hits in date
     # order; without, every photo that passes the filters, browsed by date
     sort: str = "relevance"
+    relevant: bool = False  # only the matches that stand out for this query (``search.relevance``)
+    min_score: float | None = None  # only matches scoring at least this (a flat cutoff)
 
     def __post_init__(self) -> None:
         if self.sort not in SORTS:

@@ -12,9 +12,10 @@
     POST /classify?labels=A,B&top=5         an uploaded image's labels (body or multipart form, as POST /search)
 
 /search takes the CLI's filters as parameters: ``in``, ``tag`` (repeatable: every tag), ``after``, ``before``,
-``camera``, ``type`` (repeatable), ``min_pixels``, ``near``, and ``sort`` (relevance, date, -date; with no q,
-sort=date browses). Query arithmetic: ``q`` repeatable (each term added, ``N:`` weights, ``like:ID``), ``minus``
-repeatable (terms taken away). Each hit carries its metadata (taken, camera, width, height, ...) and ``tags``.
+``camera``, ``type`` (repeatable), ``min_pixels``, ``near``, ``relevant=1`` or ``min_score``, ``sort``
+(relevance, date, -date; with no q, sort=date browses). Query arithmetic: ``q`` repeatable (each term added,
+``N:`` weights, ``like:ID``), ``minus`` repeatable (terms taken away). Each hit carries its metadata (taken,
+camera, width, height, ...) and ``tags``.
 /classify without ``labels`` ranks the built-in vocabulary (image -> text).
 
 The rules are the CLI's (``search.query``): one of q, like or an image; k from 1 to 10,000. Every error is
@@ -112,8 +113,15 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
                 response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
             return response
 
-    def answer(terms: list[queries.Term], k: int, offset: int, filters: Filters, sort: str) -> list[dict[str, Any]]:
-        query = queries.Query(tuple(terms), filters, k, offset, sort)
+    def answer(terms: list[queries.Term], k: int, offset: int, filters: Filters, sort: str,
+               request: Request) -> list[dict[str, Any]]:
+        p = request.query_params
+        relevant = p.get("relevant", "").lower() in ("1", "true", "yes", "on")
+        try:
+            min_score = float(p["min_score"]) if "min_score" in p else None
+        except ValueError:
+            raise UserError(f"min_score must be a number, not {p['min_score'][:20]!r}") from None
+        query = queries.Query(tuple(terms), filters, k, offset, sort, relevant, min_score)
         filters.criteria()  # a mistake in a filter is a 400 before any work
         with lock:
             hits = searcher.answer(query)
@@ -188,14 +196,14 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
         terms = [queries.Term.like(like)] if like is not None else expression.from_parameters(q or [], minus or [])
         if not terms and sort == "relevance":
             raise UserError("give q (words) or like (a photo id), or sort=date to browse")
-        return answer(terms, k, offset, filters(request), sort)
+        return answer(terms, k, offset, filters(request), sort, request)
 
     @app.post("/search")
     async def search_image(request: Request, k: int = Query(10), offset: int = Query(0),
                            sort: str = Query("relevance")) -> Any:
         if "q" in request.query_params or "like" in request.query_params:
             raise UserError("POST searches by the image it carries; words (q) and photo ids (like) go with GET")
-        return answer([queries.Term.image(await body_image(request))], k, offset, filters(request), sort)
+        return answer([queries.Term.image(await body_image(request))], k, offset, filters(request), sort, request)
 
     @app.get("/tags")
     def tags() -> Any:

@@ -230,3 +230,26 @@ def test_weighted_sums_of_terms_equal_a_reference(cli: Cli, index_dir: Path, tmp
     assert [h.path for h in hits] == [p for _, p in want]
     assert [h.score for h in hits] == pytest.approx([-s for s, _ in want], abs=2e-3)  # text via onnx/torch, bf16
 
+
+
+def test_relevant_keeps_the_matches_that_stand_out(cli: Cli, index_dir: Path, tmp_path: Path) -> None:
+    """`search "a red star" --relevant` returns the red stars and little else, over all 54 queries (held-out
+    renderings, through the real CLI); the relevant set sorts by date as a whole; --min-score is a flat cut."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for colour, shape, k, image in shapes.held_out(3141, 3):
+        image.save(photos / f"{colour}-{shape}-{k}.jpg")
+    assert cli("index", photos, "--model", "demo", "--vocabulary", "none").exit_code == 0
+    precision, recall = [], []
+    for colour, shape in shapes.CLASSES:
+        hits = search_json(cli, f"a {colour} {shape}", "--relevant", "-k", "100")
+        right = sum(Path(h["path"]).name.startswith(f"{colour}-{shape}-") for h in hits)
+        precision.append(right / len(hits) if hits else 0.0)
+        recall.append(right / 3)
+    assert np.mean(precision) >= 0.9 and np.mean(recall) >= 0.9, (np.mean(precision), np.mean(recall))
+    by_date = search_json(cli, "a red star", "--relevant", "--sort", "-date", "-k", "100")
+    assert {h["id"] for h in by_date} == {h["id"] for h in search_json(cli, "a red star", "--relevant", "-k", "100")}
+    assert [h["taken"] for h in by_date] == sorted((h["taken"] for h in by_date), reverse=True)
+    flat = search_json(cli, "a red star", "--min-score", "0.5", "-k", "100")
+    assert flat and all(h["score"] >= 0.5 for h in flat)
+    assert len(flat) == sum(h["score"] >= 0.5 for h in search_json(cli, "a red star", "-k", "200"))

@@ -147,8 +147,9 @@ class StoreWriter(Catalog):
         """The stored vectors whose tags are not computed yet, in blocks: (content hashes, matrix)."""
         return tags.untagged(self._conn, self.model.dim if self.model else 0, chunk)
 
-    def put_tags(self, digest: bytes, found: Sequence[tuple[str, float]]) -> None:
-        tags.put(self._txn(), digest, found)  # no new generation: the vectors did not change
+    def put_tags(self, found: Sequence[tuple[bytes, Sequence[tuple[str, float]]]]) -> None:
+        """(content hash, its tags) for a block of contents; no new generation: the vectors did not change."""
+        tags.put(self._txn(), found)
 
     # -- a run ---------------------------------------------------------------
     def begin_run(self, roots: Sequence[str]) -> int:
