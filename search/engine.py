@@ -28,10 +28,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Below this many vectors a CPU flat search answers in a few milliseconds: copying to a GPU costs more.
 GPU_MIN_VECTORS = 200_000
-# A filter that keeps at most this many photos is answered exactly from their stored vectors (a FAISS search
-# restricted to them would probe only some IVF lists and could return fewer hits than exist); past it, FAISS
-# searches every list under the filter (bench/filters.py).
-EXACT_MAX = 100_000
+# A filter that keeps at most this many photos is answered exactly from their stored vectors; past it, FAISS
+# searches every IVF list under the filter (probing only some could return fewer hits than exist), which costs
+# a scan of the codes with an id check each (bench/filters.py).
+EXACT_MAX = 2_000
+# A filter that keeps at least this share of the collection is applied to a plain search's hits instead
+# (asked for twice the hits the share predicts): a search under a filter scans every IVF list.
+POST_FILTER_SHARE = 0.2
 
 
 class Searcher:
@@ -52,6 +55,7 @@ class Searcher:
         self._index: tuple[int, faiss.Index] | None = None
         self._gpu_index: faiss.Index | None = None  # the GPU copy of _index, made on first unfiltered search
         self._sample: tuple[int, np.ndarray] | None = None  # (generation, background sample), see _background
+        self._filtered: dict[tuple[object, ...], list[tuple[int, str | None]] | None] = {}  # see _passing
 
     def close(self) -> None:
         self.store.close()
@@ -170,8 +174,8 @@ class Searcher:
         """The hits for ``query``, from one committed snapshot: the model is brought in step with that snapshot
         before any term is embedded, so a rebuild with another model (--reindex) never meets a vector of the old one.
         Each hit carries its metadata; ``query.sort`` orders the page (or, with no terms, browses)."""
-        with self.store.snapshot() as store:
-            passing = query.filters.passing(store)
+        with self.store.snapshot():
+            passing = self._passing(query.filters, dates=not query.terms)
             if not query.terms:
                 return self._with_meta(self._browse(passing, query))
             index = self._current_index()
@@ -226,6 +230,17 @@ class Searcher:
             self._sample = (generation, np.concatenate(blocks) if blocks else np.zeros((1, self.model.dim), "float32"))
         return self._sample[1]
 
+    def _passing(self, filters: Filters, dates: bool) -> list[tuple[int, str | None]] | None:
+        """``filters.passing``, remembered for the last few filters while the generation holds: evaluating a filter
+        over a million catalog rows takes ~1-2 s of SQL (bench/filters.py), and the page asks again for every
+        page of results and every new query under the same filters."""
+        key = (self.store.generation, filters.criteria(), dates)
+        if key not in self._filtered:
+            if len(self._filtered) >= 8:
+                self._filtered.pop(next(iter(self._filtered)))
+            self._filtered[key] = filters.passing(self.store, dates)
+        return self._filtered[key]
+
     def _browse(self, passing: list[tuple[int, str]] | None, query: Query) -> list[Hit]:
         """Every photo that passes, by date: oldest first, or newest with -date."""
         rows = passing if passing is not None else self.store.metadata.matching(Filters().criteria())
@@ -264,6 +279,10 @@ class Searcher:
                 return []
             if len(allowed) <= EXACT_MAX:
                 return self._exact(query, k, offset, allowed, exclude)
+            if len(allowed) >= POST_FILTER_SHARE * index.ntotal:
+                hits = self._post_filtered(index, query, k, offset, allowed, exclude)
+                if hits is not None:
+                    return hits
             selector = faiss.IDSelectorBatch(np.asarray(allowed, dtype="int64"))
             try:  # an IVF index searches every list: a filter must not lose hits to the lists not probed
                 params = faiss.SearchParametersIVF(sel=selector, nprobe=faiss.extract_index_ivf(index).nlist)
@@ -286,6 +305,22 @@ class Searcher:
             if fetch >= available or len(found) < fetch or found[-1][1] < found[needed - 1][1]:
                 break
             fetch = min(fetch * 2, available)
+        return self._page(found, k, offset, exclude)
+
+    def _post_filtered(self, index: faiss.Index, query: np.ndarray, k: int, offset: int, allowed: Sequence[int],
+                       exclude: set[int]) -> list[Hit] | None:
+        """A filter that keeps much of the collection: the plain search, asked for enough more hits that ``k`` of
+        them pass (twice what the share predicts), then filtered; None if too few passed (the caller searches
+        under the filter instead)."""
+        import numpy as np
+
+        needed = k + offset + len(exclude)
+        fetch = min(index.ntotal, int(needed * 2 * index.ntotal / len(allowed)) + 8)
+        scores, found_ids = self._gpu(index).search(np.asarray(query, dtype="float32").reshape(1, -1), fetch)
+        passing = set(allowed)
+        found = [(int(i), float(s)) for i, s in zip(found_ids[0], scores[0]) if i >= 0 and int(i) in passing]
+        if len(found) < needed or found[needed - 1][1] == float(scores[0][-1]):  # short, or ties past the cut
+            return None
         return self._page(found, k, offset, exclude)
 
     def _page(self, found: list[tuple[int, float]], k: int, offset: int, exclude: set[int]) -> list[Hit]:

@@ -105,11 +105,12 @@ class Filters:
             near=_near(self.near) if self.near is not None else None,
         )
 
-    def passing(self, store: StoreReader) -> list[tuple[int, str]] | None:
-        """(id, date taken) of the photos that pass, from the snapshot being read; None when every photo passes."""
+    def passing(self, store: StoreReader, dates: bool = True) -> list[tuple[int, str | None]] | None:
+        """(id, date taken) of the photos that pass, from the snapshot being read; None when every photo passes.
+        Without ``dates``, the dates are None (cheaper)."""
         criteria = self.criteria()
-        return None if criteria.empty else store.metadata.matching(criteria)
+        return None if criteria.empty else store.metadata.matching(criteria, dates)
 
     def allowed_ids(self, store: StoreReader) -> list[int] | None:
-        passing = self.passing(store)
+        passing = self.passing(store, dates=False)
         return None if passing is None else [file_id for file_id, _ in passing]

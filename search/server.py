@@ -8,6 +8,7 @@
     GET  /file/ID                           the image itself (converted to JPEG if browsers cannot show it; HEAD too)
     GET  /info                              what `clipsearch info --json` prints
     GET  /tags                              every tag with its count of photos (`clipsearch tags --json`)
+    GET  /cameras                           every camera with its count of photos (the page's camera choice)
     GET  /classify?id=ID&labels=A,B&top=5&templates=photo   an indexed photo's labels (its stored vector)
     POST /classify?labels=A,B&top=5         an uploaded image's labels (body or multipart form, as POST /search)
 
@@ -204,6 +205,11 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
         if "q" in request.query_params or "like" in request.query_params:
             raise UserError("POST searches by the image it carries; words (q) and photo ids (like) go with GET")
         return answer([queries.Term.image(await body_image(request))], k, offset, filters(request), sort, request)
+
+    @app.get("/cameras")
+    def cameras() -> Any:
+        with lock:
+            return [{"camera": name, "photos": count} for name, count in searcher.store.metadata.cameras()]
 
     @app.get("/tags")
     def tags() -> Any:

@@ -383,3 +383,49 @@ def test_models_lists_without_torch_once_its_table_is_made(tmp_path: Path) -> No
     assert rows == json.loads(first.stdout) and len(rows) > 100
     demo = next(r for r in rows if r["spec"] == "demo")
     assert demo["cached"] is True and demo["dim"] == 128  # the shipped weights are on this machine
+
+
+def test_the_watch_command_ignores_its_index_hidden_and_excluded_folders(cli: Cli, tmp_path: Path) -> None:
+    """The `watch` process itself (issue 19 #4 and #12): its index inside the watched folder, a hidden folder and a
+    remembered exclusion never start a run; each real change starts one run, and nothing from them is indexed."""
+    import json
+    import signal
+    import subprocess
+
+    from clipsearch.store import StoreReader
+    from tests.conftest import lines, wait_for_line
+
+    root = tmp_path / "photos"
+    for folder in ("album", ".hidden", "trash"):
+        (root / folder).mkdir(parents=True)
+    imagegen.photo(1).save(root / "album" / "one.jpg")
+    index = root / ".clipsearch"
+    assert cli("index", root, "--index", index, "--model", "demo", "--exclude", "trash").exit_code == 0
+    log = index / "runs.log"
+
+    def runs() -> list[dict]:
+        return [json.loads(line) for line in log.read_text().splitlines()]
+
+    proc = start_cli("watch", "--index", index, "--debounce", "0.3", env=cli_env(index))
+    try:
+        wait_for_line(proc, "watching")
+        before = len(runs())
+        imagegen.photo(2).save(index / "stray.jpg")  # what a run writes lands in the index directory
+        imagegen.photo(3).save(root / ".hidden" / "h.jpg")
+        imagegen.photo(4).save(root / "trash" / "t.jpg")
+        imagegen.photo(5).save(root / "album" / "two.jpg")
+        wait_for(lambda: any(r["added"] for r in runs()[before:]), 60, "a run for the new photo")
+        imagegen.photo(6).save(root / "album" / "three.jpg")
+        wait_for(lambda: sum(r["added"] for r in runs()[before:]) == 2, 60, "a run for the second photo")
+        new = runs()[before:]
+        assert [r["added"] for r in new] == [1, 1], new  # no run for the index, hidden or excluded folders
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    assert "Traceback" not in lines(proc).text()
+    with StoreReader.open(index) as store:
+        names = sorted(Path(p).name for p in store.paths(store.file_ids()).values())
+    assert names == ["one.jpg", "three.jpg", "two.jpg"]

@@ -237,3 +237,24 @@ def test_a_photos_tags_show_in_the_viewer_and_a_click_searches_them(page: Any, l
     ids = page.eval_on_selector_all("#grid .tile", "tiles => tiles.map(t => t.dataset.id)")
     assert ids == [str(h["id"]) for h in want] and all(tag in h["tags"] for h in want)
     assert "tag=" in page.url  # reload and Back keep the tag
+
+
+def test_browse_by_date_filters_and_details_on_the_page(page: Any, library: Library) -> None:
+    expected = api(library, "/search?sort=-date&k=60")
+    page.select_option("#sort", "-date")  # no words: the page browses every photo, newest first
+    wait_for_results(page)
+    ids = page.eval_on_selector_all("#grid .tile", "tiles => tiles.map(t => t.dataset.id)")
+    assert ids[:60] == [str(h["id"]) for h in expected]
+    assert "by date" in page.inner_text("#status")
+    page.locator("#grid .tile").first.click()
+    page.wait_for_selector("#viewer:not([hidden])")
+    details = page.inner_text("#viewer-details")
+    assert f"{expected[0]['width']}×{expected[0]['height']}" in details and "(file date)" in details
+    page.keyboard.press("Escape")
+    page.fill("#after", "2999-01-01")  # a filter that keeps nothing: searched again at once
+    page.dispatch_event("#after", "change")
+    page.wait_for_function("document.querySelectorAll('#grid .tile').length === 0 && "
+                           "!document.getElementById('status').textContent.startsWith('Searching')")
+    assert api(library, "/search?sort=-date&after=2999-01-01") == []
+    assert api(library, "/cameras") == []  # the sample has no EXIF cameras: the choice offers only "Any camera"
+    assert page.locator("#camera option").count() == 1

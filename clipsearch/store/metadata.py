@@ -116,18 +116,33 @@ class MetadataReader:
     def available(self) -> bool:
         return _available(self._conn)
 
-    def matching(self, criteria: Criteria) -> list[tuple[int, str]]:
-        """(id, taken) of every file that passes, in id order."""
+    def matching(self, criteria: Criteria, dates: bool = True) -> list[tuple[int, str | None]]:
+        """(id, taken) of every file that passes, in id order; without ``dates`` the date is None (not computed:
+        a date per row costs more than the filter). A filter on the camera or the place needs a metadata row, so
+        the join is an inner one and SQLite may start from the photo_meta table (bench/filters.py)."""
         has_meta = self.available
         where, params = _where(criteria, has_meta)
-        taken = TAKEN if has_meta else FILE_TAKEN
+        taken = (TAKEN if has_meta else FILE_TAKEN) if dates else "NULL"
         columns = f"files.id, {taken}" + (", m.lat, m.lon" if criteria.near is not None else "")
-        source = _FROM if has_meta else "files"
-        rows = self._conn.execute(f"SELECT {columns} FROM {source} WHERE {where} ORDER BY files.id", params)
+        needs_meta = criteria.camera is not None or criteria.near is not None
+        source = (_FROM.replace("LEFT JOIN", "JOIN") if needs_meta else _FROM) if has_meta else "files"
+        rows = self._conn.execute(f"SELECT {columns} FROM {source} WHERE {where}", params)
         if criteria.near is None:
-            return [(r[0], r[1]) for r in rows]
+            return sorted((r[0], r[1]) for r in rows)
         lat, lon, km = criteria.near
-        return [(r[0], r[1]) for r in rows if distance_km(lat, lon, r[2], r[3]) <= km]
+        return sorted((r[0], r[1]) for r in rows if distance_km(lat, lon, r[2], r[3]) <= km)
+
+    def cameras(self) -> list[tuple[str, int]]:
+        """Every camera with how many indexed files it took, most first (the page's camera choice)."""
+        if not self.available:
+            return []
+        rows = self._conn.execute(f"SELECT m.make, m.model, count(*) FROM {_FROM} WHERE m.make IS NOT NULL OR "
+                                  "m.model IS NOT NULL GROUP BY m.make, m.model ORDER BY count(*) DESC")
+        counted: dict[str, int] = {}
+        for make, model, count in rows:
+            name = camera_name(make, model) or ""
+            counted[name] = counted.get(name, 0) + count
+        return sorted(counted.items(), key=lambda kv: (-kv[1], kv[0]))
 
     def of_ids(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Each file's metadata as search results carry it."""

@@ -26,18 +26,28 @@ function setStatus(text, isError = false) {
   statusLine.classList.toggle("error", isError);
 }
 
+// The filters beside the search box, as the API's parameters (the CLI's options).
+const FILTERS = ["after", "before", "camera", "sort"];
+
 function params(extra) {
   const p = new URLSearchParams(extra);
   const within = folder.value.trim();
   if (within) p.set("in", within);
   if (query && query.tag) p.set("tag", query.tag);
+  for (const name of FILTERS) {
+    const value = $(name).value;
+    if (value && value !== "relevance") p.set(name, value);
+  }
+  if ($("relevant").checked) p.set("relevant", "1");
   return p;
 }
 
 async function fetchPage(offset) {
   const base = { k: String(PAGE), offset: String(offset) };
   let response;
-  if (query.kind === "image") {
+  if (query.kind === "browse") {
+    response = await fetch("/search?" + params(base));
+  } else if (query.kind === "image") {
     response = await fetch("/search?" + params(base), {
       method: "POST", body: query.blob, headers: { "Content-Type": query.blob.type || "application/octet-stream" },
     });
@@ -55,7 +65,7 @@ async function fetchPage(offset) {
 }
 
 function describe() {
-  const what = query.kind === "text" ? `for “${query.q}”` : `like ${query.name}`;
+  const what = query.kind === "text" ? `for “${query.q}”` : query.kind === "browse" ? "by date" : `like ${query.name}`;
   return query.tag ? `${what}, tagged “${query.tag}”` : what;
 }
 
@@ -203,7 +213,8 @@ function openViewer(index) {
   big.alt = hit.name;
   $("viewer-name").textContent = hit.name;
   $("viewer-path").textContent = hit.path;
-  $("viewer-meta").textContent = `#${hit.rank} · score ${hit.score.toFixed(3)}`;
+  $("viewer-meta").textContent = `#${hit.rank}` + (hit.score === null ? "" : ` · score ${hit.score.toFixed(3)}`);
+  $("viewer-details").textContent = details(hit);
   showTags(hit.tags || []);
   $("open").href = `/file/${hit.id}`;
   $("prev").disabled = index === 0;
@@ -211,6 +222,17 @@ function openViewer(index) {
   viewer.hidden = false;
   $("like").focus();
   if (index >= hits.length - 3) loadMore();
+}
+
+// What the photo's header says: when (and from where the date comes), camera, lens, size, place.
+function details(hit) {
+  const parts = [];
+  if (hit.taken) parts.push(hit.taken.replace("T", " ").slice(0, 16) + (hit.taken_from === "file mtime" ? " (file date)" : ""));
+  if (hit.camera) parts.push(hit.camera + (hit.lens ? ` · ${hit.lens}` : ""));
+  if (hit.width && hit.height) parts.push(`${hit.width}×${hit.height}`);
+  if (hit.size) parts.push(hit.size >= 1e6 ? `${(hit.size / 1e6).toFixed(1)} MB` : `${Math.round(hit.size / 1e3)} kB`);
+  if (hit.lat !== null && hit.lat !== undefined) parts.push(`${hit.lat.toFixed(4)}, ${hit.lon.toFixed(4)}`);
+  return parts.join(" · ");
 }
 
 // A photo's tags as buttons: a click searches the photos with that tag, by the tag's words.
@@ -284,7 +306,8 @@ form.addEventListener("submit", (event) => {
   event.preventDefault();
   const words = q.value.trim();
   if (words) run({ kind: "text", q: words });
-  else if (query && query.kind !== "text") run(query);  // a new folder filter for the same photo
+  else if (query && query.kind !== "text" && query.kind !== "browse") run(query);  // new filters for the same photo
+  else if ($("sort").value !== "relevance") run({ kind: "browse" });  // no words: browse by date under the filters
 });
 $("file").addEventListener("change", (event) => { searchByImage(event.target.files[0]); event.target.value = ""; });
 $("clear-image").addEventListener("click", () => { history.pushState(null, "", "/"); restore(); q.focus(); });
@@ -314,6 +337,23 @@ window.addEventListener("paste", (event) => {
 
 new IntersectionObserver((entries) => { if (entries.some((e) => e.isIntersecting)) loadMore(); }, { rootMargin: "400px" })
   .observe($("sentinel"));
+
+// A change of filter or order searches again at once (what is being searched stays).
+for (const name of [...FILTERS, "relevant"]) {
+  $(name).addEventListener("change", () => {
+    if (query) run(query);
+    else if ($("sort").value !== "relevance") run({ kind: "browse" });
+  });
+}
+
+fetch("/cameras").then((r) => (r.ok ? r.json() : [])).then((cameras) => {
+  for (const { camera, photos } of cameras) {
+    const o = document.createElement("option");
+    o.value = camera;
+    o.textContent = `${camera} (${photos.toLocaleString()})`;
+    $("camera").append(o);
+  }
+}).catch(() => {});
 
 fetch("/info").then((r) => (r.ok ? r.json() : null)).then((info) => {
   if (!info) return;
