@@ -98,7 +98,7 @@ function tile(hit, index) {
   name.textContent = hit.name;
   const score = document.createElement("span");
   score.className = "score";
-  score.textContent = hit.score.toFixed(3);
+  score.textContent = hit.score === null ? (hit.taken || "").slice(0, 10) : hit.score.toFixed(3);  // browsing: the date
   caption.append(name, score);
   button.append(img, caption);
   button.addEventListener("click", () => openViewer(index));
