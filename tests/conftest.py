@@ -198,6 +198,19 @@ def lines(proc: subprocess.Popen[str], stream: str = "stderr") -> Lines:
     return getattr(proc, key)
 
 
+def interrupt(proc: subprocess.Popen[str], seconds: float = 30) -> str:
+    """Ctrl-C ``proc`` (killed if it has not ended within ``seconds``); returns what it wrote to stderr."""
+    import signal
+
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return lines(proc).text()
+
+
 def wait_for_line(proc: subprocess.Popen[str], needle: str, seconds: float = 120, stream: str = "stderr") -> str:
     """The first line of ``proc``'s ``stream`` holding ``needle``, once printed; fail if the process ends first."""
     return lines(proc, stream).wait_for(needle, seconds)

@@ -389,11 +389,9 @@ def test_the_watch_command_ignores_its_index_hidden_and_excluded_folders(cli: Cl
     """The `watch` process itself (issue 19 #4 and #12): its index inside the watched folder, a hidden folder and a
     remembered exclusion never start a run; each real change starts one run, and nothing from them is indexed."""
     import json
-    import signal
-    import subprocess
 
     from clipsearch.store import StoreReader
-    from tests.conftest import lines, wait_for_line
+    from tests.conftest import interrupt, wait_for_line
 
     root = tmp_path / "photos"
     for folder in ("album", ".hidden", "trash"):
@@ -420,12 +418,8 @@ def test_the_watch_command_ignores_its_index_hidden_and_excluded_folders(cli: Cl
         new = runs()[before:]
         assert [r["added"] for r in new] == [1, 1], new  # no run for the index, hidden or excluded folders
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    assert "Traceback" not in lines(proc).text()
+        said = interrupt(proc)
+    assert "Traceback" not in said
     with StoreReader.open(index) as store:
         names = sorted(Path(p).name for p in store.paths(store.file_ids()).values())
     assert names == ["one.jpg", "three.jpg", "two.jpg"]

@@ -16,7 +16,7 @@ import pytest
 from clipsearch.hashing import file_content_hash
 from clipsearch.store import StoreReader
 from tests import imagegen
-from tests.conftest import Cli, cli_env, lines, run_cli, start_cli, wait_for, wait_for_line
+from tests.conftest import Cli, cli_env, interrupt, lines, run_cli, start_cli, wait_for, wait_for_line
 
 # A model big enough that a run lasts seconds on this CPU (random weights: the cost is the same).
 SLOW_MODEL = "ViT-B-32:none"
@@ -207,12 +207,8 @@ def test_watch_follows_changes_within_seconds(cli: Cli, tmp_path: Path, model_sp
         imagegen.photo(3).save(folder / "album" / "two.jpg")  # modified in place
         wait_for(re_embedded, 20, "the modified file re-embedded")
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    assert "Traceback" not in lines(proc).text()
+        said = interrupt(proc, 20)
+    assert "Traceback" not in said
 
 
 def test_every_reindexes_on_an_interval(cli: Cli, tmp_path: Path, model_spec: str, index_dir: Path) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clipsearch.photo_meta import PhotoMeta
+from clipsearch.store.migrations import OptionalTable
 from clipsearch.store.paths import PATH, path_param, under
 
 # The moment a photo was taken, as text: EXIF (without its UTC offset), else its file's mtime in local time.
@@ -42,10 +43,6 @@ class Criteria:
     @property
     def empty(self) -> bool:
         return self == Criteria()
-
-
-def _available(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'photo_meta'").fetchone() is not None
 
 
 def _where(criteria: Criteria, has_meta: bool) -> tuple[str, list[Any]]:
@@ -106,15 +103,10 @@ def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * _EARTH_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
-class MetadataReader:
+class MetadataReader(OptionalTable):
     """The metadata queries of a catalog connection."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    @property
-    def available(self) -> bool:
-        return _available(self._conn)
+    TABLE = "photo_meta"
 
     def matching(self, criteria: Criteria, dates: bool = True) -> list[tuple[int, str | None]]:
         """(id, taken) of every file that passes, in id order; without ``dates`` the date is None (not computed:

@@ -134,6 +134,20 @@ STEPS: tuple[Step, ...] = (
 CURRENT = FIRST + len(STEPS)
 
 
+class OptionalTable:
+    """The reads of a table that catalogs of older formats lack (readers read every format as it is)."""
+
+    TABLE = ""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    @property
+    def available(self) -> bool:
+        return self._conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                  (self.TABLE,)).fetchone() is not None
+
+
 def version_of(conn: sqlite3.Connection) -> int | None:
     """The catalog's format version; None for a database with no catalog in it yet."""
     has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()

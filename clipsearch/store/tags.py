@@ -13,25 +13,18 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from clipsearch.store.migrations import OptionalTable
+
 if TYPE_CHECKING:
     import numpy as np
 
 _IN_CHUNK = 500
 
 
-def _available(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tags'").fetchone() is not None
-
-
-class TagReader:
+class TagReader(OptionalTable):
     """The tag queries of a catalog connection (a reader's snapshot or the writer's)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    @property
-    def available(self) -> bool:
-        return _available(self._conn)
+    TABLE = "tags"
 
     def key(self) -> str | None:
         """What the stored tags were computed with (None: no tags yet)."""
