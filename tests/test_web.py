@@ -258,3 +258,21 @@ def test_browse_by_date_filters_and_details_on_the_page(page: Any, library: Libr
     assert api(library, "/search?sort=-date&after=2999-01-01") == []
     assert api(library, "/cameras") == []  # the sample has no EXIF cameras: the choice offers only "Any camera"
     assert page.locator("#camera option").count() == 1
+
+
+def test_more_like_this_plus_words(page: Any, library: Library) -> None:
+    """Query arithmetic on the page: a photo's stored vector plus the words typed beside "More like this"."""
+    start = api(library, "/search?q=" + urllib.parse.quote("a red star") + "&k=1")[0]
+    want = api(library, f"/search?q=like:{start['id']}&q=" + urllib.parse.quote("a blue diamond") + "&k=60")
+    page.fill("#q", "a red star")
+    page.press("#q", "Enter")
+    wait_for_results(page, start["name"])
+    page.locator("#grid .tile").first.click()
+    page.wait_for_selector("#viewer:not([hidden])")
+    page.fill("#like-words", "a blue diamond")  # typed letters ("m") stay in the box, not shortcuts
+    page.press("#like-words", "Enter")
+    page.wait_for_selector("#viewer", state="hidden")
+    wait_for_results(page, want[0]["name"])
+    assert "like red-star.png + “a blue diamond”" in page.inner_text("#status")
+    ids = page.eval_on_selector_all("#grid .tile", "tiles => tiles.map(t => t.dataset.id)")
+    assert ids == [str(h["id"]) for h in want] and str(start["id"]) not in ids

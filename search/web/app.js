@@ -53,7 +53,9 @@ async function fetchPage(offset) {
     });
   } else {
     const p = params(base);
-    if (query.kind === "like") p.set("like", String(query.id)); else p.set("q", query.q);
+    if (query.kind === "like" && query.plus) { p.append("q", `like:${query.id}`); p.append("q", query.plus); }
+    else if (query.kind === "like") p.set("like", String(query.id));
+    else p.set("q", query.q);
     response = await fetch("/search?" + p);
   }
   const body = await response.json().catch(() => null);
@@ -65,7 +67,8 @@ async function fetchPage(offset) {
 }
 
 function describe() {
-  const what = query.kind === "text" ? `for “${query.q}”` : query.kind === "browse" ? "by date" : `like ${query.name}`;
+  const what = query.kind === "text" ? `for “${query.q}”` : query.kind === "browse" ? "by date"
+    : `like ${query.name}` + (query.plus ? ` + “${query.plus}”` : "");
   return query.tag ? `${what}, tagged “${query.tag}”` : what;
 }
 
@@ -258,11 +261,14 @@ function closeViewer() {
   if (tileButton) tileButton.focus();
 }
 
+// "More like this", or with words in the box beside it: the photo's vector plus the words' (query arithmetic).
 function moreLikeThis() {
   const hit = hits[current];
   if (!hit) return;
   q.value = "";
-  run({ kind: "like", id: hit.id, name: hit.name });
+  const plus = $("like-words").value.trim();
+  $("like-words").value = "";
+  run(plus ? { kind: "like", id: hit.id, name: hit.name, plus } : { kind: "like", id: hit.id, name: hit.name });
 }
 
 // ---- keyboard -----------------------------------------------------------------------------------
@@ -289,6 +295,7 @@ function moveFocus(key) {
 document.addEventListener("keydown", (event) => {
   const typing = event.target instanceof HTMLInputElement;
   if (!viewer.hidden) {
+    if (typing && event.key !== "Escape") return;  // words for "more like this": keys are letters there
     if (event.key === "Escape") { event.preventDefault(); closeViewer(); }
     else if (event.key === "ArrowLeft") { event.preventDefault(); openViewer(current - 1); }
     else if (event.key === "ArrowRight") { event.preventDefault(); openViewer(current + 1); }
@@ -315,6 +322,9 @@ $("close").addEventListener("click", closeViewer);
 $("prev").addEventListener("click", () => openViewer(current - 1));
 $("next").addEventListener("click", () => openViewer(current + 1));
 $("like").addEventListener("click", moreLikeThis);
+$("like-words").addEventListener("keydown", (event) => {
+  if (event.key === "Enter") { event.preventDefault(); event.stopPropagation(); moreLikeThis(); }
+});
 viewer.addEventListener("click", (event) => { if (event.target === viewer) closeViewer(); });
 window.addEventListener("popstate", restore);
 
