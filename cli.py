@@ -282,8 +282,7 @@ def search(
             if paths or null:
                 print_paths([hit.path for hit in hits], b"\0" if null else b"\n")
             else:
-                print_hits(hits, as_json, searcher.store.tags.of_ids(hit.id for hit in hits) if as_json else {},
-                           dates=sort != "relevance")
+                print_hits(hits, as_json, dates=sort != "relevance")
             if not hits and tag:
                 known = {name.lower() for name, _ in searcher.store.tags.counts()}
                 unknown = [t for t in tag if t.lower() not in known]

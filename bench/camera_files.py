@@ -31,7 +31,7 @@ def main() -> None:
     for path in sorted(p for p in args.folder.rglob("*") if p.suffix.lower() in images.supported_extensions()
                        | {".mpo"}):
         data = path.read_bytes()
-        header = photo_meta.read_path(str(path))
+        header = photo_meta.read(str(path))
         try:
             decoded = images.decode(data, 224)
             outcome, from_decoder = f"{decoded.width}x{decoded.height}", decoded.meta

@@ -104,9 +104,9 @@ def from_exif(exif: Any) -> PhotoMeta:
                      _field(lambda: _text(detail.get(LENS_MODEL))), lat, lon)
 
 
-def read(data: bytes) -> PhotoMeta:
-    """The metadata of an image file's bytes, from its header alone (no decode): for photos indexed before
-    metadata was kept (the backfill) and for query images."""
+def read(source: bytes | str) -> PhotoMeta:
+    """The metadata in an image's header (``source``: the file's bytes, or its path, read only as far as the
+    header goes): for photos indexed before metadata was kept (the backfill) and for query images. No decode."""
     import io
     import warnings
 
@@ -115,22 +115,7 @@ def read(data: bytes) -> PhotoMeta:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as im:
-                return from_exif(im.getexif())
-    except Exception:  # noqa: BLE001 - a header that cannot be read has no metadata
-        return PhotoMeta()
-
-
-def read_path(path: str) -> PhotoMeta:
-    """The metadata in a file's header, reading only as far as the header goes (not the picture data)."""
-    import warnings
-
-    from PIL import Image
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as im:
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
                 return from_exif(im.getexif())
     except Exception:  # noqa: BLE001 - a header that cannot be read has no metadata
         return PhotoMeta()

@@ -36,7 +36,7 @@ class MetadataBackfill:
                 continue  # gone: the sweep of its folder drops it
             if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
                 continue  # changed since it was indexed: not this content's header any more
-            self.store.put_metadata(digest, photo_meta.read_path(path))
+            self.store.put_metadata(digest, photo_meta.read(path))
             self.report.headers_read += 1
             pending += 1
             if pending >= BLOCK:

@@ -250,8 +250,11 @@ class Searcher:
         return [Hit(rank, paths[i], None, i) for rank, (i, _) in enumerate(page, start=query.offset + 1)]
 
     def _with_meta(self, hits: list[Hit]) -> list[Hit]:
-        meta = self.store.metadata.of_ids([h.id for h in hits])
-        return [Hit(h.rank, h.path, h.score, h.id, meta.get(h.id, {})) for h in hits]
+        """Each hit with its metadata and its tags, as the CLI's --json and the server give them."""
+        ids = [h.id for h in hits]
+        meta, tagged = self.store.metadata.of_ids(ids), self.store.tags.of_ids(ids)
+        return [Hit(h.rank, h.path, h.score, h.id, {**meta.get(h.id, {}), "tags": [t for t, _ in tagged.get(h.id, [])]})
+                for h in hits]
 
     def search(self, query: np.ndarray, k: int = 10, within: str | None = None, offset: int = 0,
                exclude: int | None = None) -> list[Hit]:

@@ -126,9 +126,7 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
         filters.criteria()  # a mistake in a filter is a 400 before any work
         with lock:
             hits = searcher.answer(query)
-            tagged = searcher.store.tags.of_ids(hit.id for hit in hits)
-        return [{**hit.as_dict(), "name": os.path.basename(hit.path), "tags": [t for t, _ in tagged.get(hit.id, [])]}
-                for hit in hits]
+        return [{**hit.as_dict(), "name": os.path.basename(hit.path)} for hit in hits]
 
     def classifier(labels: str | None, templates: str) -> Any:
         """Call with ``lock`` held."""

@@ -60,11 +60,10 @@ def print_report(report: Report, directory: Path, as_json: bool, quiet: bool) ->
             typer.echo(f"  failed: {shown(failure['path'])}: {shown(failure['error'])}", err=True)
 
 
-def print_hits(hits: list[Hit], as_json: bool, tags: dict[int, list[tuple[str, float]]] | None = None,
-               dates: bool = False) -> None:
-    """``tags``: each hit's tags by id, for --json; ``dates``: a column with the date taken (sorted by date)."""
+def print_hits(hits: list[Hit], as_json: bool, dates: bool = False) -> None:
+    """``dates``: a column with the date taken (sorted by date)."""
     if as_json:
-        print_json([{**h.as_dict(), "tags": [t for t, _ in (tags or {}).get(h.id, [])]} for h in hits])
+        print_json([h.as_dict() for h in hits])
     elif not hits:
         typer.echo("no results")
     else:

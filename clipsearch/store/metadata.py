@@ -23,6 +23,11 @@ from clipsearch.store.paths import PATH, path_param, under
 FILE_TAKEN = "strftime('%Y-%m-%dT%H:%M:%S', files.mtime_ns / 1000000000, 'unixepoch', 'localtime')"
 TAKEN = f"COALESCE(substr(m.taken, 1, 19), {FILE_TAKEN})"
 _FROM = "files LEFT JOIN photo_meta m ON m.hash = files.hash"
+
+
+def _taken(has_meta: bool) -> str:
+    """The date-taken expression for a catalog with or without the photo_meta table (format 5 on)."""
+    return TAKEN if has_meta else FILE_TAKEN
 _EARTH_KM = 6371.0088
 _IN_CHUNK = 500
 
@@ -60,7 +65,7 @@ def _where(criteria: Criteria, has_meta: bool) -> tuple[str, list[Any]]:
     for tag in criteria.tags:
         clauses.append("files.hash IN (SELECT hash FROM tags WHERE tag = ? COLLATE NOCASE)")
         params.append(tag)
-    taken = TAKEN if has_meta else FILE_TAKEN
+    taken = _taken(has_meta)
     if criteria.after is not None:
         clauses.append(f"{taken} >= ?")
         params.append(criteria.after)
@@ -123,7 +128,7 @@ class MetadataReader(OptionalTable):
         the join is an inner one and SQLite may start from the photo_meta table (bench/filters.py)."""
         has_meta = self.available
         where, params = _where(criteria, has_meta)
-        taken = (TAKEN if has_meta else FILE_TAKEN) if dates else "NULL"
+        taken = (_taken(has_meta)) if dates else "NULL"
         columns = f"files.id, {taken}" + (", m.lat, m.lon" if criteria.near is not None else "")
         joined = has_meta and (dates or criteria.after is not None or criteria.before is not None
                                or criteria.near is not None)
@@ -150,7 +155,7 @@ class MetadataReader(OptionalTable):
         has_meta = self.available
         out: dict[int, dict[str, Any]] = {}
         ids = [int(i) for i in ids]
-        taken = TAKEN if has_meta else FILE_TAKEN
+        taken = _taken(has_meta)
         extra = ", m.taken, m.taken_from, m.make, m.model, m.lens, m.lat, m.lon" if has_meta else ""
         for start in range(0, len(ids), _IN_CHUNK):
             chunk = ids[start : start + _IN_CHUNK]
