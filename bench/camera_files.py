@@ -6,7 +6,7 @@ the picture decodes, file by file, with every failure kept to its field or its f
 FOLDER is any folder of images: Pillow's own test images (in its source distribution, Tests/images: JPEG,
 WebP, TIFF and MPO files from Nikon, Canon, Fujifilm, Xiaomi, Nokia, Nintendo, Google Pixel and FLIR cameras,
 broken EXIF among them) are what docs/benchmarks.md reports. The headers are read as the backfill reads
-them (``photo_meta.read_path``) and the pictures decoded as the indexer decodes them (``images.decode``).
+them (``photo_meta.read``) and the pictures decoded as the indexer decodes them (``images.decode``).
 """
 
 from __future__ import annotations
