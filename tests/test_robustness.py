@@ -261,6 +261,11 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _wait_until_ended(pids: dict[int, int]) -> None:
+    wait_for(lambda: not any(_alive(pid) for pid in pids), 10,
+             "the run's fork server and decode workers to end")
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="decode worker processes: Linux")
 def test_a_killed_run_leaves_no_decode_worker_behind_and_the_index_unlocked(many_photos: Path, index_dir: Path) -> None:
     from clipsearch.store import StoreWriter
@@ -274,10 +279,7 @@ def test_a_killed_run_leaves_no_decode_worker_behind_and_the_index_unlocked(many
     assert sum(depth >= 2 for depth in children.values()) >= 2, "the run should have started its decode workers"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(_alive(pid) for pid in children)  # the fork server, its workers: they noticed and ended
+    _wait_until_ended(children)  # the fork server, its workers: they noticed and ended
     StoreWriter.open(index_dir).close()  # and no one holds the index's lock
 
 
@@ -301,7 +303,9 @@ def test_ctrl_c_on_the_terminal_commits_and_stops_the_run_and_its_workers(many_p
     store = StoreReader.open(index_dir)
     assert store.count() == report["added"]  # what it reports is what it committed
     store.close()
-    assert not any(_alive(pid) for pid in children)
+    # the pool's workers are joined before the run exits; the fork server and resource tracker notice the run's end
+    # by their pipe closing, a moment later
+    _wait_until_ended(children)
 
 
 def test_sigterm_commits_what_is_done_writes_the_index_and_logs_the_run(cli: Cli, many_photos: Path,
