@@ -113,6 +113,21 @@ def index(
     every: Annotated[Optional[str], typer.Option(
         "--every", help="Keep running: index again at this interval (30m, 1h, 1d), for containers without cron.",
         show_default=False)] = None,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="Where photos are decoded and embedded: local (this machine), or ray (a Ray cluster: "
+        "pip install 'clipsearch[ray]'; the folders must be mounted at the same path on every node). See "
+        "docs/cluster.md.", rich_help_panel="Ray")] = "local",
+    address: Annotated[Optional[str], typer.Option(
+        "--address", help="The Ray cluster (ray://head:10001) [default: RAY_ADDRESS, else a local Ray started for "
+        "the run].", show_default=False, rich_help_panel="Ray")] = None,
+    replicas: Annotated[Optional[int], typer.Option(
+        "--replicas", min=1, help="Model replicas (actors) [default: one per GPU, else one per 8 CPUs].",
+        show_default=False, rich_help_panel="Ray")] = None,
+    gpus_per_worker: Annotated[Optional[float], typer.Option(
+        "--gpus-per-worker", min=0, help="GPUs each model replica holds (0.5: two share one) [default: 1 where the "
+        "cluster has GPUs, else 0].", show_default=False, rich_help_panel="Ray")] = None,
+    decode_cpus: Annotated[float, typer.Option(
+        "--decode-cpus", min=0.1, help="CPUs each decode task reserves.", rich_help_panel="Ray")] = 1.0,
 ) -> None:
     """Index (or update) folders of photos: new and changed files are embedded, deleted ones dropped.
 
@@ -123,7 +138,7 @@ def index(
     """
     with user_errors():
         from indexer.job import IndexJob
-        from indexer.options import Options
+        from indexer.options import Options, RayOptions
 
         directory = resolve_index_dir(index_dir)
 
@@ -134,7 +149,9 @@ def index(
         job = IndexJob(directory, folders or [], model, reindex, device, precision,
                        Options(include_hidden=include_hidden, exclude=tuple(exclude or ()), clear_excludes=clear_excludes,
                                batch_size=batch_size, workers=workers,
-                               commit_every=commit_every, decode=decode, worker_kind=worker_kind),
+                               commit_every=commit_every, decode=decode, worker_kind=worker_kind, engine=engine,
+                               ray=RayOptions(address, replicas, gpus_per_worker, decode_cpus, device=device,
+                                              precision=precision)),
                        on_wait=waiting if wait or every else None, index_type=index_type, vocabulary=vocabulary,
                        quiet=quiet or as_json)
         stop_on_sigterm()

@@ -69,7 +69,11 @@ class IndexJob:
         from clipsearch.encoders import load_encoder
 
         if self._encoder is None or self._encoder.spec != spec.text:
-            self._encoder = load_encoder(spec, device=self.device, precision=self.precision)
+            # With --engine ray the model actors embed (on the device asked for); this copy only describes the model
+            # to them and embeds the tag stage's labels, on the CPU, leaving a GPU here to a local Ray's actors.
+            on_ray = self.options.engine == "ray"
+            self._encoder = load_encoder(spec, device="cpu" if on_ray else self.device,
+                                         precision="auto" if on_ray else self.precision)
         return self._encoder
 
     def run(self, progress: Progress | None = None, scan: Sequence[str] | None = None) -> Report:

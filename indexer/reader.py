@@ -31,6 +31,28 @@ def reader_threads(workers: int) -> int:
     return 2 * workers
 
 
+def load(task: Task, stored: Callable[[bytes], bool]) -> Failed | Reused | Read:
+    """Read and hash one file: its failure, its content already ``stored`` (only the size is read from its
+    header), or its bytes for a decoder. What the local engine's reader threads and the Ray engine's decode tasks
+    (``indexer.ray_workers``) both do first."""
+    try:
+        data = read_file(task.path, task.found.size)
+    except OSError as exc:
+        return Failed(task, f"cannot read: {exc.strerror or exc}")
+    if not data:
+        return Failed(task, "empty file")
+    if len(data) > MAX_FILE_BYTES:
+        return Failed(task, "file is over 1 GiB")
+    digest = content_hash(data)
+    if stored(digest):
+        try:
+            width, height = images.probe(data)  # only the size, from the header
+        except images.ImageError as exc:
+            return Failed(task, str(exc))
+        return Reused(task, digest, width, height)
+    return Read(task, digest, data)
+
+
 class Reader:
     """Turns tasks into Loaded items, in the reader threads."""
 
@@ -66,21 +88,10 @@ class Reader:
 
     def route(self, task: Task) -> Failed | Reused | Read | OnDevice:
         """Read and hash the file, and decide what it needs. A JPEG the GPU claims is submitted to it here."""
-        try:
-            data = read_file(task.path, task.found.size)
-        except OSError as exc:
-            return Failed(task, f"cannot read: {exc.strerror or exc}")
-        if not data:
-            return Failed(task, "empty file")
-        if len(data) > MAX_FILE_BYTES:
-            return Failed(task, "file is over 1 GiB")
-        digest = content_hash(data)
-        if self.contents.stored(digest):
-            try:
-                width, height = images.probe(data)  # only the size, from the header
-            except images.ImageError as exc:
-                return Failed(task, str(exc))
-            return Reused(task, digest, width, height)
+        loaded = load(task, self.contents.stored)
+        if not isinstance(loaded, Read):
+            return loaded
+        data, digest = loaded.data, loaded.digest
         # Outside the per-file guard: a model that cannot load stops the run instead of failing every file.
         self.encoder()
         gpu = self.device()
@@ -91,7 +102,7 @@ class Reader:
             claimed = OnDevice(task, digest, width, height, data, header.orientation, header.meta)
             gpu.submit(claimed)
             return claimed
-        return Read(task, digest, data)
+        return loaded
 
     def decode_refused(self, item: OnDevice) -> Decoded | Failed:
         """A JPEG nvJPEG refused: the CPU decoder decides whether it is usable."""

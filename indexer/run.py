@@ -51,7 +51,13 @@ class IndexRun:
         self.report = Report()
         contents = Contents(store.vector_lookup())
         self.plan = Planner(store, self.roots, self.report, self.progress)
-        self.stages = DecodeEmbed(get_encoder, self.options, contents)
+        if self.options.engine == "ray":
+            from indexer.ray_engine import RayDecodeEmbed
+
+            self.stages: DecodeEmbed | RayDecodeEmbed = RayDecodeEmbed(get_encoder, self.options, contents,
+                                                                       store.content_prefixes, self.roots)
+        else:
+            self.stages = DecodeEmbed(get_encoder, self.options, contents)
         self.writer = RunWriter(store, contents, self.report, self.progress, self.options.commit_every,
                                 self.options.commit_seconds)
 

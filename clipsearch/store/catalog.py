@@ -190,6 +190,11 @@ class Catalog:
             "SELECT count(*) FROM files LEFT JOIN vectors ON vectors.hash = files.hash WHERE vectors.hash IS NULL"
         ).fetchone()[0]
 
+    def content_prefixes(self) -> bytes:
+        """The first 8 bytes of every stored content's hash, concatenated (what ``index --engine ray`` hands its
+        decode tasks to recognise stored contents without the catalog: 80 MB at 10 million)."""
+        return b"".join(bytes(r[0]) for r in self._conn.execute("SELECT substr(hash, 1, 8) FROM vectors"))
+
     def vector_lookup(self) -> VectorLookup:
         """A thread-safe "is this content embedded (committed)?" check for a run's reader threads."""
         return VectorLookup(self.layout.catalog)

@@ -1,0 +1,169 @@
+"""`index --engine ray` on a local Ray started by the tests (2 CPUs, no dashboard): the same index as the local
+engine, incremental runs, a model worker killed, the driver SIGKILLed, a second writer refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clipsearch.store import StoreReader
+from tests import imagegen
+from tests.conftest import cli_env, run_cli, start_cli, wait_for, wait_for_line
+from tests.test_robustness import SLOW_MODEL, committed_count, holds_the_lock
+
+pytest.importorskip("ray")
+
+ONE_LINE_NOTE = "embedded on Ray"
+
+
+@pytest.fixture(scope="module")
+def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Ray head on this machine for the module's runs to connect to (each run starting its own costs seconds)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray_bin = Path(sys.executable).with_name("ray")
+    # Token authentication (on by default since Ray 2.5x) keys a cluster to ~/.ray/auth_token; a head and runs on
+    # one machine for a test have nothing to guard
+    saved = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", "--num-cpus", "2", "--num-gpus", "0",
+                             "--include-dashboard=false", "--disable-usage-stats", f"--port={port}",
+                             "--node-ip-address=127.0.0.1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        wait_for_line(head, "Ray runtime started", 120, stream="stdout")
+        yield f"127.0.0.1:{port}"
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)  # --block: it stops the processes it started, then exits
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        if saved is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved
+
+
+def index(folder: Path, index_dir: Path, *extra: object, model: str) -> dict:
+    done = run_cli("index", folder, "--model", model, "--vocabulary", "none", "--json", *extra,
+                   env=cli_env(index_dir), timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    return json.loads(done.stdout)
+
+
+def catalog(index_dir: Path) -> tuple[dict[str, tuple], dict[str, str], dict[str, np.ndarray]]:
+    """Each file's row (less its id), each failure's error, each file's vector: what two engines must agree on."""
+    with StoreReader.open(index_dir) as store:
+        vectors = store.vectors_by_path()
+        rows = {}
+        for path in vectors:
+            f = store.file_row(path)
+            assert f is not None
+            rows[path] = (f.size, f.mtime_ns, f.hash, f.width, f.height)
+        failures = {f["path"]: f["error"] for f in store.failures()}
+    return rows, failures, vectors
+
+
+def test_the_ray_engine_builds_the_local_engines_index_and_then_embeds_only_what_changed(
+        tmp_path: Path, model_spec: str, ray_address: str) -> None:
+    folder = imagegen.make_photo_folder(tmp_path / "photos")
+    local_dir, ray_dir = tmp_path / "local", tmp_path / "ray"
+    local = index(folder.root, local_dir, "--engine", "local", model=model_spec)
+    on_ray = index(folder.root, ray_dir, "--engine", "ray", "--address", ray_address, model=model_spec)
+    assert any(ONE_LINE_NOTE in note for note in on_ray["notes"])
+    assert (on_ray["added"], len(on_ray["failed"])) == (local["added"], len(local["failed"])) == (
+        len(folder.good), len(folder.bad))
+
+    local_rows, local_failures, local_vectors = catalog(local_dir)
+    ray_rows, ray_failures, ray_vectors = catalog(ray_dir)
+    assert ray_rows == local_rows  # same files, sizes, stamps, content hashes, displayed sizes
+    assert ray_failures == local_failures  # the hostile files, failed with the same messages
+    for path, vector in local_vectors.items():
+        assert float(vector @ ray_vectors[path]) >= 0.9999, path
+
+    # a second run: two new photos, one renamed, one deleted, one rewritten; the rest is not opened
+    new = [folder.root / "new1.jpg", folder.root / "trip" / "new2.png"]
+    imagegen.photo(9001).save(new[0], quality=90)
+    imagegen.photo(9002).save(new[1])
+    shutil.move(folder.root / "a.jpg", folder.root / "a_renamed.jpg")
+    (folder.root / "l_gray.png").unlink()
+    imagegen.photo(9003).save(folder.root / "trip" / "c.png")
+    again = index(folder.root, ray_dir, "--engine", "ray", "--address", ray_address, model=model_spec)
+    assert (again["added"], again["updated"], again["renamed"], again["removed"]) == (2, 1, 1, 1)
+    assert again["unchanged"] == len(folder.good) - 3
+
+
+def test_a_model_worker_killed_mid_run_is_replaced_and_the_run_indexes_every_file(
+        many_photos: Path, index_dir: Path, ray_address: str) -> None:
+    proc = start_cli("index", many_photos, "--model", SLOW_MODEL, "--engine", "ray", "--address", ray_address,
+                     "--batch-size", "8", "--commit-every", "8", "--vocabulary", "none", "--json", env=cli_env(index_dir))
+    actor = wait_for(lambda: proc.poll() is None and committed_count(index_dir) >= 8 and _model_actor(), 180,
+                     "a model actor embedding, 8 photos committed")
+    os.kill(actor, signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    report = json.loads(out)
+    assert report["failed"] == [] and committed_count(index_dir) == len(list(many_photos.iterdir()))
+
+
+def test_a_killed_driver_loses_nothing_committed_and_a_second_writer_is_refused(
+        many_photos: Path, index_dir: Path, ray_address: str) -> None:
+    proc = start_cli("index", many_photos, "--model", SLOW_MODEL, "--engine", "ray", "--address", ray_address,
+                     "--batch-size", "8", "--commit-every", "8", "--vocabulary", "none", "--json", env=cli_env(index_dir))
+    wait_for(lambda: proc.poll() is not None or (holds_the_lock(index_dir, proc) and committed_count(index_dir) >= 16),
+             180, "16 photos committed")
+    assert proc.poll() is None, "the run should be part-way through"
+    second = run_cli("index", many_photos, "--engine", "ray", "--address", ray_address, env=cli_env(index_dir))
+    assert second.returncode != 0 and "Traceback" not in second.stderr
+    assert "another clipsearch run" in second.stderr or str(proc.pid) in second.stderr, second.stderr
+
+    proc.kill()
+    proc.wait()
+    with StoreReader.open(index_dir) as store:  # it opens; what was committed is there
+        committed = store.vectors_by_path()
+    total = len(list(many_photos.iterdir()))
+    assert 16 <= len(committed) < total
+
+    resumed = index(many_photos, index_dir, "--engine", "ray", "--address", ray_address, model=SLOW_MODEL)
+    assert resumed["added"] == total - len(committed)  # nothing committed was embedded again
+    with StoreReader.open(index_dir) as store:
+        assert store.count() == total
+        now = store.vectors_by_path()
+    for path, vector in committed.items():
+        assert np.array_equal(now[path], vector)
+
+
+def _model_actor() -> int | None:
+    """The pid of a Ray worker process holding the model (its process title names the actor's class)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "EmbedPhotos" in title and title.startswith("ray::"):
+            return int(proc.name)
+    return None
+
+
+@pytest.fixture(scope="module")
+def many_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("many")
+    for i in range(64):
+        imagegen.photo(7000 + i, (160, 120)).save(folder / f"{i:04d}.jpg", quality=85)
+    return folder
