@@ -135,6 +135,9 @@ def index(
     and mtime) are not opened, renamed or copied files reuse their vectors, and
     progress is committed as it goes. Exit status is 0 when the index was
     committed, even if some files could not be read (they are listed).
+
+    Examples: clipsearch index ~/Pictures; clipsearch index (every indexed folder, for cron);
+    clipsearch index ~/Pictures --exclude Trash --json; clipsearch index /mnt/photos --engine ray --address head:6379
     """
     with user_errors():
         from indexer.job import IndexJob

@@ -64,9 +64,10 @@ class RayCluster:
             quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
             try:
                 if self.address:
+                    _check_reachable(self.address)
                     ray.init(address=self.address, **quiet)
-                else:
-                    ray.init(include_dashboard=False, **quiet)
+                else:  # "local": a new instance, never one a stale `ray start` left its address behind for
+                    ray.init(address="local", include_dashboard=False, **quiet)
                     self.started_here = True
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 sys.stdout = self._stdout
@@ -210,6 +211,21 @@ class RayDecodeEmbed:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_reachable(address: str, seconds: float = 10.0) -> None:
+    """Fail in one line where nothing answers at a ``host:port`` address: Ray itself would retry for ever."""
+    import socket
+
+    if "://" in address or address == "auto":
+        return  # a Ray Client address (ray://) reports its own failures; "auto" is the one `ray start` recorded
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address {address}: expected HOST:PORT (the head's GCS) or ray://HOST:10001")
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except OSError as exc:
+        raise UserError(f"nothing answers at {address} ({exc.strerror or exc}): is the Ray head running?") from None
 
 
 def _json(text: object) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from tests.conftest import cli_env, run_cli, start_cli, wait_for, wait_for_line
 from tests.test_robustness import SLOW_MODEL, committed_count, holds_the_lock
 
 pytest.importorskip("ray")
+pytestmark = pytest.mark.xdist_group("ray")  # one pytest worker runs them all, against one Ray head
 
 ONE_LINE_NOTE = "embedded on Ray"
 
@@ -167,3 +168,54 @@ def many_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for i in range(64):
         imagegen.photo(7000 + i, (160, 120)).save(folder / f"{i:04d}.jpg", quality=85)
     return folder
+
+
+def test_a_file_whose_hash_prefix_matches_a_stored_content_is_still_embedded(
+        tmp_path: Path, model_spec: str, ray_address: str) -> None:
+    """The decode tasks know stored contents by 8-byte hash prefixes: a new photo matching one (a chance in 2^64
+    per stored content, forced here) comes back as reused without a vector; the driver, which checks whole hashes,
+    decodes and embeds it itself, and the run stores it like any other."""
+    from clipsearch.encoders import load_encoder
+    from clipsearch.hashing import file_content_hash
+    from indexer.options import Options, RayOptions
+    from tests.conftest import index_folder
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        imagegen.photo(8100 + i).save(folder / f"{i}.jpg", quality=90)
+    encoder = load_encoder(model_spec, device="cpu")
+    report, _ = index_folder(folder, tmp_path / "first", encoder)  # the local engine's vectors, for comparison
+    expected = catalog(tmp_path / "first")[2]
+
+    forged = {file_content_hash(folder / "1.jpg")[:8]}  # "stored", as far as the decode tasks can tell
+    from clipsearch.store import StoreWriter
+    from indexer.pipeline import DecodeEmbed
+
+    real, local_run, done_here = StoreWriter.content_prefixes, DecodeEmbed.run, []
+
+    def recorded(self: DecodeEmbed, tasks: list) -> Iterator:
+        done_here.extend(Path(task.path).name for task in tasks)
+        return local_run(self, tasks)
+
+    try:
+        StoreWriter.content_prefixes = lambda self: b"".join(forged) + real(self)  # type: ignore[method-assign]
+        DecodeEmbed.run = recorded  # type: ignore[method-assign]
+        report, _ = index_folder(folder, tmp_path / "ray", encoder,
+                                 Options(engine="ray", ray=RayOptions(address=ray_address)))
+    finally:
+        StoreWriter.content_prefixes, DecodeEmbed.run = real, local_run  # type: ignore[method-assign]
+    assert done_here == ["1.jpg"]  # only the misjudged file was done in the driver
+    assert report.added == 3 and report.failed == []
+    vectors = catalog(tmp_path / "ray")[2]
+    assert vectors.keys() == expected.keys()
+    for path, vector in expected.items():
+        assert float(vector @ vectors[path]) >= 0.9999
+
+
+def test_a_worker_that_does_not_see_the_folder_fails_the_run_in_one_line(tmp_path: Path) -> None:
+    """Rather than record every file as unreadable (and never retry them until they change)."""
+    from indexer.ray_workers import prepare_worker
+
+    with pytest.raises(FileNotFoundError, match="is not visible on the Ray node .*mount it at the same path"):
+        prepare_worker([str(tmp_path / "not-mounted-here")])
