@@ -365,6 +365,42 @@ def classify(
 
 
 @app.command()
+def duplicates(
+    index_dir: IndexOpt = None,
+    similar: Annotated[bool, typer.Option(
+        "--similar", help="Also groups of similar shots (bursts, a small camera move): not copies, for a person to "
+        "look at.")] = False,
+    within: Annotated[Optional[str], typer.Option(
+        "--in", help="Only photos under this folder.", show_default=False)] = None,
+    paths_only: Annotated[bool, typer.Option(
+        "--paths-only", help="Print only the photos the suggestion would not keep, one path per line.")] = False,
+    null: Annotated[bool, typer.Option("-0", help="With --paths-only: end each path with a NUL byte.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Groups of copies of the same photo (resized, re-encoded, converted, framed, identical files), largest
+    first, each with a suggested keeper: the most pixels, then an original format, then the earliest date.
+
+    clipsearch never deletes or moves a file: you decide. --similar adds groups of similar shots.
+    Examples: clipsearch duplicates; clipsearch duplicates --similar --in ~/Pictures/2024 --json;
+    clipsearch duplicates --paths-only -0 | xargs -0 -r mv -t ~/Trash/
+    """
+    with user_errors():
+        import os
+
+        from clipsearch.store import StoreReader
+        from search import duplicates as dup
+        from search.keeper import describe
+
+        folder = os.path.abspath(os.path.expanduser(within)) if within else None
+        with StoreReader.open(resolve_index_dir(index_dir)) as store:
+            collection = dup.Collection.of(store, folder)
+            groups = describe(dup.find(collection, similar=similar), collection, store)
+    from clipsearch.console.duplicates_output import print_groups
+
+    print_groups(groups, as_json, paths_only, b"\0" if null else b"\n")
+
+
+@app.command()
 def tags(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
     """The tags in the index, with how many photos carry each, most common first.
 

@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from clipsearch import images
+from clipsearch import images, signature
 from clipsearch.photo_meta import PhotoMeta
 
 MAX_FILE_BYTES = 1 << 30  # a single "image" over 1 GiB is refused rather than read into memory
@@ -39,11 +39,13 @@ def read_file(path: str, size: int | None = None) -> bytes:
 
 
 def decode_pixels(data: bytes, min_side: int | None, max_pixels: int,
-                  transform: Callable[[Any], R]) -> tuple[int, int, R, PhotoMeta]:
-    """(displayed width, height, ``transform`` of the upright picture, what its header says), or
-    ``images.ImageError``: what a decode worker makes of a file, in a thread or in a worker process."""
+                  transform: Callable[[Any], R]) -> tuple[int, int, R, PhotoMeta, int]:
+    """(displayed width, height, ``transform`` of the upright picture, what its header says, its perceptual
+    signature), or ``images.ImageError``: what a decode worker makes of a file, in a thread or in a worker
+    process."""
     decoded = images.decode(data, min_side, max_pixels)
     try:
-        return decoded.width, decoded.height, transform(decoded.image), decoded.meta
+        return (decoded.width, decoded.height, transform(decoded.image), decoded.meta,
+                signature.dct_hash(decoded.image))
     except Exception as exc:  # noqa: BLE001 - a transform failure is still only this file's problem
         raise images.ImageError(f"{type(exc).__name__}: {exc}") from None

@@ -97,6 +97,7 @@ class Decoded:
     height: int
     pixels: torch.Tensor
     meta: PhotoMeta = field(default_factory=PhotoMeta)  # what the header says (date taken, camera, place)
+    signature: int | None = None  # clipsearch.signature of the picture (None: nvJPEG decoded it)
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class Embedded:
     height: int
     vector: np.ndarray  # unit length, float32
     meta: PhotoMeta = field(default_factory=PhotoMeta)
+    signature: int | None = None
 
 
 Outcome = Union[Failed, Reused, Embedded]  # what the decode + embed part hands on, one per task

@@ -159,9 +159,9 @@ class RayDecodeEmbed:
             self.model_seconds += time.monotonic() - started
 
     def _outcomes(self, batch: dict[str, Any], tasks: list[Task]) -> Iterator[Outcome]:
-        for i, kind, error, digest, width, height, meta, vector in zip(
+        for i, kind, error, digest, width, height, meta, vector, sign in zip(
                 batch["i"], batch["kind"], batch["error"], batch["digest"], batch["width"], batch["height"],
-                batch["meta"], batch["vector"]):
+                batch["meta"], batch["vector"], batch["signature"]):
             task = tasks[int(i)]
             if kind == FAILED:
                 yield Failed(task, str(error))
@@ -173,7 +173,8 @@ class RayDecodeEmbed:
                 assert kind == EMBEDDED
                 self.contents.embedded(bytes(digest))
                 yield Embedded(task, bytes(digest), int(width), int(height),
-                               np.frombuffer(vector, dtype=np.float32).copy(), PhotoMeta(**_json(meta)))
+                               np.frombuffer(vector, dtype=np.float32).copy(), PhotoMeta(**_json(meta)),
+                               int(sign) if sign >= 0 else None)
 
     def settings(self, cluster: RayCluster, encoder: Encoder) -> dict[str, Any]:
         """What the user set, else what fills the cluster: one replica per GPU (or per ``gpus_per_replica``), else

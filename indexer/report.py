@@ -14,6 +14,7 @@ class Report:
     renamed: int = 0
     unchanged: int = 0
     headers_read: int = 0  # photos indexed before metadata was kept whose headers were read for it (no decode)
+    signed: int = 0  # photos indexed before signatures were kept, decoded for one (no model)
     tagged: int = 0  # contents whose tags were computed (new ones; all of them when the vocabulary or model changed)
     failed: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
@@ -27,8 +28,8 @@ class Report:
         self.failed.append({"path": path, "error": error})
 
     def as_dict(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in ("added", "updated", "removed", "renamed", "unchanged", "headers_read", "tagged",
-                                             "failed")}
+        out = {k: getattr(self, k) for k in ("added", "updated", "removed", "renamed", "unchanged", "headers_read", "signed",
+                                             "tagged", "failed")}
         out["seconds"] = round(self.seconds, 3)
         out["model_seconds"] = round(self.model_seconds, 3)
         if self.gpu_decoded is not None:

@@ -4,7 +4,7 @@
     decode   (indexer.reader)    read and hash in reader threads; route to the CPU or GPU decoder
     embed    (indexer.embed)     batch the decoded photos on the model
     write    (indexer.write)     store, commit in chunks, sweep what is gone
-    backfill (indexer.backfill)  read the headers of photos indexed before metadata was kept (no decode)
+    backfill (indexer.backfill)  headers and signatures of photos indexed before they were kept (no model)
     tag      (indexer.tag)       tag every stored content that has no current tags (from its vector)
 
 Decode + embed (``indexer.pipeline.DecodeEmbed``) needs neither the catalog nor the lock: this run
@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from clipsearch.errors import Terminated, UserError
-from indexer.backfill import MetadataBackfill
+from indexer.backfill import MetadataBackfill, SignatureBackfill
 from indexer.options import Options
 from indexer.pipeline import DecodeEmbed
 from indexer.plan import Contents, Planner
@@ -80,6 +80,7 @@ class IndexRun:
             self.writer.sweep(self.plan.roots_to_sweep(recorded))
             try:  # Ctrl-C or SIGTERM in these: what was done is committed, the next run does the rest
                 MetadataBackfill(self.store, self.report).run()
+                SignatureBackfill(self.store, self.report, self.options.decode_workers()).run()
                 TagStage(self.store, self.stages.encoder.if_made, self.stages.encoder, self.report).run()
             except KeyboardInterrupt as stop:
                 self.report.interrupted = True

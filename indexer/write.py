@@ -44,7 +44,7 @@ class RunWriter:
         else:
             record = FileRecord(found.path, found.size, found.mtime_ns, outcome.digest, outcome.width, outcome.height)
             if isinstance(outcome, Embedded):
-                self.store.put(record, outcome.vector, outcome.meta)
+                self.store.put(record, outcome.vector, outcome.meta, outcome.signature)
             else:
                 self.store.put(record, None)
             if task.previous is not None:

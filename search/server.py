@@ -52,7 +52,8 @@ from search.upload import uploaded_file
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 TOKEN_COOKIE = "clipsearch_token"
 _ID = re.compile(r"[0-9]{1,18}")
-_ASSETS = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8",
+_ASSETS = {"app.js": "text/javascript; charset=utf-8", "duplicates.js": "text/javascript; charset=utf-8",
+           "style.css": "text/css; charset=utf-8",
            "favicon.svg": "image/svg+xml"}
 _PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; object-src 'none'; "
@@ -208,6 +209,27 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
     def cameras() -> Any:
         with lock:
             return [{"camera": name, "photos": count} for name, count in searcher.store.metadata.cameras()]
+
+    found_groups: dict[tuple[int, str, str | None], list[dict[str, Any]]] = {}  # the last answer, per generation
+
+    @app.get("/duplicates")
+    def duplicate_groups(level: str = Query("copy"), within: str | None = Query(None, alias="in")) -> Any:
+        """Groups of copies (``level=copy``), or of copies and similar shots (``level=similar``): what
+        `clipsearch duplicates --json` prints, each member with its id for /thumb and /file."""
+        from search import duplicates as dup
+        from search.keeper import describe
+
+        if level not in ("copy", "similar"):
+            raise UserError(f"level must be copy or similar, not {level[:20]!r}")
+        folder = os.path.abspath(os.path.expanduser(within)) if within else None
+        with lock:
+            key = (searcher.store.generation, level, folder)
+            if key not in found_groups:
+                collection = dup.Collection.of(searcher.store, folder)
+                found_groups.clear()
+                found_groups[key] = describe(dup.find(collection, similar=level == "similar"), collection,
+                                             searcher.store)
+            return found_groups[key]
 
     @app.get("/tags")
     def tags() -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -261,3 +262,27 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Library]:
         yield Library(root, index_dir, server)
     finally:
         server.stop()
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("CLIPSEARCH_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
+        if candidate and (found := shutil.which(candidate)):
+            return found
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = chromium_path()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        executable = None
+    if executable is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the browser tests: install Debian's chromium and the test extra (playwright)")
+        pytest.skip("no Chromium here (apt-get install chromium) or no playwright")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield browser
+        browser.close()

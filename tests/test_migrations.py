@@ -82,6 +82,7 @@ def test_a_format_1_index_is_upgraded_in_place_and_nothing_is_re_embedded(cli: C
     assert report["unchanged"] == 55 and report["failed"] == [] and report["model_seconds"] == 0
     assert report["tagged"] == 54  # every content (one is a copy) tagged from its stored vector, none decoded
     assert report["headers_read"] == 54  # and its metadata read from one file's header
+    assert report["signed"] == 54  # and its signature from one file's picture
     assert report["notes"] == [f"the index was upgraded in place from format 1 to {FORMAT_VERSION}; "
                                "nothing was re-embedded"]
 
@@ -98,7 +99,7 @@ def test_a_format_1_index_is_upgraded_in_place_and_nothing_is_re_embedded(cli: C
     check = cli("check", "--index", index, "--json")
     assert check.exit_code == 0 and check.json() == {"ok": True, "problems": [], "repaired": False}
     again = cli("index", photos, "--index", index, "--json").json()
-    assert "notes" not in again and again["unchanged"] == 55 and again["tagged"] == again["headers_read"] == 0
+    assert "notes" not in again and again["unchanged"] == 55 and again["tagged"] == again["headers_read"] == again["signed"] == 0
 
 
 def test_after_the_upgrade_an_id_is_never_handed_out_again(cli: Cli, v1_index: tuple[Path, Path]) -> None:

@@ -13,7 +13,7 @@ from search.engine import Searcher
 from tests import imagegen
 from tests.conftest import Cli, cosine, index_folder, open_image, search_json
 
-REPORT_KEYS = {"added", "updated", "removed", "renamed", "unchanged", "headers_read", "tagged", "failed", "seconds",
+REPORT_KEYS = {"added", "updated", "removed", "renamed", "unchanged", "headers_read", "signed", "tagged", "failed", "seconds",
                "model_seconds"}
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -22,28 +20,6 @@ from tests.conftest import ROOT, Library
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-def chromium_path() -> str | None:
-    for candidate in (os.environ.get("CLIPSEARCH_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
-        if candidate and (found := shutil.which(candidate)):
-            return found
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = chromium_path()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        executable = None
-    if executable is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the browser tests: install Debian's chromium and the test extra (playwright)")
-        pytest.skip("no Chromium here (apt-get install chromium) or no playwright")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from clipsearch.store import migrations, vector_index
 from clipsearch.store.layout import Layout
 from clipsearch.store.metadata import MetadataReader
 from clipsearch.store.paths import PATH, path_param, text, under
+from clipsearch.store.signatures import SignatureReader
 from clipsearch.store.tags import TagReader
 from clipsearch.store.thumbnails import Thumbnails
 
@@ -127,6 +128,10 @@ class Catalog:
         return TagReader(self._conn)
 
     @property
+    def signatures(self) -> SignatureReader:
+        return SignatureReader(self._conn)
+
+    @property
     def metadata(self) -> MetadataReader:
         return MetadataReader(self._conn)
 
@@ -134,6 +139,16 @@ class Catalog:
         """The row of the file at ``path``, if it is indexed."""
         return _indexed_file(self._conn.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE path = {PATH}",
                                                 (path_param(path),)).fetchone())
+
+    def file_rows(self, within: str | None = None) -> list[IndexedFile]:
+        """Every file's row (with a stored vector), or those under the folder ``within``, by id."""
+        where, params = "", ()
+        if within is not None:
+            lo, hi = under(within)
+            where, params = f"WHERE (path >= {PATH} AND path < {PATH}) OR path = {PATH}", (
+                path_param(lo), path_param(hi), path_param(within.rstrip(os.sep)))
+        rows = self._conn.execute(f"SELECT {_FILE_COLUMNS} FROM files {where} ORDER BY id", params).fetchall()
+        return [f for f in map(_indexed_file, rows) if f is not None]
 
     def indexed_file(self, file_id: int) -> IndexedFile | None:
         """The row with this id; the only way the server turns a request into a file on disk."""

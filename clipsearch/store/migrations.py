@@ -125,11 +125,18 @@ def _photo_meta(conn: sqlite3.Connection) -> None:
 ) WITHOUT ROWID""")
 
 
+def _signatures(conn: sqlite3.Connection) -> None:
+    """Each content's perceptual signature (``clipsearch.signature``), for telling copies from similar shots
+    (``clipsearch duplicates``). Empty here: the next run decodes the photos indexed before (no model) for it."""
+    conn.execute("CREATE TABLE signatures (hash BLOB PRIMARY KEY, dct INTEGER NOT NULL) WITHOUT ROWID")
+
+
 STEPS: tuple[Step, ...] = (
     Step("photo ids are never handed out again after a photo leaves the index", _ids_never_reused),  # 1 -> 2
     Step("each indexed folder remembers its settings (hidden files, exclusions)", _root_settings),  # 2 -> 3
     Step("photos get tags from a vocabulary (computed from the stored vectors)", _tags),  # 3 -> 4
     Step("photos keep when they were taken, the camera and the place (read from their headers)", _photo_meta),  # 4 -> 5
+    Step("photos keep a perceptual signature, to tell copies from similar shots", _signatures),  # 5 -> 6
 )
 CURRENT = FIRST + len(STEPS)
 

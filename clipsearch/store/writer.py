@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipsearch.errors import UserError
-from clipsearch.store import metadata, migrations, tags, vector_index
+from clipsearch.store import metadata, migrations, signatures, tags, vector_index
 from clipsearch.store.catalog import Catalog, FileRecord, ModelRecord, connect
 from clipsearch.store.layout import Layout
 from clipsearch.store.lock import WriteLock
@@ -143,6 +143,13 @@ class StoreWriter(Catalog):
     def put_metadata(self, digest: bytes, meta: PhotoMeta) -> None:
         metadata.put(self._txn(), digest, meta)
 
+    def without_signature(self) -> list[tuple[bytes, str, int, int]]:
+        """(hash, path, size, mtime_ns) of a file of each content with no signature yet."""
+        return signatures.missing(self._conn)
+
+    def put_signature(self, digest: bytes, value: int) -> None:
+        signatures.put(self._txn(), digest, value)
+
     def untagged(self, chunk: int = 8192) -> Iterator[tuple[list[bytes], np.ndarray]]:
         """The stored vectors whose tags are not computed yet, in blocks: (content hashes, matrix)."""
         return tags.untagged(self._conn, self.model.dim if self.model else 0, chunk)
@@ -185,14 +192,17 @@ class StoreWriter(Catalog):
             "UPDATE files SET size = ?, mtime_ns = ?, seen = ? WHERE id = ?", (size, mtime_ns, self._run_id, file_id)
         )
 
-    def put(self, record: FileRecord, embedding: np.ndarray | None, meta: PhotoMeta | None = None) -> int:
+    def put(self, record: FileRecord, embedding: np.ndarray | None, meta: PhotoMeta | None = None,
+            signature: int | None = None) -> int:
         """Insert or replace a file's row; ``embedding`` None means the vector for ``record.hash`` is already stored.
-        ``meta``: what the content's header says, read by the decoder."""
+        ``meta``: what the content's header says, read by the decoder; ``signature``: its picture's."""
         conn = self._txn()
         if embedding is not None:
             conn.execute("INSERT OR IGNORE INTO vectors VALUES (?, ?)", (record.hash, _embedding_blob(embedding)))
         if meta is not None:
             metadata.put(conn, record.hash, meta)
+        if signature is not None:
+            signatures.put(conn, record.hash, signature)
         path = path_param(record.path)
         conn.execute(f"DELETE FROM failures WHERE path = {PATH}", (path,))
         old = conn.execute(f"SELECT id FROM files WHERE path = {PATH}", (path,)).fetchone()
@@ -264,6 +274,7 @@ class StoreWriter(Catalog):
             tags.drop_orphans(conn)
             self._dirty = True
         metadata.drop_orphans(conn)
+        signatures.drop_orphans(conn)
         finished = time.time()
         conn.execute("UPDATE runs SET finished = ?, report = ? WHERE id = ?", (finished, json.dumps(report), self._run_id))
         self.commit()

@@ -1,0 +1,185 @@
+"""How well `clipsearch duplicates` tells copies from similar shots, and how fast it runs.
+
+    python bench/duplicates.py [--scenes 300] [--models demo,ViT-B-32:none] [--seed 1]
+    python bench/duplicates.py --synthetic 1000000          # neighbours and groups over planted vectors
+    python bench/duplicates.py --photos 10000               # `clipsearch duplicates` as a whole process
+
+(a) Ground truth (tests/duplicate_sets.py): ``--scenes`` photo-like originals; a third get copies (resized
+    25-75%, JPEG quality 30-95, PNG, WebP, 2-5% crops, 2-5% borders, EXIF-orientation-only, brightness
+    +-10%), a third get similar shots (the camera moved 5-10%, turned 1-2 degrees, something added), the rest
+    stand alone. Indexed with each model by `clipsearch index`, then judged by the rules of
+    search/duplicates.py over pairs of files: copy precision and recall, similar shots wrongly called copies,
+    similar-shot recall and precision, and per kind of copy or shot how it was called.
+(b) ``--synthetic N``: N random 512-d unit vectors with 1% of them in planted groups of 2-5 (copies: a tiny
+    perturbation and the same signature give or take 3 bits), through the same neighbour search and rules:
+    recall of the planted groups, seconds, peak memory.
+(c) ``--photos N``: N generated JPEGs indexed with the demo model, then `clipsearch duplicates --json` timed
+    as a whole process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from processes import timed  # noqa: E402
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, str(HERE.parent / "cli.py"), *args]
+
+
+def judged(index: Path) -> tuple[dict[str, str], dict[str, int]]:
+    """File name -> the group it fell in per level ("copy" groups hold identical files too), as the rules say."""
+    from clipsearch.store import StoreReader
+    from search import duplicates as dup
+
+    with StoreReader.open(index) as store:
+        collection = dup.Collection.of(store)
+        groups = dup.find(collection, similar=True)
+    copy_of: dict[str, str] = {}
+    similar_of: dict[str, str] = {}
+    for n, group in enumerate(groups):
+        names = [Path(f.path).name for c in group.contents for f in collection.files[c]]
+        target = similar_of if group.level == "similar" else copy_of
+        for name in names:
+            target[name] = f"{group.level}{n}"
+    return copy_of, similar_of
+
+
+def same(groups: dict[str, str], pair: frozenset[str]) -> bool:
+    a, b = tuple(pair)
+    return a in groups and groups.get(a) == groups.get(b)
+
+
+def evaluate(truth, copy_of: dict[str, str], similar_of: dict[str, str]) -> dict[str, object]:  # noqa: ANN001
+    names = sorted(truth.kind)
+    together = {frozenset((a, b)) for a in names for b in names if a < b and same(copy_of, frozenset((a, b)))}
+    close = {frozenset((a, b)) for a in names for b in names if a < b and
+             (same(similar_of, frozenset((a, b))) or same(copy_of, frozenset((a, b))))}
+    copy_pairs, similar_pairs = truth.copy_pairs(), truth.similar_pairs()
+    out: dict[str, object] = {
+        "copy precision": len(together & copy_pairs) / max(1, len(together)),
+        "copy recall": len(together & copy_pairs) / max(1, len(copy_pairs)),
+        "similar called copies": len(together & similar_pairs) / max(1, len(similar_pairs)),
+        "similar recall": len(close & similar_pairs) / max(1, len(similar_pairs)),
+        "similar precision": len(close & (similar_pairs | copy_pairs)) / max(1, len(close)),
+    }
+    by_kind: dict[str, Counter] = {}
+    for group in truth.copies + truth.similar:
+        original = next(n for n in group if truth.kind[n] == "original")
+        for name in group - {original}:
+            pair = frozenset((original, name))
+            called = "copy" if same(copy_of, pair) else "similar" if same(similar_of, pair) else "apart"
+            by_kind.setdefault(truth.kind[name], Counter())[called] += 1
+    out["by kind"] = {kind: dict(c) for kind, c in sorted(by_kind.items())}
+    return out
+
+
+def ground_truth(scenes: int, models: list[str], seed: int) -> None:
+    from tests import duplicate_sets
+
+    with tempfile.TemporaryDirectory() as tmp:
+        truth = duplicate_sets.make(Path(tmp) / "photos", scenes, seed=seed)
+        print(f"(a) {scenes} scenes, seed {seed}: {len(truth.kind)} files, {len(truth.copy_pairs())} copy pairs, "
+              f"{len(truth.similar_pairs())} similar pairs")
+        for model in models:
+            index = Path(tmp) / f"index-{model.replace(':', '_')}"
+            done = subprocess.run(cli("index", str(truth.root), "--index", str(index), "--model", model, "--vocabulary",
+                                      "none", "--quiet"), capture_output=True, text=True,
+                                  env={**os.environ, "CLIPSEARCH_TEXT_EXPORT": "0"})
+            if done.returncode:
+                raise SystemExit(done.stderr)
+            result = evaluate(truth, *judged(index))
+            kinds = result.pop("by kind")
+            print(f"  {model}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()))
+            for kind, called in kinds.items():  # type: ignore[union-attr]
+                print(f"      {kind:22s} {called}")
+
+
+def synthetic(n: int, dim: int = 512) -> None:
+    from search import duplicates as dup
+
+    rng = np.random.default_rng(0)
+    started = time.perf_counter()
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    signs = rng.integers(0, 1 << 62, n, dtype=np.int64)
+    planted: list[list[int]] = []
+    at = 0
+    while at < n // 100:
+        size = int(rng.integers(2, 6))
+        members = list(range(at, at + size))
+        for m in members[1:]:
+            vectors[m] = vectors[members[0]] + 0.05 * rng.standard_normal(dim).astype(np.float32)
+            flips = rng.choice(63, int(rng.integers(0, 4)), replace=False)
+            signs[m] = signs[members[0]] ^ int(sum(1 << int(b) for b in flips))
+        planted.append(members)
+        at += size
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    made = time.perf_counter() - started
+    collection = dup.Collection([[None]] * n, vectors, signs)  # type: ignore[list-item]
+    started = time.perf_counter()
+    pairs = dup.candidate_pairs(collection)
+    searched = time.perf_counter() - started
+    copy, _ = dup.levels(pairs)
+    labels = dup.components(n, pairs.a[copy], pairs.b[copy])
+    grouped = time.perf_counter() - started
+    found = sum(len({labels[m] for m in group}) == 1 and (labels == labels[group[0]]).sum() == len(group)
+                for group in planted)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"(b) {n:,} vectors, {len(planted):,} planted groups: {found / len(planted):.3f} found whole; neighbours "
+          f"{searched:.1f} s, with rules and groups {grouped:.1f} s (making the data {made:.1f} s); peak RSS {peak:,.0f} MB")
+
+
+def whole_process(photos: int) -> None:
+    from tests import imagegen
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "photos"
+        folder.mkdir()
+        for i in range(photos):
+            imagegen.photo(60_000 + i, (160, 120)).save(folder / f"{i:05d}.jpg", quality=85)
+        index = Path(tmp) / "index"
+        env = {**os.environ, "CLIPSEARCH_TEXT_EXPORT": "0"}
+        wall, _, _ = timed(cli("index", str(folder), "--index", str(index), "--model", "demo", "--vocabulary", "none",
+                               "--quiet"), env=env)
+        print(f"(c) {photos:,} photos indexed with the demo model in {wall:.1f} s")
+        wall, rss, output = timed(cli("duplicates", "--index", str(index), "--json"), env=env)
+        groups = json.loads(output[output.index("["):])
+        wall_similar, rss_similar, _ = timed(cli("duplicates", "--index", str(index), "--similar", "--json"), env=env)
+        print(f"    clipsearch duplicates: {wall:.2f} s, peak RSS {rss:,.0f} MB, {len(groups)} groups; "
+              f"--similar {wall_similar:.2f} s, {rss_similar:,.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenes", type=int, default=300)
+    parser.add_argument("--models", default="demo,ViT-B-32:none")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--synthetic", type=int, default=0)
+    parser.add_argument("--photos", type=int, default=0)
+    args = parser.parse_args()
+    if args.synthetic:
+        synthetic(args.synthetic)
+    elif args.photos:
+        whole_process(args.photos)
+    else:
+        ground_truth(args.scenes, args.models.split(","), args.seed)
+
+
+if __name__ == "__main__":
+    main()

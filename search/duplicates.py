@@ -1,0 +1,192 @@
+"""Copies and similar shots: groups of indexed photos, found from their vectors and perceptual signatures.
+
+Three kinds of sameness, strongest first:
+
+- **identical**: the same bytes (one content in the catalog, several paths);
+- **copy**: the same picture resized, re-encoded, converted, framed, trimmed by a few percent or lightly
+  recoloured: signatures (``clipsearch.signature``) within ``COPY_BITS`` of 63 bits, *and* vectors that are
+  near neighbours;
+- **similar**: another shot of the same moment (a burst, a small camera move, something added): vectors
+  within ``SIMILAR_SPREAD`` of the collection's own neighbour distance, or signatures within
+  ``SIMILAR_BITS`` with vectors near.
+
+Thresholds on vectors are relative to the collection: the median distance from a photo to its
+``K``-th neighbour (an unrelated photo nearby, whatever the model's score scale), so the rules carry from
+one model to another; thresholds on signatures are in bits and do not depend on the model at all.
+bench/duplicates.py measures both levels on a generated ground truth; docs/benchmarks.md has the figures.
+
+Candidates: each content's ``K`` nearest neighbours, exact for small collections and through a temporary
+IVF index for large ones (IVF-Flat, so the scores it returns are exact), in batches. Connected pairs form
+one group: groups, not pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from clipsearch import signature
+
+if TYPE_CHECKING:
+    from clipsearch.store import IndexedFile, StoreReader
+
+K = 8  # neighbours per content; the K-th is the collection's yardstick
+COPY_BITS = 8  # signature bits two copies may differ by (bench/duplicates.py)
+COPY_SPREAD = 1.0  # and their vectors' distance, in units of the collection's yardstick
+SIMILAR_BITS = 20
+SIMILAR_SPREAD = 0.25
+EXACT_MAX = 50_000  # contents up to which neighbours are found exactly (a flat scan); above, IVF
+BATCH = 8192
+
+
+@dataclass
+class Collection:
+    """What the rules read, per content: its files, its vector, its signature (-1: none yet)."""
+
+    files: list[list[IndexedFile]]
+    vectors: np.ndarray  # (n, dim) float32, unit length
+    signatures: np.ndarray  # (n,) int64
+
+    @classmethod
+    def of(cls, store: StoreReader, within: str | None = None) -> Collection:
+        by_hash: dict[bytes, list[IndexedFile]] = {}
+        for row in store.file_rows(within):
+            by_hash.setdefault(row.hash, []).append(row)
+        files = list(by_hash.values())
+        first = {group[0].id: i for i, group in enumerate(files)}
+        dim = store.model.dim if store.model else 0
+        vectors = np.zeros((len(files), dim), dtype=np.float32)
+        for ids, block in store.iter_vectors(list(first)):
+            vectors[[first[int(i)] for i in ids]] = block
+        known = store.signatures.all()
+        signs = np.array([known.get(group[0].hash, -1) for group in files], dtype=np.int64)
+        return cls(files, vectors, signs)
+
+
+@dataclass
+class Pairs:
+    """Candidate pairs (``a`` < ``b``, content indices) with their cosine and signature distance (64: unknown)."""
+
+    a: np.ndarray
+    b: np.ndarray
+    score: np.ndarray
+    bits: np.ndarray
+    yardstick: float  # the median distance (1 - cosine) to the K-th neighbour
+
+
+def neighbours(vectors: np.ndarray, k: int = K) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, indices) of each vector's ``k`` nearest others (-1 where there are fewer)."""
+    import faiss
+
+    n, dim = vectors.shape
+    k = min(k + 1, n)  # each finds itself first
+    if n <= EXACT_MAX:
+        index = faiss.IndexFlatIP(dim)
+    else:
+        lists = int(4 * np.sqrt(n))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+        sample = vectors[np.random.default_rng(0).choice(n, min(n, 64 * lists), replace=False)]
+        index.train(sample)
+        index.nprobe = 16
+    index.add(vectors)
+    scores = np.empty((n, k), dtype=np.float32)
+    found = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, BATCH):
+        scores[start : start + BATCH], found[start : start + BATCH] = index.search(vectors[start : start + BATCH], k)
+    return scores, found
+
+
+def candidate_pairs(collection: Collection, k: int = K) -> Pairs:
+    n = len(collection.files)
+    if n < 2:
+        empty = np.zeros(0, dtype=np.int64)
+        return Pairs(empty, empty, np.zeros(0, dtype=np.float32), empty, 1.0)
+    scores, found = neighbours(collection.vectors, k)
+    last = np.where(found[:, -1] >= 0, scores[:, -1], np.nan)
+    yardstick = float(np.nanmedian(1.0 - last)) if np.isfinite(last).any() else 1.0
+    rows = np.repeat(np.arange(n), found.shape[1])
+    cols, sims = found.ravel(), scores.ravel()
+    keep = (cols >= 0) & (cols != rows)
+    a, b = np.minimum(rows[keep], cols[keep]), np.maximum(rows[keep], cols[keep])
+    pair_keys, first = np.unique(a * n + b, return_index=True)
+    a, b, sims = a[first], b[first], sims[keep][first]
+    signs = collection.signatures
+    known = (signs[a] >= 0) & (signs[b] >= 0)
+    xor = np.bitwise_xor(signs[a], signs[b]).astype(np.uint64)
+    bits = np.where(known, _popcount(xor), 64)
+    return Pairs(a, b, sims, bits, max(yardstick, 1e-6))
+
+
+def _popcount(values: np.ndarray) -> np.ndarray:
+    out = np.zeros(values.shape, dtype=np.int64)
+    v = values.copy()
+    while v.any():
+        out += (v & np.uint64(1)).astype(np.int64)
+        v >>= np.uint64(1)
+    return out
+
+
+def levels(pairs: Pairs) -> tuple[np.ndarray, np.ndarray]:
+    """Which candidate pairs are copies, and which are similar shots (or copies)."""
+    spread = (1.0 - pairs.score) / pairs.yardstick
+    copy = (pairs.bits <= COPY_BITS) & (spread <= COPY_SPREAD)
+    similar = copy | (spread <= SIMILAR_SPREAD) | ((pairs.bits <= SIMILAR_BITS) & (spread <= COPY_SPREAD))
+    return copy, similar
+
+
+def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The connected component of each of ``n`` items joined by the pairs (a[i], b[i]): a label per item."""
+    parent = np.arange(n)
+
+    def root(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for x, y in zip(a.tolist(), b.tolist()):
+        rx, ry = root(x), root(y)
+        if rx != ry:
+            parent[max(rx, ry)] = min(rx, ry)
+    return np.array([root(x) for x in range(n)])
+
+
+@dataclass
+class ContentGroup:
+    level: str  # "identical", "copy" or "similar"
+    contents: list[int]
+
+
+def find(collection: Collection, similar: bool = False) -> list[ContentGroup]:
+    """The groups of contents: copies (identical bytes included), and with ``similar`` the similar shots (groups
+    that join two or more copy groups or single photos), largest first."""
+    n = len(collection.files)
+    pairs = candidate_pairs(collection)
+    copy, close = levels(pairs)
+    copy_of = components(n, pairs.a[copy], pairs.b[copy])
+    out: list[ContentGroup] = []
+    for label in np.unique(copy_of):
+        members = np.flatnonzero(copy_of == label).tolist()
+        if len(members) > 1:
+            out.append(ContentGroup("copy", members))
+        elif len(collection.files[members[0]]) > 1:
+            out.append(ContentGroup("identical", members))
+    if similar:
+        shot_of = components(n, pairs.a[close], pairs.b[close])
+        for label in np.unique(shot_of):
+            members = np.flatnonzero(shot_of == label).tolist()
+            if len({copy_of[m] for m in members}) > 1:
+                out.append(ContentGroup("similar", members))
+    out.sort(key=lambda g: (-sum(len(collection.files[c]) for c in g.contents), g.level != "identical"))
+    return out
+
+
+def cosines(collection: Collection, contents: list[int], to: int) -> dict[int, float]:
+    return {c: float(collection.vectors[c] @ collection.vectors[to]) for c in contents}
+
+
+def hamming(collection: Collection, a: int, b: int) -> int | None:
+    x, y = int(collection.signatures[a]), int(collection.signatures[b])
+    return None if x < 0 or y < 0 else signature.hamming(x, y)

@@ -1,0 +1,62 @@
+"""Which photo of a group of copies to keep, and why, and the group as the CLI, the API and the page show it.
+
+The suggestion, in order: the most pixels; then an original format (what cameras write: JPEG, HEIC,
+TIFF, raw) over a conversion (PNG, WebP, GIF, BMP: screenshots, chat apps, exports); then the earliest date
+taken; then the file indexed first. clipsearch never deletes or moves anything: the user acts on it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from clipsearch.store import IndexedFile, StoreReader
+    from search.duplicates import Collection, ContentGroup
+
+ORIGINAL_FORMATS = {".jpg", ".jpeg", ".heic", ".heif", ".tif", ".tiff", ".dng", ".cr2", ".cr3", ".nef", ".arw",
+                    ".orf", ".rw2", ".raf", ".avif"}
+
+
+def _is_original(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in ORIGINAL_FORMATS
+
+
+def choose(files: list[IndexedFile], taken: dict[int, str | None]) -> tuple[IndexedFile, str]:
+    """The file to keep among ``files``, and the reason in a few words."""
+    def rank(f: IndexedFile) -> tuple[int, bool, str, int]:
+        return (-(f.width * f.height), not _is_original(f.path), taken.get(f.id) or "9999", f.id)
+
+    ordered = sorted(files, key=rank)
+    best, runner = ordered[0], ordered[1] if len(ordered) > 1 else None
+    if runner is None:
+        return best, "the only one"
+    if best.width * best.height > runner.width * runner.height:
+        return best, f"the most pixels ({best.width}x{best.height})"
+    if _is_original(best.path) and not _is_original(runner.path):
+        return best, f"as many pixels, in an original format ({os.path.splitext(best.path)[1].lstrip('.').upper()})"
+    if (taken.get(best.id) or "9999") < (taken.get(runner.id) or "9999"):
+        return best, f"as many pixels and as original, taken first ({(taken.get(best.id) or '')[:19]})"
+    return best, "the same in pixels, format and date: indexed first"
+
+
+def describe(groups: list[ContentGroup], collection: Collection, store: StoreReader) -> list[dict[str, Any]]:
+    """Each group as ``{"level", "keep", "reason", "members": [{"path", "id", "score", "width", "height",
+    "size", "taken", "keep"}]}``: the keeper first, then the others by score."""
+    ids = [f.id for g in groups for c in g.contents for f in collection.files[c]]
+    meta = store.metadata.of_ids(ids)
+    taken = {i: m.get("taken") for i, m in meta.items()}
+    out = []
+    for group in groups:
+        files = [f for c in group.contents for f in collection.files[c]]
+        content_of = {f.id: c for c in group.contents for f in collection.files[c]}
+        keep, reason = choose(files, taken)
+        anchor = collection.vectors[content_of[keep.id]]
+        members = []
+        for f in files:
+            score = 1.0 if f.hash == keep.hash else float(collection.vectors[content_of[f.id]] @ anchor)
+            members.append({"path": f.path, "id": f.id, "score": round(score, 4), "width": f.width,
+                            "height": f.height, "size": f.size, "taken": taken.get(f.id), "keep": f.id == keep.id})
+        members.sort(key=lambda m: (not m["keep"], -m["score"], m["id"]))
+        out.append({"level": group.level, "keep": keep.path, "reason": reason, "members": members})
+    return out
