@@ -38,6 +38,7 @@ COPY_SPREAD = 1.0  # and their vectors' distance, in units of the collection's y
 SIMILAR_BITS = 20
 SIMILAR_SPREAD = 0.25
 EXACT_MAX = 50_000  # contents up to which neighbours are found exactly (a flat scan); above, IVF
+NPROBE = 6  # IVF lists searched per content: copies sit in their original's list or the next (bench/duplicates.py)
 BATCH = 8192
 
 
@@ -89,7 +90,7 @@ def neighbours(vectors: np.ndarray, k: int = K) -> tuple[np.ndarray, np.ndarray]
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
         sample = vectors[np.random.default_rng(0).choice(n, min(n, 64 * lists), replace=False)]
         index.train(sample)
-        index.nprobe = 16
+        index.nprobe = NPROBE
     index.add(vectors)
     scores = np.empty((n, k), dtype=np.float32)
     found = np.empty((n, k), dtype=np.int64)
@@ -150,7 +151,11 @@ def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         rx, ry = root(x), root(y)
         if rx != ry:
             parent[max(rx, ry)] = min(rx, ry)
-    return np.array([root(x) for x in range(n)])
+    while True:  # every item straight to its root, a whole array at a time
+        up = parent[parent]
+        if np.array_equal(up, parent):
+            return parent
+        parent = up
 
 
 @dataclass
@@ -167,20 +172,25 @@ def find(collection: Collection, similar: bool = False) -> list[ContentGroup]:
     copy, close = levels(pairs)
     copy_of = components(n, pairs.a[copy], pairs.b[copy])
     out: list[ContentGroup] = []
-    for label in np.unique(copy_of):
-        members = np.flatnonzero(copy_of == label).tolist()
+    for members in _members(copy_of):
         if len(members) > 1:
             out.append(ContentGroup("copy", members))
         elif len(collection.files[members[0]]) > 1:
             out.append(ContentGroup("identical", members))
     if similar:
         shot_of = components(n, pairs.a[close], pairs.b[close])
-        for label in np.unique(shot_of):
-            members = np.flatnonzero(shot_of == label).tolist()
-            if len({copy_of[m] for m in members}) > 1:
+        for members in _members(shot_of, at_least=2):
+            if len({int(copy_of[m]) for m in members}) > 1:
                 out.append(ContentGroup("similar", members))
     out.sort(key=lambda g: (-sum(len(collection.files[c]) for c in g.contents), g.level != "identical"))
     return out
+
+
+def _members(labels: np.ndarray, at_least: int = 1) -> list[list[int]]:
+    """The items of each label with at least ``at_least`` of them, in one sort (a million singletons included)."""
+    order = np.argsort(labels, kind="stable")
+    bounds = np.flatnonzero(np.diff(labels[order])) + 1
+    return [part.tolist() for part in np.split(order, bounds) if len(part) >= at_least]
 
 
 def cosines(collection: Collection, contents: list[int], to: int) -> dict[int, float]:
