@@ -373,7 +373,8 @@ def duplicates(
     within: Annotated[Optional[str], typer.Option(
         "--in", help="Only photos under this folder.", show_default=False)] = None,
     paths_only: Annotated[bool, typer.Option(
-        "--paths-only", help="Print only the photos the suggestion would not keep, one path per line.")] = False,
+        "--paths-only", help="Print only the copies the suggestion would not keep, one path per line (never similar "
+        "shots: they are other photos).")] = False,
     null: Annotated[bool, typer.Option("-0", help="With --paths-only: end each path with a NUL byte.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -395,6 +396,10 @@ def duplicates(
         with StoreReader.open(resolve_index_dir(index_dir)) as store:
             collection = dup.Collection.of(store, folder)
             groups = describe(dup.find(collection, similar=similar), collection, store)
+        unsigned = int((collection.signatures < 0).sum())
+        if unsigned:
+            typer.echo(f"clipsearch: {unsigned} photos have no signature yet (indexed by an older clipsearch): only "
+                       "identical files among them are found; 'clipsearch index' adds them", err=True)
     from clipsearch.console.duplicates_output import print_groups
 
     print_groups(groups, as_json, paths_only, b"\0" if null else b"\n")

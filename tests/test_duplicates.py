@@ -74,6 +74,8 @@ def test_paths_only_prints_what_the_suggestion_would_not_keep(truth: tuple[dupli
     assert done.stdout.splitlines() == [m["path"] for g in groups for m in g["members"] if not m["keep"]]
     for path in done.stdout.splitlines():
         assert Path(path).is_file()  # nothing was moved or deleted
+    with_similar = run_cli("duplicates", "--index", index, "--paths-only", "--similar", env=cli_env())
+    assert with_similar.stdout == done.stdout  # similar shots are never offered for removal
 
 
 def test_similar_shots_are_their_own_groups_and_a_moved_camera_is_never_a_copy(

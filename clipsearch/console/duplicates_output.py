@@ -19,11 +19,11 @@ def print_groups(groups: list[dict[str, Any]], as_json: bool, paths_only: bool, 
     if as_json:
         typer.echo(to_json(groups))
         return
-    if paths_only:
-        print_paths([m["path"] for g in groups for m in g["members"] if not m["keep"]], end)
+    if paths_only:  # copies only: similar shots are different photos, for a person to choose among
+        print_paths([m["path"] for g in groups if g["level"] != "similar" for m in g["members"] if not m["keep"]], end)
         return
     if not groups:
-        typer.echo("no copies found" + ("" if any(g["level"] == "similar" for g in groups) else ""))
+        typer.echo("no copies found")
         return
     for group in groups:
         typer.echo(f"{group['level']}: {len(group['members'])} photos; keep {shown(group['keep'])} ({group['reason']})")
