@@ -144,9 +144,8 @@ class Catalog:
         """Every file's row (with a stored vector), or those under the folder ``within``, by id."""
         where, params = "", ()
         if within is not None:
-            lo, hi = under(within)
             where, params = f"WHERE (path >= {PATH} AND path < {PATH}) OR path = {PATH}", (
-                path_param(lo), path_param(hi), path_param(within.rstrip(os.sep)))
+                *map(path_param, under(within)), path_param(within.rstrip(os.sep)))
         rows = self._conn.execute(f"SELECT {_FILE_COLUMNS} FROM files {where} ORDER BY id", params).fetchall()
         return [f for f in map(_indexed_file, rows) if f is not None]
 
@@ -206,8 +205,7 @@ class Catalog:
         ).fetchone()[0]
 
     def content_prefixes(self) -> bytes:
-        """The first 8 bytes of every stored content's hash, concatenated (what ``index --engine ray`` hands its
-        decode tasks to recognise stored contents without the catalog: 80 MB at 10 million)."""
+        """The first 8 bytes of every stored content's hash, concatenated (``index --engine ray``'s workers' list)."""
         return b"".join(bytes(r[0]) for r in self._conn.execute("SELECT substr(hash, 1, 8) FROM vectors"))
 
     def vector_lookup(self) -> VectorLookup:
