@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance
 
+from tests import imagegen
+
 VIEW = (400, 300)
 COPY_KINDS = ("resize", "jpeg", "png", "webp", "crop", "border", "orientation", "brightness")
 SIMILAR_KINDS = ("shift", "rotation", "added")
@@ -22,11 +24,7 @@ SIMILAR_KINDS = ("shift", "rotation", "added")
 def scene(seed: int, size: tuple[int, int] = (560, 420)) -> Image.Image:
     rng = np.random.default_rng(seed)
     w, h = size
-    c0, c1 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
-    angle = rng.uniform(0, 2 * np.pi)
-    yy, xx = np.mgrid[0:h, 0:w]
-    t = ((xx / w) * np.cos(angle) + (yy / h) * np.sin(angle) + 1) / 2
-    im = Image.fromarray((c0 * (1 - t[..., None]) + c1 * t[..., None]).astype("uint8"))
+    im = imagegen.gradient(rng, size)
     draw = ImageDraw.Draw(im)
     for _ in range(int(rng.integers(8, 16))):
         x0, y0 = int(rng.integers(0, w - 20)), int(rng.integers(0, h - 20))

@@ -15,16 +15,22 @@ from PIL import Image, ImageDraw
 from clipsearch import images
 
 
-def photo(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
-    """A distinct, photo-like RGB picture: a colour gradient with a few random shapes and mild noise."""
-    rng = np.random.default_rng(seed)
+def gradient(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
+    """A linear blend of two random colours at a random angle: the background of the generated pictures."""
     w, h = size
     c0, c1 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
     angle = rng.uniform(0, 2 * np.pi)
     yy, xx = np.mgrid[0:h, 0:w]
     t = ((xx / w) * np.cos(angle) + (yy / h) * np.sin(angle) + 1) / 2
     base = (c0[None, None, :] * (1 - t[..., None]) + c1[None, None, :] * t[..., None]).astype("uint8")
-    im = Image.fromarray(base, "RGB")
+    return Image.fromarray(base, "RGB")
+
+
+def photo(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
+    """A distinct, photo-like RGB picture: a colour gradient with a few random shapes and mild noise."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    im = gradient(rng, size)
     draw = ImageDraw.Draw(im)
     m = max(2, min(w, h) // 12)
     for _ in range(int(rng.integers(3, 7))):
