@@ -131,7 +131,7 @@ def synthetic(n: int, dim: int = 512) -> None:
         at += size
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     made = time.perf_counter() - started
-    collection = dup.Collection([[None]] * n, vectors, signs)  # type: ignore[list-item]
+    collection = dup.Collection([[None]] * n, vectors, signs, None)  # type: ignore[list-item]
     started = time.perf_counter()
     groups = dup.find(collection)  # neighbours, rules, groups: what `clipsearch duplicates` runs
     grouped = time.perf_counter() - started

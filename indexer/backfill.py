@@ -78,14 +78,14 @@ class SignatureBackfill:
         self.store.commit()
 
     @staticmethod
-    def _signature_of(rows: list[tuple[bytes, str, int, int]]) -> list[tuple[bytes, int]]:
+    def _signature_of(rows: list[tuple[bytes, str, int, int]]) -> list[tuple[bytes, signature.Signature]]:
         out = []
         for digest, path, size, _ in rows:
             try:
                 data = read_file(path, size)
                 if content_hash(data) != digest:
                     continue  # changed since it was indexed
-                out.append((digest, signature.dct_hash(images.decode(data, SIGNATURE_SIDE).image)))
+                out.append((digest, signature.of(images.decode(data, SIGNATURE_SIDE).image)))
             except (OSError, images.ImageError):
                 continue
         return out

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
 from clipsearch.photo_meta import PhotoMeta
+from clipsearch.signature import Signature
 from indexer.walk import Found
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ class Decoded:
     height: int
     pixels: torch.Tensor
     meta: PhotoMeta = field(default_factory=PhotoMeta)  # what the header says (date taken, camera, place)
-    signature: int | None = None  # clipsearch.signature of the picture (None: nvJPEG decoded it)
+    signature: Signature | None = None  # what the picture looks like (None: nvJPEG decoded it)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class Embedded:
     height: int
     vector: np.ndarray  # unit length, float32
     meta: PhotoMeta = field(default_factory=PhotoMeta)
-    signature: int | None = None
+    signature: Signature | None = None
 
 
 Outcome = Union[Failed, Reused, Embedded]  # what the decode + embed part hands on, one per task

@@ -26,6 +26,7 @@ import numpy as np
 
 from clipsearch.errors import UserError
 from clipsearch.photo_meta import PhotoMeta
+from clipsearch.signature import Signature
 from indexer.concurrency import Once
 from indexer.items import Embedded, Failed, Outcome, Reused, Task
 from indexer.options import Options
@@ -159,9 +160,9 @@ class RayDecodeEmbed:
             self.model_seconds += time.monotonic() - started
 
     def _outcomes(self, batch: dict[str, Any], tasks: list[Task]) -> Iterator[Outcome]:
-        for i, kind, error, digest, width, height, meta, vector, sign in zip(
+        for i, kind, error, digest, width, height, meta, vector, sign, edges in zip(
                 batch["i"], batch["kind"], batch["error"], batch["digest"], batch["width"], batch["height"],
-                batch["meta"], batch["vector"], batch["signature"]):
+                batch["meta"], batch["vector"], batch["signature"], batch["edges"]):
             task = tasks[int(i)]
             if kind == FAILED:
                 yield Failed(task, str(error))
@@ -174,7 +175,7 @@ class RayDecodeEmbed:
                 self.contents.embedded(bytes(digest))
                 yield Embedded(task, bytes(digest), int(width), int(height),
                                np.frombuffer(vector, dtype=np.float32).copy(), PhotoMeta(**_json(meta)),
-                               int(sign) if sign >= 0 else None)
+                               Signature(int(sign), bytes(edges)) if sign >= 0 else None)
 
     def settings(self, cluster: RayCluster, encoder: Encoder) -> dict[str, Any]:
         """What the user set, else what fills the cluster: one replica per GPU (or per ``gpus_per_replica``), else

@@ -4,8 +4,8 @@ Three kinds of sameness, strongest first:
 
 - **identical**: the same bytes (one content in the catalog, several paths);
 - **copy**: the same picture resized, re-encoded, converted, framed, trimmed by a few percent or lightly
-  recoloured: signatures (``clipsearch.signature``) within ``COPY_BITS`` of 63 bits, *and* vectors that are
-  near neighbours;
+  recoloured: DCT hashes (``clipsearch.signature``) within ``COPY_BITS`` of 63 bits, edges turned by at most
+  ``MAX_COPY_TURN`` degrees, *and* vectors that are near neighbours;
 - **similar**: another shot of the same moment (a burst, a small camera move, something added): vectors
   within ``SIMILAR_SPREAD`` of the collection's own neighbour distance, or signatures within
   ``SIMILAR_BITS`` with vectors near.
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 K = 8  # neighbours per content; the K-th is the collection's yardstick
 COPY_BITS = 8  # signature bits two copies may differ by (bench/duplicates.py)
 COPY_SPREAD = 1.0  # and their vectors' distance, in units of the collection's yardstick
+MAX_COPY_TURN = 0.5  # degrees: copies measured at most 0.36 apart, shots turned 1-2 degrees above 0.5 (95%)
 SIMILAR_BITS = 20
 SIMILAR_SPREAD = 0.25
 EXACT_MAX = 50_000  # contents up to which neighbours are found exactly (a flat scan); above, IVF
@@ -48,7 +49,8 @@ class Collection:
 
     files: list[list[IndexedFile]]
     vectors: np.ndarray  # (n, dim) float32, unit length
-    signatures: np.ndarray  # (n,) int64
+    signatures: np.ndarray  # (n,) int64: the DCT hashes
+    edges: list[bytes] | None = None  # each one's edge harmonics (b"": none)
 
     @classmethod
     def of(cls, store: StoreReader, within: str | None = None) -> Collection:
@@ -62,8 +64,9 @@ class Collection:
         for ids, block in store.iter_vectors(list(first)):
             vectors[[first[int(i)] for i in ids]] = block
         known = store.signatures.all()
-        signs = np.array([known.get(group[0].hash, -1) for group in files], dtype=np.int64)
-        return cls(files, vectors, signs)
+        signs = np.array([known[g[0].hash].dct if g[0].hash in known else -1 for g in files], dtype=np.int64)
+        edges = [known[g[0].hash].edges if g[0].hash in known else b"" for g in files]
+        return cls(files, vectors, signs, edges)
 
 
 @dataclass
@@ -129,11 +132,16 @@ def _popcount(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def levels(pairs: Pairs) -> tuple[np.ndarray, np.ndarray]:
+def levels(pairs: Pairs, edges: list[bytes] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Which candidate pairs are copies, and which are similar shots (or copies)."""
     spread = (1.0 - pairs.score) / pairs.yardstick
     copy = (pairs.bits <= COPY_BITS) & (spread <= COPY_SPREAD)
     similar = copy | (spread <= SIMILAR_SPREAD) | ((pairs.bits <= SIMILAR_BITS) & (spread <= COPY_SPREAD))
+    if edges is not None:  # a shot turned by a degree or two hashes like a copy; its edges tell it apart
+        for at in np.flatnonzero(copy):
+            angle = signature.turn(edges[pairs.a[at]], edges[pairs.b[at]])
+            if angle is not None and abs(angle) > MAX_COPY_TURN:
+                copy[at] = False
     return copy, similar
 
 
@@ -169,7 +177,7 @@ def find(collection: Collection, similar: bool = False) -> list[ContentGroup]:
     that join two or more copy groups or single photos), largest first."""
     n = len(collection.files)
     pairs = candidate_pairs(collection)
-    copy, close = levels(pairs)
+    copy, close = levels(pairs, collection.edges)
     copy_of = components(n, pairs.a[copy], pairs.b[copy])
     out: list[ContentGroup] = []
     for members in _members(copy_of):

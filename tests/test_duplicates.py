@@ -130,11 +130,16 @@ def test_the_signature_survives_copies_and_tells_scenes_apart(tmp_path: Path) ->
     rng = np.random.default_rng(5)
     original = duplicate_sets.view(duplicate_sets.scene(1))
     other = duplicate_sets.view(duplicate_sets.scene(2))
-    base = signature.dct_hash(original)
-    for kind in ("resize", "jpeg", "png", "webp", "border", "brightness"):
+    base = signature.of(original)
+    for kind in ("resize", "jpeg", "png", "webp", "border", "brightness", "crop"):
         _, data = duplicate_sets.copy_of(original, kind, rng)
         with Image.open(io.BytesIO(data)) as im:
-            assert signature.hamming(base, signature.dct_hash(im.convert("RGB"))) <= 6, kind
-    assert signature.hamming(base, signature.dct_hash(other)) >= 16
-    assert signature.dct_hash(Image.new("RGB", (50, 40), (200, 10, 10))) >= 0  # a flat picture has one too
+            copy = signature.of(im.convert("RGB"))
+        assert signature.hamming(base.dct, copy.dct) <= (6 if kind != "crop" else 12), kind
+        assert abs(signature.turn(base.edges, copy.edges) or 0.0) <= 0.5, kind  # a copy's edges are not turned
+    assert signature.hamming(base.dct, signature.of(other).dct) >= 16
+    turned = signature.of(duplicate_sets.view(duplicate_sets.scene(1), angle=1.5))
+    assert 1.0 <= abs(signature.turn(base.edges, turned.edges) or 0.0) <= 2.0  # a shot turned by 1.5 degrees
+    flat = signature.of(Image.new("RGB", (50, 40), (200, 10, 10)))  # a flat picture has a hash and no edges
+    assert flat.dct >= 0 and signature.turn(flat.edges, base.edges) is None
 

@@ -128,7 +128,7 @@ def _photo_meta(conn: sqlite3.Connection) -> None:
 def _signatures(conn: sqlite3.Connection) -> None:
     """Each content's perceptual signature (``clipsearch.signature``), for telling copies from similar shots
     (``clipsearch duplicates``). Empty here: the next run decodes the photos indexed before (no model) for it."""
-    conn.execute("CREATE TABLE signatures (hash BLOB PRIMARY KEY, dct INTEGER NOT NULL) WITHOUT ROWID")
+    conn.execute("CREATE TABLE signatures (hash BLOB PRIMARY KEY, dct INTEGER NOT NULL, edges BLOB NOT NULL) WITHOUT ROWID")
 
 
 STEPS: tuple[Step, ...] = (

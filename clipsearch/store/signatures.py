@@ -9,25 +9,27 @@ from __future__ import annotations
 
 import sqlite3
 
+from clipsearch.signature import Signature
 from clipsearch.store.migrations import OptionalTable
 
 
 class SignatureReader(OptionalTable):
     TABLE = "signatures"
 
-    def all(self) -> dict[bytes, int]:
+    def all(self) -> dict[bytes, Signature]:
         """Content hash -> signature, for every content that has one."""
         if not self.available:
             return {}
-        return {bytes(digest): int(value) for digest, value in self._conn.execute("SELECT hash, dct FROM signatures")}
+        return {bytes(digest): Signature(int(dct), bytes(edges))
+                for digest, dct, edges in self._conn.execute("SELECT hash, dct, edges FROM signatures")}
 
     def count(self) -> int:
         return self._conn.execute("SELECT count(*) FROM signatures").fetchone()[0] if self.available else 0
 
 
 # -- the writer's side: ``conn`` is in the writer's open transaction ---------------------------
-def put(conn: sqlite3.Connection, digest: bytes, value: int) -> None:
-    conn.execute("INSERT OR REPLACE INTO signatures VALUES (?, ?)", (digest, value))
+def put(conn: sqlite3.Connection, digest: bytes, value: Signature) -> None:
+    conn.execute("INSERT OR REPLACE INTO signatures VALUES (?, ?, ?)", (digest, value.dct, value.edges))
 
 
 def missing(conn: sqlite3.Connection) -> list[tuple[bytes, str, int, int]]:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from clipsearch.photo_meta import PhotoMeta
+    from clipsearch.signature import Signature
 
 
 def _embedding_blob(vector: np.ndarray) -> bytes:
@@ -147,7 +148,7 @@ class StoreWriter(Catalog):
         """(hash, path, size, mtime_ns) of a file of each content with no signature yet."""
         return signatures.missing(self._conn)
 
-    def put_signature(self, digest: bytes, value: int) -> None:
+    def put_signature(self, digest: bytes, value: Signature) -> None:
         signatures.put(self._txn(), digest, value)
 
     def untagged(self, chunk: int = 8192) -> Iterator[tuple[list[bytes], np.ndarray]]:
@@ -193,7 +194,7 @@ class StoreWriter(Catalog):
         )
 
     def put(self, record: FileRecord, embedding: np.ndarray | None, meta: PhotoMeta | None = None,
-            signature: int | None = None) -> int:
+            signature: Signature | None = None) -> int:
         """Insert or replace a file's row; ``embedding`` None means the vector for ``record.hash`` is already stored.
         ``meta``: what the content's header says, read by the decoder; ``signature``: its picture's."""
         conn = self._txn()
