@@ -63,14 +63,17 @@ class KnownContents:
 
 
 _roots_checked: set[str] = set()
+_plugins_registered = False
 
 
 def prepare_worker(roots: Sequence[str]) -> None:
     """Once per worker process: the image formats of plugins (HEIC, AVIF), as the run registered them; and fail the
     task, and so the run, with one line where this node does not see the folders being indexed (every file would
     otherwise be recorded as unreadable)."""
-    if not _roots_checked:
+    global _plugins_registered
+    if not _plugins_registered:
         images.register_plugins()
+        _plugins_registered = True
     for root in roots:
         if root in _roots_checked:
             continue

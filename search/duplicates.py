@@ -114,7 +114,7 @@ def candidate_pairs(collection: Collection, k: int = K) -> Pairs:
     cols, sims = found.ravel(), scores.ravel()
     keep = (cols >= 0) & (cols != rows)
     a, b = np.minimum(rows[keep], cols[keep]), np.maximum(rows[keep], cols[keep])
-    pair_keys, first = np.unique(a * n + b, return_index=True)
+    _, first = np.unique(a * n + b, return_index=True)
     a, b, sims = a[first], b[first], sims[keep][first]
     signs = collection.signatures
     known = (signs[a] >= 0) & (signs[b] >= 0)
@@ -200,11 +200,3 @@ def _members(labels: np.ndarray, at_least: int = 1) -> list[list[int]]:
     bounds = np.flatnonzero(np.diff(labels[order])) + 1
     return [part.tolist() for part in np.split(order, bounds) if len(part) >= at_least]
 
-
-def cosines(collection: Collection, contents: list[int], to: int) -> dict[int, float]:
-    return {c: float(collection.vectors[c] @ collection.vectors[to]) for c in contents}
-
-
-def hamming(collection: Collection, a: int, b: int) -> int | None:
-    x, y = int(collection.signatures[a]), int(collection.signatures[b])
-    return None if x < 0 or y < 0 else signature.hamming(x, y)
