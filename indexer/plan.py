@@ -1,7 +1,8 @@
 """The plan stage: what each file found needs, decided against the catalog in one place.
 
 A file reached by several paths (a symlink to it, a linked folder, a hard link) is indexed once, at the
-first path the walk finds it by; the others are counted as aliases. By its stamp (size, mtime) before it
+first path the walk finds it by without a link (a path through a link only when no other reaches it); the
+others are counted as aliases. By its stamp (size, mtime) before it
 is opened: *unchanged* (same stamp as its row: only marked
 seen), *failed before* (same stamp as a remembered failure: skipped), or a ``Task`` (new, or
 changed). By its content once read and hashed (``Contents``): the same content as its own row (a
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 from clipsearch import images
 from indexer.items import Task
 from indexer.report import Progress, Report
-from indexer.walk import Rules, walk
+from indexer.walk import Found, Rules, walk
 
 if TYPE_CHECKING:
     from clipsearch.store import StoreWriter
@@ -42,6 +43,9 @@ class Planner:
         # Every file found so far, as one int per (device, inode): ~60 bytes a file (60 MB at a million photos, for
         # the length of the walk) where a tuple or the path would take three times that.
         seen: set[int] = set()
+        # Files reached through a link wait for the end of the walk: the same file may yet be found by its own path,
+        # the one a person expects to see (and that stays when the link goes). Usually a handful.
+        linked: dict[int, Found] = {}
         for root in self.roots:
             found_here = 0
             base, rules = self.rules_for(root)
@@ -49,22 +53,37 @@ class Planner:
                               base=base):
                 found_here += 1
                 key = found.file[0] << 64 | found.file[1]
-                if key in seen:
+                if key in seen or (found.linked and key in linked):
                     self.aliases += 1  # the same file again, through a link or a second root: indexed once
                     continue
+                if found.linked:
+                    linked[key] = found
+                    continue
+                if linked.pop(key, None) is not None:
+                    self.aliases += 1  # found through a link first: its own path is kept instead
                 seen.add(key)
-                self.progress.found()
-                previous = self.store.file_row(found.path)
-                if previous is not None and (previous.size, previous.mtime_ns) == (found.size, found.mtime_ns):
-                    self.store.mark_seen(previous.id)
-                    self.report.unchanged += 1
-                    self.progress.done()
-                    continue
-                if previous is None and self.store.known_failure(found.path, found.size, found.mtime_ns):
-                    self.progress.done()
-                    continue
-                yield Task(found, previous)
+                task = self.plan(found)
+                if task is not None:
+                    yield task
             self.walked_fully[root] = found_here
+        for found in linked.values():  # reached only through links
+            task = self.plan(found)
+            if task is not None:
+                yield task
+
+    def plan(self, found: Found) -> Task | None:
+        """The task for one file found, or None when it is unchanged (marked seen) or failed before."""
+        self.progress.found()
+        previous = self.store.file_row(found.path)
+        if previous is not None and (previous.size, previous.mtime_ns) == (found.size, found.mtime_ns):
+            self.store.mark_seen(previous.id)
+            self.report.unchanged += 1
+            self.progress.done()
+            return None
+        if previous is None and self.store.known_failure(found.path, found.size, found.mtime_ns):
+            self.progress.done()
+            return None
+        return Task(found, previous)
 
     def rules_for(self, folder: str) -> tuple[str, Rules]:
         """The indexed folder that ``folder`` lies in (itself, or the one ``watch`` rescans part of) and its rules."""

@@ -92,7 +92,7 @@ class IndexRun:
             self.report.notes.append(note)
         if self.plan.aliases:
             self.report.notes.append(f"{self.plan.aliases} files were reached again through a link or another "
-                                     "folder and indexed once, under the first path found")
+                                     "folder and indexed once, under the first path found without a link")
         self.writer.finish(started)
         self.progress.close()
         return self.report

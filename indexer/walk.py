@@ -15,6 +15,7 @@ class Found:
     size: int
     mtime_ns: int
     file: tuple[int, int] = (0, 0)  # (device, inode) of the file itself: the same file reached by two paths shares it
+    linked: bool = False  # reached through a symlink (the file's own, or a linked folder on the way from the root)
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,9 @@ def walk(
             on_error(root, exc.strerror or str(exc))
         return
     visited = {(st.st_dev, st.st_ino)}
-    stack = [root]
+    stack = [(root, False)]
     while stack:
-        folder = stack.pop()
+        folder, folder_linked = stack.pop()
         try:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
@@ -97,10 +98,11 @@ def walk(
                     if key in visited or entry.path in excluded:
                         continue
                     visited.add(key)
-                    subfolders.append(entry.path)
+                    subfolders.append((entry.path, folder_linked or entry.is_symlink()))
                 elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in extensions:
                     st = entry.stat()
-                    yield Found(entry.path, st.st_size, st.st_mtime_ns, (st.st_dev, st.st_ino))
+                    yield Found(entry.path, st.st_size, st.st_mtime_ns, (st.st_dev, st.st_ino),
+                                folder_linked or entry.is_symlink())
             except OSError:
                 continue  # broken link, vanished or unreadable entry: not an image we can index
         stack.extend(reversed(subfolders))

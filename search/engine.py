@@ -275,6 +275,8 @@ class Searcher:
         import faiss
         import numpy as np
 
+        from clipsearch.store import vector_index
+
         needed = k + offset + len(exclude)
         params, available = None, index.ntotal
         if allowed is not None:
@@ -287,9 +289,10 @@ class Searcher:
                 if hits is not None:
                     return hits
             selector = faiss.IDSelectorBatch(np.asarray(allowed, dtype="int64"))
-            try:  # an IVF index searches every list: a filter must not lose hits to the lists not probed
-                params = faiss.SearchParametersIVF(sel=selector, nprobe=faiss.extract_index_ivf(index).nlist)
-            except RuntimeError:
+            lists = vector_index.lists_in(index)
+            if lists:  # an IVF index searches every list: a filter must not lose hits to the lists not probed
+                params = faiss.SearchParametersIVF(sel=selector, nprobe=lists)
+            else:
                 params = faiss.SearchParameters(sel=selector)
             available = min(available, len(allowed))
         else:

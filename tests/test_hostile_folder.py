@@ -44,6 +44,8 @@ def test_each_real_file_once_failures_listed_and_every_command_works(cli: Cli, t
     inodes = [os.stat(os.fsencode(h["path"])).st_ino for h in hits]
     assert len(hits) == len(NAMES) and len(set(inodes)) == len(NAMES)  # each real file once
     assert {os.stat(real / _str(n)).st_ino for n in NAMES} == set(inodes)
+    kept = [os.fsencode(h["path"]) for h in hits]  # the files' own paths: not the link walked first, nor the linked root
+    assert not any(os.path.islink(p) for p in kept) and all(p.startswith(os.fsencode(root) + b"/") for p in kept)
 
     table = cli("search", "a photo", "-k", "100").stdout.splitlines()
     assert len(table) == 1 + len(NAMES)  # one line per hit: a newline in a name does not break the table

@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from clipsearch.errors import UserError
@@ -93,7 +94,9 @@ def test_a_format_1_index_is_upgraded_in_place_and_nothing_is_re_embedded(cli: C
         assert store.info()["failing_files"] == 1  # the remembered failure too
         assert store.info()["vocabulary"] == "builtin" and store.tags.tagged_files() > 0
     assert vectors_after.keys() == vectors_before.keys()
+    # copied once into a segment file (format 7), not re-embedded: the very same numbers
     assert all(vectors_after[p].tobytes() == vectors_before[p].tobytes() for p in vectors_before)
+    assert [p.name for p in (index / "segments").iterdir()] == ["000001.seg"]
     assert sorted(p.name for p in index.glob("vectors-*.faiss")) == faiss_files
     _same(_answers(index, photos), _expected(photos))
     check = cli("check", "--index", index, "--json")
@@ -126,8 +129,8 @@ def test_an_upgrade_that_fails_half_way_leaves_the_index_as_it_was(v1_index: tup
     index, _ = v1_index
     real = migrations.STEPS[0]
 
-    def then_fail(conn: sqlite3.Connection) -> None:
-        real.apply(conn)
+    def then_fail(conn: sqlite3.Connection, directory: Path) -> None:
+        real.apply(conn, directory)
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(migrations, "STEPS", (migrations.Step(real.what, then_fail), *migrations.STEPS[1:]))
@@ -157,3 +160,32 @@ def test_an_index_newer_than_this_code_is_refused_in_one_line(cli: Cli, v1_index
     conn = sqlite3.connect(index / "catalog.sqlite")
     assert conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone() == ("99",)  # untouched
     conn.close()
+
+
+def test_a_move_to_segment_files_that_fails_half_way_leaves_the_vectors_in_the_catalog(
+        v1_index: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step that copies the vectors out writes segment files before its transaction commits: a failure after
+    that (a full disk at the commit) leaves format 1 whole, and the next upgrade removes the stray file."""
+    index, _ = v1_index
+    with StoreReader.open(index) as store:
+        before = store.vectors_by_path()
+    real = migrations.STEPS[-1]
+
+    def then_fail(conn: sqlite3.Connection, directory: Path) -> None:
+        real.apply(conn, directory)
+        assert (directory / "segments" / "000001.seg").is_file()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(migrations, "STEPS", (*migrations.STEPS[:-1], migrations.Step(real.what, then_fail)))
+    with pytest.raises(OSError):
+        StoreWriter.open(index)
+    with StoreReader.open(index) as store:
+        assert store.format_version == 1
+        assert all(np.array_equal(v, before[p]) for p, v in store.vectors_by_path().items())
+    monkeypatch.undo()
+    (index / "segments" / "000007.seg").write_bytes(b"left by a killed upgrade")
+    with StoreWriter.open(index) as store:
+        assert store.format_version == FORMAT_VERSION and store.count() == 55
+        after = store.vectors_by_path()
+    assert sorted(p.name for p in (index / "segments").iterdir()) == ["000008.seg"]  # a fresh id past every file
+    assert all(np.array_equal(after[p], v) for p, v in before.items())

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipsearch.errors import UserError
-from clipsearch.store import migrations, vector_index
+from clipsearch.store import index_changes, migrations, vector_index
 from clipsearch.store.layout import Layout
 from clipsearch.store.metadata import MetadataReader
 from clipsearch.store.paths import PATH, path_param, text, under
+from clipsearch.store.segments import Segments
 from clipsearch.store.signatures import SignatureReader
+from clipsearch.store.stored_vectors import StoredVectors
 from clipsearch.store.tags import TagReader
 from clipsearch.store.thumbnails import Thumbnails
 
@@ -93,6 +95,7 @@ class Catalog:
         self.directory = directory
         self.layout = Layout(directory)
         self.thumbnails = Thumbnails(self.layout.thumbs)
+        self._segments = Segments(self.layout.segments)
         self._conn = conn
 
     def close(self) -> None:
@@ -195,9 +198,8 @@ class Catalog:
         return self._conn.execute("PRAGMA quick_check").fetchone()[0]
 
     def damaged_vectors(self) -> list[bytes]:
-        """Content hashes whose stored vector is not ``dim`` float32s."""
-        dim = self.model.dim if self.model else 0
-        return [bytes(r[0]) for r in self._conn.execute("SELECT hash FROM vectors WHERE length(embedding) != ?", (dim * 4,))]
+        """Content hashes whose stored vector cannot be read whole."""
+        return self.stored_vectors.damaged()
 
     def files_without_vector(self) -> int:
         return self._conn.execute(
@@ -226,6 +228,7 @@ class Catalog:
             "index": str(self.directory),
             "images": self.count(),
             "vectors": self._conn.execute("SELECT count(*) FROM vectors").fetchone()[0],
+            "vector_rows_to_reclaim": self.stored_vectors.unreferenced_rows(),
             "model": model.spec if model else None,
             "dim": model.dim if model else None,
             "fingerprint": json.loads(model.fingerprint) if model and model.fingerprint else None,
@@ -243,44 +246,40 @@ class Catalog:
             "last_run": self.last_run(),
         }
 
-    # -- vectors ---------------------------------------------------------------
-    def _block(self, rows: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+    # -- vectors (``clipsearch.store.stored_vectors``) ---------------------------------
+    @property
+    def stored_vectors(self) -> StoredVectors:
+        return StoredVectors(self._conn, self._segments, self.model.dim if self.model else 0, self.format_version)
+
+    def iter_vectors(self, ids: Sequence[int] | None = None, chunk: int = 4096,
+                     between: tuple[int, int] = (0, 1 << 62)) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (ids, float32 matrix) blocks of stored embeddings: all files (with an id ``between`` the two, both
+        included), or the given ids."""
         import numpy as np
 
-        dim = self.model.dim if self.model else 0
-        block_ids = np.fromiter((r[0] for r in rows), dtype="int64", count=len(rows))
-        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), dim)
-        return block_ids, matrix.astype("float32", copy=False)
-
-    def iter_vectors(self, ids: Sequence[int] | None = None, chunk: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield (ids, float32 matrix) blocks of stored embeddings, all files or the given ids."""
+        stored = self.stored_vectors
+        select = f"SELECT files.id, {stored.columns} FROM files JOIN vectors ON vectors.hash = files.hash"
         if ids is None:
-            cursor = self._conn.execute(
-                "SELECT files.id, vectors.embedding FROM files JOIN vectors ON vectors.hash = files.hash ORDER BY files.id"
-            )
-            while rows := cursor.fetchmany(chunk):
-                yield self._block(rows)
-            return
-        ids = [int(i) for i in ids]
-        for start in range(0, len(ids), _IN_CHUNK):
-            part = ids[start : start + _IN_CHUNK]
-            marks = ",".join("?" * len(part))
-            rows = self._conn.execute(
-                "SELECT files.id, vectors.embedding FROM files JOIN vectors ON vectors.hash = files.hash "
-                f"WHERE files.id IN ({marks})",
-                part,
-            ).fetchall()
+            cursor = self._conn.execute(f"{select} WHERE files.id BETWEEN ? AND ? ORDER BY files.id", between)
+            blocks: Iterator[list[Any]] = iter(lambda: cursor.fetchmany(chunk), [])
+        else:
+            ids = [int(i) for i in ids]
+            parts = (ids[start : start + _IN_CHUNK] for start in range(0, len(ids), _IN_CHUNK))
+            blocks = (self._conn.execute(f"{select} WHERE files.id IN ({','.join('?' * len(p))})", p).fetchall()
+                      for p in parts)
+        for rows in blocks:
             if rows:
-                yield self._block(rows)
+                yield np.fromiter((r[0] for r in rows), dtype="int64", count=len(rows)), stored.matrix(rows, 1)
+
+    def base_changes(self, base_max: int) -> tuple[list[int], np.ndarray]:
+        """The large index's delta against a base of the ids up to ``base_max``: (ids it holds, base ids to skip)."""
+        return index_changes.since(self._conn, base_max)
 
     def _embedding_where(self, column: str, value: object, param: str) -> np.ndarray | None:
-        import numpy as np
-
-        row = self._conn.execute(
-            f"SELECT vectors.embedding FROM files JOIN vectors ON vectors.hash = files.hash WHERE files.{column} = {param}",
-            (value,),
-        ).fetchone()
-        return None if row is None else np.frombuffer(row[0], dtype="<f4").astype("float32")
+        stored = self.stored_vectors
+        row = self._conn.execute(f"SELECT {stored.columns} FROM files JOIN vectors ON vectors.hash = files.hash "
+                                 f"WHERE files.{column} = {param}", (value,)).fetchone()
+        return None if row is None else stored.matrix([row])[0]
 
     def embedding_of(self, path: str) -> np.ndarray | None:
         return self._embedding_where("path", path_param(path), PATH)
@@ -317,19 +316,19 @@ class Catalog:
                 f"then the index is exact ({built})")
 
     def build_vector_index(self, factory: str | None = None) -> faiss.Index:
-        """A fresh FAISS index of type ``factory`` (default: what the collection needs) holding every vector."""
-        import numpy as np
-
+        """A fresh in-memory FAISS index of type ``factory`` (default: what the collection needs) holding every vector."""
         factory = factory or self.index_factory()
-        dim = self.model.dim if self.model else 0
-        sample = None
+        return vector_index.build(factory, self.stored_vectors.dim, self.training_sample(factory), self.iter_vectors())
+
+    def training_sample(self, factory: str) -> np.ndarray | None:
+        """Stored vectors drawn at random, as many as ``factory`` trains on (None: it needs no training)."""
         size = vector_index.training_size(factory, self.count())
-        if size:
-            rows = self._conn.execute(
-                "SELECT embedding FROM vectors WHERE hash IN (SELECT hash FROM files) ORDER BY random() LIMIT ?", (size,)
-            ).fetchall()
-            sample = np.frombuffer(b"".join(r[0] for r in rows), dtype="<f4").reshape(len(rows), dim).astype("float32")
-        return vector_index.build(factory, dim, sample, self.iter_vectors())
+        if not size:
+            return None
+        stored = self.stored_vectors
+        return stored.matrix(self._conn.execute(
+            f"SELECT {stored.columns} FROM vectors WHERE hash IN (SELECT hash FROM files) ORDER BY random() LIMIT ?",
+            (size,)).fetchall())
 
 
 class VectorLookup:

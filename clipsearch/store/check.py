@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clipsearch.store import vector_index
+from clipsearch.store import large_index, vector_index
 from clipsearch.store.catalog import Catalog
 from clipsearch.store.writer import StoreWriter
 
@@ -22,10 +22,16 @@ def check(store: Catalog, repair: bool = False) -> list[str]:
         problems.append(f"catalog database: {quick}")
     bad = store.damaged_vectors()
     if bad:
-        problems.append(f"{len(bad)} stored vectors have the wrong size")
+        problems.append(f"{len(bad)} stored vectors cannot be read (the wrong size, or lost from their segment file)")
     orphans = store.files_without_vector()
     if orphans:
         problems.append(f"{orphans} files have no stored vector")
+    if large_index.is_large(store.meta("index_built_as") or ""):
+        problems += large_index.check(store)
+        if repair and problems:
+            assert isinstance(store, StoreWriter), "repairing needs the writer"
+            store.repair(bad)
+        return problems
     path = store.layout.faiss(store.generation)
     index = None
     if not path.is_file():

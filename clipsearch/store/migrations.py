@@ -1,12 +1,15 @@
 """Versions of the catalog's schema and the steps between them: an index on a user's disk is upgraded in place.
 
 The version is ``meta.format_version``. A writer (``index``, ``forget``, ``check``) upgrades an older
-catalog when it opens it, in one transaction, before anything else: a failure leaves it as it was. A
-step never touches the vectors, so nothing is re-embedded and the FAISS file (keyed by file ids and
-the generation, both kept) stays valid. Readers read every version from ``FIRST`` on as it is (a
+catalog when it opens it, in one transaction, before anything else: a failure leaves it as it was. No
+step re-embeds anything, and the FAISS file (keyed by file ids and the generation, both kept) stays
+valid. Readers read every version from ``FIRST`` on as it is (a
 read-only mount cannot be upgraded), so their queries stay within what every version has, or check
 ``Catalog.format_version``. A catalog newer than this code is refused by readers and writers alike
 with one line that says to upgrade clipsearch.
+
+Format 7 moves the vectors out of the catalog into segment files (``clipsearch.store.segments``): the
+one step that touches them, copying each stored vector once, as float16.
 
 A new version: append a step to ``STEPS`` (its number is its place), and a test that opens a catalog
 of the version before it (tests/test_migrations.py starts from a format-1 index made by the code of
@@ -18,6 +21,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from clipsearch.errors import UserError
 
@@ -65,10 +69,10 @@ V1_SCHEMA = (
 @dataclass(frozen=True)
 class Step:
     what: str  # one line for the user: what the upgrade changes
-    apply: Callable[[sqlite3.Connection], None]
+    apply: Callable[[sqlite3.Connection, Path], None]  # the catalog, in the upgrade's transaction; the index directory
 
 
-def _ids_never_reused(conn: sqlite3.Connection) -> None:
+def _ids_never_reused(conn: sqlite3.Connection, _: Path) -> None:
     """``files.id`` becomes AUTOINCREMENT: SQLite otherwise hands the largest id out again once its row is deleted,
     and a saved ``/file/ID`` or ``?like=ID`` would then show another photo. Every row keeps its id (the FAISS file
     is keyed by them)."""
@@ -89,14 +93,14 @@ def _ids_never_reused(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS files_hash ON files(hash)")
 
 
-def _root_settings(conn: sqlite3.Connection) -> None:
+def _root_settings(conn: sqlite3.Connection, _: Path) -> None:
     """Each indexed folder keeps how it is walked (hidden files, excluded sub-folders and patterns) as JSON: a
     scheduled plain `index` follows what `index DIR --include-hidden` or `forget DIR/sub` asked for once. Every
     folder indexed so far keeps the default it was walked with (no hidden files, nothing excluded)."""
     conn.execute("ALTER TABLE roots ADD COLUMN settings TEXT NOT NULL DEFAULT '{}'")
 
 
-def _tags(conn: sqlite3.Connection) -> None:
+def _tags(conn: sqlite3.Connection, _: Path) -> None:
     """Tags per content (``clipsearch.zeroshot.tagging``), computed from the stored vectors: ``tagged`` lists the
     contents whose tags are current (with none, maybe), so a killed run's untagged vectors are found by the next
     one. Empty here: the next run tags every stored vector, re-embedding nothing."""
@@ -110,7 +114,7 @@ def _tags(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE tagged (hash BLOB PRIMARY KEY) WITHOUT ROWID")
 
 
-def _photo_meta(conn: sqlite3.Connection) -> None:
+def _photo_meta(conn: sqlite3.Connection, _: Path) -> None:
     """What each content's header says (``clipsearch.photo_meta``): when, which camera and lens, where. Empty
     here: the next run reads the headers of the photos indexed before (no decode, no model)."""
     conn.execute("""CREATE TABLE photo_meta (
@@ -125,10 +129,40 @@ def _photo_meta(conn: sqlite3.Connection) -> None:
 ) WITHOUT ROWID""")
 
 
-def _signatures(conn: sqlite3.Connection) -> None:
+def _signatures(conn: sqlite3.Connection, _: Path) -> None:
     """Each content's perceptual signature (``clipsearch.signature``), for telling copies from similar shots
     (``clipsearch duplicates``). Empty here: the next run decodes the photos indexed before (no model) for it."""
     conn.execute("CREATE TABLE signatures (hash BLOB PRIMARY KEY, dct INTEGER NOT NULL, edges BLOB NOT NULL) WITHOUT ROWID")
+
+
+def _vectors_in_segments(conn: sqlite3.Connection, directory: Path) -> None:
+    """The stored vectors move to segment files (float16, memory-mapped by searches, appended by runs): a catalog of
+    a million photos sheds 2 GB, and 100M stay within one machine's disk. Each vector is copied once, in blocks; the
+    rows are fsynced before this transaction commits, and a failed upgrade leaves only files the next writer
+    removes. A damaged blob (not ``dim`` float32s) is left behind: ``check`` then names its files, which the next
+    run embeds again."""
+    import numpy as np
+
+    from clipsearch.store import index_changes
+    from clipsearch.store.layout import Layout
+    from clipsearch.store.segments import SCHEMA, SegmentAppender, Segments, record
+
+    conn.execute("ALTER TABLE vectors RENAME TO vectors_before_segments")
+    for statement in (*SCHEMA, index_changes.SCHEMA):
+        conn.execute(statement)
+    row = conn.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone()
+    dim = int(row[0]) if row else 0
+    if dim:
+        appender = SegmentAppender(Segments(Layout(directory).segments), conn, dim)
+        cursor = conn.execute("SELECT hash, embedding FROM vectors_before_segments WHERE length(embedding) = ?",
+                              (dim * 4,))
+        while block := cursor.fetchmany(65536):
+            matrix = np.frombuffer(b"".join(r[1] for r in block), dtype="<f4").reshape(len(block), dim)
+            placed = appender.add_block(matrix)
+            conn.executemany("INSERT INTO vectors (hash, segment, row) VALUES (?, ?, ?)",
+                             [(r[0], segment, at) for r, (segment, at) in zip(block, placed)])
+            record(conn, appender.flush())
+    conn.execute("DROP TABLE vectors_before_segments")
 
 
 STEPS: tuple[Step, ...] = (
@@ -137,6 +171,7 @@ STEPS: tuple[Step, ...] = (
     Step("photos get tags from a vocabulary (computed from the stored vectors)", _tags),  # 3 -> 4
     Step("photos keep when they were taken, the camera and the place (read from their headers)", _photo_meta),  # 4 -> 5
     Step("photos keep a perceptual signature, to tell copies from similar shots", _signatures),  # 5 -> 6
+    Step("the vectors move out of the catalog into segment files (float16)", _vectors_in_segments),  # 6 -> 7
 )
 CURRENT = FIRST + len(STEPS)
 
@@ -170,7 +205,7 @@ def refuse_newer(version: int, where: object) -> None:
                         f"formats {FIRST} to {CURRENT}): upgrade clipsearch to use it")
 
 
-def create_or_upgrade(conn: sqlite3.Connection, where: object) -> int | None:
+def create_or_upgrade(conn: sqlite3.Connection, directory: Path) -> int | None:
     """Bring the catalog on ``conn`` (autocommit mode, the writer's lock held) to ``CURRENT``: create it if it is
     new, else take the steps it lacks, all in one transaction. Returns the version it had (None: it was new)."""
     conn.execute("BEGIN IMMEDIATE")
@@ -180,9 +215,9 @@ def create_or_upgrade(conn: sqlite3.Connection, where: object) -> int | None:
             for statement in V1_SCHEMA:
                 conn.execute(statement)
         version = FIRST if found is None else found
-        refuse_newer(version, where)
+        refuse_newer(version, directory)
         for number in range(version, CURRENT):
-            STEPS[number - FIRST].apply(conn)
+            STEPS[number - FIRST].apply(conn, directory)
         if version != CURRENT:
             conn.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (str(CURRENT),))
         conn.execute("COMMIT")

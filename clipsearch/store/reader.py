@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clipsearch.errors import UserError
-from clipsearch.store import migrations, vector_index
+from clipsearch.store import large_index, migrations, vector_index
 from clipsearch.store.catalog import Catalog, connect
+from clipsearch.store.large_index import LargeIndex
 from clipsearch.store.layout import Layout
 
 if TYPE_CHECKING:
     import faiss
+    import numpy as np
 
 
 _HINT = " ('clipsearch check' says what can be saved)"
@@ -60,10 +62,31 @@ class StoreReader(Catalog):
         finally:
             self._conn.execute("COMMIT")
 
-    def vector_index(self) -> faiss.Index:
+    def vector_index(self) -> faiss.Index | LargeIndex:
         """The FAISS index of the committed generation; rebuilt in memory if its file is missing or unreadable.
 
         Call inside ``snapshot()`` so the generation and the vectors come from one state.
         """
+        if large_index.is_large(self.meta("index_built_as") or ""):
+            return self._large_index()
         index = vector_index.read_for_queries(self.layout.faiss(self.generation))
         return index if index is not None else vector_index.prepare_for_queries(self.build_vector_index())
+
+    def _large_index(self) -> LargeIndex:
+        """The large index: its base memory-mapped, and the delta of this generation (computed from the catalog
+        if a killed run left none: seconds, where rebuilding the base would take hours)."""
+        base_no, trained_no = int(self.meta("index_base") or 0), int(self.meta("index_trained") or 0)
+        try:
+            base = large_index.read_base(self.layout.ivf_base(base_no))
+        except RuntimeError:
+            raise UserError(f"the on-disk index of {self.directory} is missing or damaged: 'clipsearch check "
+                            "--repair' rebuilds it from the stored vectors") from None
+        found = large_index.read_delta(base, self.layout.ivf_delta(base_no, self.generation))
+        if found is None:
+            found = large_index.delta_from_catalog(self, self.layout.ivf_trained(trained_no),
+                                                   int(self.meta("index_base_max_id") or 0))
+        return LargeIndex(base, *found, self.exact_vectors)
+
+    def exact_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The stored vectors of ``ids``, by id (re-ranking)."""
+        return {int(i): v for block_ids, matrix in self.iter_vectors(ids) for i, v in zip(block_ids, matrix)}

@@ -4,7 +4,10 @@ SQLite refuses the whole file once a page it needs is missing, schema included. 
 a copy: the header's page count is set to the pages the file has, the schema rows of tables whose root
 page is gone are dropped (``writable_schema``), and each table is read row by row until a missing page
 stops it. What was read goes into a new catalog of the current format; the damaged file is kept beside
-it (``catalog.sqlite.damaged-<time>``), never deleted. Files whose vector was lost are left out, so the
+it (``catalog.sqlite.damaged-<time>``), never deleted. The vectors of a catalog of format 7 on are in
+segment files, which the damage does not reach: each saved pointer into them is kept if its row is in
+the file (the segments' row counts are read from the files themselves); a catalog of an older format
+has its readable vectors copied into segment files. Files whose vector was lost are left out, so the
 next ``index`` run embeds them again; nothing else is re-embedded.
 """
 
@@ -20,20 +23,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clipsearch.errors import UserError
-from clipsearch.store import migrations
+from clipsearch.store import migrations, segments
 from clipsearch.store.catalog import connect
 from clipsearch.store.layout import Layout
 from clipsearch.store.lock import WriteLock
+from clipsearch.store.segments import SegmentAppender, SegmentError, Segments
 
 TABLES = ("meta", "roots", "vectors", "files", "failures", "runs")
 _COLUMNS = {
-    "meta": "key, value", "roots": "path, added, settings", "vectors": "hash, embedding",
+    "meta": "key, value", "roots": "path, added, settings", "vectors": "hash, segment, row",
     "files": "id, path, size, mtime_ns, hash, width, height, seen", "failures": "path, size, mtime_ns, error, seen",
     "runs": "id, started, finished, roots, report",
 }
 T = "CAST(? AS TEXT)"  # text read back as its bytes goes in as the same bytes (names that are not UTF-8 included)
 _VALUES = {
-    "meta": f"{T}, {T}", "roots": f"{T}, ?, {T}", "vectors": "?, ?", "files": f"?, {T}, ?, ?, ?, ?, ?, ?",
+    "meta": f"{T}, {T}", "roots": f"{T}, ?, {T}", "vectors": "?, ?, ?", "files": f"?, {T}, ?, ?, ?, ?, ?, ?",
     "failures": f"{T}, ?, ?, {T}, ?", "runs": f"?, ?, ?, {T}, {T}",
 }
 
@@ -128,9 +132,33 @@ def repair(directory: Path) -> Salvage:
         lock.release()
 
 
+def _segments_in_files(files: Segments, dim: int) -> dict[int, tuple[int, int]]:
+    """(bytes per number, rows) of each segment file of the index's size (a damaged catalog's counts may be lost)."""
+    out = {}
+    for segment in files.listed():
+        try:
+            found_dim, itemsize = files.shape_of(segment)
+        except SegmentError:
+            continue
+        if found_dim == dim:
+            out[segment] = (itemsize, files.rows_in_file(segment, dim, itemsize))
+    return out
+
+
+def _readable(row: tuple[object, ...], dim: int, in_files: dict[int, tuple[int, int]]) -> bool:
+    """Whether a saved ``vectors`` row leads to a whole vector: a blob of ``dim`` float32s (formats 1-6), or a row
+    inside its segment file."""
+    if len(row) == 2:
+        return len(bytes(row[1])) == dim * 4  # type: ignore[arg-type]
+    segment, at = int(row[1]), int(row[2])  # type: ignore[call-overload]
+    return 0 <= at < in_files.get(segment, (0, 0))[1]
+
+
 def salvage(directory: Path) -> Salvage:
     """Replace a damaged catalog by what can be read of it; the damaged file stays beside it. The caller holds the
     write lock. Refuses, saving nothing, when the model record cannot be read (the vectors would mean nothing)."""
+    import numpy as np
+
     layout = Layout(directory)
     scratch = directory / "catalog.sqlite.salvage-read"
     fresh = directory / "catalog.sqlite.salvaged"
@@ -141,9 +169,11 @@ def salvage(directory: Path) -> Salvage:
             raise UserError(f"the model record of {layout.catalog} is lost: the saved vectors could not be used; "
                             "index again into a new --index (the damaged catalog is left as it is)")
         dim = int(meta["dim"])
-        vectors = [(bytes(h), bytes(e)) for h, e in found.rows["vectors"] if len(bytes(e)) == dim * 4]
+        files_there = Segments(layout.segments)
+        in_files = _segments_in_files(files_there, dim)
+        vectors = [r for r in found.rows["vectors"] if _readable(r, dim, in_files)]
         found.rows["vectors"] = vectors
-        stored = {h for h, _ in vectors}
+        stored = {bytes(r[0]) for r in vectors}  # type: ignore[arg-type]
         files = [r for r in found.rows["files"] if bytes(r[4]) in stored]  # type: ignore[arg-type]
         found.files_without_vector = len(found.rows["files"]) - len(files)
         found.rows["files"] = files
@@ -152,6 +182,15 @@ def salvage(directory: Path) -> Salvage:
         migrations.create_or_upgrade(conn, directory)
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("DELETE FROM meta")
+        segments.record(conn, [(segment, dim, itemsize, rows) for segment, (itemsize, rows) in in_files.items()])
+        blobs = [r for r in vectors if len(r) == 2]  # an older format's: copied into segment files now
+        if blobs:
+            found.rows["vectors"] = [r for r in vectors if len(r) == 3]
+            appender = SegmentAppender(files_there, conn, dim)
+            matrix = np.frombuffer(b"".join(bytes(e) for _, e in blobs), dtype="<f4").reshape(len(blobs), dim)  # type: ignore[misc]
+            placed = appender.add_block(matrix)
+            found.rows["vectors"] += [(h, s, r) for (h, _), (s, r) in zip(blobs, placed)]
+            segments.record(conn, appender.flush())
         for table in TABLES:
             rows = found.rows[table]
             if table == "meta":

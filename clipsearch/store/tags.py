@@ -18,6 +18,8 @@ from clipsearch.store.migrations import OptionalTable
 if TYPE_CHECKING:
     import numpy as np
 
+    from clipsearch.store.stored_vectors import StoredVectors
+
 _IN_CHUNK = 500
 
 
@@ -95,22 +97,19 @@ def clear(conn: sqlite3.Connection) -> None:
     conn.execute("DELETE FROM meta WHERE key = 'tags_key'")
 
 
-def untagged(conn: sqlite3.Connection, dim: int, chunk: int) -> Iterator[tuple[list[bytes], np.ndarray]]:
+def untagged(conn: sqlite3.Connection, stored: StoredVectors, chunk: int) -> Iterator[tuple[list[bytes], np.ndarray]]:
     """The stored contents whose tags are not computed yet, with their vectors, in blocks of ``chunk``."""
-    import numpy as np
-
     digests = [bytes(r[0]) for r in conn.execute("SELECT hash FROM vectors WHERE hash NOT IN (SELECT hash FROM tagged)")]
     for start in range(0, len(digests), chunk):
         part = digests[start : start + chunk]
-        blobs: dict[bytes, bytes] = {}
+        rows: dict[bytes, tuple[object, ...]] = {}
         for at in range(0, len(part), _IN_CHUNK):
             keys = part[at : at + _IN_CHUNK]
             marks = ",".join("?" * len(keys))
-            blobs.update((bytes(h), e) for h, e in conn.execute(f"SELECT hash, embedding FROM vectors WHERE hash IN ({marks})",
-                                                                 keys))
-        found = [h for h in part if h in blobs]
-        matrix = np.frombuffer(b"".join(blobs[h] for h in found), dtype="<f4").reshape(len(found), dim)
-        yield found, matrix.astype("float32")
+            rows.update((bytes(r[0]), r) for r in conn.execute(
+                f"SELECT vectors.hash, {stored.columns} FROM vectors WHERE hash IN ({marks})", keys))
+        found = [h for h in part if h in rows]
+        yield found, stored.matrix([rows[h] for h in found], 1)
 
 
 def put(conn: sqlite3.Connection, found: Sequence[tuple[bytes, Sequence[tuple[str, float]]]]) -> None:

@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from clipsearch.errors import UserError
 
@@ -29,22 +29,24 @@ Blocks = Iterable[tuple["np.ndarray", "np.ndarray"]]  # (int64 ids, float32 matr
 
 
 def choose(n: int, dim: int, budget: int = DEFAULT_BUDGET) -> str:
-    """A faiss index_factory string for ``n`` unit vectors of ``dim`` dimensions (inner product)."""
+    """A faiss index_factory string for ``n`` unit vectors of ``dim`` dimensions (inner product).
+
+    Held in memory while 8-bit codes fit the budget; past that the large index (``large_index``): lists on disk,
+    an HNSW coarse quantizer over 2^14-2^18 lists, product codes of dim/8 bytes re-ranked with the exact vectors."""
     if n <= EXACT_MAX and n * dim * 4 <= budget:
         return "Flat"
     nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
+    m = max(d for d in range(1, dim // 8 + 1) if dim % d == 0)  # sub-quantisers of 8 bits, dim/8 of them
+    if n * dim > budget:
+        nlist = max(LARGE_LISTS[0], min(nlist, LARGE_LISTS[1], 2 ** int(math.log2(max(2.0, n / 39)))))
+        return f"IVF{nlist}_HNSW32,PQ{m}"
     nlist = min(nlist, 2 ** int(math.log2(max(2.0, n / 39))), 65536)  # faiss wants >= 39 training points a list
-    if n * dim * 4 <= budget:
-        codes = "Flat"
-    elif n * dim <= budget:
-        codes = "SQ8"
-    else:
-        m = max(d for d in range(1, dim // 8 + 1) if dim % d == 0)  # sub-quantisers of 8 bits, dim/8 of them
-        codes = f"PQ{m}"
+    codes = "Flat" if n * dim * 4 <= budget else "SQ8"
     return f"IVF{nlist},{codes}"
 
 
-_IVF = re.compile(r"IVF([0-9]{1,6}),(FLAT|SQ8|SQ4|SQFP16|PQ([0-9]{1,4}))", re.IGNORECASE)
+LARGE_LISTS = (1 << 14, 1 << 18)  # FAISS's guideline for 10M-1B vectors
+_IVF = re.compile(r"IVF([0-9]{1,6})(_HNSW[0-9]{1,3})?,(FLAT|SQ8|SQ4|SQFP16|PQ([0-9]{1,4}))", re.IGNORECASE)
 _CODES = {"FLAT": "Flat", "SQ8": "SQ8", "SQ4": "SQ4", "SQFP16": "SQfp16"}
 
 
@@ -57,22 +59,29 @@ def canonical(text: str, dim: int | None = None) -> str:
     if t.lower() in ("auto", "flat"):
         return t.lower() if t.lower() == "auto" else "Flat"
     m = _IVF.fullmatch(t)
-    if m is None or int(m.group(1)) < 1:
-        raise UserError(f"--index-type '{text}' is not one clipsearch builds: auto, Flat, or IVF<lists>,<codes> with "
-                        "codes Flat, SQ8, SQ4, SQfp16 or PQ<m> (e.g. IVF4096,SQ8)")
-    codes = _CODES.get(m.group(2).upper(), f"PQ{m.group(3)}")
-    if m.group(3) is not None and dim and (int(m.group(3)) < 1 or dim % int(m.group(3))):
-        raise UserError(f"--index-type '{text}': PQ{m.group(3)} needs the embedding size ({dim}) to be a multiple of "
-                        f"{m.group(3)}")
-    return f"IVF{int(m.group(1))},{codes}"
+    if m is None or int(m.group(1)) < 1 or (m.group(2) and m.group(4) is None):
+        raise UserError(f"--index-type '{text}' is not one clipsearch builds: auto, Flat, IVF<lists>,<codes> with "
+                        "codes Flat, SQ8, SQ4, SQfp16 or PQ<m> (e.g. IVF4096,SQ8), or the on-disk "
+                        "IVF<lists>_HNSW32,PQ<m> (e.g. IVF65536_HNSW32,PQ64)")
+    codes = _CODES.get(m.group(3).upper(), f"PQ{m.group(4)}")
+    if m.group(4) is not None and dim and (int(m.group(4)) < 1 or dim % int(m.group(4))):
+        raise UserError(f"--index-type '{text}': PQ{m.group(4)} needs the embedding size ({dim}) to be a multiple of "
+                        f"{m.group(4)}")
+    quantizer = f"_HNSW{int(m.group(2)[5:])}" if m.group(2) else ""
+    return f"IVF{int(m.group(1))}{quantizer},{codes}"
 
 
 def min_training(factory: str) -> int:
     """Vectors needed to train ``factory``: one per list, and 256 for the codebook of 8-bit product codes."""
     if not factory.startswith("IVF"):
         return 0
-    lists = int(factory[3:].split(",")[0])
+    lists = lists_of(factory)
     return max(lists, 256) if ",PQ" in factory else lists
+
+
+def lists_of(factory: str) -> int:
+    """The number of inverted lists of an IVF factory string."""
+    return int(factory[3:].split(",")[0].split("_")[0])
 
 
 def fitted(factory: str, n: int) -> str:
@@ -82,7 +91,8 @@ def fitted(factory: str, n: int) -> str:
 
 def same_family(a: str, b: str) -> bool:
     """Both IVF with the same codes: a retrain would only change the number of lists."""
-    return a.startswith("IVF") and b.startswith("IVF") and a.split(",")[1:] == b.split(",")[1:]
+    return (a.startswith("IVF") and b.startswith("IVF") and a.split(",")[1:] == b.split(",")[1:]
+            and ("_HNSW" in a) == ("_HNSW" in b))
 
 
 def nprobe(nlist: int) -> int:
@@ -95,10 +105,11 @@ def nprobe(nlist: int) -> int:
 
 
 def training_size(factory: str, n: int) -> int:
+    """Vectors to train ``factory`` on: 64 a list, 50 for the large index, where two-level k-means over 2^14 lists
+    and more is the longest part of a build (FAISS wants 30-256)."""
     if not factory.startswith("IVF"):
         return 0
-    nlist = int(factory[3:].split(",")[0])
-    return min(n, 64 * nlist)
+    return min(n, (50 if "_HNSW" in factory else 64) * lists_of(factory))
 
 
 def new_index(factory: str, dim: int, sample: np.ndarray | None = None) -> faiss.Index:
@@ -187,13 +198,25 @@ def prepare_for_queries(index: faiss.Index) -> faiss.Index:
     return index
 
 
+def lists_in(index: Any) -> int:
+    """The inverted lists of an IVF index (the large index included); 0 for an index without them."""
+    import faiss
+
+    if not isinstance(index, faiss.Index):
+        return int(index.nlist)
+    try:
+        return int(faiss.extract_index_ivf(index).nlist)
+    except RuntimeError:
+        return 0
+
+
 def on_gpus(index: faiss.Index) -> faiss.Index | None:
     """A copy of ``index`` spread over every visible GPU; None without a GPU build of faiss, a GPU, or a GPU version
     of this index type."""
     import faiss
 
-    if not hasattr(faiss, "get_num_gpus") or faiss.get_num_gpus() <= 0:
-        return None
+    if not isinstance(index, faiss.Index) or not hasattr(faiss, "get_num_gpus") or faiss.get_num_gpus() <= 0:
+        return None  # the large index stays on the CPU: its lists are memory-mapped files
     try:
         return faiss.index_cpu_to_all_gpus(index)
     except RuntimeError:

@@ -16,27 +16,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipsearch.errors import UserError
-from clipsearch.store import metadata, migrations, signatures, tags, vector_index
-from clipsearch.store.catalog import Catalog, FileRecord, ModelRecord, connect
+from clipsearch.store import index_changes, large_index, metadata, migrations, segments, signatures, tags
+from clipsearch.store.catalog import FileRecord, ModelRecord, connect
+from clipsearch.store.index_upkeep import IndexFileUpkeep
 from clipsearch.store.layout import Layout
 from clipsearch.store.lock import WriteLock
 from clipsearch.store.paths import PATH, path_param, under
+from clipsearch.store.segments import Segments, SegmentWriter
+from clipsearch.store.stored_vectors import SEGMENTS_FROM
 
 if TYPE_CHECKING:
-    import faiss
     import numpy as np
 
     from clipsearch.photo_meta import PhotoMeta
     from clipsearch.signature import Signature
 
 
-def _embedding_blob(vector: np.ndarray) -> bytes:
-    import numpy as np
-
-    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
-
-
-class StoreWriter(Catalog):
+class StoreWriter(IndexFileUpkeep):
     def __init__(self, directory: Path, conn: sqlite3.Connection, lock: WriteLock, upgraded_from: int | None) -> None:
         super().__init__(directory, conn)
         self._lock = lock
@@ -46,6 +42,8 @@ class StoreWriter(Catalog):
         self._removed_ids: set[int] = set()
         self._added_ids: set[int] = set()
         self._dirty = False  # files or vectors changed in the open transaction
+        self._vectors: SegmentWriter | None = None  # made once the model (the vectors' size) is known
+        self._retired: list[int] = []  # segments dropped in the open transaction: their files go after the commit
 
     @classmethod
     def open(cls, directory: Path, on_wait: Callable[[str], None] | None = None) -> StoreWriter:
@@ -71,6 +69,12 @@ class StoreWriter(Catalog):
                                 "be saved)") from None
             raise
         upgraded_from = found if found is not None and found != migrations.CURRENT else None
+        segments.cut_to_committed(conn, Segments(layout.segments))  # what a killed run wrote past its last commit
+        if upgraded_from is not None and upgraded_from < SEGMENTS_FROM:
+            try:  # the vectors left the catalog: give their pages back to the disk, once
+                conn.execute("VACUUM")
+            except sqlite3.OperationalError:
+                pass  # a reader holds the catalog open: the space is reused by later runs instead
         return cls(directory, conn, lock, upgraded_from)
 
     def close(self) -> None:
@@ -92,6 +96,7 @@ class StoreWriter(Catalog):
 
     def _drop_files(self, ids: Sequence[int]) -> None:
         conn = self._txn()
+        index_changes.record(conn, ids)
         for file_id in ids:
             conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
             self._removed_ids.add(int(file_id))
@@ -114,12 +119,14 @@ class StoreWriter(Catalog):
                     f"{record.spec}: clipsearch index --reindex --model {record.spec} (or use another --index)"
                 )
             txn = self._txn()
-            txn.execute("DELETE FROM vectors")
+            dropped = self._segment_writer(current.dim).drop_all()
+            self._vectors = None  # the next vectors may be of another size
             txn.execute("DELETE FROM failures")
             tags.clear(txn)
             txn.execute("UPDATE files SET mtime_ns = -1")  # a stamp no file has: the next run reads each one again
             self._set_meta("index_built_as", "")  # vectors of another size, maybe: the FAISS file is rebuilt, not patched
             self._dirty = True
+            self._retired.extend(dropped)
         for key, value in (("model_spec", record.spec), ("model_fingerprint", record.fingerprint), ("dim", str(record.dim))):
             self._set_meta(key, value)
         self.commit()
@@ -153,7 +160,7 @@ class StoreWriter(Catalog):
 
     def untagged(self, chunk: int = 8192) -> Iterator[tuple[list[bytes], np.ndarray]]:
         """The stored vectors whose tags are not computed yet, in blocks: (content hashes, matrix)."""
-        return tags.untagged(self._conn, self.model.dim if self.model else 0, chunk)
+        return tags.untagged(self._conn, self.stored_vectors, chunk)
 
     def put_tags(self, found: Sequence[tuple[bytes, Sequence[tuple[str, float]]]]) -> None:
         """(content hash, its tags) for a block of contents; no new generation: the vectors did not change."""
@@ -199,7 +206,7 @@ class StoreWriter(Catalog):
         ``meta``: what the content's header says, read by the decoder; ``signature``: its picture's."""
         conn = self._txn()
         if embedding is not None:
-            conn.execute("INSERT OR IGNORE INTO vectors VALUES (?, ?)", (record.hash, _embedding_blob(embedding)))
+            self._segment_writer().put(record.hash, embedding)
         if meta is not None:
             metadata.put(conn, record.hash, meta)
         if signature is not None:
@@ -211,6 +218,7 @@ class StoreWriter(Catalog):
         if old is not None:
             conn.execute("UPDATE files SET size=?, mtime_ns=?, hash=?, width=?, height=?, seen=? WHERE id=?", (*values, old[0]))
             file_id = int(old[0])
+            index_changes.record(conn, [file_id])
             self._removed_ids.add(file_id)
         else:
             cur = conn.execute(f"INSERT INTO files (path, size, mtime_ns, hash, width, height, seen) VALUES ({PATH},?,?,?,?,?,?)",
@@ -231,10 +239,28 @@ class StoreWriter(Catalog):
         """Make everything so far durable and visible to readers; a new generation if any vector changed."""
         if not self._conn.in_transaction:
             return
+        if self._vectors is not None:
+            self._vectors.before_commit()  # the rows are on disk before any catalog row points at them
         if self._dirty:
             self._conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
         self._conn.execute("COMMIT")
         self._dirty = False
+        segments.remove(self._segments, self._retired)
+        self._retired.clear()
+
+    def _segment_writer(self, dim: int | None = None) -> SegmentWriter:
+        """Float16 rows once the collection takes the large index (``segments``), float32 before."""
+        if self._vectors is None:
+            itemsize = 2 if large_index.is_large(self.index_factory()) else 4
+            self._vectors = SegmentWriter(self._segments, self._conn, dim or (self.model.dim if self.model else 0),
+                                          itemsize)
+        return self._vectors
+
+    def compact(self) -> None:
+        """Copy the live rows of mostly-dead segments into new ones, and delete the old files once committed."""
+        self._txn()
+        self._retired.extend(self._segment_writer().compact())
+        self.commit()
 
     def sweep(self, root: str) -> list[tuple[int, str, bytes]]:
         """Delete files under ``root`` not seen in this run (mark-and-sweep); returns (id, path, hash) of each."""
@@ -259,12 +285,15 @@ class StoreWriter(Catalog):
         txn = self._txn()
         for digest in damaged:
             txn.execute("DELETE FROM vectors WHERE hash = ?", (digest,))
-        txn.execute("DELETE FROM files WHERE hash NOT IN (SELECT hash FROM vectors)")
+        lost = [r[0] for r in txn.execute("SELECT id FROM files WHERE hash NOT IN (SELECT hash FROM vectors)")]
+        self._drop_files(lost)
         tags.drop_orphans(txn)
         self._dirty = True
         self.commit()
-        vector_index.write_atomically(self.build_vector_index(), self.layout.faiss(self.generation))
-        self._drop_stale_indexes()
+        for derived in (*self.layout.faiss_files(), *self.layout.ivf_files()):  # built again from the stored vectors
+            if not derived.name.endswith(".trained"):  # (the training holds no vector: kept, the large base is
+                derived.unlink(missing_ok=True)        # rebuilt from it)
+        self.sync_vector_index()
 
     def finish(self, report: dict[str, Any]) -> None:
         """Drop unreferenced vectors, commit, bring the FAISS file up to date and log the run."""
@@ -279,6 +308,9 @@ class StoreWriter(Catalog):
         finished = time.time()
         conn.execute("UPDATE runs SET finished = ?, report = ? WHERE id = ?", (finished, json.dumps(report), self._run_id))
         self.commit()
+        if orphans or self._conn.execute("SELECT 1 FROM segments WHERE itemsize != ? LIMIT 1",
+                                         (self._segment_writer().appender.itemsize,)).fetchone():
+            self.compact()
         for digest in orphans:  # after the commit, so a killed run leaves at worst a stale cache file
             self.thumbnails.drop(digest)
         self.sync_vector_index()
@@ -292,51 +324,3 @@ class StoreWriter(Catalog):
                 log.write(json.dumps(line) + "\n")
         except OSError:
             pass  # the run is committed; a log line that cannot be written loses nothing
-
-    # -- the FAISS file ------------------------------------------------------------
-    def set_index_type(self, index_type: str) -> None:
-        """Pin the FAISS index type ("auto", "Flat", or "IVF<lists>,<codes>" such as "IVF4096,SQ8")."""
-        index_type = vector_index.canonical(index_type, self.model.dim if self.model else None)
-        if (self.meta("index_type") or "auto") != index_type:
-            self._set_meta("index_type", index_type)
-            self.commit()
-            self.layout.faiss(self.generation).unlink(missing_ok=True)  # rebuilt by the next sync
-
-    def sync_vector_index(self) -> None:
-        """Write the FAISS file for the current generation: patch the previous one, or rebuild."""
-        generation = self.generation
-        target = self.layout.faiss(generation)
-        if target.is_file():
-            return
-        factory = self.index_factory()
-        built_as = self.meta("index_built_as") or ""
-        grown = self.count() > vector_index.RETRAIN_GROWTH * int(self.meta("index_built_at") or 0)
-        if vector_index.same_family(built_as, factory) and not grown and self.pinned_index_type() == "auto":
-            factory = built_as  # hysteresis: keep the trained lists until the collection has really grown
-        index = None
-        # patch the previous file while the collection still wants that type and has not outgrown its training
-        if factory == built_as and not (factory.startswith("IVF") and grown):
-            index = self._patched_index()
-        if index is None:
-            index = self.build_vector_index(factory)
-            self._set_meta("index_built_as", factory)
-            self._set_meta("index_built_at", str(self.count()))
-            self.commit()  # not a new generation: the vectors did not change
-        vector_index.write_atomically(index, target)
-        self._drop_stale_indexes()
-        self._start_generation = generation
-        self._removed_ids.clear()
-        self._added_ids.clear()
-
-    def _patched_index(self) -> faiss.Index | None:
-        base = vector_index.read(self.layout.faiss(self._start_generation))
-        if base is None:
-            return None
-        index = vector_index.patch(base, self._removed_ids, self.iter_vectors(sorted(self._added_ids)))
-        return index if index.ntotal == self.count() else None  # changed outside this run: rebuild instead
-
-    def _drop_stale_indexes(self) -> None:
-        keep = self.layout.faiss(self.generation)
-        for stale in self.layout.faiss_files():
-            if stale != keep:
-                stale.unlink(missing_ok=True)

@@ -1,0 +1,130 @@
+"""The writer's upkeep of the FAISS file: one per generation, patched with a run's changes where the trained index
+still suits the collection, rebuilt from the stored vectors where it does not (``vector_index`` chooses the type)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from clipsearch.store import index_changes, large_index, vector_index
+from clipsearch.store.catalog import Catalog
+
+if TYPE_CHECKING:
+    import faiss
+
+
+class IndexFileUpkeep(Catalog):
+    """What ``StoreWriter`` does to its FAISS file; the writer records the ids a run removes and adds."""
+
+    _conn: sqlite3.Connection
+    _start_generation: int
+    _removed_ids: set[int]
+    _added_ids: set[int]
+
+    def _set_meta(self, key: str, value: str) -> None:
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def set_index_type(self, index_type: str) -> None:
+        """Pin the FAISS index type ("auto", "Flat", or "IVF<lists>,<codes>" such as "IVF4096,SQ8")."""
+        index_type = vector_index.canonical(index_type, self.model.dim if self.model else None)
+        if (self.meta("index_type") or "auto") != index_type:
+            self._set_meta("index_type", index_type)
+            self.commit()
+            self.layout.faiss(self.generation).unlink(missing_ok=True)  # rebuilt by the next sync
+
+    def sync_vector_index(self) -> None:
+        """Write the FAISS file for the current generation: patch the previous one, or rebuild."""
+        generation = self.generation
+        factory = self.index_factory()
+        built_as = self.meta("index_built_as") or ""
+        grown = self.count() > vector_index.RETRAIN_GROWTH * int(self.meta("index_built_at") or 0)
+        if vector_index.same_family(built_as, factory) and not grown and self.pinned_index_type() == "auto":
+            factory = built_as  # hysteresis: keep the trained lists until the collection has really grown
+        if large_index.is_large(factory):
+            self._sync_large(factory, retrain=factory != built_as or grown)
+            return
+        target = self.layout.faiss(generation)
+        if target.is_file():
+            return
+        index = None
+        # patch the previous file while the collection still wants that type and has not outgrown its training
+        if factory == built_as and not (factory.startswith("IVF") and grown):
+            index = self._patched_index()
+        if index is None:
+            index = self.build_vector_index(factory)
+            self._set_meta("index_built_as", factory)
+            self._set_meta("index_built_at", str(self.count()))
+            index_changes.clear(self._conn)  # only the large index's delta needs them
+            self.commit()  # not a new generation: the vectors did not change
+        vector_index.write_atomically(index, target)
+        self._drop_stale_indexes()
+        self._start_generation = generation
+        self._removed_ids.clear()
+        self._added_ids.clear()
+
+    def _patched_index(self) -> faiss.Index | None:
+        base = vector_index.read(self.layout.faiss(self._start_generation))
+        if base is None:
+            return None
+        index = vector_index.patch(base, self._removed_ids, self.iter_vectors(sorted(self._added_ids)))
+        return index if index.ntotal == self.count() else None  # changed outside this run: rebuild instead
+
+    def _drop_stale_indexes(self, keep: set[Path] | None = None) -> None:
+        """Remove every FAISS file but ``keep`` (default: the current generation's of an in-memory index)."""
+        keep = {self.layout.faiss(self.generation)} if keep is None else keep
+        for stale in (*self.layout.faiss_files(), *self.layout.ivf_files()):
+            if stale not in keep:
+                stale.unlink(missing_ok=True)
+
+    def _sync_large(self, factory: str, retrain: bool) -> None:
+        """The large index (``large_index``) for this generation: its delta, computed from the catalog; a new base
+        first when there is none or the delta has outgrown ``REBUILD_SHARE`` of it; a new training first when the
+        type changed or the collection outgrew the last one."""
+        import numpy as np
+
+        layout, dim = self.layout, self.model.dim if self.model else 0
+        trained_no, base_no = int(self.meta("index_trained") or 0), int(self.meta("index_base") or 0)
+        base_max = int(self.meta("index_base_max_id") or 0)
+        delta = layout.ivf_delta(base_no, self.generation)
+        have_base = layout.ivf_base(base_no).is_file() and layout.ivf_lists(base_no).is_file()
+        if not retrain and have_base and delta.is_file():
+            return
+        if retrain or not layout.ivf_trained(trained_no).is_file():
+            trained_no = self._next_index_file()
+            large_index.write_index(large_index.train(factory, dim, self.training_sample(factory)),
+                                    layout.ivf_trained(trained_no))
+            self._set_meta("index_trained", str(trained_no))
+            self._set_meta("index_built_at", str(self.count()))
+            have_base = False
+        if have_base:
+            added, skipped = self.base_changes(base_max)
+            have_base = max(len(added), len(skipped)) <= large_index.REBUILD_SHARE * int(self.meta("index_base_count") or 0)
+        if not have_base:  # built beside the old base, which searches go on using until the commit below
+            base_no = self._next_index_file()
+            ids = np.fromiter(sorted(self.file_ids()), dtype="int64")
+            count = large_index.build_base(layout.ivf_trained(trained_no), self.directory, ids, layout.ivf_base(base_no),
+                                           layout.ivf_lists(base_no), os.cpu_count() or 1)
+            for key, value in (("index_base", base_no), ("index_base_max_id", int(ids[-1]) if len(ids) else 0),
+                               ("index_base_count", count), ("index_built_as", factory)):
+                self._set_meta(key, str(value))
+            index_changes.clear(self._conn)
+            self.commit()  # not a new generation: the vectors did not change
+            base_max = int(ids[-1]) if len(ids) else 0
+        delta = layout.ivf_delta(base_no, self.generation)
+        large_index.write_delta(*large_index.delta_from_catalog(self, layout.ivf_trained(trained_no), base_max), delta)
+        self._drop_stale_indexes({layout.ivf_trained(trained_no), layout.ivf_base(base_no), layout.ivf_lists(base_no),
+                                  delta, large_index.skip_file(delta)})
+        self._start_generation = self.generation
+        self._removed_ids.clear()
+        self._added_ids.clear()
+
+    def _next_index_file(self) -> int:
+        number = int(self.meta("index_files") or 0) + 1
+        self._set_meta("index_files", str(number))
+        self.commit()
+        return number

@@ -1,0 +1,261 @@
+"""The index for collections past what memory holds (from ~2M photos at 512 dimensions, ``vector_index.choose``).
+
+After FAISS's own guidelines for 10M-1B vectors: an inverted file of 2^14-2^18 lists whose coarse quantizer is
+an HNSW graph over the centroids, with product codes (``IVF<lists>_HNSW32,PQ<m>``). Its inverted lists live
+on disk and a search memory-maps them (faiss ``OnDiskInvertedLists``): a search process holds the quantizer
+and the pages it touches, not the codes. Three kinds of file, all caches of the catalog and the segments:
+
+    ivf-<t>.trained      the trained, empty index (centroids by two-level k-means, product codebooks)
+    ivf-<b>.base         the base: every vector at build ``b``, lists in ivf-<b>.ivfdata, ids in ivf-<b>.ids.npy
+    ivf-<b>-<g>.delta    what changed since the base at generation ``g``: the lists of new and re-embedded
+                         photos (an in-memory IVF on the base's quantizer) and the base ids to skip
+
+A run patches nothing on disk: it writes the delta for its generation, computed from the catalog (the ids
+past the base's last id, and ``changed_after_build``), in seconds. Once the delta or the skipped ids pass
+``REBUILD_SHARE`` of the base, a new base is built beside the old one from the same training (a retrain
+when the collection has grown ``RETRAIN_GROWTH`` times since), and the catalog is pointed at it in one
+commit: searches go on with the old files meanwhile. A base is built in shards by worker processes, each
+adding a range of ids to a copy of the trained index, and the shards' lists are merged into one file
+(faiss ``merge_ondisk``). Candidates are re-ranked with the exact float16 vectors from the segments, which
+product codes alone cannot rank (bench/store_scale.py measured recall with and without; docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import faiss
+    import numpy as np
+
+RERANK = 8  # candidates scored exactly for each hit wanted (at least RERANK_MIN)
+RERANK_MIN = 64
+REBUILD_SHARE = 0.1  # a base is rebuilt once its delta or its skipped ids pass this share of it
+SHARD_VECTORS = 2_000_000  # ids per shard of a build: a worker's lists in memory (~150 MB at PQ64)
+
+
+def is_large(factory: str) -> bool:
+    return "_HNSW" in factory.split(",")[0]
+
+
+class LargeIndex:
+    """What a search holds: the base (memory-mapped lists), the delta, the base ids to skip, and the exact vectors
+    for re-ranking. Answers ``search`` as a FAISS index would (scores, ids), selectors included."""
+
+    def __init__(self, base: faiss.Index, delta: faiss.Index, skipped: np.ndarray,
+                 exact: Callable[[Sequence[int]], dict[int, np.ndarray]]) -> None:
+        import faiss
+
+        self.base, self.delta, self.skipped, self._exact = base, delta, skipped, exact
+        self._skip = faiss.IDSelectorBatch(skipped) if len(skipped) else None
+        self._not_skipped = faiss.IDSelectorNot(self._skip) if self._skip is not None else None
+        self.nlist = faiss.extract_index_ivf(base).nlist
+        self.nprobe = faiss.extract_index_ivf(base).nprobe
+        self.ntotal = base.ntotal - len(skipped) + delta.ntotal
+
+    def search(self, x: np.ndarray, k: int, params: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+        import numpy as np
+
+        chosen = getattr(params, "sel", None)
+        nprobe = getattr(params, "nprobe", 0) or self.nprobe
+        wanted = max(k * RERANK, RERANK_MIN)
+        keep: list[Any] = []  # selectors must outlive the searches that use them
+        base_sel = self._not_skipped
+        if chosen is not None:
+            base_sel = chosen if base_sel is None else faiss.IDSelectorAnd(chosen, base_sel)
+            keep.append(base_sel)
+        found = []
+        for index, selector in ((self.base, base_sel), (self.delta, chosen)):
+            if index.ntotal == 0:
+                continue
+            p = faiss.SearchParametersIVF(nprobe=nprobe)
+            if selector is not None:
+                p.sel = selector
+            found.append(index.search(x, min(wanted, index.ntotal), params=p)[1])
+        scores = np.full((len(x), k), -np.inf, dtype="float32")
+        ids = np.full((len(x), k), -1, dtype="int64")
+        for row in range(len(x)):
+            candidates = sorted({int(i) for part in found for i in part[row] if i >= 0})
+            vectors = self._exact(candidates)
+            ranked = sorted(((float(vectors[i] @ x[row]), i) for i in candidates if i in vectors), reverse=True)[:k]
+            for at, (score, i) in enumerate(ranked):
+                scores[row, at], ids[row, at] = score, i
+        return scores, ids
+
+
+def train(factory: str, dim: int, sample: np.ndarray) -> faiss.Index:
+    """An empty index of type ``factory`` trained on ``sample``: the centroids by two-level k-means (sqrt(lists)
+    coarse clusters, each split), which costs ~sqrt(lists) times less than k-means over every list at once, then the
+    product codebooks on the residuals."""
+    import faiss
+    import numpy as np
+    from faiss.contrib.clustering import two_level_clustering
+
+    index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    ivf = faiss.extract_index_ivf(index)
+    coarse = max(1, int(np.sqrt(ivf.nlist)))
+    centroids, _ = two_level_clustering(np.ascontiguousarray(sample, dtype="float32"), coarse, ivf.nlist,
+                                        clustering_niter=10, seed=1234)
+    ivf.quantizer.add(np.ascontiguousarray(centroids, dtype="float32"))
+    ivf.quantizer.is_trained = True
+    index.train(sample)  # the quantizer holds its lists: only the codebooks are trained
+    return index
+
+
+def _add_shard(trained: str, directory: str, first: int, last: int, out: str) -> int:
+    """A worker's part of a build: the ids ``first``..``last`` added to a copy of the trained index, written to
+    ``out``; returns how many."""
+    import faiss
+
+    from clipsearch.store.reader import StoreReader
+
+    faiss.omp_set_num_threads(1)  # one core per worker: the workers are the parallelism
+    index = faiss.read_index(trained)
+    with StoreReader.open(Path(directory)) as store:
+        for ids, matrix in store.iter_vectors(between=(first, last)):
+            index.add_with_ids(matrix, ids)
+    faiss.write_index(index, out)
+    return int(index.ntotal)
+
+
+def build_base(trained: Path, directory: Path, ids: np.ndarray, base: Path, lists: Path, workers: int) -> int:
+    """Every vector of the committed catalog with an id in ``ids`` (sorted) added to the ``trained`` index, in shards
+    by ``workers`` processes, merged into the on-disk lists ``lists``; the index is written to ``base``."""
+    import faiss
+    from faiss.contrib.ondisk import merge_ondisk
+
+    shards = max(1, min(workers * 4, -(-len(ids) // SHARD_VECTORS)))
+    bounds = [(int(part[0]), int(part[-1])) for part in _split(ids, shards)]
+    outs = [str(base) + f".shard{n}" for n in range(len(bounds))]
+    try:
+        if len(bounds) == 1 or workers <= 1:
+            added = sum(_add_shard(str(trained), str(directory), lo, hi, out) for (lo, hi), out in zip(bounds, outs))
+        else:
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                added = sum(pool.map(_add_shard, [str(trained)] * len(outs), [str(directory)] * len(outs),
+                                     [b[0] for b in bounds], [b[1] for b in bounds], outs))
+        index = faiss.read_index(str(trained))
+        merge_ondisk(index, outs, str(lists))
+        write_index(index, base)
+        return added
+    finally:
+        for out in outs:
+            Path(out).unlink(missing_ok=True)
+
+
+def _split(ids: np.ndarray, parts: int) -> list[np.ndarray]:
+    import numpy as np
+
+    return [p for p in np.array_split(ids, parts) if len(p)]
+
+
+def skip_file(delta: Path) -> Path:
+    return delta.with_name(delta.name + ".skip.npy")
+
+
+def write_index(index: faiss.Index, target: Path) -> None:
+    import faiss
+
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    faiss.write_index(index, str(tmp))
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+
+
+def read_base(base: Path) -> faiss.Index:
+    """The base with its lists memory-mapped read-only (the ``.ivfdata`` file beside it), set up for queries: the
+    lists to probe (``vector_index.nprobe``) and an HNSW search wide enough to find them."""
+    import faiss
+
+    from clipsearch.store import vector_index
+
+    index = faiss.read_index(str(base), faiss.IO_FLAG_READ_ONLY)  # (IO_FLAG_MMAP crashes this type's search)
+    ivf = faiss.extract_index_ivf(index)
+    ivf.parallel_mode = 1
+    ivf.nprobe = vector_index.nprobe(ivf.nlist)
+    faiss.downcast_index(ivf.quantizer).hnsw.efSearch = max(64, 2 * ivf.nprobe)
+    return index
+
+
+def make_delta(trained: Path, blocks: Any) -> faiss.Index:
+    """An in-memory index on the trained quantizer and codebooks holding the vectors of ``blocks``."""
+    import faiss
+
+    delta = faiss.read_index(str(trained))
+    for ids, matrix in blocks:
+        delta.add_with_ids(matrix, ids)
+    return delta
+
+
+def write_delta(delta: faiss.Index, skipped: np.ndarray, target: Path) -> None:
+    """The delta, its quantizer swapped for an empty one while it is written (the base's is put back on reading),
+    and the skipped ids beside it."""
+    import faiss
+    import numpy as np
+
+    ivf = faiss.extract_index_ivf(delta)
+    quantizer, placeholder = ivf.quantizer, faiss.IndexFlatIP(ivf.d)  # kept referenced while C++ points at it
+    ivf.quantizer = placeholder
+    try:
+        with open(skip_file(target), "wb") as f:
+            np.save(f, np.asarray(skipped, dtype="int64"))
+            os.fsync(f.fileno())
+        write_index(delta, target)
+    finally:
+        ivf.quantizer = quantizer
+
+
+def read_delta(base: faiss.Index, target: Path) -> tuple[faiss.Index, np.ndarray] | None:
+    """The delta at ``target`` on the base's quantizer, with its skipped ids; None if either file is missing."""
+    import faiss
+    import numpy as np
+
+    if not (target.is_file() and skip_file(target).is_file()):
+        return None
+    try:
+        delta = faiss.read_index(str(target))
+        skipped = np.load(skip_file(target))
+    except (RuntimeError, ValueError, OSError):
+        return None
+    ivf = faiss.extract_index_ivf(delta)
+    ivf.own_fields = False  # the placeholder read from the file is left to leak (a few bytes): the base owns this one
+    ivf.quantizer = faiss.extract_index_ivf(base).quantizer
+    ivf.parallel_mode = 1
+    ivf.nprobe = faiss.extract_index_ivf(base).nprobe
+    return delta, skipped
+
+
+def delta_from_catalog(store: Any, trained: Path, base_max: int) -> tuple[faiss.Index, np.ndarray]:
+    """The delta of the committed catalog against a base of every id up to ``base_max``: the photos added since (ids
+    past it) and those re-embedded, and the base ids to skip (removed or re-embedded since: ``changed_after_build``)."""
+    ids, skipped = store.base_changes(base_max)
+    return make_delta(trained, store.iter_vectors(ids)), skipped
+
+
+def check(store: Any) -> list[str]:
+    """What is wrong with the large index's files against the catalog (``clipsearch check``)."""
+    layout = store.layout
+    base_no, trained_no = int(store.meta("index_base") or 0), int(store.meta("index_trained") or 0)
+    problems = []
+    if not layout.ivf_trained(trained_no).is_file():
+        problems.append(f"the on-disk index's training ({layout.ivf_trained(trained_no).name}) is missing")
+    try:
+        base = read_base(layout.ivf_base(base_no))
+    except RuntimeError as exc:
+        return [*problems, f"the on-disk index's base is missing or unreadable: {str(exc).splitlines()[0]}"]
+    if not layout.ivf_lists(base_no).is_file() or base.ntotal != int(store.meta("index_base_count") or -1):
+        problems.append(f"the on-disk index's lists ({layout.ivf_lists(base_no).name}) are missing or not whole")
+    found = read_delta(base, layout.ivf_delta(base_no, store.generation))
+    if found is None:
+        problems.append(f"no FAISS index for generation {store.generation} (a run was interrupted)")
+    elif base.ntotal - len(found[1]) + found[0].ntotal != store.count():
+        problems.append(f"the on-disk index holds {base.ntotal - len(found[1]) + found[0].ntotal} vectors, the "
+                        f"catalog {store.count()} files")
+    return problems

@@ -1,0 +1,279 @@
+"""Segment files: the stored vectors, out of the catalog, as append-only rows a search can memory-map.
+
+A segment is ``segments/<id>.seg`` in the index directory: a 64-byte header (magic, dimensions, bytes per
+number) and then rows of float32 numbers, or float16 ones once the collection takes the large index. The
+catalog's ``vectors`` table points each content hash at (segment, row), and its ``segments`` table holds
+each segment's committed row count. Rows are appended and fsynced *before*
+the catalog commit that points at them, so a killed run can leave rows nobody points at (cut off by
+the next writer, ``Segments.cut_to_committed``) but never a row pointing at nothing. Rows whose
+content left the index stay until compaction (``StoreWriter.compact``) copies a segment's live rows
+into a new one.
+
+Why float16 only for large collections: half the disk and page cache of float32 (1 KB a photo at 512
+dimensions: 100 GB at 100M, what clip-retrieval keeps too), but a cosine moves by up to ~1e-4, which
+reorders photos a model embeds that close together (random weights do; tests/test_pipeline.py saw it).
+Below that size exact float32 costs little. Compaction rewrites the float32 segments of a collection
+that has become large.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import struct
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+MAGIC = b"CSVSEG01"
+HEADER = 64  # bytes before the first row: MAGIC, dimensions (uint32), bytes per number (uint32: 2 or 4), zeros
+ROWS_PER_SEGMENT = 1 << 20  # 1 GiB at 512 dimensions: few files at 100M photos, and compaction rewrites little at once
+SCHEMA = (
+    "CREATE TABLE segments (id INTEGER PRIMARY KEY, dim INTEGER NOT NULL, itemsize INTEGER NOT NULL, "
+    "rows INTEGER NOT NULL)",
+    """CREATE TABLE vectors (
+    hash BLOB PRIMARY KEY,
+    segment INTEGER NOT NULL,
+    row INTEGER NOT NULL
+) WITHOUT ROWID""",
+)
+
+
+class SegmentError(Exception):
+    """A segment file is missing, or shorter than the catalog says, or not a segment."""
+
+
+def _path(directory: Path, segment: int) -> Path:
+    return directory / f"{segment:06d}.seg"
+
+
+def _header(dim: int, itemsize: int) -> bytes:
+    return MAGIC + struct.pack("<II", dim, itemsize) + bytes(HEADER - len(MAGIC) - 8)
+
+
+def _dtype(itemsize: int) -> str:
+    return "<f2" if itemsize == 2 else "<f4"
+
+
+class Segments:
+    """The segment files of one index directory (``Layout.segments``), as a reader sees them: memory-mapped, each
+    mapping renewed when a row past its end is asked for (the writer appends while readers read)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._maps: dict[int, np.ndarray] = {}
+
+    def path(self, segment: int) -> Path:
+        return _path(self.directory, segment)
+
+    def listed(self) -> list[int]:
+        """The segment ids that have a file here (listed or not in the catalog)."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(int(p.stem) for p in self.directory.glob("*.seg") if p.stem.isdigit())
+
+    def shape_of(self, segment: int) -> tuple[int, int]:
+        """(dimensions, bytes per number) in ``segment``'s header."""
+        try:
+            with open(self.path(segment), "rb") as f:
+                head = f.read(HEADER)
+        except OSError as exc:
+            raise SegmentError(f"segment {segment}: {exc.strerror or exc}") from None
+        dim, itemsize = struct.unpack("<II", head[len(MAGIC) : len(MAGIC) + 8]) if len(head) >= HEADER else (0, 0)
+        if not head.startswith(MAGIC) or itemsize not in (2, 4):
+            raise SegmentError(f"segment {segment} is not a segment file (its header is damaged)")
+        return dim, itemsize
+
+    def rows_in_file(self, segment: int, dim: int, itemsize: int) -> int:
+        try:
+            size = self.path(segment).stat().st_size
+        except OSError:
+            return 0
+        return max(0, size - HEADER) // (dim * itemsize)
+
+    def _map(self, segment: int, dim: int, need: int) -> np.ndarray:
+        import numpy as np
+
+        mapped = self._maps.get(segment)
+        if mapped is None or mapped.shape[0] < need:
+            found_dim, itemsize = self.shape_of(segment)
+            if found_dim != dim:
+                raise SegmentError(f"segment {segment} holds vectors of another size than the index's {dim}")
+            rows = self.rows_in_file(segment, dim, itemsize)
+            if rows < need:
+                raise SegmentError(f"segment {segment} holds {rows} rows; the catalog points at row {need - 1}")
+            mapped = np.memmap(self.path(segment), dtype=_dtype(itemsize), mode="r", offset=HEADER, shape=(rows, dim))
+            self._maps[segment] = mapped
+        return mapped
+
+    def gather(self, segments: np.ndarray, rows: np.ndarray, dim: int) -> np.ndarray:
+        """The float32 vectors at (segment, row) pairs, in their order."""
+        import numpy as np
+
+        out = np.empty((len(rows), dim), dtype="float32")
+        if len(rows) == 0:
+            return out
+        for segment in np.unique(segments):
+            where = np.flatnonzero(segments == segment)
+            picked = rows[where]
+            mapped = self._map(int(segment), dim, int(picked.max()) + 1)
+            order = np.argsort(picked, kind="stable")  # in file order: the page cache reads ahead
+            out[where[order]] = mapped[picked[order]]
+        return out
+
+    def forget_maps(self) -> None:
+        self._maps.clear()
+
+
+class SegmentAppender:
+    """The writer's end: hands out (segment, row) for new vectors and writes them, fsynced, before the commit.
+
+    ``flush`` writes what was added since the last flush and returns the new committed row count of each segment
+    it touched, which the caller records in the same transaction as the ``vectors`` rows that point there."""
+
+    def __init__(self, files: Segments, conn: sqlite3.Connection, dim: int, itemsize: int = 4,
+                 rows_per_segment: int | None = None):
+        import numpy as np
+
+        self.files = files
+        self.dim, self.itemsize = dim, itemsize
+        self.rows_per_segment = rows_per_segment or ROWS_PER_SEGMENT
+        last = conn.execute("SELECT id, dim, itemsize, rows FROM segments ORDER BY id DESC LIMIT 1").fetchone()
+        top = max([0, *(files.listed())])
+        same = last is not None and (last[1], last[2]) == (dim, itemsize)
+        self._segment, self._rows = (int(last[0]), int(last[3])) if same else (0, self.rows_per_segment)
+        self._next = max(top, int(last[0]) if last else 0) + 1
+        self._pending: list[tuple[int, int, list[np.ndarray]]] = []  # (segment, first row, vectors)
+        self._np = np
+
+    def add(self, vector: np.ndarray) -> tuple[int, int]:
+        if self._rows >= self.rows_per_segment:
+            self.start_segment()
+        if not self._pending or self._pending[-1][0] != self._segment:
+            self._pending.append((self._segment, self._rows, []))
+        self._pending[-1][2].append(vector)
+        self._rows += 1
+        return self._segment, self._rows - 1
+
+    def add_block(self, matrix: np.ndarray) -> list[tuple[int, int]]:
+        """``add`` for each row of ``matrix``."""
+        return [self.add(vector) for vector in matrix]
+
+    def start_segment(self) -> None:
+        """Further vectors go to a new segment (compaction writes the live rows of old ones there)."""
+        self._segment, self._rows = self._next, 0
+        self._next += 1
+
+    def flush(self) -> list[tuple[int, int, int, int]]:
+        """Write and fsync the pending rows; (segment, dim, itemsize, committed rows) for each segment written to."""
+        np = self._np
+        done: list[tuple[int, int, int, int]] = []
+        created = False
+        for segment, first, vectors in self._pending:
+            path = self.files.path(segment)
+            if first == 0:
+                self.files.directory.mkdir(parents=True, exist_ok=True)
+                with open(path, "wb") as f:  # a stale file of a killed run under this id: replaced
+                    f.write(_header(self.dim, self.itemsize))
+                created = True
+            block = np.ascontiguousarray(np.vstack(vectors), dtype=_dtype(self.itemsize))
+            with open(path, "r+b") as f:
+                f.seek(HEADER + first * self.dim * self.itemsize)  # after the committed rows, over what a killed run left
+                f.write(block.tobytes())
+                f.truncate()
+                f.flush()
+                os.fsync(f.fileno())
+            done.append((segment, self.dim, self.itemsize, first + len(vectors)))
+        if created:
+            _fsync_directory(self.files.directory)
+        self._pending.clear()
+        return done
+
+
+COMPACT_BELOW = 0.5  # a segment is rewritten once fewer than half of its rows are still pointed at
+
+
+class SegmentWriter:
+    """The vectors' side of the store's writer: puts a new content's vector in a segment, makes the rows durable just
+    before each catalog commit, drops them all (``--reindex``), and compacts."""
+
+    def __init__(self, files: Segments, conn: sqlite3.Connection, dim: int, itemsize: int) -> None:
+        self.files = files
+        self._conn = conn
+        self.appender = SegmentAppender(files, conn, dim, itemsize)
+
+    def put(self, digest: bytes, vector: np.ndarray) -> None:
+        """Store ``vector`` for ``digest`` unless a vector for it is stored already (in the open transaction)."""
+        if self._conn.execute("SELECT 1 FROM vectors WHERE hash = ?", (digest,)).fetchone() is None:
+            segment, row = self.appender.add(vector)
+            self._conn.execute("INSERT INTO vectors (hash, segment, row) VALUES (?, ?, ?)", (digest, segment, row))
+
+    def before_commit(self) -> None:
+        """Write and fsync the rows added since the last commit, and record them in the open transaction."""
+        record(self._conn, self.appender.flush())
+
+    def drop_all(self) -> list[int]:
+        """Forget every vector and segment (in the open transaction); the segment ids whose files go after it."""
+        gone = [int(r[0]) for r in self._conn.execute("SELECT id FROM segments")]
+        self._conn.execute("DELETE FROM vectors")
+        self._conn.execute("DELETE FROM segments")
+        return gone
+
+    def compact(self, below: float = COMPACT_BELOW) -> list[int]:
+        """Copy the live rows of every segment less than ``below`` alive, or of another number type than the one
+        written now, into new segments (in the open transaction). Returns the segments whose files go after the
+        commit."""
+        import numpy as np
+
+        counts = dict(self._conn.execute("SELECT segment, count(*) FROM vectors GROUP BY segment").fetchall())
+        sources = [int(s) for s, rows, itemsize in self._conn.execute("SELECT id, rows, itemsize FROM segments")
+                   if rows and (counts.get(s, 0) < below * rows or itemsize != self.appender.itemsize)]
+        if not sources:
+            return []
+        self.appender.start_segment()
+        for segment in sources:
+            rows = self._conn.execute("SELECT hash, segment, row FROM vectors WHERE segment = ? ORDER BY row",
+                                      (segment,)).fetchall()
+            for start in range(0, len(rows), 65536):
+                block = rows[start : start + 65536]
+                at = np.array([r[2] for r in block], dtype="int64")
+                placed = self.appender.add_block(self.files.gather(np.full(len(block), segment), at, self.appender.dim))
+                self._conn.executemany("UPDATE vectors SET segment = ?, row = ? WHERE hash = ?",
+                                       [(s, r, row[0]) for row, (s, r) in zip(block, placed)])
+            self._conn.execute("DELETE FROM segments WHERE id = ?", (segment,))
+        return sources
+
+
+def record(conn: sqlite3.Connection, written: Iterable[tuple[int, int, int, int]]) -> None:
+    """Record what ``SegmentAppender.flush`` wrote, in the caller's transaction."""
+    conn.executemany("INSERT INTO segments (id, dim, itemsize, rows) VALUES (?, ?, ?, ?) "
+                     "ON CONFLICT (id) DO UPDATE SET rows = excluded.rows", list(written))
+
+
+def cut_to_committed(conn: sqlite3.Connection, files: Segments) -> None:
+    """Undo what a killed writer left: rows past a segment's committed count are cut off, and files of segments the
+    catalog does not list (a new segment whose first commit never came, a compaction's leftovers) are removed."""
+    listed = dict(conn.execute("SELECT id, dim * itemsize * rows + ? FROM segments", (HEADER,)).fetchall())
+    for segment in files.listed():
+        path = files.path(segment)
+        if segment not in listed:
+            path.unlink(missing_ok=True)
+        elif path.stat().st_size > listed[segment]:
+            os.truncate(path, listed[segment])
+
+
+def remove(files: Segments, segments: Sequence[int]) -> None:
+    """Delete segment files the catalog no longer lists (after the commit that dropped them)."""
+    for segment in segments:
+        files.path(segment).unlink(missing_ok=True)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,73 @@
+"""Reading stored vectors, whichever way the catalog keeps them: float32 blobs in its ``vectors`` table (formats 1-6,
+still read as they are on a read-only mount) or rows of segment files (format 7 on, ``clipsearch.store.segments``).
+
+A query selects ``columns`` from the ``vectors`` table (after any columns of its own) and hands the rows to
+``matrix``; nothing else needs to know where the numbers lie.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from clipsearch.store.segments import SegmentError, Segments
+
+if TYPE_CHECKING:
+    import numpy as np
+
+SEGMENTS_FROM = 7  # the first catalog format whose vectors are in segment files
+
+
+class StoredVectors:
+    def __init__(self, conn: sqlite3.Connection, segments: Segments, dim: int, format_version: int) -> None:
+        self._conn = conn
+        self.segments = segments
+        self.dim = dim
+        self.in_segments = format_version >= SEGMENTS_FROM
+
+    @property
+    def columns(self) -> str:
+        return "vectors.segment, vectors.row" if self.in_segments else "vectors.embedding"
+
+    @property
+    def width(self) -> int:
+        return 2 if self.in_segments else 1
+
+    def matrix(self, rows: Sequence[Sequence[object]], start: int = 0) -> np.ndarray:
+        """The float32 (n, dim) matrix of ``rows``, whose vector columns begin at ``start``."""
+        import numpy as np
+
+        if self.in_segments:
+            segments = np.fromiter((r[start] for r in rows), dtype="int64", count=len(rows))
+            positions = np.fromiter((r[start + 1] for r in rows), dtype="int64", count=len(rows))
+            return self.segments.gather(segments, positions, self.dim)
+        blobs = b"".join(r[start] for r in rows)  # type: ignore[misc]
+        return np.frombuffer(blobs, dtype="<f4").reshape(len(rows), self.dim).astype("float32")
+
+    def damaged(self) -> list[bytes]:
+        """Content hashes whose vector cannot be read whole: a blob of the wrong size, or a row past the end of its
+        segment file (or in a segment whose file is missing or damaged)."""
+        if not self.in_segments:
+            return [bytes(r[0]) for r in self._conn.execute("SELECT hash FROM vectors WHERE length(embedding) != ?",
+                                                            (self.dim * 4,))]
+        bad = {bytes(r[0]) for r in self._conn.execute(
+            "SELECT vectors.hash FROM vectors LEFT JOIN segments ON segments.id = vectors.segment "
+            "WHERE segments.id IS NULL OR vectors.row >= segments.rows OR vectors.row < 0")}
+        for segment, dim, itemsize, rows in self._conn.execute("SELECT id, dim, itemsize, rows FROM segments").fetchall():
+            try:
+                ok = self.segments.shape_of(segment) == (dim, itemsize) and dim == self.dim
+            except SegmentError:
+                ok = False
+            readable = self.segments.rows_in_file(segment, dim, itemsize) if ok else 0
+            if readable < rows:
+                bad.update(bytes(r[0]) for r in self._conn.execute(
+                    "SELECT hash FROM vectors WHERE segment = ? AND row >= ?", (segment, readable)))
+        return sorted(bad)
+
+    def unreferenced_rows(self) -> int:
+        """Rows of segment files whose content left the index: disk that compaction reclaims."""
+        if not self.in_segments:
+            return 0
+        total = self._conn.execute("SELECT coalesce(sum(rows), 0) FROM segments").fetchone()[0]
+        return int(total) - int(self._conn.execute("SELECT count(*) FROM vectors").fetchone()[0])

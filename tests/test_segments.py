@@ -1,0 +1,163 @@
+"""The vectors in segment files (format 7): durable before the commit that points at them, compacted without losing a
+live vector, verified by `check`, and rebuilt into a FAISS index by `check --repair` without the model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clipsearch.store import FileRecord, ModelRecord, StoreReader, StoreWriter, check_index
+from clipsearch.store import segments as segment_files
+from tests.conftest import Cli
+
+DIM = 32
+HEADER = segment_files.HEADER
+
+
+def unit(n: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, DIM))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype("float32")
+
+
+def record(i: int) -> FileRecord:
+    return FileRecord(f"/synthetic/{i:06d}.jpg", 1, 1, i.to_bytes(16, "little"), 1, 1)
+
+
+def fill(index: Path, data: np.ndarray, start: int = 0) -> None:
+    with StoreWriter.open(index) as store:
+        if store.model is None:
+            store.bind_model(ModelRecord("synthetic", "{}", DIM))
+        store.begin_run([])
+        for i, vector in enumerate(data, start=start):
+            store.put(record(i), vector)
+        store.finish({})
+
+
+def stored(index: Path) -> dict[int, np.ndarray]:
+    with StoreReader.open(index) as store:
+        return {int(Path(p).stem): v for p, v in store.vectors_by_path().items()}
+
+
+KILLED_WRITER = """
+import os, signal, sys
+import numpy as np
+from clipsearch.store import FileRecord, ModelRecord, StoreWriter, segments
+
+index, first, more = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+data = np.random.default_rng(7).normal(size=(first + more, {dim})).astype("float32")
+with StoreWriter.open(__import__("pathlib").Path(index)) as store:
+    store.bind_model(ModelRecord("synthetic", "{{}}", {dim}))
+    store.begin_run([])
+    for i in range(first):
+        store.put(FileRecord(f"/synthetic/{{i:06d}}.jpg", 1, 1, i.to_bytes(16, "little"), 1, 1), data[i])
+    store.commit()
+    print("committed", flush=True)
+    written = segments.record
+    def kill_before_the_commit(conn, rows):  # the rows are written and fsynced: die before the catalog points at them
+        print("written", [list(r) for r in rows], flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    segments.record = kill_before_the_commit
+    for i in range(first, first + more):
+        store.put(FileRecord(f"/synthetic/{{i:06d}}.jpg", 1, 1, i.to_bytes(16, "little"), 1, 1), data[i])
+    store.commit()
+"""
+
+
+@pytest.mark.parametrize("first", [40, 0])
+def test_a_writer_killed_between_segment_write_and_catalog_commit_loses_nothing_committed(
+        tmp_path: Path, first: int) -> None:
+    """SIGKILL after the segment rows are fsynced and before the catalog commit: the next writer cuts the rows nobody
+    points at (or removes the file of a segment whose first commit never came); every committed vector is intact."""
+    index = tmp_path / "idx"
+    script = KILLED_WRITER.format(dim=DIM)
+    done = subprocess.run([sys.executable, "-c", script, str(index), str(first), "25"], capture_output=True,
+                          text=True, cwd=Path(__file__).parent.parent, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert f"written [[1, 32, 4, {first + 25}]]" in done.stdout  # the uncommitted rows did reach the file
+    path = index / "segments" / "000001.seg"
+    assert path.stat().st_size == HEADER + (first + 25) * DIM * 4
+    data = np.random.default_rng(7).normal(size=(first + 25, DIM)).astype("float32")
+
+    with StoreWriter.open(index) as store:  # the next writer: cut to what the catalog holds
+        assert store.damaged_vectors() == []
+        assert store.count() == first
+        kept = {int(Path(p).stem): v for p, v in store.vectors_by_path().items()}
+    if first:
+        assert path.stat().st_size == HEADER + first * DIM * 4
+    else:
+        assert not path.exists()
+    assert sorted(kept) == list(range(first))
+    assert all(np.array_equal(kept[i], data[i]) for i in kept)
+    fill(index, data[first:], start=first)  # and the run that follows stores the rest after them
+    after = stored(index)
+    assert sorted(after) == list(range(first + 25))
+    assert all(np.array_equal(after[i], data[i]) for i in after)
+    with StoreWriter.open(index) as store:
+        assert check_index(store) == []
+
+
+def test_compaction_keeps_every_live_vector_and_reclaims_the_rest(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(segment_files, "ROWS_PER_SEGMENT", 100)
+    index = tmp_path / "idx"
+    data = unit(350, seed=1)
+    fill(index, data)
+    assert sorted(p.name for p in (index / "segments").iterdir()) == [f"00000{i}.seg" for i in (1, 2, 3, 4)]
+    keep = {i for i in range(350) if i % 3 == 0 or i >= 300}  # segments 1-3 keep a third, the last all it has
+    with StoreWriter.open(index) as store:
+        store.begin_run([])
+        for i in keep:
+            store.mark_seen(store.file_row(record(i).path).id)  # type: ignore[union-attr]
+        assert len(store.sweep("/synthetic")) == 350 - len(keep)
+        store.finish({})
+        assert store.info()["vector_rows_to_reclaim"] == 0
+    files = sorted(p.name for p in (index / "segments").iterdir())
+    assert "000001.seg" not in files and "000004.seg" in files  # the mostly dead ones rewritten, the live one kept
+    total = sum((index / "segments" / f).stat().st_size - HEADER for f in files) // (DIM * 4)
+    assert total == len(keep)
+    after = stored(index)
+    assert sorted(after) == sorted(keep)
+    assert all(np.array_equal(after[i], data[i]) for i in keep)  # the same numbers, moved
+    with StoreWriter.open(index) as store:
+        assert check_index(store) == []
+        hits = store.build_vector_index().search(data[[3, 330]], 1)[1]  # the FAISS file did not need a rebuild
+    with StoreReader.open(index) as store:
+        ids = {Path(p).stem: i for i, p in store.paths(store.file_ids()).items()}
+    assert hits[:, 0].tolist() == [ids["000003"], ids["000330"]]
+
+
+def test_check_finds_vectors_a_segment_file_lost_and_repair_leaves_them_for_the_next_run(
+        cli: Cli, tmp_path: Path) -> None:
+    index = tmp_path / "idx"
+    sample = Path(__file__).parent.parent / "data" / "sample"
+    assert cli("index", sample, "--index", index, "--model", "demo").exit_code == 0
+    count = cli("info", "--index", index, "--json").json()["images"]  # type: ignore[index]
+    segment = index / "segments" / "000001.seg"
+    os.truncate(segment, segment.stat().st_size - 3 * 128 * 4)  # the last three vectors lost (a bad disk)
+    for faiss_file in index.glob("vectors-*.faiss"):
+        faiss_file.unlink()  # and the FAISS file with them
+
+    found = cli("check", "--index", index, "--json")
+    assert found.exit_code == 1
+    problems = found.json()["problems"]  # type: ignore[index]
+    assert any("3 stored vectors cannot be read" in p for p in problems), problems
+    assert any("no FAISS index" in p for p in problems), problems
+    repaired = cli("check", "--repair", "--index", index, "--json")
+    assert repaired.exit_code == 0 and repaired.json()["repaired"] is True  # type: ignore[index]
+    assert cli("check", "--index", index, "--json").json()["ok"] is True  # type: ignore[index]
+    left = cli("info", "--index", index, "--json").json()["images"]  # type: ignore[index]
+    assert 3 <= count - left <= 6  # the files of the three lost contents (a content may have two)
+    hits = json.loads(cli("search", "a red star", "--index", index, "--json", "-k", "3").stdout)
+    assert len(hits) == 3  # from the FAISS file rebuilt out of the segments, without the model
+
+    again = cli("index", "--index", index, "--json").json()  # the next run embeds the lost ones again, only them
+    assert (again["added"], again["unchanged"]) == (count - left, left)  # type: ignore[index]
+    assert cli("check", "--index", index, "--json").json()["ok"] is True  # type: ignore[index]
+    assert cli("info", "--index", index, "--json").json()["images"] == count  # type: ignore[index]
