@@ -103,9 +103,10 @@ def index(
         "--commit-every", min=1, help="Commit after this many images (and at least every 30 s).")] = 256,
     wait: Annotated[bool, typer.Option("--wait", help="If another run holds the index, wait for it instead of exiting.")] = False,
     index_type: Annotated[Optional[str], typer.Option(
-        "--index-type", help="FAISS index type: auto (exact while small, then IVF with codes that fit memory), Flat, "
-        "or IVF<lists>,<codes> with codes Flat, SQ8, SQ4, SQfp16 or PQ<m> (e.g. IVF4096,SQ8). Remembered by the "
-        "index; exact until there are enough photos to train it.", show_default=False)] = None,
+        "--index-type", help="FAISS index type: auto (exact while small, then IVF with codes that fit memory, then "
+        "lists on disk), Flat, IVF<lists>,<codes> with codes Flat, SQ8, SQ4, SQfp16 or PQ<m> (e.g. IVF4096,SQ8), or "
+        "IVF<lists>_HNSW32,PQ<m> (lists on disk, e.g. IVF65536_HNSW32,PQ64). Remembered by the index; exact until "
+        "there are enough photos to train it.", show_default=False)] = None,
     vocabulary: Annotated[Optional[str], typer.Option(
         "--vocabulary", help="Where photos' tags come from: builtin (data/vocabulary.txt), a label file (one label "
         "per line), or none. Remembered by the index; a change re-tags every photo from its stored vector "

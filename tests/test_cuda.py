@@ -79,3 +79,23 @@ def test_a_batch_queued_on_the_gpu_gives_its_vectors_once_done(model_spec: str) 
     assert pending.ready()
     np.testing.assert_allclose(vectors, gpu.encode_images(batch), atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+@needs_faiss_gpu
+def test_the_large_index_trains_and_adds_on_the_gpu_and_recalls_as_on_the_cpu(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """Two-level k-means and the assignment of each added vector run on the GPU (issue 24); the answers are as
+    good as the CPU's."""
+    from clipsearch.store import large_index
+    from tests.test_large_index import clustered, fill, top
+
+    data = clustered(12_000, seed=1)
+    queries = clustered(100, seed=2)
+    exact = np.argsort(-(queries @ data.T), axis=1)[:, :10]
+    recalls = []
+    for gpus in (large_index.gpus(), 0):
+        monkeypatch.setattr(large_index, "gpus", lambda n=gpus: n)
+        index = tmp_path / f"idx{gpus}"
+        fill(index, data)
+        found = top(index, queries)
+        recalls.append(np.mean([len(set(f) & set(t.tolist())) / 10 for f, t in zip(found, exact)]))
+    assert recalls[0] >= recalls[1] - 0.02 and recalls[0] >= 0.9, recalls

@@ -4,6 +4,7 @@ without a rebuild, a rebuild beside the old base, a killed run's missing delta, 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,8 @@ def test_the_on_disk_index_answers_as_its_in_memory_twin_and_recalls_what_exact_
         for ids, matrix in store.iter_vectors():
             twin.add_with_ids(matrix, ids)
     faiss.extract_index_ivf(twin).nprobe = ondisk.nprobe
+    faiss.downcast_index(faiss.extract_index_ivf(twin).quantizer).hnsw.efSearch = faiss.downcast_index(
+        faiss.extract_index_ivf(ondisk.base).quantizer).hnsw.efSearch  # the same lists probed
     queries = clustered(100, seed=2)
     disk_scores, disk_ids = ondisk.base.search(queries, 20)
     twin_scores, twin_ids = twin.search(queries, 20)
@@ -91,9 +94,14 @@ def test_the_on_disk_index_answers_as_its_in_memory_twin_and_recalls_what_exact_
 
 
 def test_added_removed_and_re_embedded_photos_need_no_rebuild_until_the_delta_outgrows_the_base(
-        tmp_path: Path, collection: np.ndarray) -> None:
+        tmp_path: Path, collection: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
     index = tmp_path / "idx"
     fill(index, collection[:10_000])
+
+    def not_from_scratch(*_: object) -> None:
+        raise AssertionError("the run's delta was computed from the catalog, not patched with the run's changes")
+
+    monkeypatch.setattr(large_index, "delta_from_catalog", not_from_scratch)
     extra = clustered(300, seed=5)
     fill(index, extra, start=10_000, drop=range(0, 300))  # 300 new photos, 300 gone, in one run
     assert files(index, "ivf-*.base") == ["ivf-2.base"]  # the same base: the changes are in the delta
@@ -116,10 +124,41 @@ def test_added_removed_and_re_embedded_photos_need_no_rebuild_until_the_delta_ou
 
     with StoreReader.open(index) as store:
         assert store.vector_index().ntotal == store.count() == 10_000
+    monkeypatch.undo()
+
+    answered, failed, done = [], [], threading.Event()
+
+    def search_meanwhile() -> None:  # a server's searches while the writer builds a new base beside the old one
+        searcher = Searcher(index)
+        while not done.is_set() or not answered:
+            try:
+                answered.append(searcher.search(extra[0], k=1)[0].path)
+            except Exception as exc:  # noqa: BLE001 - any failure is what this test looks for
+                failed.append(exc)
+        searcher.close()
+
+    searching = threading.Thread(target=search_meanwhile)
+    searching.start()
     fill(index, clustered(1_200, seed=6), start=20_000)  # the delta passes a tenth of the base: a new base
+    done.set()
+    searching.join(60)
+    assert not failed and set(answered) == {path(10_000)}
     assert files(index, "ivf-*.base") == ["ivf-3.base"] and files(index, "ivf-*.trained") == ["ivf-1.trained"]
     with StoreReader.open(index) as store:
         assert store.vector_index().delta.ntotal == 0 and store.count() == 11_200
+
+
+def test_a_collection_grown_past_its_training_is_trained_again(tmp_path: Path, collection: np.ndarray,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from clipsearch.store import vector_index
+
+    index = tmp_path / "idx"
+    fill(index, collection[:4_000])
+    monkeypatch.setattr(vector_index, "RETRAIN_GROWTH", 2)
+    fill(index, collection[4_000:9_000], start=4_000)  # 9,000 > 2 x 4,000: trained again, a base from that
+    assert files(index, "ivf-*.trained") == ["ivf-3.trained"] and files(index, "ivf-*.base") == ["ivf-4.base"]
+    with StoreWriter.open(index) as store:
+        assert check_index(store) == [] and store.meta("index_built_at") == "9000"
 
 
 def test_a_killed_runs_missing_delta_is_computed_and_check_repair_rebuilds_a_lost_base(

@@ -36,3 +36,12 @@ def since(conn: sqlite3.Connection, base_max: int) -> tuple[list[int], np.ndarra
         "WHERE files.id <= ? ORDER BY files.id", (base_max,))]
     added = [r[0] for r in conn.execute("SELECT id FROM files WHERE id > ? ORDER BY id", (base_max,))]
     return again + added, skipped
+
+
+def counts(conn: sqlite3.Connection, base_max: int) -> tuple[int, int]:
+    """(photos the delta holds, base ids it skips) without reading them: whether the base is due a rebuild."""
+    skipped = conn.execute("SELECT count(*) FROM changed_after_build WHERE id <= ?", (base_max,)).fetchone()[0]
+    again = conn.execute("SELECT count(*) FROM changed_after_build JOIN files ON files.id = changed_after_build.id "
+                         "WHERE files.id <= ?", (base_max,)).fetchone()[0]
+    added = conn.execute("SELECT count(*) FROM files WHERE id > ?", (base_max,)).fetchone()[0]
+    return int(again + added), int(skipped)

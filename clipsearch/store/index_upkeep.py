@@ -13,6 +13,7 @@ from clipsearch.store.catalog import Catalog
 
 if TYPE_CHECKING:
     import faiss
+    import numpy as np
 
 
 class IndexFileUpkeep(Catalog):
@@ -102,8 +103,8 @@ class IndexFileUpkeep(Catalog):
             self._set_meta("index_built_at", str(self.count()))
             have_base = False
         if have_base:
-            added, skipped = self.base_changes(base_max)
-            have_base = max(len(added), len(skipped)) <= large_index.REBUILD_SHARE * int(self.meta("index_base_count") or 0)
+            changed = max(index_changes.counts(self._conn, base_max))
+            have_base = changed <= large_index.REBUILD_SHARE * int(self.meta("index_base_count") or 0)
         if not have_base:  # built beside the old base, which searches go on using until the commit below
             base_no = self._next_index_file()
             ids = np.fromiter(sorted(self.file_ids()), dtype="int64")
@@ -116,12 +117,34 @@ class IndexFileUpkeep(Catalog):
             self.commit()  # not a new generation: the vectors did not change
             base_max = int(ids[-1]) if len(ids) else 0
         delta = layout.ivf_delta(base_no, self.generation)
-        large_index.write_delta(*large_index.delta_from_catalog(self, layout.ivf_trained(trained_no), base_max), delta)
+        found = self._patched_delta(layout.ivf_delta(base_no, self._start_generation), base_no, base_max)
+        if found is None:  # no delta of this run's start (a killed run, a new base): from the catalog's changes
+            found = large_index.delta_from_catalog(self, layout.ivf_trained(trained_no), base_max)
+        large_index.write_delta(*found, delta)
         self._drop_stale_indexes({layout.ivf_trained(trained_no), layout.ivf_base(base_no), layout.ivf_lists(base_no),
                                   delta, large_index.skip_file(delta)})
         self._start_generation = self.generation
         self._removed_ids.clear()
         self._added_ids.clear()
+
+    def _patched_delta(self, previous: Path, base_no: int, base_max: int) -> tuple[faiss.Index, np.ndarray] | None:
+        """The delta this run started from with the run's changes: work in proportion to them, where the delta
+        from the catalog re-encodes every photo added since the base (up to a tenth of it)."""
+        import numpy as np
+
+        base = large_index.read_base(self.layout.ivf_base(base_no)) if previous.is_file() else None
+        found = large_index.read_delta(base, previous) if base is not None else None
+        if base is None or found is None:
+            return None
+        delta, skipped = found
+        touched = np.fromiter(sorted(self._removed_ids | self._added_ids), dtype="int64")
+        delta.remove_ids(touched)
+        for ids, matrix in self.iter_vectors(sorted(self._added_ids)):
+            delta.add_with_ids(matrix, ids)
+        skipped = np.union1d(skipped, touched[touched <= base_max])
+        if base.ntotal - len(skipped) + delta.ntotal != self.count():
+            return None  # changed outside this run's account: from the catalog instead
+        return delta, skipped
 
     def _next_index_file(self) -> int:
         number = int(self.meta("index_files") or 0) + 1

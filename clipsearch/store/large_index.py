@@ -23,8 +23,10 @@ product codes alone cannot rank (bench/store_scale.py measured recall with and w
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,8 +35,8 @@ if TYPE_CHECKING:
     import faiss
     import numpy as np
 
-RERANK = 8  # candidates scored exactly for each hit wanted (at least RERANK_MIN)
-RERANK_MIN = 64
+RERANK = 16  # candidates scored exactly for each hit wanted (at least RERANK_MIN): bench/store_scale.py
+RERANK_MIN = 128
 REBUILD_SHARE = 0.1  # a base is rebuilt once its delta or its skipped ids pass this share of it
 SHARD_VECTORS = 2_000_000  # ids per shard of a build: a worker's lists in memory (~150 MB at PQ64)
 
@@ -48,7 +50,7 @@ class LargeIndex:
     for re-ranking. Answers ``search`` as a FAISS index would (scores, ids), selectors included."""
 
     def __init__(self, base: faiss.Index, delta: faiss.Index, skipped: np.ndarray,
-                 exact: Callable[[Sequence[int]], dict[int, np.ndarray]]) -> None:
+                 exact: Callable[[Sequence[int]], tuple[np.ndarray, np.ndarray]]) -> None:
         import faiss
 
         self.base, self.delta, self.skipped, self._exact = base, delta, skipped, exact
@@ -81,11 +83,11 @@ class LargeIndex:
         scores = np.full((len(x), k), -np.inf, dtype="float32")
         ids = np.full((len(x), k), -1, dtype="int64")
         for row in range(len(x)):
-            candidates = sorted({int(i) for part in found for i in part[row] if i >= 0})
-            vectors = self._exact(candidates)
-            ranked = sorted(((float(vectors[i] @ x[row]), i) for i in candidates if i in vectors), reverse=True)[:k]
-            for at, (score, i) in enumerate(ranked):
-                scores[row, at], ids[row, at] = score, i
+            candidates = np.unique(np.concatenate([part[row] for part in found]))
+            held, matrix = self._exact(candidates[candidates >= 0].tolist())
+            exact = matrix @ x[row]
+            best = np.argsort(-exact, kind="stable")[:k]
+            scores[row, : len(best)], ids[row, : len(best)] = exact[best], held[best]
         return scores, ids
 
 
@@ -93,18 +95,26 @@ def train(factory: str, dim: int, sample: np.ndarray) -> faiss.Index:
     """An empty index of type ``factory`` trained on ``sample``: the centroids by two-level k-means (sqrt(lists)
     coarse clusters, each split), which costs ~sqrt(lists) times less than k-means over every list at once, then the
     product codebooks on the residuals."""
+    import contextlib
+    import io
+
     import faiss
     import numpy as np
-    from faiss.contrib.clustering import two_level_clustering
+
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints that scipy is missing, into a --json's stdout
+        from faiss.contrib.clustering import two_level_clustering
 
     index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     ivf = faiss.extract_index_ivf(index)
     coarse = max(1, int(np.sqrt(ivf.nlist)))
     centroids, _ = two_level_clustering(np.ascontiguousarray(sample, dtype="float32"), coarse, ivf.nlist,
-                                        clustering_niter=10, seed=1234)
+                                        clustering_niter=10, seed=1234, gpu=gpus() > 0)
     ivf.quantizer.add(np.ascontiguousarray(centroids, dtype="float32"))
     ivf.quantizer.is_trained = True
-    index.train(sample)  # the quantizer holds its lists: only the codebooks are trained
+    codes = faiss.downcast_index(ivf)
+    if hasattr(codes, "do_polysemous_training"):
+        codes.do_polysemous_training = False  # codes sorted for Hamming filtering, which a search here never uses:
+    index.train(sample)  # 13x the rest of the training. The quantizer holds its lists: only the codebooks train
     return index
 
 
@@ -117,11 +127,41 @@ def _add_shard(trained: str, directory: str, first: int, last: int, out: str) ->
 
     faiss.omp_set_num_threads(1)  # one core per worker: the workers are the parallelism
     index = faiss.read_index(trained)
+    ivf = faiss.extract_index_ivf(index)
+    faiss.downcast_index(ivf.quantizer).hnsw.efSearch = 64
+    assign = _gpu_assigner(ivf) if gpus() > 0 else None
     with StoreReader.open(Path(directory)) as store:
         for ids, matrix in store.iter_vectors(between=(first, last)):
-            index.add_with_ids(matrix, ids)
+            if assign is None:
+                index.add_with_ids(matrix, ids)
+            else:  # the nearest list found exactly on the GPU; the codes computed here
+                lists = assign(matrix)
+                ivf.add_core(len(ids), faiss.swig_ptr(matrix), faiss.swig_ptr(ids), faiss.swig_ptr(lists))
+                index.ntotal = ivf.ntotal
     faiss.write_index(index, out)
     return int(index.ntotal)
+
+
+def gpus() -> int:
+    """GPUs a GPU build of faiss sees (0 with the CPU build)."""
+    import faiss
+
+    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+
+
+def _gpu_assigner(ivf: faiss.IndexIVF) -> Callable[[np.ndarray], np.ndarray]:
+    """The nearest centroid of each row, by exact search of the centroids copied to the GPUs."""
+    import faiss
+    import numpy as np
+
+    flat = faiss.IndexFlatIP(ivf.d)
+    flat.add(ivf.quantizer.reconstruct_n(0, ivf.quantizer.ntotal))
+    on_gpu = faiss.index_cpu_to_all_gpus(flat)
+
+    def assign(matrix: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(on_gpu.search(matrix, 1)[1].ravel(), dtype="int64")
+
+    return assign
 
 
 def build_base(trained: Path, directory: Path, ids: np.ndarray, base: Path, lists: Path, workers: int) -> int:
@@ -141,12 +181,27 @@ def build_base(trained: Path, directory: Path, ids: np.ndarray, base: Path, list
                 added = sum(pool.map(_add_shard, [str(trained)] * len(outs), [str(directory)] * len(outs),
                                      [b[0] for b in bounds], [b[1] for b in bounds], outs))
         index = faiss.read_index(str(trained))
-        merge_ondisk(index, outs, str(lists))
+        with _quiet_stdout():  # faiss prints "resizing <file>" there
+            merge_ondisk(index, outs, str(lists))
         write_index(index, base)
         return added
     finally:
         for out in outs:
             Path(out).unlink(missing_ok=True)
+
+
+@contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Silence file descriptor 1 for the block: what C++ code prints there would land in a ``--json`` output."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _split(ids: np.ndarray, parts: int) -> list[np.ndarray]:
@@ -181,6 +236,9 @@ def read_base(base: Path) -> faiss.Index:
     ivf.parallel_mode = 1
     ivf.nprobe = vector_index.nprobe(ivf.nlist)
     faiss.downcast_index(ivf.quantizer).hnsw.efSearch = max(64, 2 * ivf.nprobe)
+    # No prefetch threads: faiss starts 32 for every search to read the probed lists ahead, which cost a one-vector
+    # query 2.4x its time where the lists are in the page cache (bench/store_scale.py).
+    faiss.downcast_InvertedLists(ivf.invlists).prefetch_nthread = 0
     return index
 
 

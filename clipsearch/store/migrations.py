@@ -136,11 +136,11 @@ def _signatures(conn: sqlite3.Connection, _: Path) -> None:
 
 
 def _vectors_in_segments(conn: sqlite3.Connection, directory: Path) -> None:
-    """The stored vectors move to segment files (float16, memory-mapped by searches, appended by runs): a catalog of
-    a million photos sheds 2 GB, and 100M stay within one machine's disk. Each vector is copied once, in blocks; the
-    rows are fsynced before this transaction commits, and a failed upgrade leaves only files the next writer
-    removes. A damaged blob (not ``dim`` float32s) is left behind: ``check`` then names its files, which the next
-    run embeds again."""
+    """The stored vectors move to segment files (memory-mapped by searches, appended by runs): a catalog of a million
+    photos sheds 2 GB, and 100M fit one machine's disk. Each vector is copied once, in blocks, as the same float32
+    numbers; the rows are fsynced before this transaction commits, and a failed upgrade leaves only files the next
+    writer removes. A damaged blob (not ``dim`` float32s) is left behind: ``check`` then names its files, which
+    the next run embeds again. ``changed_after_build`` starts empty: the large index it serves is built after."""
     import numpy as np
 
     from clipsearch.store import index_changes

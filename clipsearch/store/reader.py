@@ -87,6 +87,11 @@ class StoreReader(Catalog):
                                                    int(self.meta("index_base_max_id") or 0))
         return LargeIndex(base, *found, self.exact_vectors)
 
-    def exact_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
-        """The stored vectors of ``ids``, by id (re-ranking)."""
-        return {int(i): v for block_ids, matrix in self.iter_vectors(ids) for i, v in zip(block_ids, matrix)}
+    def exact_vectors(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, float32 matrix) of the stored vectors of ``ids`` (re-ranking)."""
+        import numpy as np
+
+        blocks = list(self.iter_vectors(ids))
+        if not blocks:
+            return np.empty(0, dtype="int64"), np.empty((0, self.stored_vectors.dim), dtype="float32")
+        return np.concatenate([b[0] for b in blocks]), np.vstack([b[1] for b in blocks])

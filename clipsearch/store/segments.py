@@ -105,7 +105,9 @@ class Segments:
             rows = self.rows_in_file(segment, dim, itemsize)
             if rows < need:
                 raise SegmentError(f"segment {segment} holds {rows} rows; the catalog points at row {need - 1}")
-            mapped = np.memmap(self.path(segment), dtype=_dtype(itemsize), mode="r", offset=HEADER, shape=(rows, dim))
+            # a plain array over the mapping (it keeps the map alive): np.memmap's own indexing costs ~1 ms a call
+            mapped = np.asarray(np.memmap(self.path(segment), dtype=_dtype(itemsize), mode="r", offset=HEADER,
+                                          shape=(rows, dim)))
             self._maps[segment] = mapped
         return mapped
 

@@ -38,7 +38,7 @@ def choose(n: int, dim: int, budget: int = DEFAULT_BUDGET) -> str:
     nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
     m = max(d for d in range(1, dim // 8 + 1) if dim % d == 0)  # sub-quantisers of 8 bits, dim/8 of them
     if n * dim > budget:
-        nlist = max(LARGE_LISTS[0], min(nlist, LARGE_LISTS[1], 2 ** int(math.log2(max(2.0, n / 39)))))
+        nlist = min(max(LARGE_LISTS[0], nlist), LARGE_LISTS[1], 2 ** int(math.log2(max(2.0, n / 39))))
         return f"IVF{nlist}_HNSW32,PQ{m}"
     nlist = min(nlist, 2 ** int(math.log2(max(2.0, n / 39))), 65536)  # faiss wants >= 39 training points a list
     codes = "Flat" if n * dim * 4 <= budget else "SQ8"

@@ -251,7 +251,8 @@ class StoreWriter(IndexFileUpkeep):
     def _segment_writer(self, dim: int | None = None) -> SegmentWriter:
         """Float16 rows once the collection takes the large index (``segments``), float32 before."""
         if self._vectors is None:
-            itemsize = 2 if large_index.is_large(self.index_factory()) else 4
+            large = large_index.is_large(self.index_factory()) or large_index.is_large(self.pinned_index_type())
+            itemsize = 2 if large else 4
             self._vectors = SegmentWriter(self._segments, self._conn, dim or (self.model.dim if self.model else 0),
                                           itemsize)
         return self._vectors
