@@ -29,3 +29,10 @@ if $PY -c "import ray.data" 2>/dev/null; then
 else
     echo "== bench/ray_engine.py: skipped (no Ray on this machine: pip install 'clipsearch[ray]')"
 fi
+# The large index's training (two-level k-means) and assignment on the GPU, where faiss is a GPU build
+if $PY -c "import faiss, sys; sys.exit(0 if getattr(faiss, 'get_num_gpus', lambda: 0)() > 0 else 1)" 2>/dev/null; then
+    echo "== bench/store_scale.py: the large index trained and built with faiss-gpu, 500,000 vectors"
+    timeout 150 $PY bench/store_scale.py --n 500000 --queries 200 --index-type IVF4096_HNSW32,PQ64
+else
+    echo "== bench/store_scale.py on the GPU: skipped (faiss here is the CPU build)"
+fi

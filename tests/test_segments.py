@@ -161,3 +161,35 @@ def test_check_finds_vectors_a_segment_file_lost_and_repair_leaves_them_for_the_
     assert (again["added"], again["unchanged"]) == (count - left, left)  # type: ignore[index]
     assert cli("check", "--index", index, "--json").json()["ok"] is True  # type: ignore[index]
     assert cli("info", "--index", index, "--json").json()["images"] == count  # type: ignore[index]
+
+
+def test_a_collection_that_becomes_large_during_a_run_goes_on_in_float16(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small collections keep float32; the commit at which a run takes one past the large index's threshold switches
+    the rows that follow to float16, and the run's end compacts the float32 ones into float16 too."""
+    from clipsearch.store import vector_index
+
+    real = vector_index.choose
+    monkeypatch.setattr(vector_index, "choose", lambda n, dim, budget=0: "IVF16_HNSW32,PQ4" if n >= 200 else real(n, dim))
+    index = tmp_path / "idx"
+    data = unit(350, seed=4)
+    with StoreWriter.open(index) as store:
+        store.bind_model(ModelRecord("synthetic", "{}", DIM))
+        store.begin_run([])
+        for i, vector in enumerate(data):
+            store.put(record(i), vector)
+            if i % 100 == 99:
+                store.commit()
+        store.commit()
+        kept = {int(Path(p).stem): v for p, v in store.vectors_by_path().items()}
+        # float32 until the commit at 300 (the type needs 256 to train), float16 after
+        assert all(np.array_equal(kept[i], data[i]) for i in range(300))
+        assert all(np.array_equal(kept[i], data[i].astype("float16").astype("float32")) for i in range(300, 350))
+        store.finish({})
+        assert store.meta("index_built_as") == "IVF16_HNSW32,PQ4"
+    after = stored(index)
+    assert all(np.array_equal(after[i], data[i].astype("float16").astype("float32")) for i in range(350))
+    files = list((index / "segments").iterdir())
+    assert sum(p.stat().st_size - HEADER for p in files) == 350 * DIM * 2  # every row in float16, none left behind
+    with StoreWriter.open(index) as store:
+        assert check_index(store) == []

@@ -107,7 +107,7 @@ class IndexFileUpkeep(Catalog):
             have_base = changed <= large_index.REBUILD_SHARE * int(self.meta("index_base_count") or 0)
         if not have_base:  # built beside the old base, which searches go on using until the commit below
             base_no = self._next_index_file()
-            ids = np.fromiter(sorted(self.file_ids()), dtype="int64")
+            ids = np.fromiter((r[0] for r in self._conn.execute("SELECT id FROM files ORDER BY id")), dtype="int64")
             count = large_index.build_base(layout.ivf_trained(trained_no), self.directory, ids, layout.ivf_base(base_no),
                                            layout.ivf_lists(base_no), os.cpu_count() or 1)
             for key, value in (("index_base", base_no), ("index_base_max_id", int(ids[-1]) if len(ids) else 0),

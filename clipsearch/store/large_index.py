@@ -170,7 +170,8 @@ def build_base(trained: Path, directory: Path, ids: np.ndarray, base: Path, list
     import faiss
     from faiss.contrib.ondisk import merge_ondisk
 
-    shards = max(1, min(workers * 4, -(-len(ids) // SHARD_VECTORS)))
+    needed = -(-len(ids) // SHARD_VECTORS)
+    shards = max(1, needed if workers <= 1 else workers * -(-needed // workers))  # each worker as many: none alone last
     bounds = [(int(part[0]), int(part[-1])) for part in _split(ids, shards)]
     outs = [str(base) + f".shard{n}" for n in range(len(bounds))]
     try:

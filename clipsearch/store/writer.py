@@ -241,6 +241,8 @@ class StoreWriter(IndexFileUpkeep):
             return
         if self._vectors is not None:
             self._vectors.before_commit()  # the rows are on disk before any catalog row points at them
+            if self._vectors.appender.itemsize == 4 and self._dirty and large_index.is_large(self.index_factory()):
+                self._vectors.appender.half_from_now()  # the collection became large during this run
         if self._dirty:
             self._conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
         self._conn.execute("COMMIT")
