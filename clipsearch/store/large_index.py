@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     import faiss
     import numpy as np
 
-RERANK = 16  # candidates scored exactly for each hit wanted (at least RERANK_MIN): bench/store_scale.py
-RERANK_MIN = 128
+RERANK = 64  # candidates scored exactly for each hit wanted (at least RERANK_MIN): bench/store_scale.py
+RERANK_MIN = 512
 REBUILD_SHARE = 0.1  # a base is rebuilt once its delta or its skipped ids pass this share of it
 SHARD_VECTORS = 2_000_000  # ids per shard of a build: a worker's lists in memory (~150 MB at PQ64)
 

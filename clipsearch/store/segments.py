@@ -31,6 +31,11 @@ if TYPE_CHECKING:
 
 MAGIC = b"CSVSEG01"
 HEADER = 64  # bytes before the first row: MAGIC, dimensions (uint32), bytes per number (uint32: 2 or 4), zeros
+# A search reads a few hundred scattered rows (re-ranking, "more like this") with pread, not through the map: each
+# row touched through the map brought the 64 KB around it into the process (the kernel's fault-around, which
+# MADV_RANDOM did not stop), 12 GB of page cache in a search process's resident set after 1,000 queries at 10M
+# photos (bench/store_scale.py). Bulk reads (a build, the training sample) go through the map.
+FEW_ROWS = 4096
 ROWS_PER_SEGMENT = 1 << 20  # 1 GiB at 512 dimensions: few files at 100M photos, and compaction rewrites little at once
 SCHEMA = (
     "CREATE TABLE segments (id INTEGER PRIMARY KEY, dim INTEGER NOT NULL, itemsize INTEGER NOT NULL, "
@@ -66,6 +71,7 @@ class Segments:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._maps: dict[int, np.ndarray] = {}
+        self._fds: dict[int, int] = {}
 
     def path(self, segment: int) -> Path:
         return _path(self.directory, segment)
@@ -107,11 +113,8 @@ class Segments:
             if rows < need:
                 raise SegmentError(f"segment {segment} holds {rows} rows; the catalog points at row {need - 1}")
             raw = np.memmap(self.path(segment), dtype=_dtype(itemsize), mode="r", offset=HEADER, shape=(rows, dim))
-            # Rows are read one by one (re-ranking, "more like this"): without MADV_RANDOM each one maps the 64 KB
-            # around it too (the kernel's fault-around), which put 13 GB of page cache in a search process's
-            # resident set at 10M photos (bench/store_scale.py), and a cold disk would read ahead for nothing.
             if hasattr(raw, "_mmap") and hasattr(mmap, "MADV_RANDOM"):
-                raw._mmap.madvise(mmap.MADV_RANDOM)
+                raw._mmap.madvise(mmap.MADV_RANDOM)  # no read-ahead on a cold disk for rows read one by one
             mapped = np.asarray(raw)  # a plain array over the map (keeping it alive): memmap's indexing costs ~1 ms
             self._maps[segment] = mapped
         return mapped
@@ -127,12 +130,28 @@ class Segments:
             where = np.flatnonzero(segments == segment)
             picked = rows[where]
             mapped = self._map(int(segment), dim, int(picked.max()) + 1)
+            if len(picked) <= FEW_ROWS:  # read, not mapped: see FEW_ROWS
+                out[where] = self._read_rows(int(segment), picked, mapped.dtype, dim)
+                continue
             order = np.argsort(picked, kind="stable")  # in file order: the page cache reads ahead
             out[where[order]] = mapped[picked[order]]
         return out
 
+    def _read_rows(self, segment: int, picked: np.ndarray, dtype: np.dtype, dim: int) -> np.ndarray:
+        import numpy as np
+
+        size = dim * dtype.itemsize
+        fd = self._fds.get(segment)
+        if fd is None:
+            fd = self._fds[segment] = os.open(self.path(segment), os.O_RDONLY)
+        data = b"".join(os.pread(fd, size, HEADER + int(row) * size) for row in picked)
+        return np.frombuffer(data, dtype=dtype).reshape(len(picked), dim)
+
     def forget_maps(self) -> None:
         self._maps.clear()
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
 
 class SegmentAppender:
