@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clipsearch.errors import NoSuchPhoto, UserError
-from clipsearch.store import StoreReader
+from clipsearch.store import StoreReader, vector_index
 from search.filters import Filters
 from search.query import MAX_K, Hit, Query, Term, check_page, combine
 
@@ -154,8 +154,6 @@ class Searcher:
 
     def _gpu(self, index: faiss.Index) -> faiss.Index:
         """Large collections are searched on the GPUs when faiss was built with them and CUDA is allowed."""
-        from clipsearch.store import vector_index
-
         if index.ntotal < GPU_MIN_VECTORS or self._device == "cpu":
             return index
         if self._gpu_index is None:
@@ -274,8 +272,6 @@ class Searcher:
         """Call inside ``store.snapshot()``: the index and the paths must come from one state."""
         import faiss
         import numpy as np
-
-        from clipsearch.store import vector_index
 
         needed = k + offset + len(exclude)
         params, available = None, index.ntotal

@@ -297,7 +297,8 @@ def test_a_damaged_catalog_is_checked_salvaged_and_never_reported_whole(cli: Cli
     for kept in (0.3, 0.5, 0.67, 0.9):  # a bad copy, a full disk at the wrong moment: cut anywhere
         catalog.write_bytes(original[: int(len(original) * kept)])
         seen = cli("check")
-        assert seen.exit_code == 1 and "database disk image is malformed" in seen.stdout, (kept, seen.stdout)
+        # SQLite's verdict ("database disk image is malformed", "Fragmentation of N bytes ...") depends on the cut
+        assert seen.exit_code == 1 and "problem: catalog database: " in seen.stdout, (kept, seen.stdout)
         assert "'check --repair' would save what can be read: saved" in seen.stdout, kept
         searched = cli("search", "a red star", "-k", "54")
         if searched.exit_code != 0:  # the damage may lie where this search does not read

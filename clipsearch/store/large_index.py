@@ -123,14 +123,15 @@ def _add_shard(trained: str, directory: str, first: int, last: int, out: str) ->
     ``out``; returns how many."""
     import faiss
 
-    from clipsearch.store.reader import StoreReader
+    from clipsearch.store.catalog import Catalog, connect
+    from clipsearch.store.layout import Layout
 
     faiss.omp_set_num_threads(1)  # one core per worker: the workers are the parallelism
     index = faiss.read_index(trained)
     ivf = faiss.extract_index_ivf(index)
     faiss.downcast_index(ivf.quantizer).hnsw.efSearch = 64
     assign = _gpu_assigner(ivf) if gpus() > 0 else None
-    with StoreReader.open(Path(directory)) as store:
+    with Catalog(Path(directory), connect(Layout(Path(directory)).catalog, readonly=True)) as store:
         for ids, matrix in store.iter_vectors(between=(first, last)):
             if assign is None:
                 index.add_with_ids(matrix, ids)
