@@ -97,7 +97,7 @@ class IndexFileUpkeep(Catalog):
             return
         if retrain or not layout.ivf_trained(trained_no).is_file():
             trained_no = self._next_index_file()
-            large_index.write_index(large_index.train(factory, dim, self.training_sample(factory)),
+            vector_index.write_atomically(large_index.train(factory, dim, self.training_sample(factory)),
                                     layout.ivf_trained(trained_no))
             self._set_meta("index_trained", str(trained_no))
             self._set_meta("index_built_at", str(self.count()))

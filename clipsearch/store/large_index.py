@@ -31,6 +31,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clipsearch.store import vector_index
+
 if TYPE_CHECKING:
     import faiss
     import numpy as np
@@ -185,7 +187,7 @@ def build_base(trained: Path, directory: Path, ids: np.ndarray, base: Path, list
         index = faiss.read_index(str(trained))
         with _quiet_stdout():  # faiss prints "resizing <file>" there
             merge_ondisk(index, outs, str(lists))
-        write_index(index, base)
+        vector_index.write_atomically(index, base)
         return added
     finally:
         for out in outs:
@@ -216,22 +218,10 @@ def skip_file(delta: Path) -> Path:
     return delta.with_name(delta.name + ".skip.npy")
 
 
-def write_index(index: faiss.Index, target: Path) -> None:
-    import faiss
-
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    faiss.write_index(index, str(tmp))
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
-
-
 def read_base(base: Path) -> faiss.Index:
     """The base with its lists memory-mapped read-only (the ``.ivfdata`` file beside it), set up for queries: the
     lists to probe (``vector_index.nprobe``) and an HNSW search wide enough to find them."""
     import faiss
-
-    from clipsearch.store import vector_index
 
     index = faiss.read_index(str(base), faiss.IO_FLAG_READ_ONLY)  # (IO_FLAG_MMAP crashes this type's search)
     ivf = faiss.extract_index_ivf(index)
@@ -267,7 +257,7 @@ def write_delta(delta: faiss.Index, skipped: np.ndarray, target: Path) -> None:
         with open(skip_file(target), "wb") as f:
             np.save(f, np.asarray(skipped, dtype="int64"))
             os.fsync(f.fileno())
-        write_index(delta, target)
+        vector_index.write_atomically(delta, target)
     finally:
         ivf.quantizer = quantizer
 

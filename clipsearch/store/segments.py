@@ -18,7 +18,6 @@ that has become large.
 
 from __future__ import annotations
 
-import mmap
 import os
 import sqlite3
 import struct
@@ -32,9 +31,10 @@ if TYPE_CHECKING:
 MAGIC = b"CSVSEG01"
 HEADER = 64  # bytes before the first row: MAGIC, dimensions (uint32), bytes per number (uint32: 2 or 4), zeros
 # A search reads a few hundred scattered rows (re-ranking, "more like this") with pread, not through the map: each
-# row touched through the map brought the 64 KB around it into the process (the kernel's fault-around, which
-# MADV_RANDOM did not stop), 12 GB of page cache in a search process's resident set after 1,000 queries at 10M
-# photos (bench/store_scale.py). Bulk reads (a build, the training sample) go through the map.
+# row touched through the map brought the 64 KB around it into the process (the kernel's fault-around;
+# MADV_RANDOM did not stop it and only turned read-ahead off for bulk reads): 12 GB of page cache in a search
+# process's resident set after 1,000 queries at 10M photos (bench/store_scale.py). Bulk reads (a build, the
+# training sample) go through the map.
 FEW_ROWS = 4096
 ROWS_PER_SEGMENT = 1 << 20  # 1 GiB at 512 dimensions: few files at 100M photos, and compaction rewrites little at once
 SCHEMA = (
@@ -113,8 +113,6 @@ class Segments:
             if rows < need:
                 raise SegmentError(f"segment {segment} holds {rows} rows; the catalog points at row {need - 1}")
             raw = np.memmap(self.path(segment), dtype=_dtype(itemsize), mode="r", offset=HEADER, shape=(rows, dim))
-            if hasattr(raw, "_mmap") and hasattr(mmap, "MADV_RANDOM"):
-                raw._mmap.madvise(mmap.MADV_RANDOM)  # no read-ahead on a cold disk for rows read one by one
             mapped = np.asarray(raw)  # a plain array over the map (keeping it alive): memmap's indexing costs ~1 ms
             self._maps[segment] = mapped
         return mapped
@@ -162,8 +160,6 @@ class SegmentAppender:
 
     def __init__(self, files: Segments, conn: sqlite3.Connection, dim: int, itemsize: int = 4,
                  rows_per_segment: int | None = None):
-        import numpy as np
-
         self.files = files
         self.dim, self.itemsize = dim, itemsize
         self.rows_per_segment = rows_per_segment or ROWS_PER_SEGMENT
@@ -173,7 +169,6 @@ class SegmentAppender:
         self._segment, self._rows = (int(last[0]), int(last[3])) if same else (0, self.rows_per_segment)
         self._next = max(top, int(last[0]) if last else 0) + 1
         self._pending: list[tuple[int, int, list[np.ndarray]]] = []  # (segment, first row, vectors)
-        self._np = np
 
     def add(self, vector: np.ndarray) -> tuple[int, int]:
         if self._rows >= self.rows_per_segment:
@@ -201,7 +196,8 @@ class SegmentAppender:
 
     def flush(self) -> list[tuple[int, int, int, int]]:
         """Write and fsync the pending rows; (segment, dim, itemsize, committed rows) for each segment written to."""
-        np = self._np
+        import numpy as np
+
         done: list[tuple[int, int, int, int]] = []
         created = False
         for segment, first, vectors in self._pending:
