@@ -50,11 +50,11 @@ def test_choice_follows_size_and_memory() -> None:
     assert vectors.choose(200_000, 512) == "Flat"
     assert vectors.choose(500_000, 512) == "IVF2048,Flat"  # 1.0 GB of float32 still fits 1 GiB
     assert vectors.choose(1_000_000, 512) == "IVF4096,SQ8"  # 2 GB would not; 8-bit codes do
-    assert vectors.choose(5_000_000, 512) == "IVF16384_HNSW32,PQ64"  # neither: the large index, 64-byte codes on disk
-    assert vectors.choose(100_000_000, 512) == "IVF32768_HNSW32,PQ64"  # 4 sqrt(n) lists, 2^14 to 2^18
-    assert vectors.choose(1_000_000_000, 1024) == "IVF131072_HNSW32,PQ128"
+    assert vectors.choose(5_000_000, 512) == "IVF16384_HNSW32,PQ128"  # neither: the large index, 128-byte codes on disk
+    assert vectors.choose(100_000_000, 512) == "IVF32768_HNSW32,PQ128"  # 4 sqrt(n) lists, 2^14 to 2^18
+    assert vectors.choose(1_000_000_000, 1024) == "IVF131072_HNSW32,PQ256"  # dim/4 bytes a code
     assert vectors.choose(1_000_000, 512, budget=8 << 30) == "IVF4096,Flat"
-    assert vectors.choose(8_000, 64, budget=1 << 10) == "IVF128_HNSW32,PQ8"
+    assert vectors.choose(8_000, 64, budget=1 << 10) == "IVF128_HNSW32,PQ16"
     assert vectors.choose(50_000, 768, budget=10 << 20).startswith("IVF")  # a small budget forces codes early
 
 

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 RERANK = 64  # candidates scored exactly for each hit wanted (at least RERANK_MIN): bench/store_scale.py
 RERANK_MIN = 512
 REBUILD_SHARE = 0.1  # a base is rebuilt once its delta or its skipped ids pass this share of it
-SHARD_VECTORS = 2_000_000  # ids per shard of a build: a worker's lists in memory (~150 MB at PQ64)
+SHARD_VECTORS = 2_000_000  # ids per shard of a build: a worker's lists in memory (~300 MB at PQ128)
 
 
 def is_large(factory: str) -> bool:

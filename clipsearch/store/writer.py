@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from clipsearch.photo_meta import PhotoMeta
     from clipsearch.signature import Signature
 
+WRITER_CACHE_KB = 262_144  # SQLite's page cache for the writer: the catalog's random-keyed indexes (path, hash) stay
+# in it to ~10M files, where the 2 MB default made each insert a read (bench/store_scale.py's insert rate)
+
 
 class StoreWriter(IndexFileUpkeep):
     def __init__(self, directory: Path, conn: sqlite3.Connection, lock: WriteLock, upgraded_from: int | None) -> None:
@@ -59,6 +62,7 @@ class StoreWriter(IndexFileUpkeep):
         conn = None
         try:
             conn = connect(layout.catalog, readonly=False)
+            conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KB}")
             found = migrations.create_or_upgrade(conn, directory)
         except BaseException as exc:
             if conn is not None:
