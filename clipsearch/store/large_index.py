@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipsearch.store import vector_index
+from clipsearch.store.mapped_pages import MappedPages
 
 if TYPE_CHECKING:
     import faiss
@@ -61,6 +62,7 @@ class LargeIndex:
         self.nlist = faiss.extract_index_ivf(base).nlist
         self.nprobe = faiss.extract_index_ivf(base).nprobe
         self.ntotal = base.ntotal - len(skipped) + delta.ntotal
+        self._pages = MappedPages(faiss.downcast_InvertedLists(faiss.extract_index_ivf(base).invlists).filename)
 
     def search(self, x: np.ndarray, k: int, params: Any = None) -> tuple[np.ndarray, np.ndarray]:
         import faiss
@@ -90,6 +92,7 @@ class LargeIndex:
             exact = matrix @ x[row]
             best = np.argsort(-exact, kind="stable")[:k]
             scores[row, : len(best)], ids[row, : len(best)] = exact[best], held[best]
+        self._pages.trim()  # the probed lists stay mapped: a process's memory is bounded here, not by the lists
         return scores, ids
 
 
