@@ -17,6 +17,8 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageChops
 
+from clipsearch import picture_grid
+
 SIDE = 32  # the picture is reduced to SIDE x SIDE luminance before its DCT
 KEEP = 8  # the KEEP x KEEP lowest frequencies carry the hash
 TRIM_SIDE = 256  # borders are found on a copy this size
@@ -28,11 +30,13 @@ MAX_TURN = 10.0  # degrees searched either way: a photo's own edges at 90 degree
 
 
 class Signature(NamedTuple):
-    """What a picture looks like, in 56 bytes: ``dct`` (a 64-bit DCT hash: what is where) and ``edges`` (the low
-    harmonics of its edge orientations: a copy keeps them, a shot turned by a degree shifts them all)."""
+    """What a picture looks like, in ~1.3 KB: ``dct`` (a 64-bit DCT hash: what is where), ``edges`` (the low
+    harmonics of its edge orientations: a copy keeps them, a shot turned by a degree shifts them all) and ``grid``
+    (``clipsearch.picture_grid``: a 32x32 colour grid, which sees an added object or a moved camera; b"": none)."""
 
     dct: int
     edges: bytes
+    grid: bytes = b""
 
 
 def _dct_matrix(n: int) -> np.ndarray:
@@ -66,9 +70,9 @@ def trimmed(gray: Image.Image) -> Image.Image:
 
 
 def of(image: Image.Image) -> Signature:
-    """The signature of an upright picture."""
+    """The signature of an upright picture (the grid of all of it: ``picture_grid.compare`` aligns frames away)."""
     gray = trimmed(image.convert("L"))
-    return Signature(dct_hash(gray), edge_harmonics(gray))
+    return Signature(dct_hash(gray), edge_harmonics(gray), picture_grid.encode(image))
 
 
 def dct_hash(gray: Image.Image) -> int:

@@ -160,9 +160,9 @@ class RayDecodeEmbed:
             self.model_seconds += time.monotonic() - started
 
     def _outcomes(self, batch: dict[str, Any], tasks: list[Task]) -> Iterator[Outcome]:
-        for i, kind, error, digest, width, height, meta, vector, sign, edges in zip(
+        for i, kind, error, digest, width, height, meta, vector, sign, edges, grid in zip(
                 batch["i"], batch["kind"], batch["error"], batch["digest"], batch["width"], batch["height"],
-                batch["meta"], batch["vector"], batch["signature"], batch["edges"]):
+                batch["meta"], batch["vector"], batch["signature"], batch["edges"], batch["grid"]):
             task = tasks[int(i)]
             if kind == FAILED:
                 yield Failed(task, str(error))
@@ -175,7 +175,7 @@ class RayDecodeEmbed:
                 self.contents.embedded(bytes(digest))
                 yield Embedded(task, bytes(digest), int(width), int(height),
                                np.frombuffer(vector, dtype=np.float32).copy(), PhotoMeta(**_json(meta)),
-                               Signature(int(sign), bytes(edges)) if sign >= 0 else None)
+                               Signature(int(sign), bytes(edges), bytes(grid)) if sign >= 0 else None)
 
     def settings(self, cluster: RayCluster, encoder: Encoder) -> dict[str, Any]:
         """What the user set, else what fills the cluster: one replica per GPU (or per ``gpus_per_replica``), else

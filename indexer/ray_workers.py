@@ -10,7 +10,7 @@ back into the run's outcomes and stores them.
 
 Rows travel as plain columns (Arrow): a task row is ``i`` (its place in the driver's window), ``path``
 and ``size``; a result row adds ``kind``, ``error``, ``digest``, ``width``, ``height``, ``meta`` (JSON),
-``signature`` and ``edges`` (``clipsearch.signature``), and either ``pixels`` (uint8 bytes of ``side`` x
+``signature``, ``edges`` and ``grid`` (``clipsearch.signature``), and either ``pixels`` (uint8 bytes of ``side`` x
 ``side`` x 3) or, after the model, ``vector`` (float32 bytes). Imported by the workers, so: no Ray, no store
 and no torch at import.
 """
@@ -112,7 +112,7 @@ def decode_files(batch: Batch, *, known: list[Any], plan: Plan, side: int | None
         _put(out, row, DECODED, digest=loaded.digest, width=width, height=height, meta=json.dumps(asdict(meta)))
         out["pixels"][row] = np.ascontiguousarray(picture, dtype=np.uint8).tobytes()
         out["side"][row] = picture.shape[0]
-        out["signature"][row], out["edges"][row] = sign
+        out["signature"][row], out["edges"][row], out["grid"][row] = sign
     out["i"] = np.asarray(batch["i"], dtype=np.int64)
     return out
 
@@ -163,7 +163,8 @@ class EmbedPhotos:
                 vectors[r] = np.asarray(vector, dtype=np.float32).tobytes()
             kinds = kinds.copy()
             kinds[rows] = EMBEDDED
-        out = {key: batch[key] for key in ("i", "error", "digest", "width", "height", "meta", "signature", "edges")}
+        out = {key: batch[key] for key in ("i", "error", "digest", "width", "height", "meta", "signature", "edges",
+                                           "grid")}
         out["kind"] = kinds
         out["vector"] = np.array(vectors, dtype=object)
         return out
@@ -176,7 +177,7 @@ def _columns(n: int) -> Batch:
         "height": np.zeros(n, dtype=np.int64), "meta": np.array([""] * n, dtype=object),
         "pixels": np.array([b""] * n, dtype=object), "side": np.zeros(n, dtype=np.int64),
         "signature": np.full(n, -1, dtype=np.int64),  # -1: none (63 bits: a DCT hash is never negative)
-        "edges": np.array([b""] * n, dtype=object),
+        "edges": np.array([b""] * n, dtype=object), "grid": np.array([b""] * n, dtype=object),
     }
 
 

@@ -4,8 +4,11 @@ Three kinds of sameness, strongest first:
 
 - **identical**: the same bytes (one content in the catalog, several paths);
 - **copy**: the same picture resized, re-encoded, converted, framed, trimmed by a few percent or lightly
-  recoloured: DCT hashes (``clipsearch.signature``) within ``COPY_BITS`` of 63 bits, edges turned by at most
-  ``MAX_COPY_TURN`` degrees, *and* vectors that are near neighbours;
+  recoloured: vectors that are near neighbours, DCT hashes (``clipsearch.signature``) not far apart, edges
+  turned by at most ``MAX_COPY_TURN`` degrees, *and* colour grids (``clipsearch.picture_grid``) that match once
+  aligned, with nothing beyond a frame shown by the lesser one: an added object or a moved camera is a similar
+  shot. Where either photo has no grid yet (indexed before format 8 and not decoded since), hashes within
+  ``COPY_BITS`` decide instead;
 - **similar**: another shot of the same moment (a burst, a small camera move, something added): vectors
   within ``SIMILAR_SPREAD`` of the collection's own neighbour distance, or signatures within
   ``SIMILAR_BITS`` with vectors near.
@@ -27,14 +30,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from clipsearch import signature
+from clipsearch import picture_grid, signature
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from clipsearch.store import IndexedFile, StoreReader
 
 K = 8  # neighbours per content; the K-th is the collection's yardstick
-COPY_BITS = 8  # signature bits two copies may differ by (bench/duplicates.py)
+COPY_BITS = 8  # signature bits two copies may differ by, where there are no grids (bench/duplicates.py)
 COPY_SPREAD = 1.0  # and their vectors' distance, in units of the collection's yardstick
+GRID_BITS = 24  # with grids, the hash and vectors only pass pairs on to them: copies measured up to 24 bits and
+GRID_SPREAD = 2.0  # (framed, demo model) 1.7 yardsticks apart; unrelated photos differ by ~32 bits
+GRID_RESIDUAL = 0.3  # copies measured at most 0.25 apart, added objects above 0.3 for 98% (bench/duplicates.py)
+GRID_NEW = 0.05  # copies measured 0.00, moved cameras above 0.05 for 95%
 MAX_COPY_TURN = 0.5  # degrees: copies measured at most 0.36 apart, shots turned 1-2 degrees above 0.5 (95%)
 SIMILAR_BITS = 20
 SIMILAR_SPREAD = 0.25
@@ -51,6 +60,7 @@ class Collection:
     vectors: np.ndarray  # (n, dim) float32, unit length
     signatures: np.ndarray  # (n,) int64: the DCT hashes
     edges: list[bytes] | None = None  # each one's edge harmonics (b"": none)
+    grids: Callable[[list[int]], dict[int, bytes]] | None = None  # content indices -> their grids, read on demand
 
     @classmethod
     def of(cls, store: StoreReader, within: str | None = None) -> Collection:
@@ -66,7 +76,13 @@ class Collection:
         known = store.signatures.all()
         signs = np.array([known[g[0].hash].dct if g[0].hash in known else -1 for g in files], dtype=np.int64)
         edges = [known[g[0].hash].edges if g[0].hash in known else b"" for g in files]
-        return cls(files, vectors, signs, edges)
+        hashes = [g[0].hash for g in files]
+
+        def grids(indices: list[int]) -> dict[int, bytes]:
+            found = store.signatures.grids([hashes[i] for i in indices])
+            return {i: found[hashes[i]] for i in indices if hashes[i] in found}
+
+        return cls(files, vectors, signs, edges, grids)
 
 
 @dataclass
@@ -132,17 +148,32 @@ def _popcount(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def levels(pairs: Pairs, edges: list[bytes] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def levels(pairs: Pairs, edges: list[bytes] | None = None,
+           grids: Callable[[list[int]], dict[int, bytes]] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Which candidate pairs are copies, and which are similar shots (or copies)."""
     spread = (1.0 - pairs.score) / pairs.yardstick
     copy = (pairs.bits <= COPY_BITS) & (spread <= COPY_SPREAD)
+    if grids is not None:
+        _judge_by_grids(pairs, spread, copy, grids)
     similar = copy | (spread <= SIMILAR_SPREAD) | ((pairs.bits <= SIMILAR_BITS) & (spread <= COPY_SPREAD))
     if edges is not None:  # a shot turned by a degree or two hashes like a copy; its edges tell it apart
         for at in np.flatnonzero(copy):
             angle = signature.turn(edges[pairs.a[at]], edges[pairs.b[at]])
-            if angle is not None and abs(angle) > MAX_COPY_TURN:
+            if angle is not None and abs(angle) > MAX_COPY_TURN + 1e-6:  # the angles are a grid of 0.05 degrees
                 copy[at] = False
     return copy, similar
+
+
+def _judge_by_grids(pairs: Pairs, spread: np.ndarray, copy: np.ndarray,
+                    grids: Callable[[list[int]], dict[int, bytes]]) -> None:
+    """Where both photos of a candidate pair have grids, they decide whether it is a copy (``copy``, in place)."""
+    at = np.flatnonzero((pairs.bits <= GRID_BITS) & (spread <= GRID_SPREAD))
+    held = grids(sorted({int(i) for i in pairs.a[at]} | {int(i) for i in pairs.b[at]}))
+    for i in at.tolist():
+        a, b = held.get(int(pairs.a[i])), held.get(int(pairs.b[i]))
+        match = picture_grid.compare(a, b) if a is not None and b is not None else None
+        if match is not None:
+            copy[i] = match.residual <= GRID_RESIDUAL and match.new <= GRID_NEW
 
 
 def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -177,7 +208,7 @@ def find(collection: Collection, similar: bool = False) -> list[ContentGroup]:
     that join two or more copy groups or single photos), largest first."""
     n = len(collection.files)
     pairs = candidate_pairs(collection)
-    copy, close = levels(pairs, collection.edges)
+    copy, close = levels(pairs, collection.edges, collection.grids)
     copy_of = components(n, pairs.a[copy], pairs.b[copy])
     out: list[ContentGroup] = []
     for members in _members(copy_of):

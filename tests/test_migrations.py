@@ -59,11 +59,18 @@ def _expected(photos: Path) -> dict[str, list[tuple[str, int, float]]]:
     return {q: [(_moved(h["path"], photos), h["id"], h["score"]) for h in hits] for q, hits in RECORDED["answers"].items()}
 
 
-def _same(got: dict[str, list[tuple[str, int, float]]], want: dict[str, list[tuple[str, int, float]]]) -> None:
+def _same(got: dict[str, list[tuple[str, int, float]]], want: dict[str, list[tuple[str, int, float]]],
+          tolerance: float = 1e-5) -> None:
     assert got.keys() == want.keys()
     for query in want:
         assert [(p, i) for p, i, _ in got[query]] == [(p, i) for p, i, _ in want[query]], query
-        assert [s for _, _, s in got[query]] == pytest.approx([s for _, _, s in want[query]], abs=1e-5), query
+        assert [s for _, _, s in got[query]] == pytest.approx([s for _, _, s in want[query]], abs=tolerance), query
+
+
+# The recorded answers came from another CPU: a query's text vector differs by up to ~1e-3 in cosine between CPUs
+# (this one, with AMX and AVX512-BF16, gives 8e-4), the stored vectors not at all. So: the recorded answers within
+# that, and the upgraded index's answers equal to the old index's on this machine.
+ACROSS_CPUS = 2e-3
 
 
 def test_a_format_1_index_is_upgraded_in_place_and_nothing_is_re_embedded(cli: Cli, v1_index: tuple[Path, Path]) -> None:
@@ -73,7 +80,8 @@ def test_a_format_1_index_is_upgraded_in_place_and_nothing_is_re_embedded(cli: C
         vectors_before = store.vectors_by_path()
         generation = store.generation
     assert len(vectors_before) == 55
-    _same(_answers(index, photos), _expected(photos))
+    before = _answers(index, photos)
+    _same(before, _expected(photos), ACROSS_CPUS)
     faiss_files = sorted(p.name for p in index.glob("vectors-*.faiss"))
 
     result = cli("index", photos, "--index", index, "--json")  # the scheduled run that meets the old index
@@ -93,12 +101,14 @@ def test_a_format_1_index_is_upgraded_in_place_and_nothing_is_re_embedded(cli: C
         vectors_after = store.vectors_by_path()
         assert store.info()["failing_files"] == 1  # the remembered failure too
         assert store.info()["vocabulary"] == "builtin" and store.tags.tagged_files() > 0
+        contents = {row.hash for row in store.file_rows(None)}
+        assert len(store.signatures.grids(sorted(contents))) == len(contents)  # format 8's grids, decoded for it
     assert vectors_after.keys() == vectors_before.keys()
     # copied once into a segment file (format 7), not re-embedded: the very same numbers
     assert all(vectors_after[p].tobytes() == vectors_before[p].tobytes() for p in vectors_before)
     assert [p.name for p in (index / "segments").iterdir()] == ["000001.seg"]
     assert sorted(p.name for p in index.glob("vectors-*.faiss")) == faiss_files
-    _same(_answers(index, photos), _expected(photos))
+    _same(_answers(index, photos), before)
     check = cli("check", "--index", index, "--json")
     assert check.exit_code == 0 and check.json() == {"ok": True, "problems": [], "repaired": False}
     again = cli("index", photos, "--index", index, "--json").json()

@@ -165,6 +165,13 @@ def _vectors_in_segments(conn: sqlite3.Connection, directory: Path) -> None:
     conn.execute("DROP TABLE vectors_before_segments")
 
 
+def _signature_grids(conn: sqlite3.Connection, _: Path) -> None:
+    """Signatures gain a coarse colour grid (``clipsearch.picture_grid``), which tells an added object or a moved
+    camera from a copy. Every signature kept so far keeps its hash and edges; its grid is NULL until the next run
+    decodes the photo for it (no model: ``indexer.backfill.SignatureBackfill``)."""
+    conn.execute("ALTER TABLE signatures ADD COLUMN grid BLOB")
+
+
 STEPS: tuple[Step, ...] = (
     Step("photo ids are never handed out again after a photo leaves the index", _ids_never_reused),  # 1 -> 2
     Step("each indexed folder remembers its settings (hidden files, exclusions)", _root_settings),  # 2 -> 3
@@ -172,6 +179,7 @@ STEPS: tuple[Step, ...] = (
     Step("photos keep when they were taken, the camera and the place (read from their headers)", _photo_meta),  # 4 -> 5
     Step("photos keep a perceptual signature, to tell copies from similar shots", _signatures),  # 5 -> 6
     Step("the vectors move out of the catalog into segment files (float16)", _vectors_in_segments),  # 6 -> 7
+    Step("signatures gain a colour grid, to tell an added object or a moved camera from a copy", _signature_grids),
 )
 CURRENT = FIRST + len(STEPS)
 
