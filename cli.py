@@ -379,8 +379,9 @@ def duplicates(
     null: Annotated[bool, typer.Option("-0", help="With --paths-only: end each path with a NUL byte.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Groups of copies of the same photo (resized, re-encoded, converted, framed, identical files), largest
-    first, each with a suggested keeper: the most pixels, then an original format, then the earliest date.
+    """Groups of copies of the same photo (resized, re-encoded, converted, framed, trimmed by a few percent,
+    lightly recoloured, identical files), largest first, each with a suggested keeper: the most pixels, then an
+    original format, then the earliest date. A shot with something added or from a moved camera is not a copy.
 
     clipsearch never deletes or moves a file: you decide. --similar adds groups of similar shots.
     Examples: clipsearch duplicates; clipsearch duplicates --similar --in ~/Pictures/2024 --json;
