@@ -113,9 +113,8 @@ def ground_truth(scenes: int, models: list[str], seed: int) -> None:
 
 
 def synthetic(n: int, dim: int = 512) -> None:
-    from search import duplicates as dup
-
     from clipsearch import images, picture_grid
+    from search import duplicates as dup
     from tests import duplicate_sets
 
     rng = np.random.default_rng(0)
