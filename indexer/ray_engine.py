@@ -201,18 +201,49 @@ class RayDecodeEmbed:
     def all_notes(self) -> list[str]:
         return self.notes + self.local.all_notes()
 
+    def shard_runner(self) -> RayShards:
+        """The cluster, for building the large index's shards (``large_index.ShardRunner``); Ray is started for
+        it only if a build needs it."""
+        return RayShards(self.cluster)
+
     def close(self) -> None:
-        try:
-            self.local.close()
-        finally:
-            if (cluster := self.cluster.if_made()) is not None:
-                cluster.close()
+        """The stages; the cluster stays for the index build until ``close_cluster``."""
+        self.local.close()
+
+    def close_cluster(self) -> None:
+        if (cluster := self.cluster.if_made()) is not None:
+            cluster.close()
 
     def __enter__(self) -> RayDecodeEmbed:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        try:
+            self.close()
+        finally:
+            self.close_cluster()
+
+
+class RayShards:
+    """A large index's shards as Ray tasks of one CPU each, as many at once as the cluster has CPUs (the index
+    directory must be where every node sees it, as the photos must)."""
+
+    def __init__(self, cluster: Callable[[], RayCluster]) -> None:
+        self._cluster = cluster
+
+    @property
+    def workers(self) -> int:
+        return max(1, self._cluster().cpus)
+
+    def __call__(self, fn: Callable[..., int], args: list[tuple[Any, ...]]) -> list[int]:
+        import ray
+
+        task = ray.remote(num_cpus=1, max_retries=2)(fn)  # a worker lost mid-shard: the shard is built again
+        try:
+            return [int(n) for n in ray.get([task.remote(*a) for a in args])]
+        except ray.exceptions.RayError as exc:
+            raise UserError(f"building the index on Ray failed: {_first_line(exc)} (everything committed is kept; "
+                            "the next run builds it again)") from None
 
 
 def _check_reachable(address: str, seconds: float = 10.0) -> None:

@@ -62,6 +62,13 @@ class IndexRun:
                                 self.options.commit_seconds)
 
     def run(self) -> Report:
+        try:
+            return self._run()
+        finally:  # the Ray engine keeps its cluster through the index build, for the shards
+            if (close_cluster := getattr(self.stages, "close_cluster", None)) is not None:
+                close_cluster()
+
+    def _run(self) -> Report:
         started = time.monotonic()
         self.store.begin_run(self.roots if self.record_roots else [])
         recorded = self.store.roots()
@@ -93,6 +100,8 @@ class IndexRun:
         if self.plan.aliases:
             self.report.notes.append(f"{self.plan.aliases} files were reached again through a link or another "
                                      "folder and indexed once, under the first path found without a link")
+        if (shard_runner := getattr(self.stages, "shard_runner", None)) is not None:
+            self.store.shard_runner = shard_runner()
         self.writer.finish(started)
         self.progress.close()
         return self.report

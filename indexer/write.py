@@ -86,3 +86,4 @@ class RunWriter:
         summary = self.report.as_dict()
         summary["failed"] = len(self.report.failed)
         self.store.finish(summary)
+        self.report.notes.extend(self.store.notes)  # what building the index files had to say

@@ -218,3 +218,34 @@ def test_a_worker_that_does_not_see_the_folder_fails_the_run_in_one_line(tmp_pat
 
     with pytest.raises(FileNotFoundError, match="is not visible on the Ray node .*mount it at the same path"):
         prepare_worker([str(tmp_path / "not-mounted-here")])
+
+
+def test_the_large_index_is_built_in_shards_run_as_ray_tasks(tmp_path: Path, ray_address: str) -> None:
+    """The Ray engine lends its cluster to the index build: the shards of a large index's base run as Ray tasks,
+    and the base answers as one built by processes here (the same vectors, the same training)."""
+    from clipsearch.store import FileRecord, ModelRecord, StoreWriter
+    from indexer.ray_engine import RayCluster, RayShards
+    from tests.test_large_index import DIM, TYPE, clustered, path, top
+
+    data = clustered(4_000, seed=7)
+    built: dict[str, list[str]] = {}
+    for where in ("ray", "processes"):
+        cluster = RayCluster(ray_address) if where == "ray" else None
+        try:
+            with StoreWriter.open(tmp_path / where) as store:
+                store.bind_model(ModelRecord("synthetic", "{}", DIM))
+                store.set_index_type(TYPE)
+                store.begin_run([])
+                for i, vector in enumerate(data):
+                    store.put(FileRecord(path(i), 1, 1, i.to_bytes(16, "little"), 1, 1), vector)
+                if cluster is not None:
+                    store.shard_runner = RayShards(lambda c=cluster: c)
+                store.finish({})
+                built[where] = store.notes
+        finally:
+            if cluster is not None:
+                cluster.close()
+    assert built == {"ray": ["the large index was built from 4000 photos in shards run as Ray tasks"], "processes": []}
+    assert sorted(p.name for p in (tmp_path / "ray").glob("*.shard*")) == []  # merged, then removed
+    queries = data[:50]
+    assert top(tmp_path / "ray", queries) == top(tmp_path / "processes", queries)

@@ -23,6 +23,8 @@ class IndexFileUpkeep(Catalog):
     _start_generation: int
     _removed_ids: set[int]
     _added_ids: set[int]
+    shard_runner: large_index.ShardRunner | None = None  # where a base's shards are built (None: processes here)
+    notes: list[str]  # what a run's report should say about its index files
 
     def _set_meta(self, key: str, value: str) -> None:
         raise NotImplementedError
@@ -109,7 +111,9 @@ class IndexFileUpkeep(Catalog):
             base_no = self._next_index_file()
             ids = np.fromiter((r[0] for r in self._conn.execute("SELECT id FROM files ORDER BY id")), dtype="int64")
             count = large_index.build_base(layout.ivf_trained(trained_no), self.directory, ids, layout.ivf_base(base_no),
-                                           layout.ivf_lists(base_no), os.cpu_count() or 1)
+                                           layout.ivf_lists(base_no), os.cpu_count() or 1, self.shard_runner)
+            if self.shard_runner is not None:
+                self.notes.append(f"the large index was built from {count} photos in shards run as Ray tasks")
             for key, value in (("index_base", base_no), ("index_base_max_id", int(ids[-1]) if len(ids) else 0),
                                ("index_base_count", count), ("index_built_as", factory)):
                 self._set_meta(key, str(value))

@@ -29,7 +29,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from clipsearch.store import vector_index
 from clipsearch.store.mapped_pages import MappedPages
@@ -42,6 +42,16 @@ RERANK = 64  # candidates scored exactly for each hit wanted (at least RERANK_MI
 RERANK_MIN = 512
 REBUILD_SHARE = 0.1  # a base is rebuilt once its delta or its skipped ids pass this share of it
 SHARD_VECTORS = 2_000_000  # ids per shard of a build: a worker's lists in memory (~300 MB at PQ128)
+
+
+class ShardRunner(Protocol):
+    """Runs a build's shards elsewhere (Ray tasks: ``indexer.ray_engine``): ``fn(*args)`` for each ``args``, the
+    results in order, and how many can run at once. The workers must see the index directory at its path."""
+
+    @property
+    def workers(self) -> int: ...
+
+    def __call__(self, fn: Callable[..., int], args: list[tuple[Any, ...]]) -> list[int]: ...
 
 
 def is_large(factory: str) -> bool:
@@ -170,18 +180,24 @@ def _gpu_assigner(ivf: faiss.IndexIVF) -> Callable[[np.ndarray], np.ndarray]:
     return assign
 
 
-def build_base(trained: Path, directory: Path, ids: np.ndarray, base: Path, lists: Path, workers: int) -> int:
+def build_base(trained: Path, directory: Path, ids: np.ndarray, base: Path, lists: Path, workers: int,
+               runner: ShardRunner | None = None) -> int:
     """Every vector of the committed catalog with an id in ``ids`` (sorted) added to the ``trained`` index, in shards
-    by ``workers`` processes, merged into the on-disk lists ``lists``; the index is written to ``base``."""
+    by ``workers`` processes (or by ``runner``'s workers), merged into the on-disk lists ``lists``; the index is
+    written to ``base``."""
     import faiss
     from faiss.contrib.ondisk import merge_ondisk
 
+    workers = runner.workers if runner is not None else workers
     needed = -(-len(ids) // SHARD_VECTORS)
     shards = max(1, needed if workers <= 1 else workers * -(-needed // workers))  # each worker as many: none alone last
     bounds = [(int(part[0]), int(part[-1])) for part in _split(ids, shards)]
     outs = [str(base) + f".shard{n}" for n in range(len(bounds))]
     try:
-        if len(bounds) == 1 or workers <= 1:
+        if runner is not None:
+            added = sum(runner(_add_shard, [(str(trained), str(directory), lo, hi, out)
+                                            for (lo, hi), out in zip(bounds, outs)]))
+        elif len(bounds) == 1 or workers <= 1:
             added = sum(_add_shard(str(trained), str(directory), lo, hi, out) for (lo, hi), out in zip(bounds, outs))
         else:
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:

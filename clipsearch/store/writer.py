@@ -46,6 +46,7 @@ class StoreWriter(IndexFileUpkeep):
         self._added_ids: set[int] = set()
         self._dirty = False  # files or vectors changed in the open transaction
         self._vectors: SegmentWriter | None = None  # made once the model (the vectors' size) is known
+        self.notes: list[str] = []
         self._retired: list[int] = []  # segments dropped in the open transaction: their files go after the commit
 
     @classmethod
