@@ -227,8 +227,13 @@ def test_weighted_sums_of_terms_equal_a_reference(cli: Cli, index_dir: Path, tmp
     total = 2 * red_star + image_vector + stored[str(photos / "blue-circle-1.jpg")] - 0.5 * people
     total /= np.linalg.norm(total)
     want = sorted(((-float(v @ total), p) for p, v in stored.items() if p != str(photos / "blue-circle-1.jpg")))
-    assert [h.path for h in hits] == [p for _, p in want]
-    assert [h.score for h in hits] == pytest.approx([-s for s, _ in want], abs=2e-3)  # text via onnx/torch, bf16
+    # the text tower runs through onnx or torch (bf16 where the CPU has it): scores agree within 2e-3, so the order
+    # must agree except among photos whose reference scores are that close
+    reference = {p: -s for s, p in want}
+    assert sorted(h.path for h in hits) == sorted(reference)
+    assert [h.score for h in hits] == pytest.approx([reference[h.path] for h in hits], abs=2e-3)
+    along = [reference[h.path] for h in hits]
+    assert all(later <= earlier + 4e-3 for earlier, later in zip(along, along[1:]))
 
 
 

@@ -303,12 +303,14 @@ def test_a_damaged_catalog_is_checked_salvaged_and_never_reported_whole(cli: Cli
         searched = cli("search", "a red star", "-k", "54")
         if searched.exit_code != 0:  # the damage may lie where this search does not read
             one_line(searched.stderr, "'clipsearch check' says what can be saved")
-    catalog.write_bytes(original[: len(original) * 2 // 3])
+    # a third of the file: where the photos' rows are (past it, since format 8, lie mostly the signatures' grids,
+    # which a run makes again: a repair that loses only those has lost nothing)
+    catalog.write_bytes(original[: len(original) // 3])
 
     repaired = cli("check", "--repair", "--json")
     assert repaired.exit_code == 1  # not a success: something was lost, and it says what
     assert "saved" in repaired.json()["lost"] and repaired.json()["ok"] is False  # type: ignore[index]
-    assert catalog.read_bytes() != original[: len(original) * 2 // 3]
+    assert catalog.read_bytes() != original[: len(original) // 3]
     assert [p.name for p in index_dir.glob("catalog.sqlite.damaged-*")]  # the damaged file is kept, not deleted
     assert cli("check", "--json").json()["ok"] is True  # type: ignore[index]
     assert cli("index", "--json").exit_code == 0  # the next run embeds what was lost
