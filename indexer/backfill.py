@@ -56,8 +56,8 @@ SIGNATURE_SIDE = 224  # decoded at the smallest JPEG DCT scale covering this, ab
 
 class SignatureBackfill:
     """Decodes one file of each content without a signature or its grid (indexed before format 6 or 8, or decoded
-    by nvJPEG) and stores it; a file whose content is not the one indexed any more is left to the next run, one that does not
-    decode now is left without (``duplicates`` then judges it by its vector alone)."""
+    by nvJPEG) and stores it; a file whose content is not the one indexed any more is left to the next run, one
+    that does not decode now is left without (``duplicates`` then judges it by its vector alone)."""
 
     def __init__(self, store: StoreWriter, report: Report, workers: int) -> None:
         self.store = store

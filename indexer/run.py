@@ -31,6 +31,7 @@ from indexer.write import RunWriter
 if TYPE_CHECKING:
     from clipsearch.encoders import Encoder
     from clipsearch.store import StoreWriter
+    from indexer.ray_engine import RayDecodeEmbed
 
 
 class IndexRun:
@@ -51,11 +52,13 @@ class IndexRun:
         self.report = Report()
         contents = Contents(store.vector_lookup())
         self.plan = Planner(store, self.roots, self.report, self.progress)
+        self.ray: RayDecodeEmbed | None = None  # the Ray engine, whose cluster also builds the index's shards
         if self.options.engine == "ray":
             from indexer.ray_engine import RayDecodeEmbed
 
             self.stages: DecodeEmbed | RayDecodeEmbed = RayDecodeEmbed(get_encoder, self.options, contents,
                                                                        store.content_prefixes, self.roots)
+            self.ray = self.stages
         else:
             self.stages = DecodeEmbed(get_encoder, self.options, contents)
         self.writer = RunWriter(store, contents, self.report, self.progress, self.options.commit_every,
@@ -65,8 +68,8 @@ class IndexRun:
         try:
             return self._run()
         finally:  # the Ray engine keeps its cluster through the index build, for the shards
-            if (close_cluster := getattr(self.stages, "close_cluster", None)) is not None:
-                close_cluster()
+            if self.ray is not None:
+                self.ray.close_cluster()
 
     def _run(self) -> Report:
         started = time.monotonic()
@@ -100,8 +103,8 @@ class IndexRun:
         if self.plan.aliases:
             self.report.notes.append(f"{self.plan.aliases} files were reached again through a link or another "
                                      "folder and indexed once, under the first path found without a link")
-        if (shard_runner := getattr(self.stages, "shard_runner", None)) is not None:
-            self.store.shard_runner = shard_runner()
+        if self.ray is not None:
+            self.store.shard_runner = self.ray.shard_runner()
         self.writer.finish(started)
         self.progress.close()
         return self.report

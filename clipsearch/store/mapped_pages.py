@@ -27,12 +27,11 @@ class MappedPages:
         self._madvise = None
         if os.path.exists(_STATM):
             try:
-                libc = ctypes.CDLL(None, use_errno=True)
-                self._madvise = libc.madvise
-                self._madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+                madvise = ctypes.CDLL(None, use_errno=True).madvise
             except (OSError, AttributeError):
-                self._madvise = None
-        self.trims = 0
+                return
+            madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+            self._madvise = madvise
 
     def file_backed(self) -> int:
         """Bytes of this process's resident pages that a file backs (statm's "shared")."""
@@ -45,7 +44,6 @@ class MappedPages:
             return False
         for start, end in self._ranges():
             self._madvise(start, end - start, MADV_DONTNEED)
-        self.trims += 1
         return True
 
     def _ranges(self) -> list[tuple[int, int]]:

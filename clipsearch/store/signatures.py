@@ -14,6 +14,8 @@ import sqlite3
 from clipsearch.signature import Signature
 from clipsearch.store.migrations import OptionalTable
 
+_IN_CHUNK = 500  # hashes per "IN (...)" query
+
 
 class SignatureReader(OptionalTable):
     TABLE = "signatures"
@@ -30,8 +32,8 @@ class SignatureReader(OptionalTable):
         if not self.available or "grid" not in {r[1] for r in self._conn.execute("PRAGMA table_info(signatures)")}:
             return {}
         out: dict[bytes, bytes] = {}
-        for start in range(0, len(digests), 500):
-            chunk = digests[start : start + 500]
+        for start in range(0, len(digests), _IN_CHUNK):
+            chunk = digests[start : start + _IN_CHUNK]
             marks = ",".join("?" * len(chunk))
             out.update((bytes(d), bytes(g)) for d, g in self._conn.execute(
                 f"SELECT hash, grid FROM signatures WHERE grid IS NOT NULL AND hash IN ({marks})", chunk))
