@@ -108,7 +108,7 @@ def index(
         "IVF<lists>_HNSW32,PQ<m> (lists on disk, e.g. IVF65536_HNSW32,PQ64). Remembered by the index; exact until "
         "there are enough photos to train it.", show_default=False)] = None,
     vocabulary: Annotated[Optional[str], typer.Option(
-        "--vocabulary", help="Where photos' tags come from: builtin (data/vocabulary.txt), a label file (one label "
+        "--vocabulary", help="Where photos' tags come from: builtin (everyday photo concepts), a label file (one label "
         "per line), or none. Remembered by the index; a change re-tags every photo from its stored vector "
         "[default: as set before; builtin].", show_default=False)] = None,
     every: Annotated[Optional[str], typer.Option(

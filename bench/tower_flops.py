@@ -3,7 +3,7 @@
 Each tower is built on the meta device (no memory, no weights) and one image of its input size is run through it
 under torch's FlopCounterMode, which counts the matmuls and convolutions of any architecture: ResNets, ConvNeXts,
 EVA, SigLIP, MobileCLIP, ViTamin. Too slow for a listing to do (~150 s for all of them on 2 cores), so it is done
-here, once per open_clip release, and the table shipped in clipsearch/encoders/tower_gflops.json.
+here, once per open_clip release, and the table shipped in clipsearch/assets/tower_gflops.json.
 
     python bench/tower_flops.py          # rewrites the table from the installed open_clip
 """
@@ -15,7 +15,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-TABLE = Path(__file__).resolve().parents[1] / "clipsearch" / "encoders" / "tower_gflops.json"
+TABLE = Path(__file__).resolve().parents[1] / "clipsearch" / "assets" / "tower_gflops.json"
 
 
 def tower_gflops(arch: str) -> float:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 from typing import Any
 
+from clipsearch import assets
 from clipsearch.encoders import hub
 from clipsearch.encoders.spec import PRESETS, parse_spec
 
@@ -22,7 +22,7 @@ KNOWN_HF: dict[str, tuple[int, int, float, str]] = {
 }
 
 # Image-tower GFLOPs per image of every open_clip architecture, counted by bench/tower_flops.py.
-_COUNTED = Path(__file__).with_name("tower_gflops.json")
+_COUNTED = assets.path("tower_gflops.json")
 
 
 def _vit_gflops(cfg: dict[str, Any]) -> float | None:

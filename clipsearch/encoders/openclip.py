@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from clipsearch import assets
 from clipsearch.encoders import hub, tensor_preprocess
 from clipsearch.encoders.base import Encoder, Pending, to_model, unit
 from clipsearch.encoders.spec import ModelSpec
@@ -104,7 +105,7 @@ def _pretrained_file(arch: str, tag: str, cfg: dict[str, Any]) -> str:
         raise UserError(f"could not download the weights of {arch}:{tag}: {exc}") from None
 
 
-MODEL_CONFIGS = Path(__file__).resolve().parent.parent / "model_configs"
+MODEL_CONFIGS = assets.path("model_configs")
 
 
 def _arch_config(arch: str) -> dict[str, Any] | None:
@@ -253,9 +254,6 @@ class OpenClipEncoder(Encoder):
             pretrained, weights_id = None, f"random:seed{RANDOM_SEED}"
         elif path is not None:
             if not os.path.isfile(path):
-                if spec.text == "demo":
-                    raise UserError(f"the demo model's weights are not at {path}: they ship with the source "
-                                    "checkout (data/demo_model); run from it or retrain with data/demo_model/train.py")
                 raise UserError(f"model checkpoint not found: {path}")
             pretrained, weights_id = path, "file:" + file_content_hash(path).hex()
         else:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
+from clipsearch import assets
 from clipsearch.errors import UserError
 
-# The small CLIP trained here on rendered shapes (data/demo_model/train.py): the only weights that exist
-# offline on a fresh machine, so the README's first command and the meaning tests use it.
-DEMO_WEIGHTS = Path(__file__).resolve().parents[2] / "data" / "demo_model" / "clipsearch-demo.safetensors"
+# The small CLIP trained here on rendered shapes (data/demo_model/train.py), shipped in the package: the only
+# weights that exist offline on a fresh machine, so the README's first command and the meaning tests use it.
+DEMO_WEIGHTS = assets.path("clipsearch-demo.safetensors")
 
 PRESETS: dict[str, str] = {
     "fast": "ViT-B-32-quickgelu:metaclip_fullcc",  # MetaCLIP ViT-B/32, the default

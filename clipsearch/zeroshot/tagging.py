@@ -15,7 +15,7 @@ What it does: a photo whose vocabulary has one clearly right label gets it; two 
 that share the mass (a beach and the sea) all pass; a photo the vocabulary does not describe spreads
 its mass thin and gets no tag (as does every photo under a model that knows nothing: random weights
 give at most 0.03 over 54 labels). What it costs: labels that are near-synonyms split their mass, so
-a vocabulary should name each concept once (data/vocabulary.txt does). Measured precision and recall
+a vocabulary should name each concept once (the built-in one does). Measured precision and recall
 (demo model, held-out renderings): tests/test_tags.py and bench/tags.py; figures in docs/benchmarks.md.
 """
 

@@ -2,7 +2,7 @@
 
 A label file is plain UTF-8 text, one label per line; blank lines and lines starting with ``#``
 are skipped, surrounding spaces dropped, repeats kept once. The built-in vocabulary
-(``data/vocabulary.txt``) is such a file: copy it, edit it, pass it with ``--vocabulary FILE``.
+(``clipsearch/assets/vocabulary.txt``) is such a file: copy it, edit it, pass it with ``--vocabulary FILE``.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import hashlib
 import os
 from pathlib import Path
 
+from clipsearch import assets
 from clipsearch.errors import UserError
 
-BUILTIN = Path(__file__).resolve().parents[2] / "data" / "vocabulary.txt"
+BUILTIN = assets.path("vocabulary.txt")
 MAX_LABELS = 100_000
 
 
@@ -50,9 +51,6 @@ def from_list(text: str) -> list[str]:
 
 
 def builtin() -> list[str]:
-    if not BUILTIN.is_file():
-        raise UserError(f"the built-in vocabulary is not at {BUILTIN}: it ships with the source checkout (data/); "
-                        "pass --vocabulary FILE")
     return read_file(BUILTIN)
 
 
