@@ -282,39 +282,22 @@ def search(
     clipsearch search "receipt" --paths -0 | xargs -0 ls -l
     """
     with user_errors():
-        from search.expression import parse
-        from search.filters import Filters
-        from search.query import Query, Term
+        from clipsearch.app import Index
 
-        terms = parse(query or [])
-        if sum(bool(given) for given in (terms, image is not None, like is not None)) > 1:
-            raise UserError("give a query, --image PATH or --like ID (one of them)")
-        if image is not None:
-            terms = [Term.image_file(str(image))]
-        elif like is not None:
-            terms = [Term.like(like)]
-        filters = Filters(within, tuple(tag or ()), after, before, camera, tuple(kind or ()), min_pixels, near)
-        question = Query(tuple(terms), filters, k, offset, sort, relevant, min_score)  # checked before the index opens
-        filters.criteria()
-        from search.engine import Searcher
-
-        with Searcher(resolve_index_dir(index_dir), device=device, precision=precision) as searcher:
-            hits = searcher.answer(question)
+        question = Index.question(query or None, image=image, like=like, k=k, offset=offset, sort=sort,
+                                  relevant=relevant, min_score=min_score, within=within, tags=tag or (),
+                                  after=after, before=before, camera=camera, types=kind or (),
+                                  min_pixels=min_pixels, near=near)  # checked before the index opens
+        with Index(index_dir, device=device, precision=precision) as index:
+            hits = index.answer(question)
             if paths or null:
                 print_paths([hit.path for hit in hits], b"\0" if null else b"\n")
             else:
                 print_hits(hits, as_json, dates=sort != "relevance")
-            if not hits and tag:
-                known = {name.lower() for name, _ in searcher.store.tags.counts()}
-                unknown = [t for t in tag if t.lower() not in known]
-                if unknown:
-                    typer.echo(f"clipsearch: note: no photo has the tag {shown(unknown[0])} ('clipsearch tags' lists "
-                               "them)", err=True)
-            elif not hits and within is not None and Filters(within).allowed_ids(searcher.store) == []:
-                typer.echo(f"clipsearch: note: nothing is indexed under {shown(str(within))} (indexed folders: "
-                           f"{shown(', '.join(searcher.store.roots()))})", err=True)
+            for note in index.why_empty(question) if not hits else []:
+                typer.echo(f"clipsearch: note: {shown(note)}", err=True)
             # The model had to be loaded with torch this time: make the next text search start without it.
-            searcher.prepare_fast_text(quiet=as_json)
+            index.searcher.prepare_fast_text(quiet=as_json)
 
 
 @app.command()
@@ -345,19 +328,15 @@ def classify(
     clipsearch classify ~/Pictures/2024 --labels-file labels.txt --top 3 --json; clipsearch classify photo.jpg
     """
     with user_errors():
-        from clipsearch.zeroshot import templates as prompt
+        from clipsearch.app import Index
         from clipsearch.zeroshot import vocabulary
-        from search.classify import image_files, run_classify
 
         if labels is not None and labels_file is not None:
             raise UserError("give --labels or --labels-file, not both")
         chosen = (vocabulary.from_list(labels) if labels is not None else vocabulary.read_file(labels_file)
-                  if labels_file is not None else vocabulary.builtin())
-        files = list(image_files(paths))
-        if not files:
-            raise UserError(f"no image files in {shown(', '.join(paths))}")
-        results = run_classify(files, chosen, prompt.by_name(templates), top, resolve_index_dir(index_dir), model,
-                               device, precision)
+                  if labels_file is not None else None)
+        with Index(index_dir, device=device, precision=precision) as index:
+            results = index.classify(paths, chosen, templates=templates, top=top, model=model)
     from clipsearch.console.labels_output import print_classified
 
     print_classified(results, as_json)
@@ -388,23 +367,16 @@ def duplicates(
     clipsearch duplicates --paths-only -0 | xargs -0 -r mv -t ~/Trash/
     """
     with user_errors():
-        import os
+        from clipsearch.app import Index
 
-        from clipsearch.store import StoreReader
-        from search import duplicates as dup
-        from search.keeper import describe
-
-        folder = os.path.abspath(os.path.expanduser(within)) if within else None
-        with StoreReader.open(resolve_index_dir(index_dir)) as store:
-            collection = dup.Collection.of(store, folder)
-            groups = describe(dup.find(collection, similar=similar), collection, store)
-        unsigned = int((collection.signatures < 0).sum())
-        if unsigned:
-            typer.echo(f"clipsearch: {unsigned} photos have no signature yet (indexed by an older clipsearch): only "
-                       "identical files among them are found; 'clipsearch index' adds them", err=True)
+        with Index(index_dir) as index:
+            found = index.duplicates(similar=similar, within=within)
+        if found.unsigned:
+            typer.echo(f"clipsearch: {found.unsigned} photos have no signature yet (indexed by an older clipsearch): "
+                       "only identical files among them are found; 'clipsearch index' adds them", err=True)
     from clipsearch.console.duplicates_output import print_groups
 
-    print_groups(groups, as_json, paths_only, b"\0" if null else b"\n")
+    print_groups(found, as_json, paths_only, b"\0" if null else b"\n")
 
 
 @app.command()
@@ -415,10 +387,10 @@ def tags(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
     Examples: clipsearch tags; clipsearch tags --json; clipsearch search --tag beach "sunset"
     """
     with user_errors():
-        from clipsearch.store import StoreReader
+        from clipsearch.app import Index
 
-        with StoreReader.open(resolve_index_dir(index_dir)) as store:
-            rows = store.tags.counts()
+        with Index(index_dir) as index:
+            rows = index.tags()
     from clipsearch.console.labels_output import print_tags
 
     print_tags(rows, as_json)
@@ -436,9 +408,10 @@ def forget(
     ('clipsearch info' shows the exclusions; 'index FOLDER --clear-excludes' takes them back).
     """
     with user_errors():
-        from indexer.forget import forget_folders
+        from clipsearch.app import Index
 
-        dropped = forget_folders(resolve_index_dir(index_dir), folders)
+        with Index(index_dir) as index:
+            dropped = index.forget(folders)
     if as_json:
         print_json({"removed": sum(d["removed"] for d in dropped.values()),
                     "folders": {path: d["removed"] for path, d in dropped.items()},
@@ -458,34 +431,12 @@ def check(
 ) -> None:
     """Verify that catalog, stored vectors and FAISS index agree (exit 1 if they do not and --repair was not given)."""
     with user_errors():
-        from clipsearch.errors import ReadOnlyIndex
-        from clipsearch.store import StoreReader, StoreWriter, check_index, index_exists, salvage
+        from clipsearch.app import Index
 
-        directory = resolve_index_dir(index_dir)
-        if not index_exists(directory):
-            raise UserError(f"no index at {directory}")
-        saved = None
-        if (damaged := salvage.damage(directory)) is not None:
-            found = salvage.repair(directory) if repair else salvage.inspect(directory)
-            if not repair:
-                problems = [f"catalog database: {damaged}", f"'check --repair' would save what can be read: "
-                            f"{found.summary()}"]
-                print_check(problems, problems, repair, as_json)
-                raise typer.Exit(1)
-            saved = f"catalog database was damaged ({damaged}); {found.summary()}" if found.lost_anything else None
-        try:
-            store: StoreReader | StoreWriter = StoreWriter.open(directory)  # no run halfway through meanwhile
-        except ReadOnlyIndex:
-            if repair:
-                raise
-            store = StoreReader.open(directory)  # nothing can write to it: reading is enough to check it
-        with store:
-            problems = check_index(store, repair=repair)
-            remaining = check_index(store) if repair and problems else problems
-        if damaged is not None:
-            problems.insert(0, f"catalog database: {damaged}")
-    print_check(problems, remaining, repair, as_json, lost=saved)
-    if remaining or saved:
+        with Index(index_dir) as index:
+            result = index.check(repair=repair)
+    print_check(result, as_json)
+    if not result.ok:
         raise typer.Exit(1)
 
 
@@ -555,14 +506,13 @@ def info(
     Examples: clipsearch info; clipsearch info --failed --json
     """
     with user_errors():
-        from clipsearch.store import StoreReader
+        from clipsearch.app import Index
 
-        with StoreReader.open(resolve_index_dir(index_dir)) as store:
-            data = store.failures() if failed else store.info()
-    if failed:
-        print_failures(data, as_json)  # type: ignore[arg-type]
-    else:
-        print_info(data, as_json)  # type: ignore[arg-type]
+        with Index(index_dir) as index:
+            if failed:
+                print_failures(index.failures(), as_json)
+            else:
+                print_info(index.info(), as_json)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import typer
 from clipsearch.display import shown, to_json
 
 if TYPE_CHECKING:
+    from clipsearch.app import TagCount
     from search.classify import Classified
 
 
@@ -27,13 +28,13 @@ def print_classified(results: list[Classified], as_json: bool) -> None:
     sys.stdout.flush()
 
 
-def print_tags(rows: list[tuple[str, int]], as_json: bool) -> None:
+def print_tags(rows: list[TagCount], as_json: bool) -> None:
     if as_json:
-        typer.echo(to_json([{"tag": tag, "photos": count} for tag, count in rows]))
+        typer.echo(to_json([row.as_dict() for row in rows]))
         return
     if not rows:
         typer.echo("no tags")
         return
-    width = max(len(str(count)) for _, count in rows)
-    for tag, count in rows:
-        typer.echo(f"{count:>{width}}  {shown(tag)}")
+    width = max(len(str(row.photos)) for row in rows)
+    for row in rows:
+        typer.echo(f"{row.photos:>{width}}  {shown(row.tag)}")

@@ -12,6 +12,7 @@ import typer
 from clipsearch.display import shown, to_json
 
 if TYPE_CHECKING:
+    from clipsearch.app import CheckResult, Failure, Info
     from indexer.report import Report
     from search.query import Hit
 
@@ -83,18 +84,17 @@ def print_paths(paths: list[str], end: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
-def print_check(problems: list[str], remaining: list[str], repair: bool, as_json: bool, lost: str | None = None) -> None:
-    """``lost``: a repair that could not save everything says what it lost (and the command exits 1)."""
+def print_check(result: CheckResult, as_json: bool) -> None:
+    """A repair that could not save everything says what it lost (and the command exits 1)."""
     if as_json:
-        print_json({"ok": not remaining and not lost, "problems": problems, "repaired": bool(repair and problems),
-                    **({"lost": lost} if lost else {})})
+        print_json(result.as_dict())
         return
-    for problem in problems:
+    for problem in result.problems:
         typer.echo(f"problem: {shown(problem)}")
-    if lost:
-        typer.echo(f"repaired with losses: {shown(lost)}")
+    if result.lost:
+        typer.echo(f"repaired with losses: {shown(result.lost)}")
     else:
-        typer.echo("repaired" if repair and problems and not remaining else "ok" if not problems else
+        typer.echo("repaired" if result.repaired and not result.remaining else "ok" if not result.problems else
                    "not repaired: run 'clipsearch check --repair'")
 
 
@@ -110,15 +110,16 @@ def print_models(rows: list[dict[str, Any]], as_json: bool) -> None:
                    f"{'yes' if r['cached'] else '-'}" + (f"  = {r['preset_of']}" if "preset_of" in r else ""))
 
 
-def print_failures(rows: list[dict[str, Any]], as_json: bool) -> None:
+def print_failures(rows: list[Failure], as_json: bool) -> None:
     if as_json:
-        print_json(rows)
+        print_json([row.as_dict() for row in rows])
         return
     for row in rows:
-        typer.echo(f"{shown(row['path'])}: {shown(row['error'])}")
+        typer.echo(f"{shown(row.path)}: {shown(row.error)}")
 
 
-def print_info(data: dict[str, Any], as_json: bool) -> None:
+def print_info(info: Info, as_json: bool) -> None:
+    data = info.as_dict()
     if as_json:
         print_json(data)
         return

@@ -1,0 +1,75 @@
+"""A search as a person asks it, turned into a ``search.query.Query``: the rules the CLI, the server and the
+Python API share (one of words, an image or a photo id; the filters; the page), and the notes an empty answer
+deserves (an unknown tag, a folder with nothing indexed under it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from clipsearch.errors import UserError
+
+if TYPE_CHECKING:
+    from search.engine import Searcher
+    from search.filters import Filters
+    from search.query import Query, Term
+
+
+def terms_of(query: str | Sequence[str | Term] | Term | None, image: str | os.PathLike[str] | bytes | None = None,
+             like: int | str | None = None) -> list[Term]:
+    """The terms of one question: exactly one of ``query``, ``image`` (a path or the image's bytes) and ``like``.
+
+    ``query`` is words; or the CLI's arithmetic as separate tokens (``["dog", "+", "beach", "-", "people"]``,
+    ``"2:sunset"``, an image file's path, ``"like:12"``); or terms already made (``Term.text``, ``Term.image``,
+    ``Term.like``)."""
+    from search import expression
+    from search.query import Term
+
+    if isinstance(query, Term):
+        given: list[Term] = [query]
+    elif isinstance(query, str):
+        given = expression.parse([query]) if query.strip() else []
+    elif query is not None:
+        tokens = list(query)
+        if all(isinstance(t, Term) for t in tokens):
+            given = list(tokens)  # type: ignore[arg-type]
+        elif all(isinstance(t, str) for t in tokens):
+            given = expression.parse(tokens)  # type: ignore[arg-type]
+        else:
+            raise UserError("a query is words, a list of words and operators, or a list of terms: not a mix")
+    else:
+        given = []
+    if sum(bool(x) for x in (given, image is not None, like is not None)) > 1:
+        raise UserError("give a query, --image PATH or --like ID (one of them)")
+    if image is not None:
+        return [Term.image(image) if isinstance(image, bytes) else Term.image_file(image)]
+    if like is not None:
+        return [Term.like(like)]
+    return given
+
+
+def make_query(terms: Sequence[Term], filters: Filters, k: int = 10, offset: int = 0, sort: str = "relevance",
+               relevant: bool = False, min_score: float | None = None) -> Query:
+    """The question, checked whole (terms, page, sort and every filter) before any index is opened."""
+    from search.query import Query
+
+    question = Query(tuple(terms), filters, k, offset, sort, relevant, min_score)
+    filters.criteria()  # a filter's mistake (a date that is none, a radius without a number) is said now
+    return question
+
+
+def empty_answer_notes(searcher: Searcher, query: Query) -> list[str]:
+    """Why a question found nothing, where the index can tell: a tag no photo has, a folder with nothing under it."""
+    from search.filters import Filters
+
+    filters = query.filters
+    if filters.tags:
+        known = {name.lower() for name, _ in searcher.store.tags.counts()}
+        unknown = [t for t in filters.tags if t.lower() not in known]
+        if unknown:
+            return [f"no photo has the tag {unknown[0]} ('clipsearch tags' lists them)"]
+    if filters.within is not None and Filters(filters.within).allowed_ids(searcher.store) == []:
+        return [f"nothing is indexed under {filters.within} (indexed folders: {', '.join(searcher.store.roots())})"]
+    return []
