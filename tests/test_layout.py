@@ -90,6 +90,28 @@ def test_no_import_circle_among_the_projects_modules() -> None:
     assert _cycles(graph) == []
 
 
+def test_the_shared_core_imports_none_of_its_users() -> None:
+    """The layers of clipsearch/app/__init__.py: the shared core (every clipsearch module but the application layer
+    and the CLI's printing) imports neither indexer nor search nor the layers above it; indexer and search never
+    import the application layer or the CLI's printing, and only the front ends import the printing."""
+    modules = _modules()
+    graph = {name: _imports(name, path, set(modules)) for name, path in modules.items()}
+    above_core = ("indexer", "search", "clipsearch.app", "clipsearch.console", "cli")
+
+    def within(name: str, prefixes: tuple[str, ...]) -> bool:
+        return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+    core = [m for m in graph if m.startswith("clipsearch") and not within(m, ("clipsearch.app", "clipsearch.console"))]
+    assert "clipsearch.store.catalog" in core and "clipsearch.app.index" not in core
+    assert {m: sorted(i for i in graph[m] if within(i, above_core)) for m in core if any(
+        within(i, above_core) for i in graph[m])} == {}
+    lower = [m for m in graph if within(m, ("indexer", "search")) and not within(m, ("search.server", "search.routes"))]
+    assert {m: sorted(i for i in graph[m] if within(i, ("clipsearch.app", "clipsearch.console", "cli")))
+            for m in lower if any(within(i, ("clipsearch.app", "clipsearch.console", "cli")) for i in graph[m])} == {}
+    printing_users = {m for m in graph if any(within(i, ("clipsearch.console",)) for i in graph[m])}
+    assert printing_users <= {"cli"} | {m for m in graph if within(m, ("clipsearch.console",))}
+
+
 def test_the_checker_finds_a_circle_made_only_for_type_checking() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _cycles(graph) == [["a", "b", "c"]]

@@ -1,0 +1,45 @@
+"""What the index holds, as lists: /info, /tags, /cameras and /duplicates (what the CLI's --json prints)."""
+
+# no "from __future__ import annotations": FastAPI reads the endpoints' annotations at run time
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+
+from clipsearch.errors import UserError
+from search.routes.state import server
+
+router = APIRouter()
+
+
+@router.get("/info")
+def info(request: Request) -> Any:
+    state = server(request)
+    with state.lock:
+        return state.index.info().as_dict()
+
+
+@router.get("/tags")
+def tags(request: Request) -> Any:
+    state = server(request)
+    with state.lock:
+        return [row.as_dict() for row in state.index.tags()]
+
+
+@router.get("/cameras")
+def cameras(request: Request) -> Any:
+    state = server(request)
+    with state.lock:
+        return [{"camera": name, "photos": count} for name, count in state.index.searcher.store.metadata.cameras()]
+
+
+@router.get("/duplicates")
+def duplicate_groups(request: Request, level: str = Query("copy"), within: str | None = Query(None, alias="in")) -> Any:
+    """Groups of copies (``level=copy``), or of copies and similar shots (``level=similar``): what
+    `clipsearch duplicates --json` prints, each member with its id for /thumb and /file."""
+    if level not in ("copy", "similar"):
+        raise UserError(f"level must be copy or similar, not {level[:20]!r}")
+    state = server(request)
+    with state.lock:
+        found = state.index.duplicates(similar=level == "similar", within=within)
+    return [group.as_dict() for group in found.groups]
