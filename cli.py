@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from clipsearch.console.errors import stop_if_interrupted, stop_on_sigterm, user_errors
+from clipsearch.console.help import command_options
 from clipsearch.console.output import (
     ProgressBar,
     print_check,
@@ -31,7 +32,6 @@ from clipsearch.location import ENV_VAR, resolve_index_dir
 app = typer.Typer(
     help="Private, local search over your photos by what is in them.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -63,7 +63,7 @@ PrecisionOpt = Annotated[
 ]
 
 
-@app.command()
+@app.command(**command_options(short_help='Index folders of photos; run again, only what changed is done.'))
 def index(
     folders: Annotated[Optional[list[str]], typer.Argument(
         help="Folders of photos. Without one, every folder already in the index is brought up to date.",
@@ -137,8 +137,13 @@ def index(
     progress is committed as it goes. Exit status is 0 when the index was
     committed, even if some files could not be read (they are listed).
 
-    Examples: clipsearch index ~/Pictures; clipsearch index (every indexed folder, for cron);
-    clipsearch index ~/Pictures --exclude Trash --json; clipsearch index /mnt/photos --engine ray --address head:6379
+    Examples:
+
+    \b
+      clipsearch index ~/Pictures                  # first run embeds everything
+      clipsearch index                             # every indexed folder (cron)
+      clipsearch index ~/Pictures --exclude Trash --json
+      clipsearch index /mnt/photos --engine ray --address head:6379
     """
     with user_errors():
         from indexer.job import IndexJob
@@ -172,7 +177,7 @@ def index(
         raise typer.Exit(143 if report.terminated else 130)
 
 
-@app.command()
+@app.command(**command_options(short_help='Index folders, then index their changes as they happen.'))
 def watch(
     folders: Annotated[Optional[list[str]], typer.Argument(
         help="Folders to watch. Without one, every folder already in the index.", show_default=False)] = None,
@@ -188,6 +193,12 @@ def watch(
     """Index the folders, then keep the index in step with them: changes are indexed within seconds.
 
     Only the folders where something changed are rescanned. Stop with Ctrl-C.
+
+    Examples:
+
+    \b
+      clipsearch watch ~/Pictures
+      clipsearch watch --json                      # every indexed folder, a report per run
     """
     with user_errors():
         from indexer.job import IndexJob
@@ -223,7 +234,7 @@ def watch(
             return  # Ctrl-C is how a watch ends: a run in progress committed first
 
 
-@app.command()
+@app.command(**command_options(short_help='Find photos by words, by an image, or like an indexed photo.'))
 def search(
     query: Annotated[Optional[list[str]], typer.Argument(
         help="What to look for: words, or terms joined by + and - (\"dog\" + \"beach\" - \"people\"), each words, "
@@ -271,15 +282,21 @@ def search(
 ) -> None:
     """Find the photos that best match a text (or, with --image, a picture), best first.
 
-    The score is the cosine similarity between the query and the photo. Filters combine;
-    --json results carry each photo's date taken, camera, size and tags.
+    The score is the cosine similarity between the query and the photo. Filters
+    combine; --json results carry each photo's date taken, camera, size and tags.
 
-    Examples: clipsearch search "dog on a beach" -k 20; clipsearch search --image query.jpg --in ~/Pictures/2024;
-    clipsearch search "birthday cake" --after 2023-01-01 --before 2023-12-31 --sort date;
-    clipsearch search "mountains" --camera "Pixel 6" --type jpg --near 46.5,7.9,30km;
-    clipsearch search "dog" + "beach" - "people"; clipsearch search "2:sunset" + ./ref.jpg --relevant --sort date;
-    clipsearch search --sort -date --after 2024-06-01; clipsearch search --tag beach "sunset";
-    clipsearch search "receipt" --paths -0 | xargs -0 ls -l
+    Examples:
+
+    \b
+      clipsearch search "dog on a beach" -k 20
+      clipsearch search --image query.jpg --in ~/Pictures/2024
+      clipsearch search "birthday cake" --after 2023-01-01 --before 2023-12-31 --sort date
+      clipsearch search "mountains" --camera "Pixel 6" --type jpg --near 46.5,7.9,30km
+      clipsearch search "dog" + "beach" - "people"
+      clipsearch search "2:sunset" + ./ref.jpg --relevant --sort date
+      clipsearch search --sort -date --after 2024-06-01      # no query: browse
+      clipsearch search --tag beach "sunset"
+      clipsearch search "receipt" --paths -0 | xargs -0 ls -l
     """
     with user_errors():
         from clipsearch.app import Index
@@ -300,7 +317,7 @@ def search(
             index.searcher.prepare_fast_text(quiet=as_json)
 
 
-@app.command()
+@app.command(**command_options(short_help='Rank labels for photos (zero-shot): scores and probabilities.'))
 def classify(
     paths: Annotated[list[str], typer.Argument(help="Photos or folders of photos.", show_default=False)],
     labels: Annotated[Optional[str], typer.Option("--labels", help="Candidate labels, separated by commas.",
@@ -324,8 +341,12 @@ def classify(
     (image -> text). Indexed photos use their stored vectors; other files are decoded and embedded
     as 'index' does. The probability is the softmax over the labels at the model's own logit scale.
 
-    Examples: clipsearch classify photo.jpg --labels "playing music, playing sports";
-    clipsearch classify ~/Pictures/2024 --labels-file labels.txt --top 3 --json; clipsearch classify photo.jpg
+    Examples:
+
+    \b
+      clipsearch classify photo.jpg --labels "playing music, playing sports"
+      clipsearch classify ~/Pictures/2024 --labels-file labels.txt --top 3 --json
+      clipsearch classify photo.jpg                # the built-in vocabulary
     """
     with user_errors():
         from clipsearch.app import Index
@@ -344,7 +365,7 @@ def classify(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(**command_options(short_help='Groups of copies of the same photo, the keeper suggested.'))
 def duplicates(
     index_dir: IndexOpt = None,
     similar: Annotated[bool, typer.Option(
@@ -363,8 +384,13 @@ def duplicates(
     original format, then the earliest date. A shot with something added or from a moved camera is not a copy.
 
     clipsearch never deletes or moves a file: you decide. --similar adds groups of similar shots.
-    Examples: clipsearch duplicates; clipsearch duplicates --similar --in ~/Pictures/2024 --json;
-    clipsearch duplicates --paths-only -0 | xargs -0 -r mv -t ~/Trash/
+
+    Examples:
+
+    \b
+      clipsearch duplicates
+      clipsearch duplicates --similar --in ~/Pictures/2024 --json
+      clipsearch duplicates --paths-only -0 | xargs -0 -r mv -t ~/Trash/
     """
     with user_errors():
         from clipsearch.app import Index
@@ -379,12 +405,18 @@ def duplicates(
     print_groups(found, as_json, paths_only, b"\0" if null else b"\n")
 
 
-@app.command()
+@app.command(**command_options(short_help='The tags in the index, with their counts of photos.'))
 def tags(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
     """The tags in the index, with how many photos carry each, most common first.
 
     'index' tags every photo from a vocabulary (index --vocabulary: builtin, a file, or none).
-    Examples: clipsearch tags; clipsearch tags --json; clipsearch search --tag beach "sunset"
+
+    Examples:
+
+    \b
+      clipsearch tags
+      clipsearch tags --json
+      clipsearch search --tag beach "sunset"
     """
     with user_errors():
         from clipsearch.app import Index
@@ -396,7 +428,7 @@ def tags(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
     print_tags(rows, as_json)
 
 
-@app.command()
+@app.command(**command_options(short_help='Drop folders from the index (the files are not touched).'))
 def forget(
     folders: Annotated[list[str], typer.Argument(help="Indexed folders to drop from the index.", show_default=False)],
     index_dir: IndexOpt = None,
@@ -406,6 +438,12 @@ def forget(
 
     A folder inside an indexed folder is also excluded from it, so later runs leave it out
     ('clipsearch info' shows the exclusions; 'index FOLDER --clear-excludes' takes them back).
+
+    Examples:
+
+    \b
+      clipsearch forget /media/old-drive
+      clipsearch forget ~/Pictures/private         # and left out of later runs
     """
     with user_errors():
         from clipsearch.app import Index
@@ -422,14 +460,21 @@ def forget(
                 f"; it stays out of {shown(d['excluded_from'])} from now on" if d["excluded_from"] else ""))
 
 
-@app.command()
+@app.command(**command_options(short_help='Verify that catalog, vectors and FAISS index agree (--repair).'))
 def check(
     repair: Annotated[bool, typer.Option("--repair", help="Rebuild the FAISS index from the stored vectors "
                                          "(nothing is re-embedded) and drop rows whose vector is damaged.")] = False,
     index_dir: IndexOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Verify that catalog, stored vectors and FAISS index agree (exit 1 if they do not and --repair was not given)."""
+    """Verify that catalog, stored vectors and FAISS index agree (exit 1 if they do not and --repair was not given).
+
+    Examples:
+
+    \b
+      clipsearch check
+      clipsearch check --repair --json
+    """
     with user_errors():
         from clipsearch.app import Index
 
@@ -440,7 +485,7 @@ def check(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(**command_options(short_help='A search page and a JSON API on http://127.0.0.1:8000/.'))
 def serve(
     index_dir: IndexOpt = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on. Keep 127.0.0.1 unless you mean it.")] = "127.0.0.1",
@@ -459,6 +504,13 @@ def serve(
     GET /search?like=ID, POST /search with an image as the body, GET /thumb/ID,
     GET /file/ID, GET /info. Only indexed files are served, by catalog id.
     A rebuild by 'clipsearch index' is picked up on the next query.
+
+    Examples:
+
+    \b
+      clipsearch serve
+      clipsearch serve --host 0.0.0.0 --port 8080 --token "$SECRET"
+      curl 'http://127.0.0.1:8000/search?q=dog+on+a+beach&k=5'
     """
     with user_errors():
         from search.server import serve as run_server
@@ -477,7 +529,7 @@ def serve(
         run_server(directory, host=host, port=port, device=device, precision=precision, token=token, on_ready=ready)
 
 
-@app.command()
+@app.command(**command_options(short_help='The models --model accepts, with size, cost and whether cached.'))
 def models(
     as_json: JsonOpt = False,
     cached: Annotated[bool, typer.Option("--cached", help="Only models whose weights are on this machine.")] = False,
@@ -486,6 +538,12 @@ def models(
 
     Columns: embedding size, input resolution, image-tower cost relative to ViT-B/32
     (rough), and whether the weights are already on this machine.
+
+    Examples:
+
+    \b
+      clipsearch models
+      clipsearch models --cached --json
     """
     with user_errors():
         from clipsearch.encoders.listing import list_models
@@ -494,7 +552,7 @@ def models(
     print_models(rows, as_json)
 
 
-@app.command()
+@app.command(**command_options(short_help='What is indexed, where, with which model; --failed: what failed.'))
 def info(
     index_dir: IndexOpt = None,
     as_json: JsonOpt = False,
@@ -503,7 +561,11 @@ def info(
 ) -> None:
     """What is indexed, where, and with which model.
 
-    Examples: clipsearch info; clipsearch info --failed --json
+    Examples:
+
+    \b
+      clipsearch info
+      clipsearch info --failed --json
     """
     with user_errors():
         from clipsearch.app import Index

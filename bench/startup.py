@@ -1,7 +1,7 @@
 """Whole-process start-up: `import clipsearch`, `clipsearch --help`, `clipsearch search --help` and the Python API's
 import, each as a fresh interpreter, median of N runs against a bare `python -c pass` measured in the same run.
 
-    python bench/startup.py [--runs 15]
+    python bench/startup.py [--runs 15] [--before DIR]   # DIR: another checkout (e.g. a git worktree of main)
 
 What it guards: the CLI answers --help at once and `import clipsearch` (the API's entry) stays free of torch, faiss,
 numpy and ray (issue 33). Figures: docs/benchmarks.md ("Start-up").
@@ -10,7 +10,6 @@ numpy and ray (issue 33). Figures: docs/benchmarks.md ("Start-up").
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import subprocess
 import sys
@@ -20,11 +19,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _median_seconds(command: list[str], runs: int) -> float:
+def _median_seconds(command: list[str], runs: int, root: Path) -> float:
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True, cwd=ROOT)
+        subprocess.run(command, check=True, capture_output=True, cwd=root)
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
@@ -32,26 +31,27 @@ def _median_seconds(command: list[str], runs: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--before", type=Path, help="another checkout to time the same way, case by case")
     args = parser.parse_args()
     python = sys.executable
-    script = shutil.which("clipsearch", path=str(Path(python).parent)) or str(ROOT / "cli.py")
+    trees = {"now": ROOT, **({"before": args.before.resolve()} if args.before else {})}
     cases = {
-        "python -c pass (baseline)": [python, "-c", "pass"],
-        "import clipsearch": [python, "-c", "import clipsearch"],
-        "import clipsearch; clipsearch.open_index (API entry)": [
-            python, "-c", "import clipsearch; getattr(clipsearch, 'open_index', None)"],
-        "clipsearch --help": [python, script, "--help"],
-        "clipsearch search --help": [python, script, "search", "--help"],
+        "python -c pass (baseline)": ["-c", "pass"],
+        "import clipsearch": ["-c", "import clipsearch"],
+        "import clipsearch; clipsearch.open_index": ["-c", "import clipsearch; getattr(clipsearch, 'open_index', None)"],
+        "clipsearch --help": ["cli.py", "--help"],
+        "clipsearch search --help": ["cli.py", "search", "--help"],
     }
     baseline = None
-    for name, command in cases.items():
-        seconds = _median_seconds(command, args.runs)
-        baseline = baseline or seconds
-        print(f"{name:<55} {seconds * 1000:7.1f} ms  {seconds / baseline:5.2f}x baseline")
+    for name, words in cases.items():
+        # the trees take turns within a case, so a busy moment of the machine falls on both
+        seconds = {tree: _median_seconds([python, *words], args.runs, root) for tree, root in trees.items()}
+        baseline = baseline or seconds["now"]
+        print(f"{name:<45} " + "  ".join(f"{tree} {s * 1000:6.1f} ms ({s / baseline:4.2f}x)" for tree, s in seconds.items()))
     heavy = subprocess.run([python, "-c", "import sys, clipsearch; getattr(clipsearch, 'open_index', None); "
                             "print(sorted(m for m in ('torch', 'faiss', 'numpy', 'ray', 'open_clip') if m in sys.modules))"],
                            capture_output=True, text=True, cwd=ROOT, check=True)
-    print(f"heavy modules after `import clipsearch`: {heavy.stdout.strip()}")
+    print(f"heavy modules after `import clipsearch` and the API's entry: {heavy.stdout.strip()}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ KNOWN_HF: dict[str, tuple[int, int, float, str]] = {
 
 # Image-tower GFLOPs per image of every open_clip architecture, counted by bench/tower_flops.py.
 _COUNTED = assets.path("tower_gflops.json")
+# The open_clip rows as this package was built: a first `clipsearch models` on a fresh HOME need not import torch.
+_SHIPPED = assets.path("models.json")
 
 
 def _vit_gflops(cfg: dict[str, Any]) -> float | None:
@@ -86,15 +88,11 @@ def _open_clip_row(arch: str, tag: str, counted: dict[str, float]) -> dict[str, 
     }
 
 
-def _open_clip_rows() -> list[dict[str, Any]]:
-    """The presets' and open_clip's rows, from a file in the cache once made: making them imports open_clip and
-    torch (~6 s here, bench: `time clipsearch models`), which a listing should not wait for every time. Keyed by the
-    versions of open_clip and clipsearch and the counted costs, which are all the rows depend on."""
-    import json
+def _rows_key() -> tuple[str, str, str]:
+    """What the open_clip rows depend on: the versions of open_clip and clipsearch, and the counted costs."""
     from importlib import metadata
 
     from clipsearch import __version__
-    from clipsearch.location import default_cache_dir
 
     try:
         open_clip_version = metadata.version("open_clip_torch")
@@ -104,11 +102,41 @@ def _open_clip_rows() -> list[dict[str, Any]]:
         costs = hashlib.sha256(_COUNTED.read_bytes()).hexdigest()[:12]
     except OSError:
         costs = "none"
+    return open_clip_version, __version__, costs
+
+
+def _open_clip_rows() -> list[dict[str, Any]]:
+    """The presets' and open_clip's rows: from the cache once made, else from the table shipped in the package when
+    it was made with the same versions, else made (which imports open_clip and torch: seconds, which a listing
+    should not wait for every time; `time clipsearch models`)."""
+    import json
+
+    from clipsearch.location import default_cache_dir
+
+    open_clip_version, __version__, costs = _rows_key()
     cache = default_cache_dir() / f"models-{open_clip_version}-{__version__}-{costs}.json"
     try:
         return json.loads(cache.read_text())
     except (OSError, ValueError):
         pass
+    try:  # the table shipped in the package, made with the same versions (python -m clipsearch.encoders.listing)
+        shipped = json.loads(_SHIPPED.read_text())
+        if shipped["key"] == [open_clip_version, __version__, costs]:
+            return shipped["rows"]
+    except (OSError, ValueError, KeyError):
+        pass
+    rows = _make_open_clip_rows()
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(rows))
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # no cache: the next listing makes the rows again
+    return rows
+
+
+def _make_open_clip_rows() -> list[dict[str, Any]]:
     import open_clip
 
     rows = []
@@ -117,13 +145,6 @@ def _open_clip_rows() -> list[dict[str, Any]]:
         arch, _, weights = target.partition(":")
         rows.append({**_open_clip_row(arch, weights, counted), "spec": name, "preset_of": target})
     rows.extend(_open_clip_row(arch, tag, counted) for arch, tag in open_clip.list_pretrained())
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(rows))
-        os.replace(tmp, cache)
-    except OSError:
-        pass  # no cache: the next listing makes the rows again
     return rows
 
 
@@ -141,3 +162,20 @@ def list_models() -> list[dict[str, Any]]:
         rows.append({"spec": f"hf:{repo}", "backend": "hf", "dim": dim, "resolution": resolution, "cost": cost,
                      "cached": hub.hf_cached(repo, "config.json") is not None, "note": what})
     return rows
+
+
+def write_shipped_table() -> None:
+    """Write clipsearch/assets/models.json for the open_clip installed here (run after bench/tower_flops.py, and
+    whenever open_clip or the presets change): ``python -m clipsearch.encoders.listing``."""
+    import json
+
+    rows = _make_open_clip_rows()
+    for row in rows:  # a preset's local weights (demo) are found where the package is, at listing time
+        if row["spec"] in PRESETS and isinstance(row["weights"], str):
+            row["weights"] = ""
+    _SHIPPED.write_text(json.dumps({"key": list(_rows_key()), "rows": rows}, separators=(",", ":")) + "\n")
+    print(f"{len(rows)} rows -> {_SHIPPED}")
+
+
+if __name__ == "__main__":
+    write_shipped_table()
