@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test wheel-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -n 2
+
+# The package as a user installs it: sdist and wheel built, the wheel installed into a fresh venv and used from
+# another folder (.ci/wheel_check.py; CI runs it after the tests).
+wheel-check: setup
+	$(BIN)/python .ci/wheel_check.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
