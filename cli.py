@@ -24,6 +24,7 @@ from clipsearch.console.output import (
     print_models,
     print_paths,
     print_report,
+    thumbnails,
 )
 from clipsearch.display import shown
 from clipsearch.errors import Terminated, UserError
@@ -279,6 +280,9 @@ def search(
                                         "(for xargs and scripts).")] = False,
     null: Annotated[bool, typer.Option("-0", "--null", help="With --paths: end each path with a NUL byte instead of "
                                        "a newline (xargs -0; names may hold newlines).")] = False,
+    preview: Annotated[bool, typer.Option("--preview", help="Show each photo's thumbnail under its line, on terminals "
+                                          "that show images (kitty, iTerm2, WezTerm, sixel; CLIPSEARCH_PREVIEW="
+                                          "kitty|iterm|sixel|off chooses); plain text elsewhere.")] = False,
 ) -> None:
     """Find the photos that best match a text (or, with --image, a picture), best first.
 
@@ -310,7 +314,8 @@ def search(
             if paths or null:
                 print_paths([hit.path for hit in hits], b"\0" if null else b"\n")
             else:
-                print_hits(hits, as_json, dates=sort != "relevance")
+                print_hits(hits, as_json, dates=sort != "relevance",
+                           preview=thumbnails(index) if preview and not as_json else None)
             for note in index.why_empty(question) if not hits else []:
                 typer.echo(f"clipsearch: note: {shown(note)}", err=True)
             # The model had to be loaded with torch this time: make the next text search start without it.

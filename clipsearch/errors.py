@@ -13,6 +13,10 @@ class NoSuchPhoto(UserError):
     """A photo id the index does not hold (the server answers 404)."""
 
 
+class FileGone(UserError):
+    """A photo the index holds whose file can no longer be read (moved, deleted, unmounted): the server answers 404."""
+
+
 class ReadOnlyIndex(UserError):
     """The index exists but this process may not write to it (a read-only mount, another user's index)."""
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from clipsearch.app import checking, questions
 from clipsearch.app.results import CheckResult, DuplicateGroup, Duplicates, Failure, Info, TagCount
-from clipsearch.errors import UserError
+from clipsearch.errors import FileGone, NoSuchPhoto, UserError
 from clipsearch.location import resolve_index_dir
 
 if TYPE_CHECKING:
@@ -119,6 +119,33 @@ class Index:
             raise UserError(f"no image files in {', '.join(given)}")
         return run_classify(files, chosen, prompt.by_name(templates), top, self.directory, model, self.device,
                             self.precision)
+
+    def thumbnail(self, file_id: int) -> bytes:
+        """A ~256 px upright JPEG of an indexed photo, kept in the index directory (thumbs/) under the content it was
+        made from: a file edited since it was indexed gets a fresh one and never poisons the cache. Raises
+        ``NoSuchPhoto``, ``FileGone`` (indexed, no longer readable) or ``clipsearch.images.ImageError``."""
+        from clipsearch import images
+
+        store = self.searcher.store
+        row = store.indexed_file(file_id)
+        if row is None:
+            raise NoSuchPhoto(f"no photo with id {file_id} in the index")
+        cached = store.thumbnails.get(row.hash)
+        if cached is not None:
+            return cached
+        try:
+            with open(row.path, "rb") as f:
+                data = f.read()
+        except OSError:
+            raise FileGone("the file is in the index but no longer on disk") from None
+        jpeg = images.thumbnail(data)
+        try:
+            unchanged = os.stat(row.path).st_size == row.size == len(data)
+        except OSError:
+            unchanged = False
+        if unchanged:  # cached under the indexed content only
+            store.thumbnails.put(row.hash, jpeg)
+        return jpeg
 
     def tags(self) -> list[TagCount]:
         """Every tag the index gave, with its count of photos, most common first."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ import typer
 from clipsearch.display import shown, to_json
 
 if TYPE_CHECKING:
-    from clipsearch.app import CheckResult, Failure, Info
+    from clipsearch.app import CheckResult, Failure, Index, Info
     from indexer.report import Report
     from search.query import Hit
 
@@ -61,8 +62,10 @@ def print_report(report: Report, directory: Path, as_json: bool, quiet: bool) ->
             typer.echo(f"  failed: {shown(failure['path'])}: {shown(failure['error'])}", err=True)
 
 
-def print_hits(hits: list[Hit], as_json: bool, dates: bool = False) -> None:
-    """``dates``: a column with the date taken (sorted by date)."""
+def print_hits(hits: list[Hit], as_json: bool, dates: bool = False,
+               preview: Callable[[Hit], str | None] | None = None) -> None:
+    """``dates``: a column with the date taken (sorted by date). ``preview``: the escape sequence that shows a hit's
+    thumbnail under its line (``thumbnails``), or None where there is none."""
     if as_json:
         print_json([h.as_dict() for h in hits])
     elif not hits:
@@ -73,7 +76,27 @@ def print_hits(hits: list[Hit], as_json: bool, dates: bool = False) -> None:
             score = f"{hit.score:6.3f}" if hit.score is not None else f"{'-':>6}"
             taken = f"{(hit.meta.get('taken') or '-')[:19]:19}  " if dates else ""
             typer.echo(f"{hit.rank:>4}  {score}  {taken}{shown(hit.path)}")
+            if preview is not None and (picture := preview(hit)) is not None:
+                sys.stdout.write(picture)
     sys.stdout.flush()
+
+
+def thumbnails(index: Index) -> Callable[[Hit], str | None] | None:
+    """What shows each hit's thumbnail on this terminal (``clipsearch.console.preview``), or None where it shows no
+    images (then --preview prints the plain listing). A photo that cannot be shown is left without a picture."""
+    from clipsearch.console import preview
+
+    kind = preview.protocol()
+    if kind is None:
+        return None
+
+    def show(hit: Hit) -> str | None:
+        try:
+            return preview.encode(index.thumbnail(hit.id), kind)
+        except Exception:  # noqa: BLE001 - a file gone or undecodable costs its picture only
+            return None
+
+    return show
 
 
 def print_paths(paths: list[str], end: bytes) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
+from clipsearch.errors import FileGone
 from search.routes.state import file_id, not_found, server
 
 router = APIRouter()
@@ -42,23 +43,14 @@ def thumb(request: Request, raw_id: str) -> Response:
     from clipsearch import images
 
     row = _lookup(request, raw_id)
-    headers = {"Cache-Control": "private, max-age=300", "ETag": f'"{row.hash.hex()}"'}
-    thumbnails = server(request).index.searcher.store.thumbnails
-    cached = thumbnails.get(row.hash)
-    if cached is not None:
-        return Response(cached, media_type="image/jpeg", headers=headers)
-    data = _read(row)
     try:
-        jpeg = images.thumbnail(data)
+        jpeg = server(request).index.thumbnail(row.id)
+    except FileGone as exc:
+        raise not_found(str(exc)) from None
     except images.ImageError as exc:
         raise HTTPException(422, f"cannot decode this file: {exc}") from None
-    try:
-        unchanged = os.stat(row.path).st_size == row.size == len(data)
-    except OSError:
-        unchanged = False
-    if unchanged:  # cache under the indexed content only: a file edited since must not poison it
-        thumbnails.put(row.hash, jpeg)
-    return Response(jpeg, media_type="image/jpeg", headers=headers)
+    return Response(jpeg, media_type="image/jpeg",
+                    headers={"Cache-Control": "private, max-age=300", "ETag": f'"{row.hash.hex()}"'})
 
 
 @router.api_route("/file/{raw_id}", methods=["GET", "HEAD"])
