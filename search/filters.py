@@ -89,6 +89,9 @@ class Filters:
     min_pixels: str | None = None
     near: str | None = None
 
+    def __post_init__(self) -> None:
+        self.criteria()  # a Filters is valid once made: a mistake (a date that is none) is one line, before any work
+
     def criteria(self) -> Criteria:
         """The filters checked (a mistake is one line) and in the catalog's terms."""
         camera = self.camera.strip() if self.camera is not None else None

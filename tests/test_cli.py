@@ -68,7 +68,7 @@ def test_user_mistakes_get_one_line(cli: Cli, tmp_path: Path, model_spec: str) -
     one_line_error(cli("search", "x"), "holds no images yet")
     imagegen.photo(1).save(tmp_path / "one.png")
     assert cli("index", tmp_path, "--model", model_spec).exit_code == 0
-    one_line_error(cli("search"), "give something to look for (words, an image or a photo id), or --sort date")
+    one_line_error(cli("search"), "give a query, --image PATH or --like ID to look for, or --sort date to browse")
     one_line_error(cli("search", "x", "--image", tmp_path / "one.png"), "give a query, --image PATH or --like ID")
     one_line_error(cli("search", "--image", tmp_path / "nope.jpg"), "cannot read query image")
     (tmp_path / "junk.jpg").write_bytes(b"junk")

@@ -83,7 +83,7 @@ class Index:
         ...), ``min_pixels`` (2M, 1920x1080), ``near`` (LAT,LON,RADIUS)."""
         from search.filters import Filters
 
-        terms = questions.terms_of(query, image, like)
+        terms = questions.terms_of(query, image, like, sort=sort)
         filters = Filters(within, tuple(tags), after, before, camera, tuple(types), min_pixels, near)
         return questions.make_query(terms, filters, k, offset, sort, relevant, min_score)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from clipsearch.errors import UserError
@@ -17,8 +18,23 @@ if TYPE_CHECKING:
     from search.query import Query, Term
 
 
+@dataclass(frozen=True)
+class Wording:
+    """How a front end names the three kinds of question and the browse, in the one-line error that says to give
+    exactly one: the rule is this module's, the words are the CLI's, the API's or the HTTP parameters'."""
+
+    query: str
+    image: str
+    like: str
+    browse: str
+
+
+CLI_WORDS = Wording("a query", "--image PATH", "--like ID", "--sort date")
+HTTP_WORDS = Wording("q (words)", "an image (POST)", "like (a photo id)", "sort=date")
+
+
 def terms_of(query: str | Sequence[str | Term] | Term | None, image: str | os.PathLike[str] | bytes | None = None,
-             like: int | str | None = None) -> list[Term]:
+             like: int | str | None = None, words: Wording = CLI_WORDS, sort: str = "relevance") -> list[Term]:
     """The terms of one question: exactly one of ``query``, ``image`` (a path or the image's bytes) and ``like``.
 
     ``query`` is words; or the CLI's arithmetic as separate tokens (``["dog", "+", "beach", "-", "people"]``,
@@ -42,22 +58,22 @@ def terms_of(query: str | Sequence[str | Term] | Term | None, image: str | os.Pa
     else:
         given = []
     if sum(bool(x) for x in (given, image is not None, like is not None)) > 1:
-        raise UserError("give a query, --image PATH or --like ID (one of them)")
+        raise UserError(f"give {words.query}, {words.image} or {words.like} (one of them)")
     if image is not None:
         return [Term.image(image) if isinstance(image, bytes) else Term.image_file(image)]
     if like is not None:
         return [Term.like(like)]
+    if not given and sort == "relevance":
+        raise UserError(f"give {words.query}, {words.image} or {words.like} to look for, or {words.browse} to browse")
     return given
 
 
 def make_query(terms: Sequence[Term], filters: Filters, k: int = 10, offset: int = 0, sort: str = "relevance",
                relevant: bool = False, min_score: float | None = None) -> Query:
-    """The question, checked whole (terms, page, sort and every filter) before any index is opened."""
+    """The question, checked whole (terms, page, sort; the filters were when made) before any index is opened."""
     from search.query import Query
 
-    question = Query(tuple(terms), filters, k, offset, sort, relevant, min_score)
-    filters.criteria()  # a filter's mistake (a date that is none, a radius without a number) is said now
-    return question
+    return Query(tuple(terms), filters, k, offset, sort, relevant, min_score)
 
 
 def empty_answer_notes(searcher: Searcher, query: Query) -> list[str]:

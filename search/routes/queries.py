@@ -41,11 +41,8 @@ def search_text(request: Request,
                 minus: list[str] | None = Query(None, description="Terms to look away from (repeatable)."),  # noqa: B008
                 like: str | None = Query(None, description="A photo id: photos that look like it."),
                 k: int = Query(10), offset: int = Query(0), sort: str = Query("relevance")) -> Any:
-    if like is not None and (q or minus):
-        raise UserError("give q (words) or like (a photo id), one of them (q=like:ID adds a photo to words)")
-    terms = [Term.like(like)] if like is not None else expression.from_parameters(q or [], minus or [])
-    if not terms and sort == "relevance":
-        raise UserError("give q (words) or like (a photo id), or sort=date to browse")
+    words = expression.from_parameters(q or [], minus or []) or None  # q=like:ID adds a photo to words
+    terms = questions.terms_of(words, like=like, words=questions.HTTP_WORDS, sort=sort)
     return _answer(request, terms, k, offset, sort)
 
 
