@@ -245,10 +245,10 @@ def search(
     like: Annotated[Optional[str], typer.Option("--like", help="Find photos like the indexed photo with this id "
                                                 "(the \"id\" of --json; the photo itself is left out).",
                                                 show_default=False)] = None,
-    k: Annotated[int, typer.Option("-k", "--top", min=1, help="How many results.")] = 10,
+    k: Annotated[int, typer.Option("-k", "--top", help="How many results (1 to 10,000).")] = 10,
     within: Annotated[Optional[str], typer.Option("--in", help="Only results under this folder.",
                                                   show_default=False)] = None,
-    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many best results (the next page).")] = 0,
+    offset: Annotated[int, typer.Option("--offset", help="Skip this many best results (the next page).")] = 0,
     tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Only photos with this tag (see 'clipsearch tags'); "
                                                      "repeatable: photos with every one.", show_default=False)] = None,
     after: Annotated[Optional[str], typer.Option("--after", help="Only photos taken on or after this date (2023-01-01 "
@@ -492,6 +492,7 @@ def check(
 
 @app.command(**command_options(short_help='A search page and a JSON API on http://127.0.0.1:8000/.'))
 def serve(
+    ctx: typer.Context,
     index_dir: IndexOpt = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on. Keep 127.0.0.1 unless you mean it.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
@@ -499,6 +500,10 @@ def serve(
         "--token", envvar="CLIPSEARCH_TOKEN",
         help="Shared secret every request must carry (?token=, a bearer header, or the page's cookie). "
              "Use it with a non-local --host.")] = None,
+    allow_host: Annotated[Optional[list[str]], typer.Option(
+        "--allow-host", help="Another name this server may be reached by (photos.local); repeatable. It always "
+        "answers to localhost, to IP addresses and to --host; any other Host header is refused, so that a web page "
+        "cannot rebind its name to this server.", show_default=False)] = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
 ) -> None:
@@ -526,12 +531,18 @@ def serve(
                        f"photos{advice}", err=True)
         directory = resolve_index_dir(index_dir)
         where = f"[{host}]" if ":" in host else host
-        suffix = "?token=" + token if token else ""
+        from click.core import ParameterSource
+
+        # a token given on the command line is printed (it is there already); one from the environment is not
+        # (the line lands in logs and journald)
+        typed = ctx.get_parameter_source("token") == ParameterSource.COMMANDLINE
+        suffix = ("?token=" + token if typed else " (with the token of CLIPSEARCH_TOKEN)") if token else ""
 
         def ready() -> None:  # said once it is true: the index open, the port bound
             typer.echo(f"clipsearch: serving {directory} on http://{where}:{port}/{suffix} (Ctrl-C stops)", err=True)
 
-        run_server(directory, host=host, port=port, device=device, precision=precision, token=token, on_ready=ready)
+        run_server(directory, host=host, port=port, device=device, precision=precision, token=token, on_ready=ready,
+                   allowed_hosts=allow_host or ())
 
 
 @app.command(**command_options(short_help='The models --model accepts, with size, cost and whether cached.'))

@@ -17,6 +17,11 @@ class FileGone(UserError):
     """A photo the index holds whose file can no longer be read (moved, deleted, unmounted): the server answers 404."""
 
 
+class FileChanged(UserError):
+    """What sits at an indexed path is no longer the file that was indexed (edited, replaced, a link, a pipe): the
+    server answers 409 rather than serve it."""
+
+
 class ReadOnlyIndex(UserError):
     """The index exists but this process may not write to it (a read-only mount, another user's index)."""
 

@@ -262,6 +262,22 @@ def probe(data: bytes) -> tuple[int, int]:
 BROWSER_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp", "BMP": "image/bmp"}
 
 
+def browser_media_type(head: bytes) -> str | None:
+    """The media type of a file that browsers show as it is, from its first bytes (the same formats as
+    ``BROWSER_FORMATS``, told by their signatures, so that a file can be streamed without being opened whole)."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head.startswith(b"BM") and len(head) >= 26:
+        return "image/bmp"
+    return None
+
+
 def _jpeg(im: Image.Image, quality: int) -> bytes:
     out = io.BytesIO()
     im.save(out, "JPEG", quality=quality, optimize=False, progressive=False)

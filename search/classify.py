@@ -76,9 +76,12 @@ class ZeroShot:
         return self.searcher.model.fingerprint if self.searcher is not None else self.encoder.fingerprint
 
     def classifier(self, labels: list[str], templates: tuple[str, ...]) -> Classifier:
+        return Classifier(labels, self.label_matrix(labels, templates), self.logit_scale())
+
+    def label_matrix(self, labels: list[str], templates: tuple[str, ...]) -> np.ndarray:
+        """The labels' vectors through the templates: the text tower's work alone (no store), cached per model."""
         tower: TextTower = self.searcher.text_tower() if self.searcher is not None else self.encoder
-        matrix = embed_labels(labels, templates, tower, self.fingerprint)
-        return Classifier(labels, matrix, self.logit_scale())
+        return embed_labels(labels, templates, tower, self.fingerprint)
 
     def logit_scale(self) -> float:
         if self.searcher is not None:

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 _TYPES = {"jpg": (".jpg", ".jpeg", ".jpe", ".jfif"), "jpeg": (".jpg", ".jpeg", ".jpe", ".jfif"),
           "tif": (".tif", ".tiff"), "tiff": (".tif", ".tiff"), "heic": (".heic", ".heif"), "heif": (".heic", ".heif")}
 _UNITS = {"km": 1.0, "m": 0.001, "mi": 1.609344}
+MAX_PIXELS = 10**15
+MAX_CAMERA = 200  # characters: longer than any camera's make and model
 
 
 def _moment(text: str, option: str, end_of_day: bool) -> str:
@@ -44,14 +46,18 @@ def _moment(text: str, option: str, end_of_day: bool) -> str:
 
 def _pixels(text: str) -> int:
     value = text.strip().lower().replace(" ", "")
-    match = re.fullmatch(r"(\d+)x(\d+)", value)
+    match = re.fullmatch(r"(\d{1,9})x(\d{1,9})", value)
     if match:
-        return int(match.group(1)) * int(match.group(2))
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(mp|m|k)?", value)
-    if not match:
-        raise UserError(f"--min-pixels must be a count (2000000, 2M, 12MP) or a size (1920x1080), not {text[:40]!r}")
-    scale = {"mp": 1e6, "m": 1e6, "k": 1e3}.get(match.group(2) or "", 1)
-    return int(float(match.group(1)) * scale)
+        pixels = int(match.group(1)) * int(match.group(2))
+    else:
+        match = re.fullmatch(r"(\d{1,30}(?:\.\d{1,9})?)(mp|m|k)?", value)
+        if not match:
+            raise UserError(f"--min-pixels must be a count (2000000, 2M, 12MP) or a size (1920x1080), not "
+                            f"{text[:40]!r}")
+        pixels = int(float(match.group(1)) * {"mp": 1e6, "m": 1e6, "k": 1e3}.get(match.group(2) or "", 1))
+    if pixels > MAX_PIXELS:  # SQLite's integers end at 2**63; no photo comes near this
+        raise UserError(f"--min-pixels {text[:40]!r} is more than any photo has (at most {MAX_PIXELS:,})")
+    return pixels
 
 
 def _near(text: str) -> tuple[float, float, float]:
@@ -97,6 +103,8 @@ class Filters:
         camera = self.camera.strip() if self.camera is not None else None
         if camera == "":
             raise UserError("--camera needs part of a camera's name (e.g. 'Pixel 6')")
+        if camera is not None and len(camera) > MAX_CAMERA:
+            raise UserError(f"--camera is {len(camera):,} characters: a camera's name is at most {MAX_CAMERA}")
         return Criteria(
             within=os.path.abspath(os.path.expanduser(self.within)) if self.within is not None else None,
             tags=tuple(t.strip() for t in self.tags if t.strip()),

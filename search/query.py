@@ -7,6 +7,7 @@ returns ``Hit``s. Terms are weighted and summed into one unit vector, so a query
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -92,6 +93,8 @@ class Query:
         if not self.terms and self.sort == "relevance":
             raise UserError("give something to look for (words, an image or a photo id), or --sort date to browse")
         check_page(self.k, self.offset)
+        if self.min_score is not None and not math.isfinite(self.min_score):
+            raise UserError(f"the minimum score must be a number, not {self.min_score}")
 
     @property
     def excluded(self) -> set[int]:

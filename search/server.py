@@ -33,6 +33,9 @@ The routes live in ``search.routes`` (one router per kind of answer); this modul
 
 import errno
 import hmac
+import ipaddress
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +43,41 @@ from clipsearch.display import to_json
 from clipsearch.errors import NoSuchPhoto, UserError
 
 TOKEN_COOKIE = "clipsearch_token"
+LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
+# A client has this long to send a request's headers (a slow trickle holds a connection, not the server).
+HEADER_SECONDS = float(os.environ.get("CLIPSEARCH_HEADER_TIMEOUT", "10"))
 
 
-def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", token: str | None = None) -> Any:
+def host_names(host: str, allowed: Sequence[str] = ()) -> set[str]:
+    """The names a Host header may carry: localhost, the address bound, and the names the user allows. Any IP
+    address is accepted as well (a rebinding attack needs a name); other names are refused, so a web page that
+    rebinds its own name to 127.0.0.1 cannot read this server."""
+    return {name.lower().strip("[]") for name in (*LOCAL_NAMES, host, *allowed)}
+
+
+def _host_of(header: str) -> str:
+    """The name in a Host header, without its port: ``[::1]:8000`` -> ``::1``, ``Photos.local:80`` -> ``photos.local``."""
+    value = header.strip().lower()
+    if value.startswith("["):
+        return value[1:value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def host_allowed(header: str | None, names: set[str]) -> bool:
+    if not header:
+        return False
+    name = _host_of(header)
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return name in names
+
+
+def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", token: str | None = None,
+               host: str = "127.0.0.1", allowed_hosts: Sequence[str] = ()) -> Any:
     """The app: the routers of ``search.routes`` over one resident ``clipsearch.app.Index`` on ``app.state.server``,
-    the error handlers that give every error the one shape ``{"error": "..."}``, and the token check."""
+    the error handlers that give every error the one shape ``{"error": "..."}``, the Host check and the token."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
@@ -52,7 +85,7 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
 
     from clipsearch.app import Index
     from search.routes import files, listings, pages, queries
-    from search.routes.state import ServerState
+    from search.routes.state import ServerState, in_http_words
 
     index = Index(index_dir, device=device, precision=precision, resident=True)
     if not index.searcher.has_fast_text():
@@ -66,14 +99,21 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
         def render(self, content: Any) -> bytes:
             return to_json(content, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
-    app = FastAPI(title="clipsearch", summary="Search your photos by what is in them.", default_response_class=Json)
+    # No /docs or /redoc: FastAPI's pages load their scripts from a CDN, and this server works offline. The
+    # API's description is /openapi.json; docs/guide.md has the routes.
+    app = FastAPI(title="clipsearch", summary="Search your photos by what is in them.", default_response_class=Json,
+                  docs_url=None, redoc_url=None)
     app.state.server = ServerState(index)
     for module in (pages, queries, listings, files):
         app.include_router(module.router)
 
     @app.exception_handler(UserError)
     async def user_error(_: Request, exc: UserError) -> JSONResponse:
-        return Json({"error": str(exc)}, status_code=404 if isinstance(exc, NoSuchPhoto) else 400)
+        return Json({"error": in_http_words(str(exc))}, status_code=404 if isinstance(exc, NoSuchPhoto) else 400)
+
+    @app.exception_handler(Exception)
+    async def server_error(_: Request, exc: Exception) -> JSONResponse:  # a defect: still one line, still JSON
+        return Json({"error": f"internal error: {type(exc).__name__}: {str(exc)[:200]}"}, status_code=500)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -84,6 +124,15 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "the request"
         return Json({"error": f"{where}: {first.get('msg', 'not valid')}"}, status_code=400)
+
+    names = host_names(host, allowed_hosts)
+
+    @app.middleware("http")
+    async def known_host(request: Request, call_next: Any) -> Any:
+        if not host_allowed(request.headers.get("host"), names):
+            return JSONResponse({"error": "this server answers to localhost, its address and the names given with "
+                                          "--allow-host, not to this Host header"}, status_code=403)
+        return await call_next(request)
 
     if token:
         @app.middleware("http")
@@ -101,14 +150,15 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
 
 
 def serve(index_dir: Path, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          precision: str = "auto", token: str | None = None, on_ready: Any = None) -> None:
+          precision: str = "auto", token: str | None = None, on_ready: Any = None,
+          allowed_hosts: Sequence[str] = ()) -> None:
     """Open the index, bind the port, then call ``on_ready()`` (the CLI says where it serves) and serve until stopped.
     An index that cannot be opened or a port that cannot be bound is a ``UserError``, and nothing is announced."""
     import socket
 
     import uvicorn
 
-    app = create_app(index_dir, device, precision, token)
+    app = create_app(index_dir, device, precision, token, host, allowed_hosts)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -122,4 +172,45 @@ def serve(index_dir: Path, host: str = "127.0.0.1", port: int = 8000, device: st
     sock.listen(2048)
     if on_ready is not None:
         on_ready()
-    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", http=_header_deadline_protocol())).run(sockets=[sock])
+
+
+def _header_deadline_protocol() -> type:
+    """uvicorn's HTTP/1.1 protocol, with a deadline for each request's headers (uvicorn has none): a client that
+    trickles them is disconnected after ``HEADER_SECONDS`` instead of holding its connection for ever."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderDeadline(H11Protocol):
+        _deadline: Any = None
+
+        def _arm(self) -> None:
+            if self._deadline is None:
+                self._deadline = self.loop.call_later(HEADER_SECONDS, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            if self.cycle is None or self.cycle.response_complete:  # between requests: the next one's headers
+                self._arm()
+            before = self.cycle
+            super().data_received(data)
+            if self.cycle is not before:  # its headers are in
+                self._disarm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return HeaderDeadline

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from clipsearch.app import checking, questions
 from clipsearch.app.results import CheckResult, DuplicateGroup, Duplicates, Failure, Info, TagCount
-from clipsearch.errors import FileGone, NoSuchPhoto, UserError
+from clipsearch.errors import NoSuchPhoto, UserError
+from clipsearch.indexed_file import read_indexed
 from clipsearch.location import resolve_index_dir
 
 if TYPE_CHECKING:
@@ -122,8 +123,8 @@ class Index:
 
     def thumbnail(self, file_id: int) -> bytes:
         """A ~256 px upright JPEG of an indexed photo, kept in the index directory (thumbs/) under the content it was
-        made from: a file edited since it was indexed gets a fresh one and never poisons the cache. Raises
-        ``NoSuchPhoto``, ``FileGone`` (indexed, no longer readable) or ``clipsearch.images.ImageError``."""
+        made from. Only the indexed file is read (``clipsearch.indexed_file``). Raises ``NoSuchPhoto``, ``FileGone``,
+        ``FileChanged`` or ``clipsearch.images.ImageError``."""
         from clipsearch import images
 
         store = self.searcher.store
@@ -133,18 +134,8 @@ class Index:
         cached = store.thumbnails.get(row.hash)
         if cached is not None:
             return cached
-        try:
-            with open(row.path, "rb") as f:
-                data = f.read()
-        except OSError:
-            raise FileGone("the file is in the index but no longer on disk") from None
-        jpeg = images.thumbnail(data)
-        try:
-            unchanged = os.stat(row.path).st_size == row.size == len(data)
-        except OSError:
-            unchanged = False
-        if unchanged:  # cached under the indexed content only
-            store.thumbnails.put(row.hash, jpeg)
+        jpeg = images.thumbnail(read_indexed(row.path, row.size, row.mtime_ns))  # the indexed file, or an error
+        store.thumbnails.put(row.hash, jpeg)  # under the content it was made from
         return jpeg
 
     def tags(self) -> list[TagCount]:
@@ -152,14 +143,15 @@ class Index:
         with self._reader() as store:
             return [TagCount(tag, count) for tag, count in store.tags.counts()]
 
-    def duplicates(self, similar: bool = False, within: str | None = None) -> Duplicates:
+    def duplicates(self, similar: bool = False, within: str | None = None, separate: bool = False) -> Duplicates:
         """Groups of copies (with ``similar``, also groups of similar shots), largest first, each with the suggested
-        keeper first. ``within`` narrows what is listed to a folder. Nothing is ever deleted or moved."""
+        keeper first. ``within`` narrows what is listed to a folder. Nothing is ever deleted or moved. ``separate``:
+        on a connection of its own, so that another thread may use this index meanwhile (the server)."""
         from search import duplicates as dup
         from search.keeper import describe
 
         folder = os.path.abspath(os.path.expanduser(within)) if within else None
-        with self._reader() as store:
+        with self._reader(separate) as store:
             key = (store.generation, similar, folder)
             if self._duplicates is not None and self._duplicates[0] == key:
                 return self._duplicates[1]
@@ -218,13 +210,14 @@ class Index:
         return checking.check(self.directory, repair)
 
     # -- lifetime -----------------------------------------------------------------------------------------------
-    def _reader(self) -> Any:
-        """The searcher's store when one is open (no second connection), else a reader for this call."""
+    def _reader(self, separate: bool = False) -> Any:
+        """The searcher's store when one is open (no second connection) and not ``separate``, else a reader for this
+        call."""
         from contextlib import nullcontext
 
         from clipsearch.store import StoreReader
 
-        if self._searcher is not None:
+        if self._searcher is not None and not separate:
             return nullcontext(self._searcher.store)
         return StoreReader.open(self.directory)
 

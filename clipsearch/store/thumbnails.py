@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from pathlib import Path
+
+MAX_BYTES = 4 << 20  # far above any ~256 px JPEG: a bigger file in the cache is not one of ours
 
 
 class Thumbnails:
@@ -16,10 +19,21 @@ class Thumbnails:
         return self.folder / name[:2] / f"{name}.jpg"
 
     def get(self, digest: bytes) -> bytes | None:
+        """The kept thumbnail, if what is kept is one: a regular file (no link followed) of a JPEG's size, whole
+        from its start to its end marker. Anything else (damage, a link planted in the cache) is dropped and made
+        again from the photo."""
+        path = self.path(digest)
         try:
-            return self.path(digest).read_bytes()
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         except OSError:
             return None
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            data = f.read(MAX_BYTES + 1) if stat.S_ISREG(st.st_mode) else b""
+        if len(data) <= MAX_BYTES and data.startswith(b"\xff\xd8") and data.rstrip(b"\0").endswith(b"\xff\xd9"):
+            return data
+        self.drop(digest)
+        return None
 
     def put(self, digest: bytes, jpeg: bytes) -> None:
         """Keep a thumbnail for next time; a read-only or full index directory just means no cache."""

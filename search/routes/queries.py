@@ -1,33 +1,43 @@
 """/search (words, ``like``, an uploaded image) and /classify (an indexed photo's or an uploaded image's labels).
 
 The rules are the application layer's (``clipsearch.app.questions``): one of q, like or an image; k from 1 to
-10,000; every filter checked before any work. Each hit carries its metadata, tags and ``name``.
+10,000; every filter checked before any work. Each hit carries its metadata, tags and ``name``. The async
+routes (the uploads) only read the body on the event loop; everything else runs in the thread pool.
 """
 
 # no "from __future__ import annotations": FastAPI reads the endpoints' annotations at run time
 
+import math
 import os
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from clipsearch.app import questions
 from clipsearch.errors import UserError
+from clipsearch.zeroshot.vocabulary import MAX_LABELS
 from search import expression
 from search.query import Term
-from search.routes.state import body_image, file_id, filters, server
+from search.routes.state import body_image, filters, number, photo_id, server
 
 router = APIRouter()
 
 
-def _answer(request: Request, terms: list[Term], k: int, offset: int, sort: str) -> list[dict[str, Any]]:
+def _answer(request: Request, terms: list[Term]) -> list[dict[str, Any]]:
     p = request.query_params
     relevant = p.get("relevant", "").lower() in ("1", "true", "yes", "on")
-    try:
-        min_score = float(p["min_score"]) if "min_score" in p else None
-    except ValueError:
-        raise UserError(f"min_score must be a number, not {p['min_score'][:20]!r}") from None
-    question = questions.make_query(terms, filters(request), k, offset, sort, relevant, min_score)
+    min_score = None
+    if "min_score" in p:
+        try:
+            min_score = float(p["min_score"])
+        except ValueError:
+            min_score = math.nan
+        if not math.isfinite(min_score):
+            raise UserError(f"min_score must be a number, not {p['min_score'][:20]!r}")
+    sort = p.get("sort", "relevance")
+    question = questions.make_query(terms, filters(request), number(request, "k", 10), number(request, "offset", 0),
+                                    sort, relevant, min_score)
     state = server(request)
     with state.lock:
         hits = state.index.answer(question)
@@ -40,44 +50,61 @@ def search_text(request: Request,
                                             "like:ID an indexed photo)."),
                 minus: list[str] | None = Query(None, description="Terms to look away from (repeatable)."),  # noqa: B008
                 like: str | None = Query(None, description="A photo id: photos that look like it."),
-                k: int = Query(10), offset: int = Query(0), sort: str = Query("relevance")) -> Any:
+                k: str | None = Query(None, description="How many results (1 to 10,000; default 10)."),
+                offset: str | None = Query(None, description="Skip this many best results."),
+                sort: str = Query("relevance", description="relevance, date or -date.")) -> Any:
     words = expression.from_parameters(q or [], minus or []) or None  # q=like:ID adds a photo to words
-    terms = questions.terms_of(words, like=like, words=questions.HTTP_WORDS, sort=sort)
-    return _answer(request, terms, k, offset, sort)
+    liked = photo_id(like, "like") if like is not None else None
+    terms = questions.terms_of(words, like=liked, words=questions.HTTP_WORDS, sort=sort)
+    return _answer(request, terms)
 
 
 @router.post("/search")
-async def search_image(request: Request, k: int = Query(10), offset: int = Query(0),
+async def search_image(request: Request, k: str | None = Query(None), offset: str | None = Query(None),
                        sort: str = Query("relevance")) -> Any:
     if "q" in request.query_params or "like" in request.query_params:
         raise UserError("POST searches by the image it carries; words (q) and photo ids (like) go with GET")
-    return _answer(request, [Term.image(await body_image(request))], k, offset, sort)
+    term = Term.image(await body_image(request))
+    return await run_in_threadpool(_answer, request, [term])
 
 
-def _classifier(request: Request, labels: str | None, templates: str) -> Any:
-    """Call with the lock held."""
+def _classified(request: Request, labels: str | None, templates: str, top: int, raw_id: str | None = None,
+                image: Term | None = None) -> dict[str, Any]:
+    """The labels' vectors are made outside the lock (a long label list costs seconds of the text tower, which the
+    store does not need); the photo's vector and the ranking take their turn under it."""
     from clipsearch.zeroshot import templates as prompt
     from clipsearch.zeroshot import vocabulary
+    from clipsearch.zeroshot.labels import Classifier
 
     chosen = vocabulary.from_list(labels) if labels is not None else vocabulary.builtin()
-    return server(request).zero_shot.classifier(chosen, prompt.by_name(templates))
+    state = server(request)
+    matrix = state.zero_shot.label_matrix(chosen, prompt.by_name(templates))
+    with state.lock:
+        classifier = Classifier(chosen, matrix, state.zero_shot.logit_scale())
+        if image is None:
+            return state.zero_shot.classify_ids([photo_id(raw_id or "")], classifier, top)[0].as_dict()
+        vector = state.index.embed(image)
+        return state.zero_shot.classify_vector(vector, image.label, classifier, top).as_dict()
+
+
+def _top(request: Request) -> int:
+    top = number(request, "top", 5)
+    if not 1 <= top <= MAX_LABELS:
+        raise UserError(f"top (how many labels) must be between 1 and {MAX_LABELS:,}")
+    return top
 
 
 @router.get("/classify")
 def classify_indexed(request: Request, raw_id: str = Query(..., alias="id"), labels: str | None = Query(None),
-                     top: int = Query(5, ge=1, le=100_000), templates: str = Query("photo")) -> Any:
-    state = server(request)
-    with state.lock:
-        return state.zero_shot.classify_ids([file_id(raw_id)], _classifier(request, labels, templates),
-                                            top)[0].as_dict()
+                     top: str | None = Query(None, description="How many labels (default 5)."),
+                     templates: str = Query("photo")) -> Any:
+    return _classified(request, labels, templates, _top(request), raw_id=raw_id)
 
 
 @router.post("/classify")
-async def classify_image(request: Request, labels: str | None = Query(None), top: int = Query(5, ge=1, le=100_000),
+async def classify_image(request: Request, labels: str | None = Query(None),
+                         top: str | None = Query(None, description="How many labels (default 5)."),
                          templates: str = Query("photo")) -> Any:
-    term = Term.image(await body_image(request))
-    state = server(request)
-    with state.lock:
-        vector = state.index.embed(term)
-        found = state.zero_shot.classify_vector(vector, term.label, _classifier(request, labels, templates), top)
-    return found.as_dict()
+    chosen_top = _top(request)
+    image = Term.image(await body_image(request))
+    return await run_in_threadpool(_classified, request, labels, templates, chosen_top, image=image)
