@@ -136,13 +136,44 @@ def _reduce(im: Image.Image, min_side: int | None) -> Image.Image:
     return im.reduce(factor) if factor >= 2 else im
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Chunks a PNG may drop and still be the same picture: text (Pillow refuses one that inflates past
+# PngImagePlugin.MAX_TEXT_CHUNK, a guard against zip bombs) and the colour profile (then read as sRGB).
+_DROPPABLE_CHUNKS = {b"tEXt", b"zTXt", b"iTXt", b"iCCP"}
+
+
 def decode(data: bytes, min_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
     """Decode ``data`` to an upright RGB image whose shorter side is still >= ``min_side``.
 
     JPEGs are decoded in the DCT domain at 1/2, 1/4 or 1/8 scale when that still
     covers ``min_side`` (Pillow's draft mode), other formats are box-reduced
-    right after decoding, so the model's resize works on a small picture.
+    right after decoding, so the model's resize works on a small picture. A PNG whose text or colour profile
+    chunk is too large for Pillow is decoded without its text and profile chunks, not refused.
     """
+    try:
+        return _decode(data, min_side, max_pixels)
+    except ImageError as exc:
+        if not (data.startswith(PNG_SIGNATURE) and "MAX_TEXT_CHUNK" in str(exc)):
+            raise
+    return _decode(png_without_text(data), min_side, max_pixels)
+
+
+def png_without_text(data: bytes) -> bytes:
+    """The PNG ``data`` without its text and colour profile chunks (every other chunk as it was, CRCs and all)."""
+    out, at = [data[:8]], 8
+    while at + 8 <= len(data):
+        length = int.from_bytes(data[at:at + 4], "big")
+        kind = data[at + 4:at + 8]
+        end = at + 12 + length
+        if kind not in _DROPPABLE_CHUNKS:
+            out.append(data[at:end])
+        at = end
+        if kind == b"IEND":
+            break
+    return b"".join(out)
+
+
+def _decode(data: bytes, min_side: int | None, max_pixels: int) -> Decoded:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -252,3 +252,26 @@ def test_a_client_that_trickles_its_headers_is_let_go(cli: Cli, tmp_path: Path, 
         proc.terminate()
         proc.wait(timeout=30)
         lines(proc).text()
+
+
+def test_a_png_with_a_huge_text_or_profile_chunk_is_indexed_without_it(cli: Cli, tmp_path: Path) -> None:
+    """Item 12: PNGs with a large text or ICC chunk were refused ("Decompressed data too large")."""
+    import io
+
+    from PIL import Image, PngImagePlugin
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    picture = Image.open(SAMPLE / "red-star.png").convert("RGB")
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "x" * (3 << 20), zip=True)
+    out = io.BytesIO()
+    picture.save(out, "PNG", pnginfo=info)
+    (photos / "with-text.png").write_bytes(out.getvalue())
+    out = io.BytesIO()
+    picture.save(out, "PNG", icc_profile=b"\0" * (3 << 20))
+    (photos / "with-profile.png").write_bytes(out.getvalue())
+    report = cli("index", photos, "--model", "demo", "--json").json()
+    assert report["failed"] == [] and report["added"] == 2, report  # type: ignore[index]
+    hits = cli("search", "a red star", "--json").json()
+    assert {h["path"].rsplit("/", 1)[1] for h in hits} == {"with-text.png", "with-profile.png"}  # type: ignore[union-attr]
