@@ -24,9 +24,10 @@ from clipsearch.console.output import (
     print_paths,
     print_report,
 )
-from clipsearch.display import shown
+from clipsearch.display import counted, shown
 from clipsearch.errors import Terminated, UserError
 from clipsearch.location import ENV_VAR, resolve_index_dir
+from indexer.walk import EXCLUDE_RULES
 
 app = typer.Typer(
     help="Private, local search over your photos by what is in them.",
@@ -79,8 +80,8 @@ def index(
         "--include-hidden/--no-include-hidden", help="Index hidden files and folders of these folders, or stop to. "
         "Remembered by each folder [default: as set before; hidden files skipped].", show_default=False)] = None,
     exclude: Annotated[Optional[list[str]], typer.Option(
-        "--exclude", help="Leave out paths matching this glob, relative to the folder ('Trash', '*/private', "
-        "'*.tmp.jpg'); repeatable; remembered by each folder.", show_default=False)] = None,
+        "--exclude", help="Leave out what this pattern matches; repeatable; remembered by each folder. "
+        + EXCLUDE_RULES, show_default=False)] = None,
     clear_excludes: Annotated[bool, typer.Option(
         "--clear-excludes", help="Forget these folders' exclusions (those of --exclude and of 'forget SUBFOLDER') "
         "first.")] = False,
@@ -286,6 +287,8 @@ def search(
         from search.filters import Filters
         from search.query import Query, Term
 
+        if as_json and (paths or null):
+            raise UserError(f"give --json or {'--paths' if paths else '-0'}, not both: they are two ways to print results")
         terms = parse(query or [])
         if sum(bool(given) for given in (terms, image is not None, like is not None)) > 1:
             raise UserError("give a query, --image PATH or --like ID (one of them)")
@@ -303,7 +306,7 @@ def search(
             if paths or null:
                 print_paths([hit.path for hit in hits], b"\0" if null else b"\n")
             else:
-                print_hits(hits, as_json, dates=sort != "relevance")
+                print_hits(hits, as_json, dates=sort != "relevance", places=near is not None)
             if not hits and tag:
                 known = {name.lower() for name, _ in searcher.store.tags.counts()}
                 unknown = [t for t in tag if t.lower() not in known]
@@ -388,14 +391,15 @@ def duplicates(
     clipsearch duplicates --paths-only -0 | xargs -0 -r mv -t ~/Trash/
     """
     with user_errors():
-        import os
-
         from clipsearch.store import StoreReader
         from search import duplicates as dup
+        from search.filters import folder_in_index
         from search.keeper import describe
 
-        folder = os.path.abspath(os.path.expanduser(within)) if within else None
+        if null and not paths_only or as_json and paths_only:
+            raise UserError("-0 goes with --paths-only" if not paths_only else "give --json or --paths-only, not both")
         with StoreReader.open(resolve_index_dir(index_dir)) as store:
+            folder = folder_in_index(within, store.roots()) if within else None
             collection = dup.Collection.of(store, folder)
             groups = describe(dup.find(collection, similar=similar), collection, store)
         unsigned = int((collection.signatures < 0).sum())
@@ -445,7 +449,7 @@ def forget(
                     "excluded_from": {path: d["excluded_from"] for path, d in dropped.items() if d["excluded_from"]}})
     else:
         for path, d in dropped.items():
-            typer.echo(f"dropped {d['removed']} images under {shown(path)}" + (
+            typer.echo(f"dropped {counted(d['removed'], 'image')} under {shown(path)}" + (
                 f"; it stays out of {shown(d['excluded_from'])} from now on" if d["excluded_from"] else ""))
 
 
@@ -493,13 +497,16 @@ def check(
 def serve(
     index_dir: IndexOpt = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on. Keep 127.0.0.1 unless you mean it.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any free one; --json says "
+                                      "which).")] = 8000,
     token: Annotated[Optional[str], typer.Option(
         "--token", envvar="CLIPSEARCH_TOKEN",
         help="Shared secret every request must carry (?token=, a bearer header, or the page's cookie). "
              "Use it with a non-local --host.")] = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Once serving, print one JSON line on stdout: "
+                                          "{\"url\", \"host\", \"port\", \"index\"}.")] = False,
 ) -> None:
     """Serve a search page at / and a JSON API, with the model and index loaded once.
 
@@ -520,8 +527,10 @@ def serve(
         where = f"[{host}]" if ":" in host else host
         suffix = "?token=" + token if token else ""
 
-        def ready() -> None:  # said once it is true: the index open, the port bound
-            typer.echo(f"clipsearch: serving {directory} on http://{where}:{port}/{suffix} (Ctrl-C stops)", err=True)
+        def ready(bound: int) -> None:  # said once it is true: the index open, the port bound
+            if as_json:
+                print_json({"url": f"http://{where}:{bound}/", "host": host, "port": bound, "index": str(directory)})
+            typer.echo(f"clipsearch: serving {directory} on http://{where}:{bound}/{suffix} (Ctrl-C stops)", err=True)
 
         run_server(directory, host=host, port=port, device=device, precision=precision, token=token, on_ready=ready)
 

@@ -63,6 +63,7 @@ class Decoded:
     width: int  # full size as displayed (after EXIF orientation)
     height: int
     meta: PhotoMeta = field(default_factory=PhotoMeta)  # from the EXIF block read for the orientation
+    note: str | None = None  # decoded, with something to say: a JPEG that ends early, indexed as far as it decodes
 
 
 # EXIF orientation tag -> the transpose that makes the picture upright (as ImageOps.exif_transpose).
@@ -136,13 +137,32 @@ def _reduce(im: Image.Image, min_side: int | None) -> Image.Image:
     return im.reduce(factor) if factor >= 2 else im
 
 
+TRUNCATED_MAX_MISSING = 0.25  # a JPEG that ends early is used when at most this much of its picture is missing
+_EOI = b"\xff\xd9"
+
+
 def decode(data: bytes, min_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
     """Decode ``data`` to an upright RGB image whose shorter side is still >= ``min_side``.
 
     JPEGs are decoded in the DCT domain at 1/2, 1/4 or 1/8 scale when that still
     covers ``min_side`` (Pillow's draft mode), other formats are box-reduced
     right after decoding, so the model's resize works on a small picture.
+
+    A JPEG that ends early (a copy or a camera cut it short: no end marker, or zeros where its last bytes should
+    be) is decoded as far as its data goes, as viewers show it, and carries a ``note``; one with more than
+    ``TRUNCATED_MAX_MISSING`` of its picture missing is refused, and so is one whose data is broken rather than
+    short (the decoder's own error).
     """
+    try:
+        return _decode(data, min_side, max_pixels)
+    except ImageError as exc:
+        if not (data.startswith(b"\xff\xd8") and str(exc).startswith("image file is truncated")):
+            raise
+    return _decode(data.rstrip(b"\x00") + _EOI, min_side, max_pixels, truncated=True)
+
+
+def _decode(data: bytes, min_side: int | None, max_pixels: int, truncated: bool = False) -> Decoded:
+    note = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -164,6 +184,8 @@ def decode(data: bytes, min_side: int | None = None, max_pixels: int = DEFAULT_M
             if min_side and im.format == "JPEG":
                 im.draft("RGB", (min_side, min_side))
             im.load()
+            if truncated:
+                note = _what_is_missing(im)
             if im.mode in _REDUCIBLE:
                 im = _reduce(im, min_side)
             im = _flatten(_to_srgb(im, icc))
@@ -183,7 +205,26 @@ def decode(data: bytes, min_side: int | None = None, max_pixels: int = DEFAULT_M
         if isinstance(exc, Image.UnidentifiedImageError):
             message = "not a recognised image format"
         raise ImageError(message) from None
-    return Decoded(im, width, height, meta)
+    return Decoded(im, width, height, meta, note)
+
+
+def _what_is_missing(im: Image.Image) -> str:
+    """The note for a JPEG that ended early, decoded as far as it goes, or ``ImageError`` when too much is missing.
+
+    What the decoder had no data for it fills with one flat value, to the last row: the flat rows at the bottom
+    are the missing part (a progressive JPEG has every row, only coarser)."""
+    import numpy as np
+
+    pixels = np.asarray(im)
+    flat = (pixels == pixels[-1, 0]).reshape(im.height, -1).all(axis=1)  # rows all of the last row's first pixel
+    missing = len(flat) if flat.all() else int(np.argmin(flat[::-1]))
+    share = missing / max(1, im.height)
+    if share > TRUNCATED_MAX_MISSING:
+        raise ImageError(f"image file is truncated: {share:.0%} of the picture is missing")
+    if missing == 0:
+        return "the file ends early (no JPEG end marker): every row decoded"
+    return (f"the file ends early: the bottom {max(1, round(share * 100))}% of the picture is missing (indexed as far "
+            "as it decodes)")
 
 
 @dataclass

@@ -92,6 +92,9 @@ class Query:
         if not self.terms and self.sort == "relevance":
             raise UserError("give something to look for (words, an image or a photo id), or --sort date to browse")
         check_page(self.k, self.offset)
+        if self.min_score is not None and self.min_score > 1:
+            raise UserError(f"--min-score {self.min_score:g} keeps nothing: scores are cosines, at most 1 (a photo "
+                            "found by itself scores 1)")
 
     @property
     def excluded(self) -> set[int]:

@@ -46,7 +46,7 @@ from search import expression
 from search import query as queries
 from search.classify import ZeroShot
 from search.engine import Searcher
-from search.filters import Filters
+from search.filters import Filters, folder_in_index
 from search.upload import uploaded_file
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
@@ -94,8 +94,8 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
         return Json({"error": str(exc)}, status_code=404 if isinstance(exc, NoSuchPhoto) else 400)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return Json({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return Json({"error": _said(request, exc)}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def bad_parameter(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -175,7 +175,7 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
     @app.get("/static/{name}", include_in_schema=False)
     def asset(name: str) -> Response:
         if name not in _ASSETS:
-            raise HTTPException(404, "not found")
+            raise HTTPException(404)  # said as any address the server does not have (``_said``)
         return Response(_web_file(name), media_type=_ASSETS[name], headers={"Cache-Control": "no-cache"})
 
     def filters(request: Request) -> Filters:
@@ -221,8 +221,8 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
 
         if level not in ("copy", "similar"):
             raise UserError(f"level must be copy or similar, not {level[:20]!r}")
-        folder = os.path.abspath(os.path.expanduser(within)) if within else None
         with lock:
+            folder = folder_in_index(within, searcher.store.roots()) if within else None
             key = (searcher.store.generation, level, folder)
             if key not in found_groups:
                 collection = dup.Collection.of(searcher.store, folder)
@@ -298,15 +298,33 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
     return app
 
 
+def _said(request: Any, exc: Any) -> str:
+    """An HTTP error's message as every other error of this server says it: a sentence, not the status phrase
+    (Starlette's own "Not Found" for an address it has no route for, or a page asset that does not exist)."""
+    from http import HTTPStatus
+
+    detail = str(exc.detail)
+    if detail != HTTPStatus(exc.status_code).phrase:
+        return detail
+    if exc.status_code == 404:
+        return f"nothing at {request.url.path} on this server (the page is /, the API /search, /thumb/ID, /file/ID, /info)"
+    if exc.status_code == 405:
+        return f"{request.method} is not how {request.url.path} is asked"
+    return detail[:1].lower() + detail[1:]
+
+
 def _quote(name: str) -> str:
+    """A file name for ``filename*=UTF-8''...`` (RFC 5987): valid UTF-8 always, so a name that is not (an old
+    camera card's) has its stray bytes as U+FFFD, as a browser shows them."""
     from urllib.parse import quote
 
-    return quote(os.fsencode(name), safe="")
+    return quote(os.fsencode(name).decode("utf-8", "replace"), safe="")
 
 
 def serve(index_dir: Path, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
           precision: str = "auto", token: str | None = None, on_ready: Any = None) -> None:
-    """Open the index, bind the port, then call ``on_ready()`` (the CLI says where it serves) and serve until stopped.
+    """Open the index, bind the port, then call ``on_ready(port)`` with the port bound (``port`` 0: the one the system
+    chose) for the CLI to say where it serves, and serve until stopped.
     An index that cannot be opened or a port that cannot be bound is a ``UserError``, and nothing is announced."""
     import socket
 
@@ -325,5 +343,5 @@ def serve(index_dir: Path, host: str = "127.0.0.1", port: int = 8000, device: st
                         "with --port" if taken else str(exc.strerror or exc))) from None
     sock.listen(2048)
     if on_ready is not None:
-        on_ready()
+        on_ready(sock.getsockname()[1])
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])

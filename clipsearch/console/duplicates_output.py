@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from clipsearch.console.output import print_paths
-from clipsearch.display import shown, to_json
+from clipsearch.display import counted, shown, to_json
 
 
 def _size(n: int) -> str:
@@ -32,5 +32,6 @@ def print_groups(groups: list[dict[str, Any]], as_json: bool, paths_only: bool, 
             typer.echo(f"  {mark}  {m['width']:>5}x{m['height']:<5} {_size(m['size']):>8}  {(m['taken'] or '-')[:10]:10}"
                        f"  {shown(m['path'])}")
     copies = sum(len(g["members"]) - 1 for g in groups if g["level"] != "similar")
-    typer.echo(f"{len(groups)} groups; {copies} copies could go (clipsearch duplicates --paths-only lists them)")
+    typer.echo(f"{counted(len(groups), 'group')}; {counted(copies, 'copy', 'copies')} could go (clipsearch duplicates "
+               "--paths-only lists them)")
     sys.stdout.flush()
