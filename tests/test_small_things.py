@@ -11,6 +11,7 @@ import sqlite3
 import urllib.parse
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from indexer.walk import Rules
@@ -137,3 +138,136 @@ def test_exclusions_kept_by_an_older_index_leave_out_what_they_did(cli: Cli, tmp
     assert cli("info", "--json").json()["root_settings"][str(root)]["exclude"] == [  # type: ignore[index]
         "/sub", "/tr*", "**/cache", "*.tmp.png"]
     assert indexed_names(cli, root) == {"a/sub/2.png", "a/tr4.png", "keep.png"}
+
+
+# ---- 6. JPEGs a camera or a copy left almost whole ------------------------------------------------------------------
+
+@pytest.mark.parametrize("workers", ["threads", "processes"])
+def test_a_jpeg_cut_short_is_indexed_as_far_as_it_decodes(cli: Cli, tmp_path: Path, model_spec: str,
+                                                          workers: str) -> None:
+    """A JPEG missing its last 2 bytes (the end marker) was refused ("1 bytes not processed"), though viewers show it.
+    What decodes to garbage (broken data, or most of the picture missing) is still refused."""
+    data = imagegen.jpeg_bytes(imagegen.photo(7, (640, 480)))
+    folder = tmp_path / "card"
+    folder.mkdir()
+    (folder / "whole.jpg").write_bytes(data)
+    (folder / "no-end-marker.jpg").write_bytes(data[:-2])
+    (folder / "tenth-missing.jpg").write_bytes(data[: len(data) * 9 // 10])
+    (folder / "zero-filled.jpg").write_bytes(data[: len(data) * 9 // 10] + bytes(len(data) // 10))  # a copy cut short
+    (folder / "half-missing.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "broken.jpg").write_bytes(data[:700] + np.random.default_rng(0).bytes(len(data) - 700))  # noise
+    result = cli("index", folder, "--model", model_spec, "--worker-kind", workers, "--decode", "cpu", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = result.json()
+    noted = {Path(n["path"]).name: n["note"] for n in report["noted"]}  # type: ignore[index]
+    assert noted == {"no-end-marker.jpg": "the file ends early (no JPEG end marker): every row decoded",
+                     "tenth-missing.jpg": "the file ends early: the bottom 10% of the picture is missing (indexed as "
+                                          "far as it decodes)",
+                     "zero-filled.jpg": "the file ends early: the bottom 10% of the picture is missing (indexed as "
+                                        "far as it decodes)"}
+    failed = {Path(f["path"]).name: f["error"] for f in report["failed"]}  # type: ignore[index]
+    assert failed.keys() == {"half-missing.jpg", "broken.jpg"}
+    assert failed["half-missing.jpg"] == "image file is truncated: 50% of the picture is missing"
+    assert report["added"] == 4  # type: ignore[index]
+    best = search_json(cli, "--image", folder / "whole.jpg", "-k", "2")
+    assert {Path(h["path"]).name for h in best} >= {"whole.jpg"} and best[1]["score"] > 0.9
+
+
+def test_the_run_tells_people_what_was_indexed_with_a_note(cli: Cli, tmp_path: Path, model_spec: str) -> None:
+    data = imagegen.jpeg_bytes(imagegen.photo(8))
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "cut.jpg").write_bytes(data[:-2])
+    result = cli("index", tmp_path / "p", "--model", model_spec)
+    assert result.exit_code == 0 and "0 failed" in result.stdout
+    assert (f"  indexed with a note: {tmp_path / 'p' / 'cut.jpg'}: the file ends early (no JPEG end marker): every "
+            "row decoded") in result.stderr
+    assert cli("info", "--failed").stdout == ""
+
+
+# ---- 7. words ---------------------------------------------------------------------------------------------------------
+
+def test_one_file_is_one_file(cli: Cli, tmp_path: Path, model_spec: str) -> None:
+    root = make_photos(tmp_path / "p", ["a.png"])
+    (root / "again.png").symlink_to(root / "a.png")
+    result = cli("index", root, "--model", model_spec)
+    assert result.exit_code == 0
+    assert "clipsearch: note: 1 file was reached again through a link" in result.stderr
+
+
+def test_places_are_rounded_for_people_and_kept_whole_in_json(cli: Cli, tmp_path: Path) -> None:
+    from tests.test_filters import camera_exif, jpeg_with
+
+    (tmp_path / "p").mkdir()
+    exif = camera_exif(gps=((33, 1), (52, 1), (1656, 100), (151, 1), (12, 1), (36, 1)))  # Sydney: 151°12'36"
+    (tmp_path / "p" / "opera.jpg").write_bytes(jpeg_with(exif))
+    assert cli("index", tmp_path / "p", "--model", "demo").exit_code == 0
+    hit = search_json(cli, "a red star", "--near", "33.87,151.21,5km")[0]
+    assert hit["lon"] == 151 + 12 / 60 + 36 / 3600  # the float, as stored (151.20999999999998)
+    table = cli("search", "a red star", "--near", "33.87,151.21,5km").stdout
+    assert "33.87127, 151.21000" in table and "151.2099" not in table and table.splitlines()[0].split()[:3] == [
+        "rank", "score", "place"]
+
+
+def test_two_outputs_at_once_are_refused_in_one_line(cli: Cli, tmp_path: Path, model_spec: str) -> None:
+    """`duplicates -0` without --paths-only, and `search --json --paths`, were silently resolved."""
+    assert cli("index", make_photos(tmp_path / "p", ["a.png"]), "--model", model_spec).exit_code == 0
+    one_line(cli("duplicates", "-0"), "-0 goes with --paths-only")
+    one_line(cli("duplicates", "--paths-only", "--json"), "give --json or --paths-only, not both")
+    one_line(cli("search", "a star", "--json", "--paths"), "give --json or --paths, not both")
+    one_line(cli("search", "a star", "--json", "-0"), "give --json or -0, not both")
+    assert cli("duplicates", "--paths-only", "-0").exit_code == 0
+    assert cli("search", "a star", "-0").exit_code == 0
+
+
+def test_every_stopped_by_sigterm_says_it_stopped(tmp_path: Path, model_spec: str, index_dir: Path) -> None:
+    """`index --every` printed "clipsearch: error: terminated" on SIGTERM, which is how a container stops it."""
+    root = make_photos(tmp_path / "p", ["a.png"])
+    proc = start_cli("index", root, "--model", model_spec, "--every", "1h", "--json", env=cli_env(index_dir))
+    try:
+        wait_for_line(proc, '"added": 1', 120, stream="stdout")  # the first run is done: now it waits
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    said = lines(proc).text()
+    assert proc.returncode == 143
+    assert said == "clipsearch: stopped (SIGTERM); what was done is committed\n"
+
+
+def test_serve_json_names_where_it_serves(tmp_path: Path, model_spec: str, index_dir: Path) -> None:
+    """The README says every command has --json; serve had none. With --port 0 it is how a script learns the port."""
+    root = make_photos(tmp_path / "p", ["a.png"])
+    assert run_cli("index", root, "--model", model_spec, env=cli_env(index_dir)).returncode == 0
+    proc = start_cli("serve", "--index", index_dir, "--port", "0", "--json")
+    try:
+        said = json.loads(wait_for_line(proc, '"url"', 120, stream="stdout"))
+        assert said.keys() == {"url", "host", "port", "index"} and said["port"] > 0 and said["host"] == "127.0.0.1"
+        assert said["url"] == f"http://127.0.0.1:{said['port']}/" and said["index"] == str(index_dir)
+        from tests.serving import request
+
+        assert request(said["url"].rstrip("/"), "/info").json()["images"] == 1  # type: ignore[index]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_file_names_and_missing_addresses_are_said_properly(tmp_path: Path, model_spec: str, index_dir: Path) -> None:
+    """`filename*=UTF-8''bad-%FF%FE` is not UTF-8; /static/nope said "not found" and /nope "Not Found"."""
+    folder = tmp_path / "card"
+    folder.mkdir()
+    imagegen.photo(1).save((os.fsencode(folder) + b"/bad-\xff\xfe.png").decode("utf-8", "surrogateescape"))
+    assert run_cli("index", folder, "--model", model_spec, env=cli_env(index_dir)).returncode == 0
+    server = Server(index_dir).start()
+    try:
+        photo = server.get("/search?sort=date").json()[0]  # type: ignore[index]
+        disposition = server.get(f"/file/{photo['id']}").headers["content-disposition"]
+        assert disposition == "inline; filename*=UTF-8''bad-%EF%BF%BD%EF%BF%BD.png"
+        urllib.parse.unquote(disposition.split("''", 1)[1], errors="strict")  # valid UTF-8
+        for path in ("/static/nope.js", "/nope", "/thumb"):
+            answer = server.get(path)
+            assert answer.status == 404 and answer.json() == {  # type: ignore[comparison-overlap]
+                "error": f"nothing at {path} on this server (the page is /, the API /search, /thumb/ID, /file/ID, /info)"}
+        wrong = server.get("/info", method="DELETE")
+        assert wrong.status == 405 and wrong.json() == {"error": "DELETE is not how /info is asked"}
+        assert server.get("/thumb/999999").json() == {"error": "no such photo in the index"}
+    finally:
+        server.stop()
