@@ -26,9 +26,10 @@ from clipsearch.console.output import (
     print_report,
     thumbnails,
 )
-from clipsearch.display import shown
+from clipsearch.display import counted, shown
 from clipsearch.errors import Terminated, UserError
 from clipsearch.location import ENV_VAR, resolve_index_dir
+from indexer.walk import EXCLUDE_RULES
 
 app = typer.Typer(
     help="Private, local search over your photos by what is in them.",
@@ -80,8 +81,8 @@ def index(
         "--include-hidden/--no-include-hidden", help="Index hidden files and folders of these folders, or stop to. "
         "Remembered by each folder [default: as set before; hidden files skipped].", show_default=False)] = None,
     exclude: Annotated[Optional[list[str]], typer.Option(
-        "--exclude", help="Leave out paths matching this glob, relative to the folder ('Trash', '*/private', "
-        "'*.tmp.jpg'); repeatable; remembered by each folder.", show_default=False)] = None,
+        "--exclude", help="Leave out what this pattern matches; repeatable; remembered by each folder. "
+        + EXCLUDE_RULES, show_default=False)] = None,
     clear_excludes: Annotated[bool, typer.Option(
         "--clear-excludes", help="Forget these folders' exclusions (those of --exclude and of 'forget SUBFOLDER') "
         "first.")] = False,
@@ -305,6 +306,8 @@ def search(
     with user_errors():
         from clipsearch.app import Index
 
+        if as_json and (paths or null):
+            raise UserError(f"give --json or {'--paths' if paths else '-0'}, not both: they are two ways to print results")
         question = Index.question(query or None, image=image, like=like, k=k, offset=offset, sort=sort,
                                   relevant=relevant, min_score=min_score, within=within, tags=tag or (),
                                   after=after, before=before, camera=camera, types=kind or (),
@@ -314,7 +317,7 @@ def search(
             if paths or null:
                 print_paths([hit.path for hit in hits], b"\0" if null else b"\n")
             else:
-                print_hits(hits, as_json, dates=sort != "relevance",
+                print_hits(hits, as_json, dates=sort != "relevance", places=near is not None,
                            preview=thumbnails(index) if preview and not as_json else None)
             for note in index.why_empty(question) if not hits else []:
                 typer.echo(f"clipsearch: note: {shown(note)}", err=True)
@@ -400,6 +403,8 @@ def duplicates(
     with user_errors():
         from clipsearch.app import Index
 
+        if null and not paths_only or as_json and paths_only:
+            raise UserError("-0 goes with --paths-only" if not paths_only else "give --json or --paths-only, not both")
         with Index(index_dir) as index:
             found = index.duplicates(similar=similar, within=within)
         if found.unsigned:
@@ -461,7 +466,7 @@ def forget(
                     "excluded_from": {path: d["excluded_from"] for path, d in dropped.items() if d["excluded_from"]}})
     else:
         for path, d in dropped.items():
-            typer.echo(f"dropped {d['removed']} images under {shown(path)}" + (
+            typer.echo(f"dropped {counted(d['removed'], 'image')} under {shown(path)}" + (
                 f"; it stays out of {shown(d['excluded_from'])} from now on" if d["excluded_from"] else ""))
 
 
@@ -495,7 +500,8 @@ def serve(
     ctx: typer.Context,
     index_dir: IndexOpt = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on. Keep 127.0.0.1 unless you mean it.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any free one; --json says "
+                                      "which).")] = 8000,
     token: Annotated[Optional[str], typer.Option(
         "--token", envvar="CLIPSEARCH_TOKEN",
         help="Shared secret every request must carry (?token=, a bearer header, or the page's cookie). "
@@ -506,6 +512,8 @@ def serve(
         "cannot rebind its name to this server.", show_default=False)] = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Once serving, print one JSON line on stdout: "
+                                          "{\"url\", \"host\", \"port\", \"index\"}.")] = False,
 ) -> None:
     """Serve a search page at / and a JSON API, with the model and index loaded once.
 
@@ -523,6 +531,8 @@ def serve(
       curl 'http://127.0.0.1:8000/search?q=dog+on+a+beach&k=5'
     """
     with user_errors():
+        from click.core import ParameterSource
+
         from search.server import serve as run_server
 
         if host not in ("127.0.0.1", "localhost", "::1"):
@@ -531,15 +541,15 @@ def serve(
                        f"photos{advice}", err=True)
         directory = resolve_index_dir(index_dir)
         where = f"[{host}]" if ":" in host else host
-        from click.core import ParameterSource
-
         # a token given on the command line is printed (it is there already); one from the environment is not
         # (the line lands in logs and journald)
         typed = ctx.get_parameter_source("token") == ParameterSource.COMMANDLINE
         suffix = ("?token=" + token if typed else " (with the token of CLIPSEARCH_TOKEN)") if token else ""
 
-        def ready() -> None:  # said once it is true: the index open, the port bound
-            typer.echo(f"clipsearch: serving {directory} on http://{where}:{port}/{suffix} (Ctrl-C stops)", err=True)
+        def ready(bound: int) -> None:  # said once it is true: the index open, the port bound
+            if as_json:
+                print_json({"url": f"http://{where}:{bound}/", "host": host, "port": bound, "index": str(directory)})
+            typer.echo(f"clipsearch: serving {directory} on http://{where}:{bound}/{suffix} (Ctrl-C stops)", err=True)
 
         run_server(directory, host=host, port=port, device=device, precision=precision, token=token, on_ready=ready,
                    allowed_hosts=allow_host or ())

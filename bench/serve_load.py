@@ -65,8 +65,8 @@ def _send(port: int, method: str, path: str, body: bytes | None = None, headers:
 def _big_png() -> bytes:
     from PIL import Image
 
-    out = io.BytesIO()
-    Image.effect_noise((8000, 8000), 64).convert("RGB").save(out, "PNG", compress_level=1)
+    out = io.BytesIO()  # 64 MP that compress to a few MB: under the upload limit, so it is decoded
+    Image.radial_gradient("L").resize((8000, 8000)).convert("RGB").save(out, "PNG")
     return out.getvalue()
 
 

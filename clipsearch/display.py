@@ -24,3 +24,8 @@ def shown(text: str) -> str:
 def to_json(value: Any, **kwargs: Any) -> str:
     """``json.dumps`` that keeps UTF-8 as it is and writes the escaped bytes of a non-UTF-8 name as ``\\udcNN``."""
     return _ESCAPED.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(value, ensure_ascii=False, **kwargs))
+
+
+def counted(n: int, one: str, many: str | None = None) -> str:
+    """"1 file", "2 files": a count for people (``many`` where adding an s is not the plural)."""
+    return f"{n} {one if n == 1 else many or one + 's'}"

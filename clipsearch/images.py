@@ -63,6 +63,7 @@ class Decoded:
     width: int  # full size as displayed (after EXIF orientation)
     height: int
     meta: PhotoMeta = field(default_factory=PhotoMeta)  # from the EXIF block read for the orientation
+    note: str | None = None  # decoded, with something to say: a JPEG that ends early, indexed as far as it decodes
 
 
 # EXIF orientation tag -> the transpose that makes the picture upright (as ImageOps.exif_transpose).
@@ -136,6 +137,8 @@ def _reduce(im: Image.Image, min_side: int | None) -> Image.Image:
     return im.reduce(factor) if factor >= 2 else im
 
 
+TRUNCATED_MAX_MISSING = 0.25  # a JPEG that ends early is used when at most this much of its picture is missing
+_EOI = b"\xff\xd9"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Chunks a PNG may drop and still be the same picture: text (Pillow refuses one that inflates past
 # PngImagePlugin.MAX_TEXT_CHUNK, a guard against zip bombs) and the colour profile (then read as sRGB).
@@ -147,15 +150,22 @@ def decode(data: bytes, min_side: int | None = None, max_pixels: int = DEFAULT_M
 
     JPEGs are decoded in the DCT domain at 1/2, 1/4 or 1/8 scale when that still
     covers ``min_side`` (Pillow's draft mode), other formats are box-reduced
-    right after decoding, so the model's resize works on a small picture. A PNG whose text or colour profile
-    chunk is too large for Pillow is decoded without its text and profile chunks, not refused.
+    right after decoding, so the model's resize works on a small picture.
+
+    A JPEG that ends early (a copy or a camera cut it short: no end marker, or zeros where its last bytes should
+    be) is decoded as far as its data goes, as viewers show it, and carries a ``note``; one with more than
+    ``TRUNCATED_MAX_MISSING`` of its picture missing is refused, and so is one whose data is broken rather than
+    short (the decoder's own error). A PNG whose text or colour profile chunk is too large for Pillow is decoded
+    without its text and profile chunks, not refused.
     """
     try:
         return _decode(data, min_side, max_pixels)
     except ImageError as exc:
-        if not (data.startswith(PNG_SIGNATURE) and "MAX_TEXT_CHUNK" in str(exc)):
+        if data.startswith(PNG_SIGNATURE) and "MAX_TEXT_CHUNK" in str(exc):
+            return _decode(png_without_text(data), min_side, max_pixels)
+        if not (data.startswith(b"\xff\xd8") and str(exc).startswith("image file is truncated")):
             raise
-    return _decode(png_without_text(data), min_side, max_pixels)
+    return _decode(data.rstrip(b"\x00") + _EOI, min_side, max_pixels, truncated=True)
 
 
 def png_without_text(data: bytes) -> bytes:
@@ -173,7 +183,8 @@ def png_without_text(data: bytes) -> bytes:
     return b"".join(out)
 
 
-def _decode(data: bytes, min_side: int | None, max_pixels: int) -> Decoded:
+def _decode(data: bytes, min_side: int | None, max_pixels: int, truncated: bool = False) -> Decoded:
+    note = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -195,6 +206,8 @@ def _decode(data: bytes, min_side: int | None, max_pixels: int) -> Decoded:
             if min_side and im.format == "JPEG":
                 im.draft("RGB", (min_side, min_side))
             im.load()
+            if truncated:
+                note = _what_is_missing(im)
             if im.mode in _REDUCIBLE:
                 im = _reduce(im, min_side)
             im = _flatten(_to_srgb(im, icc))
@@ -214,7 +227,26 @@ def _decode(data: bytes, min_side: int | None, max_pixels: int) -> Decoded:
         if isinstance(exc, Image.UnidentifiedImageError):
             message = "not a recognised image format"
         raise ImageError(message) from None
-    return Decoded(im, width, height, meta)
+    return Decoded(im, width, height, meta, note)
+
+
+def _what_is_missing(im: Image.Image) -> str:
+    """The note for a JPEG that ended early, decoded as far as it goes, or ``ImageError`` when too much is missing.
+
+    What the decoder had no data for it fills with one flat value, to the last row: the flat rows at the bottom
+    are the missing part (a progressive JPEG has every row, only coarser)."""
+    import numpy as np
+
+    pixels = np.asarray(im)
+    flat = (pixels == pixels[-1, 0]).reshape(im.height, -1).all(axis=1)  # rows all of the last row's first pixel
+    missing = len(flat) if flat.all() else int(np.argmin(flat[::-1]))
+    share = missing / max(1, im.height)
+    if share > TRUNCATED_MAX_MISSING:
+        raise ImageError(f"image file is truncated: {share:.0%} of the picture is missing")
+    if missing == 0:
+        return "the file ends early (no JPEG end marker): every row decoded"
+    return (f"the file ends early: the bottom {max(1, round(share * 100))}% of the picture is missing (indexed as far "
+            "as it decodes)")
 
 
 @dataclass
@@ -287,59 +319,3 @@ def probe(data: bytes) -> tuple[int, int]:
     except Exception as exc:  # noqa: BLE001
         raise ImageError(str(exc) or type(exc).__name__) from None
     return width, height
-
-
-# Formats every current browser shows as they are; anything else (HEIC, TIFF) is converted for the web page.
-BROWSER_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp", "BMP": "image/bmp"}
-
-
-def browser_media_type(head: bytes) -> str | None:
-    """The media type of a file that browsers show as it is, from its first bytes (the same formats as
-    ``BROWSER_FORMATS``, told by their signatures, so that a file can be streamed without being opened whole)."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "image/gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head.startswith(b"BM") and len(head) >= 26:
-        return "image/bmp"
-    return None
-
-
-def _jpeg(im: Image.Image, quality: int) -> bytes:
-    out = io.BytesIO()
-    im.save(out, "JPEG", quality=quality, optimize=False, progressive=False)
-    return out.getvalue()
-
-
-def thumbnail(data: bytes, side: int = 256, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
-    """A JPEG whose shorter side is ``side`` (upright, sRGB), for a grid that crops tiles to squares.
-
-    The longer side is capped at 3x ``side`` so a panorama stays small.
-    """
-    im = decode(data, side, max_pixels).image
-    scale = min(side / min(im.size), 3 * side / max(im.size), 1.0)
-    if scale < 1.0:
-        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.Resampling.LANCZOS)
-    return _jpeg(im, 82)
-
-
-def browser_view(data: bytes, max_side: int = 2048, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[bytes, str]:
-    """The bytes a browser can display for this file, and their media type.
-
-    Files in a web format are sent as they are (the browser applies EXIF orientation
-    itself); others are decoded, turned upright and sent as a JPEG at most ``max_side`` wide.
-    """
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            media_type = BROWSER_FORMATS.get(im.format or "")
-    except Exception as exc:  # noqa: BLE001
-        raise ImageError(str(exc) or type(exc).__name__) from None
-    if media_type is not None:
-        return data, media_type
-    im = decode(data, max_side, max_pixels).image
-    im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    return _jpeg(im, 90), "image/jpeg"

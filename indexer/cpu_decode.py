@@ -39,13 +39,13 @@ def read_file(path: str, size: int | None = None) -> bytes:
 
 
 def decode_pixels(data: bytes, min_side: int | None, max_pixels: int,
-                  transform: Callable[[Any], R]) -> tuple[int, int, R, PhotoMeta, signature.Signature]:
+                  transform: Callable[[Any], R]) -> tuple[int, int, R, PhotoMeta, signature.Signature, str | None]:
     """(displayed width, height, ``transform`` of the upright picture, what its header says, its perceptual
-    signature), or ``images.ImageError``: what a decode worker makes of a file, in a thread or in a worker
-    process."""
+    signature, a note: ``images.Decoded.note``), or ``images.ImageError``: what a decode worker makes of a file, in
+    a thread or in a worker process."""
     decoded = images.decode(data, min_side, max_pixels)
     try:
         return (decoded.width, decoded.height, transform(decoded.image), decoded.meta,
-                signature.of(decoded.image))
+                signature.of(decoded.image), decoded.note)
     except Exception as exc:  # noqa: BLE001 - a transform failure is still only this file's problem
         raise images.ImageError(f"{type(exc).__name__}: {exc}") from None

@@ -45,7 +45,7 @@ from clipsearch import images
 from clipsearch.hashing import content_hash
 from indexer.cpu_decode import decode_pixels, read_file
 
-Picture = tuple[int, int, Any, Any, Any]  # displayed width, height, uint8 (H, W, 3) numpy array, PhotoMeta, Signature
+Picture = tuple[int, int, Any, Any, Any, Any]  # displayed width, height, uint8 (H, W, 3) array, PhotoMeta, Signature, note
 Plan = Callable[[Any], Any]  # upright RGB PIL image -> uint8 (H, W, 3) numpy array; picklable (``geometry.Plan``)
 
 # What the server imports once, so that each child it forks starts with them: no torch among them.

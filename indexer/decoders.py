@@ -52,10 +52,10 @@ class ThreadDecoder:
     def _decode(self, read: Read) -> Decoded | Failed:
         try:
             with self._slots:
-                width, height, pixels, meta, sign = decode_pixels(read.data, *self._limits, self._transform)
+                width, height, pixels, meta, sign, note = decode_pixels(read.data, *self._limits, self._transform)
         except images.ImageError as exc:
             return Failed(read.task, str(exc))
-        return Decoded(read.task, read.digest, width, height, pixels, meta, sign)
+        return Decoded(read.task, read.digest, width, height, pixels, meta, sign, note)
 
     def close(self) -> None:
         pass
@@ -77,8 +77,8 @@ class ProcessDecoder:
             if isinstance(result, images.ImageError):
                 out.append(Failed(read.task, str(result)))
             else:
-                width, height, picture, meta, sign = result
-                out.append(Decoded(read.task, read.digest, width, height, torch.from_numpy(picture), meta, sign))
+                width, height, picture, meta, sign, note = result
+                out.append(Decoded(read.task, read.digest, width, height, torch.from_numpy(picture), meta, sign, note))
         return out
 
     def close(self) -> None:

@@ -90,7 +90,8 @@ class BatchEmbedder:
         while len(self._in_flight) > keep:
             items, done = self._in_flight.pop(0)
             for item, vector in zip(items, done.result()):
-                yield Embedded(item.task, item.digest, item.width, item.height, vector, item.meta, item.signature)
+                yield Embedded(item.task, item.digest, item.width, item.height, vector, item.meta, item.signature,
+                               item.note)
             self.model_seconds += done.seconds
 
     def _launch(self, items: list[Decoded]) -> Iterator[Embedded]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from clipsearch.errors import UserError
-from indexer.walk import Rules
+from indexer.walk import Rules, escape
 
 
 def forget_folders(directory: Path, folders: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -32,7 +31,7 @@ def forget_folders(directory: Path, folders: Sequence[str]) -> dict[str, dict[st
             count = store.forget(path)
             if path not in roots and outer is not None:
                 rules = Rules.from_settings(settings.get(outer, {}))
-                rules = rules.changed(exclude=[glob.escape(os.path.relpath(path, outer))])
+                rules = rules.changed(exclude=["/" + escape(os.path.relpath(path, outer))])
                 store.set_root_settings(outer, rules.settings())
                 settings[outer] = rules.settings()
             dropped[path] = {"removed": count, "excluded_from": outer if path not in roots else None}

@@ -99,6 +99,7 @@ class Decoded:
     pixels: torch.Tensor
     meta: PhotoMeta = field(default_factory=PhotoMeta)  # what the header says (date taken, camera, place)
     signature: Signature | None = None  # what the picture looks like (None: nvJPEG decoded it)
+    note: str | None = None  # what the decoder had to say (``clipsearch.images.Decoded.note``): for the report
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class Embedded:
     vector: np.ndarray  # unit length, float32
     meta: PhotoMeta = field(default_factory=PhotoMeta)
     signature: Signature | None = None
+    note: str | None = None  # as ``Decoded.note``
 
 
 Outcome = Union[Failed, Reused, Embedded]  # what the decode + embed part hands on, one per task

@@ -29,7 +29,7 @@ class RayOptions:
 @dataclass
 class Options:
     include_hidden: bool | None = None  # change the folders' setting (None: as each was set; hidden files skipped)
-    exclude: tuple[str, ...] = ()  # glob patterns (relative to the folder) to add to the folders' exclusions
+    exclude: tuple[str, ...] = ()  # patterns to add to the folders' exclusions (indexer.walk.EXCLUDE_RULES)
     clear_excludes: bool = False  # drop the folders' exclusions first
     batch_size: int | None = None  # None: the encoder's (128 per GPU, 32 on the CPU)
     workers: int | None = None  # decode workers; None: one per CPU
@@ -49,6 +49,10 @@ class Options:
             raise UserError(f"unknown --worker-kind '{self.worker_kind}' ({', '.join(WORKER_KINDS)})")
         if self.engine not in ENGINES:
             raise UserError(f"unknown --engine '{self.engine}' ({', '.join(ENGINES)})")
+        from indexer.walk import Pattern
+
+        for pattern in self.exclude:
+            Pattern.parse(pattern)  # a pattern that cannot be used is said before any work
         if self.worker_kind == "processes":
             from indexer import decode_pool
 

@@ -175,7 +175,7 @@ class RayDecodeEmbed:
                 self.contents.embedded(bytes(digest))
                 yield Embedded(task, bytes(digest), int(width), int(height),
                                np.frombuffer(vector, dtype=np.float32).copy(), PhotoMeta(**_json(meta)),
-                               Signature(int(sign), bytes(edges), bytes(grid)) if sign >= 0 else None)
+                               Signature(int(sign), bytes(edges), bytes(grid)) if sign >= 0 else None, str(error) or None)
 
     def settings(self, cluster: RayCluster, encoder: Encoder) -> dict[str, Any]:
         """What the user set, else what fills the cluster: one replica per GPU (or per ``gpus_per_replica``), else

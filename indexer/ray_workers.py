@@ -105,11 +105,12 @@ def decode_files(batch: Batch, *, known: list[Any], plan: Plan, side: int | None
             continue
         assert isinstance(loaded, Read)
         try:
-            width, height, picture, meta, sign = decode_pixels(loaded.data, side, max_pixels, plan)
+            width, height, picture, meta, sign, note = decode_pixels(loaded.data, side, max_pixels, plan)
         except images.ImageError as exc:
             _put(out, row, FAILED, digest=loaded.digest, error=str(exc))
             continue
-        _put(out, row, DECODED, digest=loaded.digest, width=width, height=height, meta=json.dumps(asdict(meta)))
+        _put(out, row, DECODED, digest=loaded.digest, width=width, height=height, meta=json.dumps(asdict(meta)),
+             error=note or "")  # a decoded row's error column carries its note
         out["pixels"][row] = np.ascontiguousarray(picture, dtype=np.uint8).tobytes()
         out["side"][row] = picture.shape[0]
         out["signature"][row], out["edges"][row], out["grid"][row] = sign

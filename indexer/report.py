@@ -17,6 +17,7 @@ class Report:
     signed: int = 0  # photos indexed before signatures were kept, decoded for one (no model)
     tagged: int = 0  # contents whose tags were computed (new ones; all of them when the vocabulary or model changed)
     failed: list[dict[str, str]] = field(default_factory=list)
+    noted: list[dict[str, str]] = field(default_factory=list)  # indexed, with a note ({path, note}): a JPEG cut short
     seconds: float = 0.0
     model_seconds: float = 0.0  # what the model spent on the stored batches: near ``seconds``, the model set the pace
     interrupted: bool = False  # by Ctrl-C or SIGTERM: what was done is committed, the rest is for the next run
@@ -40,6 +41,8 @@ class Report:
             out["terminated"] = True
         if self.notes:
             out["notes"] = list(self.notes)
+        if self.noted:
+            out["noted"] = list(self.noted)
         return out
 
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from clipsearch.display import counted
 from clipsearch.errors import Terminated, UserError
 from indexer.backfill import MetadataBackfill, SignatureBackfill
 from indexer.options import Options
@@ -101,8 +102,9 @@ class IndexRun:
         if (note := self.store.index_type_note()) is not None:
             self.report.notes.append(note)
         if self.plan.aliases:
-            self.report.notes.append(f"{self.plan.aliases} files were reached again through a link or another "
-                                     "folder and indexed once, under the first path found without a link")
+            files = counted(self.plan.aliases, "file") + (" was" if self.plan.aliases == 1 else " were")
+            self.report.notes.append(f"{files} reached again through a link or another folder and indexed once, "
+                                     "under the first path found without a link")
         if self.ray is not None:
             self.store.shard_runner = self.ray.shard_runner()
         self.writer.finish(started)

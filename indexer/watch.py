@@ -56,7 +56,8 @@ def watch_folders(
         root = next((r for r in roots if inside(path, r)), None)
         if root is None or any(inside(path, e) for e in excluded):
             return False
-        return path == root or not (rules or {}).get(root, Rules()).skips(os.path.relpath(path, root))
+        is_folder = os.path.isdir(path) if os.path.lexists(path) else None  # None: gone, told by its name
+        return path == root or not (rules or {}).get(root, Rules()).skips(os.path.relpath(path, root), is_folder)
 
     class Handler(FileSystemEventHandler):
         def on_any_event(self, event: FileSystemEvent) -> None:

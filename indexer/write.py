@@ -45,6 +45,8 @@ class RunWriter:
             record = FileRecord(found.path, found.size, found.mtime_ns, outcome.digest, outcome.width, outcome.height)
             if isinstance(outcome, Embedded):
                 self.store.put(record, outcome.vector, outcome.meta, outcome.signature)
+                if outcome.note:
+                    self.report.noted.append({"path": found.path, "note": outcome.note})
             else:
                 self.store.put(record, None)
             if task.previous is not None:
@@ -85,5 +87,7 @@ class RunWriter:
         self.report.seconds = time.monotonic() - started
         summary = self.report.as_dict()
         summary["failed"] = len(self.report.failed)
+        if self.report.noted:
+            summary["noted"] = len(self.report.noted)
         self.store.finish(summary)
         self.report.notes.extend(self.store.notes)  # what building the index files had to say

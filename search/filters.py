@@ -1,7 +1,7 @@
 """Which photos may answer a query, as the user typed it (CLI options, HTTP parameters, the page's fields),
 checked and turned into the catalog's terms (``clipsearch.store.metadata.Criteria``).
 
-    within      a folder
+    within      a folder, as the user means it: a link to an indexed folder (or into one) stands for it
     tags        every one of these tags
     after       a date or datetime (ISO 8601: 2023-01-01, 2023-01-01T18:00), on the date taken, inclusive
     before      the same, exclusive; a bare date counts the whole day (--before 2023-12-31 keeps Dec 31)
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -73,13 +73,48 @@ def _near(text: str) -> tuple[float, float, float]:
 
 
 def _extensions(types: tuple[str, ...]) -> tuple[str, ...]:
+    """The file name endings of ``types``; a type clipsearch never indexes is a mistake, said as one, rather than
+    a search that quietly finds nothing."""
+    from clipsearch.images import EXTENSIONS, PLUGIN_EXTENSIONS
+
+    indexed = EXTENSIONS | set(PLUGIN_EXTENSIONS) | {".avif"}  # whatever this machine's plugins: an index may hold them
     out: list[str] = []
     for kind in types:
         name = kind.strip().lower().lstrip(".")
         if not re.fullmatch(r"[a-z0-9]{1,8}", name):
             raise UserError(f"--type must be a file type such as jpg, png or heic, not {kind[:20]!r}")
-        out.extend(_TYPES.get(name, (f".{name}",)))
+        endings = _TYPES.get(name, (f".{name}",))
+        if not indexed.intersection(endings):
+            known = sorted({e.lstrip(".") for e in indexed} - {"jpeg", "jpe", "jfif", "tiff", "heif"})
+            raise UserError(f"--type {kind.strip()[:20]}: clipsearch indexes no such files (types: {', '.join(known)})")
+        out.extend(endings)
     return tuple(dict.fromkeys(out))
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def folder_in_index(folder: str, roots: list[str]) -> str:
+    """The folder ``folder`` names, as the index spells its paths: the indexed folders (roots) are kept as they
+    were given and the paths under them as reached from there, links unresolved, so a link to an indexed folder
+    (or to a folder in one, or above one) is turned into the indexed path it stands for. A folder that is in the
+    index as given is kept as given."""
+    given = os.path.abspath(os.path.expanduser(folder))
+    if any(_inside(given, root) or _inside(root, given) for root in roots):
+        return given
+    real = os.path.realpath(given)
+    real_roots = [(root, os.path.realpath(root)) for root in roots]
+    for root, real_root in sorted(real_roots, key=lambda pair: -len(pair[1])):
+        if _inside(real, real_root):  # the folder is (in) an indexed folder reached another way
+            rest = os.path.relpath(real, real_root)
+            return root if rest == "." else os.path.join(root, rest)
+    below = [root for root, real_root in real_roots if _inside(real_root, real)]  # indexed folders inside it
+    if below and all(_inside(root, real) for root in below):
+        return real
+    if len(below) == 1:
+        return below[0]
+    return given
 
 
 @dataclass(frozen=True)
@@ -105,11 +140,16 @@ class Filters:
             raise UserError("--camera needs part of a camera's name (e.g. 'Pixel 6')")
         if camera is not None and len(camera) > MAX_CAMERA:
             raise UserError(f"--camera is {len(camera):,} characters: a camera's name is at most {MAX_CAMERA}")
+        after = _moment(self.after, "--after", False) if self.after is not None else None
+        before = _moment(self.before, "--before", True) if self.before is not None else None
+        if after is not None and before is not None and datetime.fromisoformat(after) >= datetime.fromisoformat(before):
+            raise UserError(f"--after {str(self.after).strip()[:40]} is not before --before "
+                            f"{str(self.before).strip()[:40]}: no photo can be taken in that range")
         return Criteria(
             within=os.path.abspath(os.path.expanduser(self.within)) if self.within is not None else None,
             tags=tuple(t.strip() for t in self.tags if t.strip()),
-            after=_moment(self.after, "--after", False) if self.after is not None else None,
-            before=_moment(self.before, "--before", True) if self.before is not None else None,
+            after=after,
+            before=before,
             camera=camera,
             extensions=_extensions(self.types),
             min_pixels=_pixels(self.min_pixels) if self.min_pixels is not None else None,
@@ -120,6 +160,8 @@ class Filters:
         """(id, date taken) of the photos that pass, from the snapshot being read; None when every photo passes.
         Without ``dates``, the dates are None (cheaper)."""
         criteria = self.criteria()
+        if criteria.within is not None and self.within is not None:
+            criteria = replace(criteria, within=folder_in_index(self.within, store.roots()))
         return None if criteria.empty else store.metadata.matching(criteria, dates)
 
     def allowed_ids(self, store: StoreReader) -> list[int] | None:

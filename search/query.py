@@ -95,6 +95,9 @@ class Query:
         check_page(self.k, self.offset)
         if self.min_score is not None and not math.isfinite(self.min_score):
             raise UserError(f"the minimum score must be a number, not {self.min_score}")
+        if self.min_score is not None and self.min_score > 1:
+            raise UserError(f"--min-score {self.min_score:g} keeps nothing: scores are cosines, at most 1 (a photo "
+                            "found by itself scores 1)")
 
     @property
     def excluded(self) -> set[int]:

@@ -116,8 +116,8 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
         return Json({"error": f"internal error: {type(exc).__name__}: {str(exc)[:200]}"}, status_code=500)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return Json({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return Json({"error": _said(request, exc)}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def bad_parameter(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -149,11 +149,27 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
     return app
 
 
+def _said(request: Any, exc: Any) -> str:
+    """An HTTP error's message as every other error of this server says it: a sentence, not the status phrase
+    (Starlette's own "Not Found" for an address it has no route for, or a page asset that does not exist)."""
+    from http import HTTPStatus
+
+    detail = str(exc.detail)
+    if detail != HTTPStatus(exc.status_code).phrase:
+        return detail
+    if exc.status_code == 404:
+        return f"nothing at {request.url.path} on this server (the page is /, the API /search, /thumb/ID, /file/ID, /info)"
+    if exc.status_code == 405:
+        return f"{request.method} is not how {request.url.path} is asked"
+    return detail[:1].lower() + detail[1:]
+
+
 def serve(index_dir: Path, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
           precision: str = "auto", token: str | None = None, on_ready: Any = None,
           allowed_hosts: Sequence[str] = ()) -> None:
-    """Open the index, bind the port, then call ``on_ready()`` (the CLI says where it serves) and serve until stopped.
-    An index that cannot be opened or a port that cannot be bound is a ``UserError``, and nothing is announced."""
+    """Open the index, bind the port, then call ``on_ready(port)`` with the port bound (``port`` 0: the one the system
+    chose) for the CLI to say where it serves, and serve until stopped. An index that cannot be opened or a port
+    that cannot be bound is a ``UserError``, and nothing is announced."""
     import socket
 
     import uvicorn
@@ -171,7 +187,7 @@ def serve(index_dir: Path, host: str = "127.0.0.1", port: int = 8000, device: st
                         "with --port" if taken else str(exc.strerror or exc))) from None
     sock.listen(2048)
     if on_ready is not None:
-        on_ready()
+        on_ready(sock.getsockname()[1])
     uvicorn.Server(uvicorn.Config(app, log_level="warning", http=_header_deadline_protocol())).run(sockets=[sock])
 
 

@@ -96,7 +96,7 @@ def test_a_file_that_changed_after_it_was_hashed_is_not_embedded_as_the_old_cont
     path.write_bytes(data)
     pool = DecodePool(AS_DECODED, 64, images.DEFAULT_MAX_PIXELS, 1)
     try:
-        width, height, picture, _, _ = pool.decode(str(path), len(data), content_hash(data))
+        width, height, picture, _, _, _ = pool.decode(str(path), len(data), content_hash(data))
         assert (width, height) == (320, 240) and picture.dtype == np.uint8 and picture.ndim == 3
         with pytest.raises(images.ImageError, match="changed while"):
             pool.decode(str(path), len(data), content_hash(data + b"x"))

@@ -200,7 +200,7 @@ def test_a_file_name_that_is_not_utf8_is_indexed_searched_shown_and_forgotten(cl
     assert json.loads(again.stdout)["unchanged"] == 3  # found again by the same bytes: nothing re-read
     gone = cli("forget", odd.decode("utf-8", "surrogateescape"))
     assert gone.exit_code == 0
-    assert gone.stdout == f"dropped 1 images under {folder}/sub-\\xe9; it stays out of {folder} from now on\n"
+    assert gone.stdout == f"dropped 1 image under {folder}/sub-\\xe9; it stays out of {folder} from now on\n"
     assert cli("index", "--json").json()["removed"] == 0  # type: ignore[index]  # and the next run leaves it out
 
 
@@ -341,12 +341,12 @@ def test_each_folder_remembers_hidden_files_and_exclusions(cli: Cli, tmp_path: P
     assert run(root, "--include-hidden", "--model", model_spec)["added"] == 5
     assert (run()["removed"], run()["unchanged"]) == (0, 5)  # the scheduled run keeps them
     forgot = cli("forget", root / "sub")
-    assert forgot.stdout == f"dropped 1 images under {root / 'sub'}; it stays out of {root} from now on\n"
+    assert forgot.stdout == f"dropped 1 image under {root / 'sub'}; it stays out of {root} from now on\n"
     assert (run()["added"], run()["unchanged"]) == (0, 4)  # not indexed again
     assert run(root, "--exclude", "tr*")["removed"] == 1
     info = cli("info", "--json").json()
-    assert info["root_settings"] == {str(root): {"include_hidden": True, "exclude": ["sub", "tr*"]}}  # type: ignore[index]
-    assert f"{root}: hidden files included; excluding sub, tr*" in cli("info").stdout
+    assert info["root_settings"] == {str(root): {"include_hidden": True, "exclude": ["/sub", "tr*"]}}  # type: ignore[index]
+    assert f"{root}: hidden files included; excluding /sub, tr*" in cli("info").stdout
     assert run(root, "--no-include-hidden")["removed"] == 2
     assert run(root, "--clear-excludes")["added"] == 2  # sub and trash again
     assert cli("info", "--json").json()["root_settings"][str(root)] == {  # type: ignore[index]

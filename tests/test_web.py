@@ -252,3 +252,101 @@ def test_more_like_this_plus_words(page: Any, library: Library) -> None:
     assert "like red-star.png + “a blue diamond”" in page.inner_text("#status")
     ids = page.eval_on_selector_all("#grid .tile", "tiles => tiles.map(t => t.dataset.id)")
     assert ids == [str(h["id"]) for h in want] and str(start["id"]) not in ids
+
+
+def _search_requests(page: Any) -> int:
+    return page.evaluate("window.__searches")
+
+
+def _count_searches(page: Any) -> None:
+    """Count the page's /search requests from here on (window.__searches)."""
+    page.evaluate("""() => { window.__searches = 0; const real = window.fetch;
+        window.fetch = (url, ...rest) => { if (String(url).startsWith('/search')) window.__searches += 1;
+                                           return real(url, ...rest); }; }""")
+
+
+def _settled(page: Any) -> None:
+    """Two frames and a task later: an IntersectionObserver or requestAnimationFrame that would load has run."""
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(done))))")
+
+
+def test_the_duplicates_view_hides_the_search_and_stops_its_paging(page: Any, library: Library) -> None:
+    """#grid kept display:grid over its hidden attribute: the search's tiles showed under the groups, scrolling loaded
+    more of them, and the status line still spoke of the search."""
+    page.fill("#q", "a green square")
+    page.press("#q", "Enter")
+    wait_for_results(page, "green-square.jpg")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('60+ photos')")
+    _count_searches(page)
+    page.click("#show-duplicates")
+    page.wait_for_function("document.querySelectorAll('#dup-groups .dup-group').length > 0")
+    assert page.is_hidden("#grid") and page.locator("#grid").bounding_box() is None
+    assert page.inner_text("#status") == ""
+    assert "view=duplicates" in page.url and "q=a+green+square" in page.url
+    page.mouse.wheel(0, 20_000)
+    _settled(page)
+    assert _search_requests(page) == 0 and page.locator("#grid .tile").count() == 60
+    screenshot(page, "duplicates-view")
+
+    page.click("#hide-duplicates")  # back: the search as it was, its paging going on
+    assert page.is_visible("#grid") and "view=" not in page.url
+    page.wait_for_function("document.getElementById('status').textContent.includes('a green square')")
+    page.mouse.wheel(0, 20_000)
+    page.wait_for_function("document.querySelectorAll('#grid .tile').length === 109")
+    page.go_back()  # Back: the Duplicates view again
+    page.wait_for_selector("#duplicates:not([hidden])")
+    assert page.is_hidden("#grid") and page.inner_text("#status") == ""
+
+
+def test_every_control_is_kept_in_the_address(page: Any, library: Library) -> None:
+    """After choosing a camera the address stayed ?q=...; a "Newest" browse left it at /: a reload lost them."""
+    page.select_option("#sort", "-date")
+    wait_for_results(page)
+    assert urllib.parse.urlsplit(page.url).query == "sort=-date"
+    page.reload()
+    wait_for_results(page)
+    assert page.input_value("#sort") == "-date" and "by date" in page.inner_text("#status")
+    browse = api(library, "/search?sort=-date&k=60")
+    assert page.eval_on_selector_all("#grid .tile", "t => t.map(x => x.dataset.id)") == [str(h["id"]) for h in browse]
+
+    reds = str(library.root / "reds")
+    page.fill("#folder", reds)
+    page.fill("#q", "a star")
+    page.press("#q", "Enter")
+    wait_for_results(page)
+    page.fill("#after", "2000-01-01")
+    page.dispatch_event("#after", "change")
+    page.fill("#before", "2999-12-31")
+    page.dispatch_event("#before", "change")
+    page.check("#relevant")
+    wait_for_results(page)
+    kept = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(page.url).query))
+    assert kept == {"q": "a star", "in": reds, "after": "2000-01-01", "before": "2999-12-31", "sort": "-date",
+                    "relevant": "1"}
+    want = api(library, "/search?" + urllib.parse.urlencode({**kept, "k": 60}))
+    page.reload()
+    wait_for_results(page)
+    assert (page.input_value("#q"), page.input_value("#folder"), page.input_value("#after"),
+            page.input_value("#before"), page.input_value("#sort"), page.is_checked("#relevant")) == (
+        "a star", reds, "2000-01-01", "2999-12-31", "-date", True)
+    assert page.eval_on_selector_all("#grid .tile", "t => t.map(x => x.dataset.id)") == [str(h["id"]) for h in want]
+
+    # the sample has no cameras: one is offered as /cameras would, and chosen
+    page.evaluate("""() => { const o = document.createElement('option'); o.value = 'Pixel 6';
+                             document.getElementById('camera').append(o); }""")
+    page.select_option("#camera", "Pixel 6")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('No photos')")
+    assert "camera=Pixel+6" in page.url
+    page.reload()  # restored though /cameras does not offer it
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('No photos')")
+    assert page.input_value("#camera") == "Pixel 6" and page.locator("#grid .tile").count() == 0
+    page.go_back()  # the search before the camera was chosen
+    wait_for_results(page)
+    assert page.input_value("#camera") == "" and page.is_checked("#relevant")
+
+    page.click("#show-duplicates")
+    page.select_option("#dup-level", "similar")
+    page.wait_for_function("location.search.includes('level=similar')")
+    page.reload()  # the view and its level are kept too
+    page.wait_for_selector("#duplicates:not([hidden])")
+    assert page.input_value("#dup-level") == "similar" and page.is_hidden("#grid")

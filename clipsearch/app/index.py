@@ -125,7 +125,7 @@ class Index:
         """A ~256 px upright JPEG of an indexed photo, kept in the index directory (thumbs/) under the content it was
         made from. Only the indexed file is read (``clipsearch.indexed_file``). Raises ``NoSuchPhoto``, ``FileGone``,
         ``FileChanged`` or ``clipsearch.images.ImageError``."""
-        from clipsearch import images
+        from clipsearch import browser_images
 
         store = self.searcher.store
         row = store.indexed_file(file_id)
@@ -134,7 +134,7 @@ class Index:
         cached = store.thumbnails.get(row.hash)
         if cached is not None:
             return cached
-        jpeg = images.thumbnail(read_indexed(row.path, row.size, row.mtime_ns))  # the indexed file, or an error
+        jpeg = browser_images.thumbnail(read_indexed(row.path, row.size, row.mtime_ns))  # the indexed file, or an error
         store.thumbnails.put(row.hash, jpeg)  # under the content it was made from
         return jpeg
 
@@ -148,10 +148,11 @@ class Index:
         keeper first. ``within`` narrows what is listed to a folder. Nothing is ever deleted or moved. ``separate``:
         on a connection of its own, so that another thread may use this index meanwhile (the server)."""
         from search import duplicates as dup
+        from search.filters import folder_in_index
         from search.keeper import describe
 
-        folder = os.path.abspath(os.path.expanduser(within)) if within else None
         with self._reader(separate) as store:
+            folder = folder_in_index(within, store.roots()) if within else None
             key = (store.generation, similar, folder)
             if self._duplicates is not None and self._duplicates[0] == key:
                 return self._duplicates[1]

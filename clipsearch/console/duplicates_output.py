@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from clipsearch.console.output import print_paths
-from clipsearch.display import shown, to_json
+from clipsearch.display import counted, shown, to_json
 
 if TYPE_CHECKING:
     from clipsearch.app import Duplicates
@@ -35,5 +35,6 @@ def print_groups(found: Duplicates, as_json: bool, paths_only: bool, end: bytes 
             typer.echo(f"  {mark}  {m.width:>5}x{m.height:<5} {_size(m.size):>8}  {(m.taken or '-')[:10]:10}"
                        f"  {shown(m.path)}")
     copies = len(found.copies_to_drop())
-    typer.echo(f"{len(found.groups)} groups; {copies} copies could go (clipsearch duplicates --paths-only lists them)")
+    typer.echo(f"{counted(len(found.groups), 'group')}; {counted(copies, 'copy', 'copies')} could go (clipsearch "
+               "duplicates --paths-only lists them)")
     sys.stdout.flush()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from clipsearch.display import shown, to_json
+from clipsearch.display import counted, shown, to_json
 
 if TYPE_CHECKING:
     from clipsearch.app import CheckResult, Failure, Index, Info
@@ -53,29 +53,40 @@ def print_report(report: Report, directory: Path, as_json: bool, quiet: bool) ->
             f"{report.added} added, {report.updated} updated, {report.renamed} renamed, {report.removed} removed, "
             f"{report.unchanged} unchanged, {len(report.failed)} failed in {report.seconds:.1f}s"
             + (f" (the model {report.model_seconds:.1f}s)" if report.model_seconds else "") + f"  ({directory})"
-            + (f"; {report.gpu_decoded} JPEGs decoded on the GPU" if report.gpu_decoded else "")
+            + (f"; {counted(report.gpu_decoded, 'JPEG')} decoded on the GPU" if report.gpu_decoded else "")
         )
         for note in report.notes:
             typer.echo(f"clipsearch: note: {note}", err=True)
     if not as_json:  # --json carries them on stdout; --quiet still reports them: they are errors
         for failure in report.failed:
             typer.echo(f"  failed: {shown(failure['path'])}: {shown(failure['error'])}", err=True)
+    if not as_json and not quiet:
+        for noted in report.noted:
+            typer.echo(f"  indexed with a note: {shown(noted['path'])}: {shown(noted['note'])}", err=True)
 
 
-def print_hits(hits: list[Hit], as_json: bool, dates: bool = False,
+def place(lat: float | None, lon: float | None) -> str:
+    """A position for people: 5 decimals (about a metre), not the float a GPS rational became (151.20999999999998);
+    JSON keeps the number as stored."""
+    return "-" if lat is None or lon is None else f"{lat:.5f}, {lon:.5f}"
+
+
+def print_hits(hits: list[Hit], as_json: bool, dates: bool = False, places: bool = False,
                preview: Callable[[Hit], str | None] | None = None) -> None:
-    """``dates``: a column with the date taken (sorted by date). ``preview``: the escape sequence that shows a hit's
-    thumbnail under its line (``thumbnails``), or None where there is none."""
+    """``dates``: a column with the date taken (sorted by date); ``places``: one with where (a --near search).
+    ``preview``: the escape sequence that shows a hit's thumbnail under its line (``thumbnails``), or None."""
     if as_json:
         print_json([h.as_dict() for h in hits])
     elif not hits:
         typer.echo("no results")
     else:
-        typer.echo(f"{'rank':>4}  {'score':>6}  " + (f"{'taken':19}  " if dates else "") + "path")
+        typer.echo(f"{'rank':>4}  {'score':>6}  " + (f"{'taken':19}  " if dates else "")
+                   + (f"{'place':21}  " if places else "") + "path")
         for hit in hits:
             score = f"{hit.score:6.3f}" if hit.score is not None else f"{'-':>6}"
             taken = f"{(hit.meta.get('taken') or '-')[:19]:19}  " if dates else ""
-            typer.echo(f"{hit.rank:>4}  {score}  {taken}{shown(hit.path)}")
+            where = f"{place(hit.meta.get('lat'), hit.meta.get('lon')):21}  " if places else ""
+            typer.echo(f"{hit.rank:>4}  {score}  {taken}{where}{shown(hit.path)}")
             if preview is not None and (picture := preview(hit)) is not None:
                 sys.stdout.write(picture)
     sys.stdout.flush()

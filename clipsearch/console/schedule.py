@@ -9,7 +9,7 @@ import typer
 
 from clipsearch.console.errors import stop_if_interrupted
 from clipsearch.console.output import print_report
-from clipsearch.errors import UserError
+from clipsearch.errors import Terminated, UserError
 
 if TYPE_CHECKING:
     from indexer.job import IndexJob
@@ -30,7 +30,19 @@ def parse_interval(text: str) -> float:
 
 def repeat(job: IndexJob, interval: float, as_json: bool, quiet: bool) -> None:
     """Run the job now and then every ``interval`` seconds until stopped (Ctrl-C, SIGTERM: a run in progress commits
-    what it did first); a failed run waits for the next."""
+    what it did first); a failed run waits for the next. A stop is how this ends, not an error: it is said as one
+    (exit 143 for SIGTERM, 130 for Ctrl-C, as a shell reports a stop by signal)."""
+    try:
+        _forever(job, interval, as_json, quiet)
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, Terminated)
+        if not quiet:
+            typer.echo(f"clipsearch: stopped ({'SIGTERM' if terminated else 'Ctrl-C'}); what was done is committed",
+                       err=True)
+        raise typer.Exit(143 if terminated else 130) from None
+
+
+def _forever(job: IndexJob, interval: float, as_json: bool, quiet: bool) -> None:
     while True:
         started = time.monotonic()
         try:

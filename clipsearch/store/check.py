@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from clipsearch.display import counted
 from clipsearch.store import large_index, vector_index
 from clipsearch.store.catalog import Catalog
 from clipsearch.store.writer import StoreWriter
@@ -25,7 +26,7 @@ def check(store: Catalog, repair: bool = False) -> list[str]:
         problems.append(f"{len(bad)} stored vectors cannot be read (the wrong size, or lost from their segment file)")
     orphans = store.files_without_vector()
     if orphans:
-        problems.append(f"{orphans} files have no stored vector")
+        problems.append(counted(orphans, "file") + (" has" if orphans == 1 else " have") + " no stored vector")
     if large_index.is_large(store.meta("index_built_as") or ""):
         problems += large_index.check(store)
         if repair and problems:

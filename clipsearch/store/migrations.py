@@ -172,6 +172,36 @@ def _signature_grids(conn: sqlite3.Connection, _: Path) -> None:
     conn.execute("ALTER TABLE signatures ADD COLUMN grid BLOB")
 
 
+def _pattern_as_before(pattern: str) -> str:
+    """A pattern kept by an index of format 8 or older, where it was matched with ``fnmatch`` against the whole
+    path under the root (``*`` crossing folders), as a pattern of ``indexer.walk.EXCLUDE_RULES`` that leaves out the same:
+    a pattern without a / that does not start with * (Trash, tr*, and every sub-folder ``forget`` excluded) only
+    ever matched at the top, so it is anchored (/Trash); a leading */ matched at any depth below the top and now
+    reaches the top as well (**/cache: what the README's */cache meant); the rest (*.tmp.jpg, 2019/private) mean
+    what they did. A leading ! becomes a literal one."""
+    if pattern.startswith("!"):
+        pattern = "\\" + pattern
+    if "/" not in pattern and not pattern.startswith("*"):
+        return "/" + pattern
+    if pattern.startswith("*/"):
+        return "*" + pattern
+    return pattern
+
+
+def _gitignore_exclusions(conn: sqlite3.Connection, _: Path) -> None:
+    """Exclusion patterns follow a .gitignore's rules (``indexer.walk.EXCLUDE_RULES``: a name matches at any depth,
+    a / anchors) instead of ``fnmatch`` on the whole path. Each kept pattern is rewritten to leave out what it did
+    (``_pattern_as_before``: Trash, and every sub-folder ``forget`` excluded, become /Trash), so no
+    photo comes or goes by the upgrade itself, except the top-level folder a */name pattern was meant to reach."""
+    import json
+
+    for path, text in conn.execute("SELECT path, settings FROM roots").fetchall():
+        settings = json.loads(text)
+        if settings.get("exclude"):
+            settings["exclude"] = [_pattern_as_before(p) for p in settings["exclude"]]
+            conn.execute("UPDATE roots SET settings = ? WHERE path = ?", (json.dumps(settings), path))
+
+
 STEPS: tuple[Step, ...] = (
     Step("photo ids are never handed out again after a photo leaves the index", _ids_never_reused),  # 1 -> 2
     Step("each indexed folder remembers its settings (hidden files, exclusions)", _root_settings),  # 2 -> 3
@@ -180,6 +210,7 @@ STEPS: tuple[Step, ...] = (
     Step("photos keep a perceptual signature, to tell copies from similar shots", _signatures),  # 5 -> 6
     Step("the vectors move out of the catalog into segment files (float16)", _vectors_in_segments),  # 6 -> 7
     Step("signatures gain a colour grid, to tell an added object or a moved camera from a copy", _signature_grids),
+    Step("exclusions follow a .gitignore's rules (a name matches at any depth, a / anchors)", _gitignore_exclusions),
 )
 CURRENT = FIRST + len(STEPS)
 

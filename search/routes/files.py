@@ -34,9 +34,11 @@ def _refused(exc: Exception) -> HTTPException:
 
 
 def _quote(name: str) -> str:
+    """A file name for ``filename*=UTF-8''...`` (RFC 5987): valid UTF-8 always, so a name that is not (an old
+    camera card's) has its stray bytes as U+FFFD, as a browser shows them."""
     from urllib.parse import quote
 
-    return quote(os.fsencode(name), safe="")
+    return quote(os.fsencode(name).decode("utf-8", "replace"), safe="")
 
 
 @router.api_route("/thumb/{raw_id}", methods=["GET", "HEAD"])
@@ -57,7 +59,7 @@ def thumb(request: Request, raw_id: str) -> Response:
 @router.api_route("/file/{raw_id}", methods=["GET", "HEAD"])
 def file(request: Request, raw_id: str) -> Response:
     """A file in a format browsers show is streamed as it is; any other is decoded and sent as a JPEG."""
-    from clipsearch import images
+    from clipsearch import browser_images, images
 
     row = _lookup(request, raw_id)
     try:
@@ -68,7 +70,7 @@ def file(request: Request, raw_id: str) -> Response:
                "Content-Disposition": "inline; filename*=UTF-8''" + _quote(os.path.basename(row.path)), **_NOSNIFF}
     try:
         head = os.pread(fd, 64, 0)
-        media_type = images.browser_media_type(head)
+        media_type = browser_images.browser_media_type(head)
         if media_type is not None:
             headers["Content-Length"] = str(row.size)
             if request.method == "HEAD":
@@ -85,7 +87,7 @@ def file(request: Request, raw_id: str) -> Response:
             pass  # closed by stream_indexed already
         raise
     try:
-        body, media_type = images.browser_view(data)
+        body, media_type = browser_images.browser_view(data)
     except images.ImageError as exc:
         raise HTTPException(422, f"cannot decode this file: {exc}") from None
     return Response(body, media_type=media_type, headers=headers)

@@ -4,10 +4,8 @@
 
 from importlib import resources
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
-
-from search.routes.state import not_found
 
 router = APIRouter(include_in_schema=False)
 
@@ -33,5 +31,5 @@ def page() -> Response:
 @router.get("/static/{name}")
 def asset(name: str) -> Response:
     if name not in _ASSETS:
-        raise not_found("not found")
+        raise HTTPException(404)  # said as any address the server does not have (``server._said``)
     return Response(_web_file(name), media_type=_ASSETS[name], headers={"Cache-Control": "no-cache"})

@@ -19,11 +19,28 @@ let started = 0;
 
 // From Enter to the first thumbnail on screen, and to the whole first page of thumbnails (ms):
 // read by the browser tests and bench/web_latency.py.
-window.clipsearch = { timings: [], pageTimings: [] };
+// ``remember`` and ``viewChanged`` are for the other views (duplicates.js): the address keeps them too.
+window.clipsearch = { timings: [], pageTimings: [], remember: () => remember(), viewChanged: () => viewChanged() };
+
+// Back to the search view: its status line again, and its paging where it stopped.
+function viewChanged() {
+  showStatus();
+  if (!document.body.dataset.view && !done) requestAnimationFrame(fillScreen);
+}
+
+// The status line speaks for the search view; while another view (Duplicates) is open it stays empty, and what
+// the search had to say comes back with it.
+let status = { text: "", isError: false };
 
 function setStatus(text, isError = false) {
-  statusLine.textContent = text;
-  statusLine.classList.toggle("error", isError);
+  status = { text, isError };
+  showStatus();
+}
+
+function showStatus() {
+  const searching = !document.body.dataset.view;
+  statusLine.textContent = searching ? status.text : "";
+  statusLine.classList.toggle("error", searching && status.isError);
 }
 
 // The filters beside the search box, as the API's parameters (the CLI's options).
@@ -110,7 +127,7 @@ function tile(hit, index) {
 }
 
 async function loadMore() {
-  if (done || loading || !query) return;
+  if (done || loading || !query || document.body.dataset.view) return;  // another view: the grid is not on screen
   const mine = serial;
   const offset = hits.length;
   loading = fetchPage(offset);
@@ -153,6 +170,7 @@ function fillScreen() {
 }
 
 function run(newQuery, push = true) {
+  if (push && document.body.dataset.view && window.clipsearch.leaveView) window.clipsearch.leaveView();
   serial += 1;
   loading = null;
   query = newQuery;
@@ -174,27 +192,56 @@ function run(newQuery, push = true) {
   return loadMore();
 }
 
-// The address bar keeps text and "more like this" searches, so reload, back and links work.
-function remember() {
-  const p = new URLSearchParams();
-  if (query.kind === "text") p.set("q", query.q);
-  else if (query.kind === "like") { p.set("like", String(query.id)); p.set("name", query.name); }
-  else return;
-  if (query.tag) p.set("tag", query.tag);
-  if (folder.value.trim()) p.set("in", folder.value.trim());
+// The address bar keeps the search and every control beside it (folder, dates, camera, order, relevant only) and
+// the view, so reload, back and links work. A search by a dropped photo cannot be kept: its filters and view are.
+function address() {
+  const p = params({});
+  if (query && query.kind === "text") p.set("q", query.q);
+  else if (query && query.kind === "like") {
+    p.set("like", String(query.id));
+    p.set("name", query.name);
+    if (query.plus) p.set("plus", query.plus);
+  }
+  if (document.body.dataset.view) p.set("view", document.body.dataset.view);
+  if (document.body.dataset.view && $("dup-level").value !== "copy") p.set("level", $("dup-level").value);
   const token = new URLSearchParams(location.search).get("token");
   if (token) p.set("token", token);
-  history.pushState(null, "", "?" + p);
+  return p.toString() ? "?" + p : location.pathname;
+}
+
+function remember() {
+  const next = address();
+  if (next !== location.search && !(next === location.pathname && !location.search)) history.pushState(null, "", next);
+}
+
+// A camera in the address may not be among the choices yet (they come from /cameras) or at all (none left).
+function chooseCamera(name) {
+  const select = $("camera");
+  if (name && !Array.from(select.options).some((o) => o.value === name)) {
+    const o = document.createElement("option");
+    o.value = name;
+    o.textContent = name;
+    select.append(o);
+  }
+  select.value = name;
 }
 
 function restore() {
   const p = new URLSearchParams(location.search);
   folder.value = p.get("in") || "";
+  $("after").value = p.get("after") || "";
+  $("before").value = p.get("before") || "";
+  chooseCamera(p.get("camera") || "");
+  $("sort").value = ["date", "-date"].includes(p.get("sort")) ? p.get("sort") : "relevance";
+  $("relevant").checked = p.get("relevant") === "1";
   const tag = p.get("tag") || undefined;
-  if (p.get("q")) { q.value = p.get("q"); run({ kind: "text", q: p.get("q"), tag }, false); }
+  q.value = p.get("q") || "";
+  if (p.get("q")) run({ kind: "text", q: p.get("q"), tag }, false);
   else if (p.get("like") && /^[0-9]+$/.test(p.get("like"))) {
-    run({ kind: "like", id: Number(p.get("like")), name: p.get("name") || "photo " + p.get("like") }, false);
-  } else { query = null; hits = []; grid.replaceChildren(); setStatus(""); $("empty").hidden = false; }
+    const like = { kind: "like", id: Number(p.get("like")), name: p.get("name") || "photo " + p.get("like"), tag };
+    run(p.get("plus") ? { ...like, plus: p.get("plus") } : like, false);
+  } else if ($("sort").value !== "relevance") run({ kind: "browse", tag }, false);
+  else { query = null; hits = []; grid.replaceChildren(); setStatus(""); $("empty").hidden = false; }
 }
 
 function searchByImage(file) {
@@ -358,10 +405,10 @@ for (const name of [...FILTERS, "relevant"]) {
 
 fetch("/cameras").then((r) => (r.ok ? r.json() : [])).then((cameras) => {
   for (const { camera, photos } of cameras) {
-    const o = document.createElement("option");
+    const o = Array.from($("camera").options).find((x) => x.value === camera) || document.createElement("option");
     o.value = camera;
     o.textContent = `${camera} (${photos.toLocaleString()})`;
-    $("camera").append(o);
+    if (!o.parentNode) $("camera").append(o);
   }
 }).catch(() => {});
 

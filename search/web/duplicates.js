@@ -82,19 +82,37 @@
 
   let before = [];  // the search view's elements' hidden states, restored on the way back
 
-  function show(on) {
+  // The Duplicates view over the search's (which stays as it was underneath, its paging stopped): kept in the
+  // address as view=duplicates (and level), so reload and Back come back to it.
+  function show(on, push = true) {
     if (on === !view.hidden) return;
     view.hidden = !on;
     if (on) {
+      document.body.dataset.view = "duplicates";
       before = results.map((el) => el.hidden);
       results.forEach((el) => { el.hidden = true; });
       load();
     } else {
+      delete document.body.dataset.view;
       results.forEach((el, i) => { el.hidden = before[i]; });
     }
+    window.clipsearch.viewChanged();
+    if (push) window.clipsearch.remember();
+  }
+
+  function sync() {
+    const p = new URLSearchParams(location.search);
+    const wanted = p.get("level") === "similar" ? "similar" : "copy";
+    const reload = !view.hidden && level.value !== wanted;
+    level.value = wanted;
+    show(p.get("view") === "duplicates", false);
+    if (reload) load();
   }
 
   document.getElementById("show-duplicates").addEventListener("click", () => show(true));
   document.getElementById("hide-duplicates").addEventListener("click", () => show(false));
-  level.addEventListener("change", load);
+  level.addEventListener("change", () => { load(); window.clipsearch.remember(); });
+  window.addEventListener("popstate", sync);
+  window.clipsearch.leaveView = () => show(false, false);  // a new search from the header shows its results
+  sync();
 })();
