@@ -80,12 +80,14 @@ def catalog(index_dir: Path) -> tuple[dict[str, tuple], dict[str, str], dict[str
 def test_the_ray_engine_builds_the_local_engines_index_and_then_embeds_only_what_changed(
         tmp_path: Path, model_spec: str, ray_address: str) -> None:
     folder = imagegen.make_photo_folder(tmp_path / "photos")
+    (folder.root / "cut.jpg").write_bytes(imagegen.jpeg_bytes(imagegen.photo(9004))[:-2])  # indexed with a note
     local_dir, ray_dir = tmp_path / "local", tmp_path / "ray"
     local = index(folder.root, local_dir, "--engine", "local", model=model_spec)
     on_ray = index(folder.root, ray_dir, "--engine", "ray", "--address", ray_address, model=model_spec)
     assert any(ONE_LINE_NOTE in note for note in on_ray["notes"])
     assert (on_ray["added"], len(on_ray["failed"])) == (local["added"], len(local["failed"])) == (
-        len(folder.good), len(folder.bad))
+        len(folder.good) + 1, len(folder.bad))
+    assert on_ray["noted"] == local["noted"] and [Path(n["path"]).name for n in local["noted"]] == ["cut.jpg"]
 
     local_rows, local_failures, local_vectors = catalog(local_dir)
     ray_rows, ray_failures, ray_vectors = catalog(ray_dir)
@@ -103,7 +105,7 @@ def test_the_ray_engine_builds_the_local_engines_index_and_then_embeds_only_what
     imagegen.photo(9003).save(folder.root / "trip" / "c.png")
     again = index(folder.root, ray_dir, "--engine", "ray", "--address", ray_address, model=model_spec)
     assert (again["added"], again["updated"], again["renamed"], again["removed"]) == (2, 1, 1, 1)
-    assert again["unchanged"] == len(folder.good) - 3
+    assert again["unchanged"] == len(folder.good) + 1 - 3
 
 
 def test_a_model_worker_killed_mid_run_is_replaced_and_the_run_indexes_every_file(

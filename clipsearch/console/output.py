@@ -177,4 +177,5 @@ def print_info(info: Info, as_json: bool) -> None:
     if run and "added" in run:
         typer.echo(f"{'last run:':15} {run['added']} added, {run['updated']} updated, {run['renamed']} renamed, "
                    f"{run['removed']} removed, {run['unchanged']} unchanged, {run['failed']} failed "
-                   f"in {run['seconds']:.1f}s")
+                   + (f"({run['noted']} indexed with a note: a JPEG cut short) " if run.get("noted") else "")
+                   + f"in {run['seconds']:.1f}s")
