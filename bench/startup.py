@@ -19,13 +19,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _median_seconds(command: list[str], runs: int, root: Path) -> float:
-    times = []
+def _medians(commands: dict[str, tuple[list[str], Path]], runs: int) -> dict[str, float]:
+    """Each command's median wall time over ``runs``, the commands taking turns run by run, so a busy moment of
+    the machine falls on all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True, cwd=root)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for name, (command, root) in commands.items():
+            started = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True, cwd=root)
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main() -> None:
@@ -44,8 +47,7 @@ def main() -> None:
     }
     baseline = None
     for name, words in cases.items():
-        # the trees take turns within a case, so a busy moment of the machine falls on both
-        seconds = {tree: _median_seconds([python, *words], args.runs, root) for tree, root in trees.items()}
+        seconds = _medians({tree: ([python, *words], root) for tree, root in trees.items()}, args.runs)
         baseline = baseline or seconds["now"]
         print(f"{name:<45} " + "  ".join(f"{tree} {s * 1000:6.1f} ms ({s / baseline:4.2f}x)" for tree, s in seconds.items()))
     heavy = subprocess.run([python, "-c", "import sys, clipsearch; getattr(clipsearch, 'open_index', None); "
