@@ -477,7 +477,10 @@ def check(
     index_dir: IndexOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Verify that catalog, stored vectors and FAISS index agree (exit 1 if they do not and --repair was not given).
+    """Verify that catalog, stored vectors and FAISS index agree and are whole (every stored vector and index file
+    against its checksum). Exit 0: nothing wrong, or all mended with nothing lost; exit 1: something is wrong, or a
+    repair dropped photos whose vectors were damaged (the next index run embeds them again: the check lists them
+    first).
 
     Examples:
 

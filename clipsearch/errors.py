@@ -22,6 +22,11 @@ class FileChanged(UserError):
     server answers 409 rather than serve it."""
 
 
+class DamagedIndex(UserError):
+    """An index file fails its checksum or cannot be read as what it should be: never served as an answer;
+    ``clipsearch check --repair`` mends it (the server answers 503)."""
+
+
 class ReadOnlyIndex(UserError):
     """The index exists but this process may not write to it (a read-only mount, another user's index)."""
 

@@ -106,7 +106,8 @@ def test_a_format_1_index_is_upgraded_in_place_and_nothing_is_re_embedded(cli: C
     assert vectors_after.keys() == vectors_before.keys()
     # copied once into a segment file (format 7), not re-embedded: the very same numbers
     assert all(vectors_after[p].tobytes() == vectors_before[p].tobytes() for p in vectors_before)
-    assert [p.name for p in (index / "segments").iterdir()] == ["000001.seg"]
+    # format 10: the rows carry checksums, computed from the rows as they lay (check reads and verifies every one)
+    assert sorted(p.name for p in (index / "segments").iterdir()) == ["000001.seg", "000001.sum"]
     assert sorted(p.name for p in index.glob("vectors-*.faiss")) == faiss_files
     _same(_answers(index, photos), before)
     check = cli("check", "--index", index, "--json")
@@ -179,14 +180,16 @@ def test_a_move_to_segment_files_that_fails_half_way_leaves_the_vectors_in_the_c
     index, _ = v1_index
     with StoreReader.open(index) as store:
         before = store.vectors_by_path()
-    real = migrations.STEPS[-1]
+    at = 6 - migrations.FIRST  # the step from format 6 to 7
+    real = migrations.STEPS[at]
 
     def then_fail(conn: sqlite3.Connection, directory: Path) -> None:
         real.apply(conn, directory)
         assert (directory / "segments" / "000001.seg").is_file()
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(migrations, "STEPS", (*migrations.STEPS[:-1], migrations.Step(real.what, then_fail)))
+    monkeypatch.setattr(migrations, "STEPS", (*migrations.STEPS[:at], migrations.Step(real.what, then_fail),
+                                              *migrations.STEPS[at + 1 :]))
     with pytest.raises(OSError):
         StoreWriter.open(index)
     with StoreReader.open(index) as store:
@@ -197,5 +200,5 @@ def test_a_move_to_segment_files_that_fails_half_way_leaves_the_vectors_in_the_c
     with StoreWriter.open(index) as store:
         assert store.format_version == FORMAT_VERSION and store.count() == 55
         after = store.vectors_by_path()
-    assert sorted(p.name for p in (index / "segments").iterdir()) == ["000008.seg"]  # a fresh id past every file
+    assert sorted(p.name for p in (index / "segments").iterdir()) == ["000008.seg", "000008.sum"]  # a fresh id
     assert all(np.array_equal(after[p], v) for p, v in before.items())

@@ -109,7 +109,8 @@ def test_compaction_keeps_every_live_vector_and_reclaims_the_rest(tmp_path: Path
     index = tmp_path / "idx"
     data = unit(350, seed=1)
     fill(index, data)
-    assert sorted(p.name for p in (index / "segments").iterdir()) == [f"00000{i}.seg" for i in (1, 2, 3, 4)]
+    assert sorted(p.name for p in (index / "segments").iterdir()) == [f"00000{i}.{kind}" for i in (1, 2, 3, 4)
+                                                                      for kind in ("seg", "sum")]
     keep = {i for i in range(350) if i % 3 == 0 or i >= 300}  # segments 1-3 keep a third, the last all it has
     with StoreWriter.open(index) as store:
         store.begin_run([])
@@ -118,7 +119,8 @@ def test_compaction_keeps_every_live_vector_and_reclaims_the_rest(tmp_path: Path
         assert len(store.sweep("/synthetic")) == 350 - len(keep)
         store.finish({})
         assert store.info()["vector_rows_to_reclaim"] == 0
-    files = sorted(p.name for p in (index / "segments").iterdir())
+    files = sorted(p.name for p in (index / "segments").glob("*.seg"))
+    assert not (index / "segments" / "000001.sum").exists()
     assert "000001.seg" not in files and "000004.seg" in files  # the mostly dead ones rewritten, the live one kept
     total = sum((index / "segments" / f).stat().st_size - HEADER for f in files) // (DIM * 4)
     assert total == len(keep)
@@ -147,13 +149,16 @@ def test_check_finds_vectors_a_segment_file_lost_and_repair_leaves_them_for_the_
     found = cli("check", "--index", index, "--json")
     assert found.exit_code == 1
     problems = found.json()["problems"]  # type: ignore[index]
-    assert any("3 stored vectors cannot be read" in p for p in problems), problems
-    assert any("no FAISS index" in p for p in problems), problems
+    assert any("3 stored vectors lost or damaged" in p for p in problems), problems
+    assert any("no FAISS file" in n for n in found.json()["notes"])  # type: ignore[index]  # a note, not a problem
+    preview = found.json()["lost_paths"]  # type: ignore[index]
     repaired = cli("check", "--repair", "--index", index, "--json")
-    assert repaired.exit_code == 0 and repaired.json()["repaired"] is True  # type: ignore[index]
+    # exit 1: photos were dropped (the next run embeds them); exactly those the check said it would drop
+    assert repaired.exit_code == 1 and repaired.json()["repaired"] is True  # type: ignore[index]
+    assert repaired.json()["lost_paths"] == preview and repaired.json()["lost_photos"] == len(preview)  # type: ignore[index]
     assert cli("check", "--index", index, "--json").json()["ok"] is True  # type: ignore[index]
     left = cli("info", "--index", index, "--json").json()["images"]  # type: ignore[index]
-    assert 3 <= count - left <= 6  # the files of the three lost contents (a content may have two)
+    assert 3 <= count - left <= 6 and count - left == len(preview)  # the files of the three lost contents
     hits = json.loads(cli("search", "a red star", "--index", index, "--json", "-k", "3").stdout)
     assert len(hits) == 3  # from the FAISS file rebuilt out of the segments, without the model
 
@@ -189,7 +194,7 @@ def test_a_collection_that_becomes_large_during_a_run_goes_on_in_float16(tmp_pat
         assert store.meta("index_built_as") == "IVF16_HNSW32,PQ4"
     after = stored(index)
     assert all(np.array_equal(after[i], data[i].astype("float16").astype("float32")) for i in range(350))
-    files = list((index / "segments").iterdir())
+    files = list((index / "segments").glob("*.seg"))
     assert sum(p.stat().st_size - HEADER for p in files) == 350 * DIM * 2  # every row in float16, none left behind
     with StoreWriter.open(index) as store:
         assert check_index(store) == []

@@ -1,8 +1,11 @@
-"""``check``: whether catalog, stored vectors and the FAISS index agree, and with ``repair`` mending what can be.
+"""``check``: whether catalog, stored vectors and the derived index files agree and are whole, and with ``repair``
+mending what can be.
 
 The order matters: a damaged catalog database is salvaged first (what SQLite can still read is copied into a
-new file), then the index is checked through a writer, so that no run changes it halfway through the check.
-Where nothing may write (a read-only mount), a reader is enough to check, never to repair.
+new file), then the index is diagnosed through a writer, so that no run changes it halfway through the check.
+Where nothing may write (a read-only mount), a reader is enough to check, never to repair. What a check says a
+repair would drop is what the repair drops: both take one diagnosis (``clipsearch.store.check``), and the salvage's
+preview makes the salvage's own choice.
 """
 
 from __future__ import annotations
@@ -14,17 +17,21 @@ from clipsearch.errors import ReadOnlyIndex, UserError
 
 
 def check(directory: Path, repair: bool = False) -> CheckResult:
-    from clipsearch.store import StoreReader, StoreWriter, check_index, index_exists, salvage
+    from clipsearch.store import StoreReader, StoreWriter, index_exists, salvage
+    from clipsearch.store import check as diagnosis
 
     if not index_exists(directory):
         raise UserError(f"no index at {directory}")
-    lost = None
+    lost, salvaged_away = None, 0
     if (damaged := salvage.damage(directory)) is not None:
         found = salvage.repair(directory) if repair else salvage.inspect(directory)
         if not repair:
             problems = [f"catalog database: {damaged}", f"'check --repair' would save what can be read: "
                         f"{found.summary()}"]
-            return CheckResult(problems, problems, repaired=False)
+            return CheckResult(problems, problems, repaired=False,
+                               lost_paths=[f"({found.files_without_vector} photos of the damaged catalog)"]
+                               if found.files_without_vector else [])
+        salvaged_away = found.files_without_vector
         lost = f"catalog database was damaged ({damaged}); {found.summary()}" if found.lost_anything else None
     try:
         store: StoreReader | StoreWriter = StoreWriter.open(directory)  # no run halfway through meanwhile
@@ -33,8 +40,13 @@ def check(directory: Path, repair: bool = False) -> CheckResult:
             raise
         store = StoreReader.open(directory)  # nothing can write to it: reading is enough to check it
     with store:
-        problems = check_index(store, repair=repair)
-        remaining = check_index(store) if repair and problems else problems
-    if damaged is not None:
-        problems.insert(0, f"catalog database: {damaged}")
-    return CheckResult(problems, remaining, repaired=bool(repair and problems), lost=lost)
+        found_now = diagnosis.diagnose(store)
+        remaining = found_now.problems
+        if repair and (found_now.problems or found_now.rebuild):
+            assert isinstance(store, StoreWriter)
+            diagnosis.repair(store, found_now)
+            remaining = diagnosis.diagnose(store).problems
+    problems = ([f"catalog database: {damaged}"] if damaged is not None else []) + found_now.problems
+    lost_paths = found_now.lost_paths + ([f"({salvaged_away} photos of the damaged catalog)"] if salvaged_away else [])
+    return CheckResult(problems, remaining, repaired=bool(repair and problems), lost=lost, lost_paths=lost_paths,
+                       notes=found_now.notes)

@@ -96,17 +96,26 @@ class Failure:
 @dataclass(frozen=True)
 class CheckResult:
     """``problems``: what was found; ``remaining``: what is still wrong (after a repair, what it could not mend);
-    ``lost``: what a repair of a damaged catalog could not save."""
+    ``lost``: what a repair of a damaged catalog could not save; ``lost_paths``: the photos a repair drops (or, for
+    a check, would drop) because their stored vector is lost or damaged: the next ``index`` run embeds them again;
+    ``notes``: what is so but is not wrong (a FAISS file an interrupted run did not write yet).
+
+    A check's preview is the repair's outcome: both come from one diagnosis (``clipsearch.store.check``)."""
 
     problems: list[str]
     remaining: list[str]
     repaired: bool
     lost: str | None = None
+    lost_paths: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.remaining and not self.lost
+        """Nothing wrong, or everything mended with nothing lost (the exit code: 0 only then)."""
+        return not self.remaining and not self.lost and not (self.repaired and self.lost_paths)
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "problems": self.problems, "repaired": self.repaired,
+                **({"notes": self.notes} if self.notes else {}),
+                **({"lost_photos": len(self.lost_paths), "lost_paths": self.lost_paths} if self.lost_paths else {}),
                 **({"lost": self.lost} if self.lost else {})}

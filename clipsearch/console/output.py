@@ -119,17 +119,26 @@ def print_paths(paths: list[str], end: bytes) -> None:
 
 
 def print_check(result: CheckResult, as_json: bool) -> None:
-    """A repair that could not save everything says what it lost (and the command exits 1)."""
+    """A repair that lost anything says what (and the command exits 1); a check says what a repair would do."""
     if as_json:
         print_json(result.as_dict())
         return
     for problem in result.problems:
         typer.echo(f"problem: {shown(problem)}")
+    for note in result.notes:
+        typer.echo(f"note: {shown(note)}")
+    if result.lost_paths:
+        listed = ", ".join(shown(p) for p in result.lost_paths[:5]) + (" …" if len(result.lost_paths) > 5 else "")
+        verb = "dropped" if result.repaired else "'check --repair' would drop"
+        typer.echo(f"{verb} {counted(len(result.lost_paths), 'photo')} whose stored vector is lost or damaged (the next "
+                   f"index run embeds {'it' if len(result.lost_paths) == 1 else 'them'} again): {listed}")
     if result.lost:
         typer.echo(f"repaired with losses: {shown(result.lost)}")
+    elif result.repaired:
+        typer.echo("repaired" + (" with losses" if result.lost_paths else "") if not result.remaining else
+                   "not everything could be repaired")
     else:
-        typer.echo("repaired" if result.repaired and not result.remaining else "ok" if not result.problems else
-                   "not repaired: run 'clipsearch check --repair'")
+        typer.echo("ok" if not result.problems else "not repaired: run 'clipsearch check --repair'")
 
 
 def print_models(rows: list[dict[str, Any]], as_json: bool) -> None:

@@ -8,7 +8,8 @@
     lock          the write lock (flock), dropped by forked children
     vector_index  the FAISS side: index type by size and budget, build, patch, write, read
     thumbnails    the web page's thumbnail cache
-    check         consistency check and repair
+    check         diagnosis (consistency and checksums) and repair
+    file_sums     checksums of the derived index files
     salvage       what can still be read from a damaged catalog, for ``check --repair``
 
 Importing it is cheap (sqlite3 only): numpy and faiss come with the calls that need them.

@@ -193,18 +193,24 @@ class Catalog:
         return {r[0] for r in self._conn.execute("SELECT id FROM files")}
 
     # -- consistency (``check``) -------------------------------------------------------
-    def quick_check(self) -> str:
-        """SQLite's own verdict on the database file: "ok", or what is wrong."""
-        return self._conn.execute("PRAGMA quick_check").fetchone()[0]
+    def integrity_check(self) -> str:
+        """SQLite's own verdict on the database file, every index checked against its table: "ok", or what is wrong
+        (``quick_check`` passes a changed byte in a stored path)."""
+        rows = [r[0] for r in self._conn.execute("PRAGMA integrity_check(20)")]
+        return "ok" if rows == ["ok"] else "; ".join(rows)
 
     def damaged_vectors(self) -> list[bytes]:
         """Content hashes whose stored vector cannot be read whole."""
         return self.stored_vectors.damaged()
 
-    def files_without_vector(self) -> int:
-        return self._conn.execute(
-            "SELECT count(*) FROM files LEFT JOIN vectors ON vectors.hash = files.hash WHERE vectors.hash IS NULL"
-        ).fetchone()[0]
+    def paths_without_vector(self, damaged: Sequence[bytes] = ()) -> list[str]:
+        """The files with no stored vector, or whose content's vector is among ``damaged``."""
+        rows = self._conn.execute("SELECT files.path, files.hash FROM files LEFT JOIN vectors ON vectors.hash = "
+                                  "files.hash WHERE vectors.hash IS NULL").fetchall()
+        gone = set(damaged)
+        if gone:
+            rows += [r for r in self._conn.execute("SELECT path, hash FROM files") if bytes(r[1]) in gone]
+        return sorted({p for p, _ in rows})
 
     def content_prefixes(self) -> bytes:
         """The first 8 bytes of every stored content's hash, concatenated (``index --engine ray``'s workers' list)."""

@@ -1,55 +1,93 @@
-"""``clipsearch check``: do the catalog, its stored vectors and the FAISS file agree? ``--repair`` mends what it can."""
+"""``clipsearch check``: do the catalog, its stored vectors and the derived index files agree, and are they whole?
+
+One diagnosis serves both the check and the repair, so what a check says a repair would do is what it does:
+``diagnose`` reads everything (SQLite's ``integrity_check``, every stored vector against its checksum, every derived
+file against its own) and ``repair`` carries the diagnosis out. A state that searches serve correctly is not a
+problem: a FAISS file missing after an interrupted run is a note (searches build it in memory, the next run writes
+it).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
 from clipsearch.display import counted
-from clipsearch.store import large_index, vector_index
-from clipsearch.store.catalog import Catalog
-from clipsearch.store.writer import StoreWriter
+from clipsearch.store import file_sums, large_index, vector_index
+
+if TYPE_CHECKING:
+    from clipsearch.store.catalog import Catalog
+    from clipsearch.store.writer import StoreWriter
 
 
-def check(store: Catalog, repair: bool = False) -> list[str]:
-    """Problems found between catalog, vectors and FAISS file (empty: consistent); ``repair`` mends them.
+@dataclass
+class Diagnosis:
+    problems: list[str] = field(default_factory=list)  # what is wrong
+    notes: list[str] = field(default_factory=list)  # what is so but is not wrong
+    damaged: list[bytes] = field(default_factory=list)  # content hashes whose stored vector is lost or damaged
+    lost_paths: list[str] = field(default_factory=list)  # files a repair drops (the next run embeds them again)
+    rebuild: bool = False  # the derived index files are to be built again from the stored vectors
 
-    Repair never re-embeds: files whose vector is missing or damaged are dropped from the catalog
-    (the next ``index`` run embeds them again) and the FAISS index is rebuilt from the stored vectors.
-    Checking only reads (a reader will do, on a read-only index too); repairing needs the writer.
-    """
+
+def diagnose(store: Catalog) -> Diagnosis:
+    """Everything wrong with the index, read from the disk; changes nothing."""
+    found = Diagnosis()
+    verdict = store.integrity_check()
+    if verdict != "ok":
+        found.problems.append(f"catalog database: {verdict}")
+    found.damaged = store.damaged_vectors()
+    found.lost_paths = store.paths_without_vector(found.damaged)
+    if found.damaged:
+        found.problems.append(f"{counted(len(found.damaged), 'stored vector')} lost or damaged on disk (checksums differ, "
+                              f"or the segment file is cut short or gone): {counted(len(found.lost_paths), 'photo')} "
+                              "to embed again")
+    elif found.lost_paths:
+        found.problems.append(f"{counted(len(found.lost_paths), 'photo')} without a stored vector")
+    if large_index.is_large(store.meta("index_built_as") or ""):
+        derived = large_index.check(store)
+        if not store.layout.ivf_delta(int(store.meta("index_base") or 0), store.generation).is_file():
+            found.notes.append(f"no delta for generation {store.generation} yet (an interrupted run): searches compute "
+                               "it from the catalog meanwhile, and the next run writes it")
+    else:
+        derived = _check_faiss_file(store, found)
+    found.problems += derived
+    found.rebuild = bool(derived or found.damaged or found.lost_paths)
+    return found
+
+
+def _check_faiss_file(store: Catalog, found: Diagnosis) -> list[str]:
     import faiss
 
-    problems: list[str] = []
-    quick = store.quick_check()
-    if quick != "ok":
-        problems.append(f"catalog database: {quick}")
-    bad = store.damaged_vectors()
-    if bad:
-        problems.append(f"{len(bad)} stored vectors cannot be read (the wrong size, or lost from their segment file)")
-    orphans = store.files_without_vector()
-    if orphans:
-        problems.append(counted(orphans, "file") + (" has" if orphans == 1 else " have") + " no stored vector")
-    if large_index.is_large(store.meta("index_built_as") or ""):
-        problems += large_index.check(store)
-        if repair and problems:
-            assert isinstance(store, StoreWriter), "repairing needs the writer"
-            store.repair(bad)
-        return problems
     path = store.layout.faiss(store.generation)
-    index = None
     if not path.is_file():
-        problems.append(f"no FAISS index for generation {store.generation} (a run was interrupted)")
-    else:
-        try:
-            index = faiss.read_index(str(path))
-        except RuntimeError as exc:
-            problems.append(f"FAISS index unreadable: {str(exc).splitlines()[0]}")
-    if index is not None:
-        ids = vector_index.ids_of(index)
-        catalog_ids = store.file_ids()
-        if ids is not None and ids != catalog_ids:
-            problems.append(f"FAISS index and catalog disagree on {len(ids ^ catalog_ids)} ids")
-        elif index.ntotal != len(catalog_ids):
-            problems.append(f"FAISS index holds {index.ntotal} vectors, the catalog {len(catalog_ids)} files")
-    if repair and problems:
-        assert isinstance(store, StoreWriter), "repairing needs the writer"
-        store.repair(bad)
-    return problems
+        found.notes.append(f"no FAISS file for generation {store.generation} yet (an interrupted run): searches build "
+                           "the index in memory meanwhile, and the next run writes it")
+        return []
+    if (damage := file_sums.verify(path)) is not None:
+        return [damage]
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError as exc:
+        return [f"FAISS index unreadable: {str(exc).splitlines()[0]}"]
+    ids = vector_index.ids_of(index)
+    catalog_ids = store.file_ids()
+    if ids is not None and ids != catalog_ids:
+        return [f"FAISS index and catalog disagree on {len(ids ^ catalog_ids)} ids"]
+    if index.ntotal != len(catalog_ids):
+        return [f"FAISS index holds {index.ntotal} vectors, the catalog {len(catalog_ids)} files"]
+    return []
+
+
+def repair(store: StoreWriter, found: Diagnosis) -> None:
+    """Carry out ``found``: drop exactly the damaged vectors and the files left without one (the next ``index`` run
+    embeds them again), and rebuild the derived index files from the stored vectors. Nothing is re-embedded here."""
+    if found.damaged or found.lost_paths or found.rebuild:
+        store.repair(found.damaged)
+
+
+def check(store: Catalog, mend: bool = False) -> list[str]:
+    """The problems found (empty: whole and consistent); with ``mend`` (a writer), repaired after being found."""
+    found = diagnose(store)
+    if mend and (found.problems or found.rebuild):
+        repair(store, found)  # type: ignore[arg-type]
+    return found.problems

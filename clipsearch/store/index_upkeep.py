@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clipsearch.store import index_changes, large_index, vector_index
+from clipsearch.store import file_sums, index_changes, large_index, vector_index
 from clipsearch.store.catalog import Catalog
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class IndexFileUpkeep(Catalog):
         self._added_ids.clear()
 
     def _patched_index(self) -> faiss.Index | None:
-        base = vector_index.read(self.layout.faiss(self._start_generation))
+        base = vector_index.read(self.layout.faiss(self._start_generation))  # None unless it passes its checksum
         if base is None:
             return None
         index = vector_index.patch(base, self._removed_ids, self.iter_vectors(sorted(self._added_ids)))
@@ -80,8 +80,10 @@ class IndexFileUpkeep(Catalog):
     def _drop_stale_indexes(self, keep: set[Path] | None = None) -> None:
         """Remove every FAISS file but ``keep`` (default: the current generation's of an in-memory index)."""
         keep = {self.layout.faiss(self.generation)} if keep is None else keep
+        keep = keep | {file_sums.sidecar(path) for path in keep}
         for stale in (*self.layout.faiss_files(), *self.layout.ivf_files()):
             if stale not in keep:
+                file_sums.sidecar(stale).unlink(missing_ok=True)
                 stale.unlink(missing_ok=True)
 
     def _sync_large(self, factory: str, retrain: bool) -> None:
@@ -94,7 +96,8 @@ class IndexFileUpkeep(Catalog):
         trained_no, base_no = int(self.meta("index_trained") or 0), int(self.meta("index_base") or 0)
         base_max = int(self.meta("index_base_max_id") or 0)
         delta = layout.ivf_delta(base_no, self.generation)
-        have_base = layout.ivf_base(base_no).is_file() and layout.ivf_lists(base_no).is_file()
+        have_base = (layout.ivf_base(base_no).is_file() and layout.ivf_lists(base_no).is_file()
+                     and file_sums.verify_if_small(layout.ivf_base(base_no)))
         if not retrain and have_base and delta.is_file():
             return
         if retrain or not layout.ivf_trained(trained_no).is_file():
@@ -136,7 +139,10 @@ class IndexFileUpkeep(Catalog):
         from the catalog re-encodes every photo added since the base (up to a tenth of it)."""
         import numpy as np
 
-        base = large_index.read_base(self.layout.ivf_base(base_no)) if previous.is_file() else None
+        try:
+            base = large_index.read_base(self.layout.ivf_base(base_no)) if previous.is_file() else None
+        except RuntimeError:
+            return None
         found = large_index.read_delta(base, previous) if base is not None else None
         if base is None or found is None:
             return None

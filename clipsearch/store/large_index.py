@@ -31,7 +31,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from clipsearch.store import vector_index
+from clipsearch.store import file_sums, vector_index
 from clipsearch.store.mapped_pages import MappedPages
 
 if TYPE_CHECKING:
@@ -206,6 +206,7 @@ def build_base(trained: Path, directory: Path, ids: np.ndarray, base: Path, list
         index = faiss.read_index(str(trained))
         with _quiet_stdout():  # faiss prints "resizing <file>" there
             merge_ondisk(index, outs, str(lists))
+        file_sums.write(lists)
         vector_index.write_atomically(index, base)
         return added
     finally:
@@ -242,6 +243,8 @@ def read_base(base: Path) -> faiss.Index:
     lists to probe (``vector_index.nprobe``) and an HNSW search wide enough to find them."""
     import faiss
 
+    if not file_sums.verify_if_small(base):
+        raise RuntimeError(f"{base.name} fails its checksum")
     index = faiss.read_index(str(base), faiss.IO_FLAG_READ_ONLY)  # (IO_FLAG_MMAP crashes this type's search)
     ivf = faiss.extract_index_ivf(index)
     ivf.parallel_mode = 1
@@ -276,6 +279,7 @@ def write_delta(delta: faiss.Index, skipped: np.ndarray, target: Path) -> None:
         with open(skip_file(target), "wb") as f:
             np.save(f, np.asarray(skipped, dtype="int64"))
             os.fsync(f.fileno())
+        file_sums.write(skip_file(target))
         vector_index.write_atomically(delta, target)
     finally:
         ivf.quantizer = quantizer
@@ -288,6 +292,8 @@ def read_delta(base: faiss.Index, target: Path) -> tuple[faiss.Index, np.ndarray
 
     if not (target.is_file() and skip_file(target).is_file()):
         return None
+    if not (file_sums.verify_if_small(target) and file_sums.verify_if_small(skip_file(target))):
+        return None  # damaged: computed from the catalog instead
     try:
         delta = faiss.read_index(str(target))
         skipped = np.load(skip_file(target))
@@ -321,9 +327,14 @@ def check(store: Any) -> list[str]:
         return [*problems, f"the on-disk index's base is missing or unreadable: {str(exc).splitlines()[0]}"]
     if not layout.ivf_lists(base_no).is_file() or base.ntotal != int(store.meta("index_base_count") or -1):
         problems.append(f"the on-disk index's lists ({layout.ivf_lists(base_no).name}) are missing or not whole")
-    found = read_delta(base, layout.ivf_delta(base_no, store.generation))
+    delta = layout.ivf_delta(base_no, store.generation)
+    for path in (layout.ivf_trained(trained_no), layout.ivf_base(base_no), layout.ivf_lists(base_no), delta,
+                 skip_file(delta)):
+        if path.is_file() and (damage := file_sums.verify(path)) is not None:
+            problems.append(damage)
+    found = read_delta(base, delta)
     if found is None:
-        problems.append(f"no FAISS index for generation {store.generation} (a run was interrupted)")
+        pass  # an interrupted run's: searches compute it from the catalog, the next run writes it (check's note)
     elif base.ntotal - len(found[1]) + found[0].ntotal != store.count():
         problems.append(f"the on-disk index holds {base.ntotal - len(found[1]) + found[0].ntotal} vectors, the "
                         f"catalog {store.count()} files")

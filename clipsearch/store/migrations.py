@@ -202,6 +202,24 @@ def _gitignore_exclusions(conn: sqlite3.Connection, _: Path) -> None:
             conn.execute("UPDATE roots SET settings = ? WHERE path = ?", (json.dumps(settings), path))
 
 
+def _checksums(conn: sqlite3.Connection, directory: Path) -> None:
+    """Every stored vector gets a checksum (a segment's ``.sum`` sidecar) and every derived index file one
+    (``clipsearch.store.file_sums``), computed from the files as they are: damage from here on is found by ``check``
+    and never scored. Reads each file once; writes no vector. The catalog itself is unchanged: SQLite's own
+    ``integrity_check`` guards it."""
+    from clipsearch.store import file_sums
+    from clipsearch.store.layout import Layout
+    from clipsearch.store.segments import Segments, write_sums
+
+    layout = Layout(directory)
+    files = Segments(layout.segments)
+    for segment, rows in conn.execute("SELECT id, rows FROM segments").fetchall():
+        write_sums(files, int(segment), int(rows))
+    for derived in (*layout.faiss_files(), *layout.ivf_files()):
+        if derived.is_file() and not derived.name.endswith(file_sums.SUFFIX) and ".tmp" not in derived.name:
+            file_sums.write(derived)
+
+
 STEPS: tuple[Step, ...] = (
     Step("photo ids are never handed out again after a photo leaves the index", _ids_never_reused),  # 1 -> 2
     Step("each indexed folder remembers its settings (hidden files, exclusions)", _root_settings),  # 2 -> 3
@@ -211,7 +229,9 @@ STEPS: tuple[Step, ...] = (
     Step("the vectors move out of the catalog into segment files (float16)", _vectors_in_segments),  # 6 -> 7
     Step("signatures gain a colour grid, to tell an added object or a moved camera from a copy", _signature_grids),
     Step("exclusions follow a .gitignore's rules (a name matches at any depth, a / anchors)", _gitignore_exclusions),
+    Step("stored vectors and index files carry checksums, so that damage is found and never served", _checksums),
 )
+SUMS_FROM = 10  # the first format whose segments and derived files carry checksums
 CURRENT = FIRST + len(STEPS)
 
 

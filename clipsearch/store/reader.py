@@ -69,7 +69,8 @@ class StoreReader(Catalog):
         """
         if large_index.is_large(self.meta("index_built_as") or ""):
             return self._large_index()
-        index = vector_index.read_for_queries(self.layout.faiss(self.generation))
+        verify = self.format_version >= migrations.SUMS_FROM  # older files have no checksums (a read-only mount)
+        index = vector_index.read_for_queries(self.layout.faiss(self.generation), verify)
         return index if index is not None else vector_index.prepare_for_queries(self.build_vector_index())
 
     def _large_index(self) -> LargeIndex:

@@ -70,8 +70,8 @@ def damage(directory: Path) -> str | None:
                 if migrations.version_of(conn) is None:
                     return None
                 conn.execute("SELECT count(*) FROM files").fetchone()
-                verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
-                return None if verdict == "ok" else verdict
+                verdict = [r[0] for r in conn.execute("PRAGMA integrity_check(20)")]  # indexes against tables too
+                return None if verdict == ["ok"] else "; ".join(verdict)
             finally:
                 conn.close()
         except sqlite3.OperationalError:
@@ -118,9 +118,11 @@ def read_what_remains(catalog: Path, scratch: Path) -> Salvage:
 
 
 def inspect(directory: Path) -> Salvage:
-    """What a salvage would save from the damaged catalog, changing nothing."""
+    """What a salvage would save from the damaged catalog, changing nothing: the same choice ``salvage`` makes."""
     with tempfile.TemporaryDirectory(prefix="clipsearch-check-") as tmp:
-        return read_what_remains(Layout(directory).catalog, Path(tmp) / "catalog.sqlite")
+        found = read_what_remains(Layout(directory).catalog, Path(tmp) / "catalog.sqlite")
+    _keep_whole(found, directory)
+    return found
 
 
 def repair(directory: Path) -> Salvage:
@@ -145,13 +147,33 @@ def _segments_in_files(files: Segments, dim: int) -> dict[int, tuple[int, int]]:
     return out
 
 
-def _readable(row: tuple[object, ...], dim: int, in_files: dict[int, tuple[int, int]]) -> bool:
-    """Whether a saved ``vectors`` row leads to a whole vector: a blob of ``dim`` float32s (formats 1-6), or a row
-    inside its segment file."""
-    if len(row) == 2:
-        return len(bytes(row[1])) == dim * 4  # type: ignore[arg-type]
-    segment, at = int(row[1]), int(row[2])  # type: ignore[call-overload]
-    return 0 <= at < in_files.get(segment, (0, 0))[1]
+def _keep_whole(found: Salvage, directory: Path) -> tuple[dict[str, str], int, dict[int, tuple[int, int]]]:
+    """Keep, of what was read, the vectors that are whole (a blob of ``dim`` float32s, formats 1-6; or a row inside
+    its segment file that passes its checksum) and the files whose vector is kept; count the others. Returns the
+    meta, the vectors' size and the segments as their files hold them. Refuses, keeping nothing, when the model
+    record cannot be read (the vectors would mean nothing)."""
+    catalog = Layout(directory).catalog
+    meta = {bytes(k).decode(): bytes(v).decode() for k, v in found.rows["meta"]}  # type: ignore[arg-type]
+    if "model_spec" not in meta or "dim" not in meta:
+        raise UserError(f"the model record of {catalog} is lost: the saved vectors could not be used; "
+                        "index again into a new --index (the damaged catalog is left as it is)")
+    dim = int(meta["dim"])
+    files_there = Segments(Layout(directory).segments)
+    in_files = _segments_in_files(files_there, dim)
+    damaged = {s: set(files_there.damaged_rows(s, dim, itemsize, rows)) for s, (itemsize, rows) in in_files.items()}
+
+    def whole(row: tuple[object, ...]) -> bool:
+        if len(row) == 2:
+            return len(bytes(row[1])) == dim * 4  # type: ignore[arg-type]
+        segment, at = int(row[1]), int(row[2])  # type: ignore[call-overload]
+        return 0 <= at < in_files.get(segment, (0, 0))[1] and at not in damaged[segment]
+
+    found.rows["vectors"] = [r for r in found.rows["vectors"] if whole(r)]
+    stored = {bytes(r[0]) for r in found.rows["vectors"]}  # type: ignore[arg-type]
+    files = [r for r in found.rows["files"] if bytes(r[4]) in stored]  # type: ignore[arg-type]
+    found.files_without_vector = len(found.rows["files"]) - len(files)
+    found.rows["files"] = files
+    return meta, dim, in_files
 
 
 def salvage(directory: Path) -> Salvage:
@@ -164,19 +186,9 @@ def salvage(directory: Path) -> Salvage:
     fresh = directory / "catalog.sqlite.salvaged"
     try:
         found = read_what_remains(layout.catalog, scratch)
-        meta = {bytes(k).decode(): bytes(v).decode() for k, v in found.rows["meta"]}
-        if "model_spec" not in meta or "dim" not in meta:
-            raise UserError(f"the model record of {layout.catalog} is lost: the saved vectors could not be used; "
-                            "index again into a new --index (the damaged catalog is left as it is)")
-        dim = int(meta["dim"])
+        meta, dim, in_files = _keep_whole(found, directory)
         files_there = Segments(layout.segments)
-        in_files = _segments_in_files(files_there, dim)
-        vectors = [r for r in found.rows["vectors"] if _readable(r, dim, in_files)]
-        found.rows["vectors"] = vectors
-        stored = {bytes(r[0]) for r in vectors}  # type: ignore[arg-type]
-        files = [r for r in found.rows["files"] if bytes(r[4]) in stored]  # type: ignore[arg-type]
-        found.files_without_vector = len(found.rows["files"]) - len(files)
-        found.rows["files"] = files
+        vectors = found.rows["vectors"]
         fresh.unlink(missing_ok=True)
         conn = connect(fresh, readonly=False)
         migrations.create_or_upgrade(conn, directory)

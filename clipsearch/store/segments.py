@@ -9,6 +9,11 @@ the next writer, ``Segments.cut_to_committed``) but never a row pointing at noth
 content left the index stay until compaction (``StoreWriter.compact``) copies a segment's live rows
 into a new one.
 
+Each segment has a sidecar ``<id>.sum``: the CRC-32 of every row (little-endian uint32, one a row), written and
+fsynced with the rows. Every read checks the rows it returns against them (``SegmentError``, a ``DamagedIndex``,
+on a mismatch: a damaged vector is never scored), and ``check`` reads them all (``damaged_rows``), so that
+``check --repair`` drops exactly the rows that changed on disk.
+
 Why float16 only for large collections: half the disk and page cache of float32 (1 KB a photo at 512
 dimensions: 100 GB at 100M, what clip-retrieval keeps too), but a cosine moves by up to ~1e-4, which
 reorders photos a model embeds that close together (random weights do; tests/test_pipeline.py saw it).
@@ -21,9 +26,12 @@ from __future__ import annotations
 import os
 import sqlite3
 import struct
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from clipsearch.errors import DamagedIndex
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,12 +56,27 @@ SCHEMA = (
 )
 
 
-class SegmentError(Exception):
-    """A segment file is missing, or shorter than the catalog says, or not a segment."""
+class SegmentError(DamagedIndex):
+    """A segment file is missing, or shorter than the catalog says, or not a segment, or a row read from it fails its
+    checksum."""
 
 
 def _path(directory: Path, segment: int) -> Path:
     return directory / f"{segment:06d}.seg"
+
+
+def _sum_path(directory: Path, segment: int) -> Path:
+    return directory / f"{segment:06d}.sum"
+
+
+def row_sums(block: bytes | memoryview, row_bytes: int) -> bytes:
+    """The CRC-32 of each ``row_bytes`` row of ``block``, as the sidecar stores them (little-endian uint32s)."""
+    view = memoryview(block)
+    count = len(view) // row_bytes
+    return struct.pack(f"<{count}I", *(zlib.crc32(view[i * row_bytes : (i + 1) * row_bytes]) for i in range(count)))
+
+
+_REPAIR = "'clipsearch check --repair' drops them, and the next index run embeds those photos again"
 
 
 def _header(dim: int, itemsize: int) -> bytes:
@@ -71,16 +94,20 @@ class Segments:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._maps: dict[int, np.ndarray] = {}
-        self._fds: dict[int, int] = {}
+        self._sums: dict[int, np.ndarray] = {}  # each segment's row checksums, mapped
+        self._fds: dict[int, int] = {}  # segment -> its file, -1 - segment -> its checksums
 
     def path(self, segment: int) -> Path:
         return _path(self.directory, segment)
+
+    def sum_path(self, segment: int) -> Path:
+        return _sum_path(self.directory, segment)
 
     def listed(self) -> list[int]:
         """The segment ids that have a file here (listed or not in the catalog)."""
         if not self.directory.is_dir():
             return []
-        return sorted(int(p.stem) for p in self.directory.glob("*.seg") if p.stem.isdigit())
+        return sorted({int(p.stem) for p in self.directory.glob("*.s[eu][gm]") if p.stem.isdigit()})
 
     def shape_of(self, segment: int) -> tuple[int, int]:
         """(dimensions, bytes per number) in ``segment``'s header."""
@@ -132,8 +159,65 @@ class Segments:
                 out[where] = self._read_rows(int(segment), picked, mapped.dtype, dim)
                 continue
             order = np.argsort(picked, kind="stable")  # in file order: the page cache reads ahead
-            out[where[order]] = mapped[picked[order]]
+            block = np.ascontiguousarray(mapped[picked[order]])
+            self._verify(int(segment), picked[order], block)
+            out[where[order]] = block
         return out
+
+    def _verify(self, segment: int, rows: np.ndarray, block: np.ndarray) -> None:
+        """Raise ``SegmentError`` unless every row of ``block`` (stored rows ``rows``) matches its checksum."""
+        import numpy as np
+
+        stored = self._sums.get(segment)
+        if stored is None or len(stored) <= int(rows.max()):
+            try:
+                size = self.sum_path(segment).stat().st_size // 4
+                stored = np.memmap(self.sum_path(segment), dtype="<u4", mode="r", shape=(size,)) if size else \
+                    np.empty(0, dtype="<u4")
+            except OSError:
+                raise SegmentError(f"segment {segment} has lost its checksums (its .sum file): its vectors cannot be "
+                                   f"trusted; {_REPAIR}") from None
+            self._sums[segment] = stored
+        self._compare(segment, rows, block, stored)
+
+    @staticmethod
+    def _compare(segment: int, rows: np.ndarray, block: np.ndarray, stored: np.ndarray) -> None:
+        import numpy as np
+
+        found = np.frombuffer(row_sums(block.tobytes(), block.shape[1] * block.dtype.itemsize), dtype="<u4")
+        known = rows < len(stored)
+        bad = int(np.count_nonzero(~known)) + int(np.count_nonzero(stored[rows[known]] != found[known]))
+        if bad:
+            raise SegmentError(f"{bad} stored vector{'s' if bad > 1 else ''} in segment {segment} failed "
+                               f"{'their' if bad > 1 else 'its'} checksum (damaged on disk): {_REPAIR}")
+
+    def damaged_rows(self, segment: int, dim: int, itemsize: int, rows: int) -> list[int]:
+        """The rows among the first ``rows`` of ``segment`` that are missing or fail their checksum (all of them when
+        the file is not a segment of this shape, or its checksums are lost): what ``check`` reads the disk for."""
+        try:
+            ok = self.shape_of(segment) == (dim, itemsize)
+        except SegmentError:
+            ok = False
+        if not ok:
+            return list(range(rows))
+        size = dim * itemsize
+        try:
+            sums = self.sum_path(segment).read_bytes()
+        except OSError:
+            sums = b""
+        bad: list[int] = []
+        step = 8192
+        with open(self.path(segment), "rb") as f:
+            f.seek(HEADER)
+            for start in range(0, rows, step):
+                data = f.read(min(step, rows - start) * size)
+                found = row_sums(data, size)
+                have = len(data) // size
+                for i in range(min(step, rows - start)):
+                    at = start + i
+                    if i >= have or 4 * at + 4 > len(sums) or sums[4 * at : 4 * at + 4] != found[4 * i : 4 * i + 4]:
+                        bad.append(at)
+        return bad
 
     def _read_rows(self, segment: int, picked: np.ndarray, dtype: np.dtype, dim: int) -> np.ndarray:
         import numpy as np
@@ -143,10 +227,26 @@ class Segments:
         if fd is None:
             fd = self._fds[segment] = os.open(self.path(segment), os.O_RDONLY)
         data = b"".join(os.pread(fd, size, HEADER + int(row) * size) for row in picked)
-        return np.frombuffer(data, dtype=dtype).reshape(len(picked), dim)
+        sums_fd = self._fds.get(-1 - segment)
+        if sums_fd is None:
+            try:
+                sums_fd = self._fds[-1 - segment] = os.open(self.sum_path(segment), os.O_RDONLY)
+            except OSError:
+                raise SegmentError(f"segment {segment} has lost its checksums (its .sum file): its vectors cannot "
+                                   f"be trusted; {_REPAIR}") from None
+        stored = np.frombuffer(b"".join(os.pread(sums_fd, 4, 4 * int(row)).ljust(4, b"\0") for row in picked),
+                               dtype="<u4")
+        block = np.frombuffer(data, dtype=dtype).reshape(len(picked), dim)
+        found = np.frombuffer(row_sums(data, size), dtype="<u4")
+        if not np.array_equal(found, stored):
+            bad = int(np.count_nonzero(found != stored))
+            raise SegmentError(f"{bad} stored vector{'s' if bad > 1 else ''} in segment {segment} failed "
+                               f"{'their' if bad > 1 else 'its'} checksum (damaged on disk): {_REPAIR}")
+        return block
 
     def forget_maps(self) -> None:
         self._maps.clear()
+        self._sums.clear()
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
@@ -165,10 +265,21 @@ class SegmentAppender:
         self.rows_per_segment = rows_per_segment or ROWS_PER_SEGMENT
         last = conn.execute("SELECT id, dim, itemsize, rows FROM segments ORDER BY id DESC LIMIT 1").fetchone()
         top = max([0, *(files.listed())])
-        same = last is not None and (last[1], last[2]) == (dim, itemsize)
+        same = last is not None and (last[1], last[2]) == (dim, itemsize) and self._whole(files, int(last[0]), dim,
+                                                                                            itemsize, int(last[3]))
         self._segment, self._rows = (int(last[0]), int(last[3])) if same else (0, self.rows_per_segment)
         self._next = max(top, int(last[0]) if last else 0) + 1
         self._pending: list[tuple[int, int, list[np.ndarray]]] = []  # (segment, first row, vectors)
+
+    @staticmethod
+    def _whole(files: Segments, segment: int, dim: int, itemsize: int, rows: int) -> bool:
+        """Whether new rows may go after the ``rows`` committed in ``segment``: its file is there, a segment of this
+        shape, with its rows and their checksums (a damaged one is left as it is for ``check`` to find)."""
+        try:
+            return (files.shape_of(segment) == (dim, itemsize) and files.rows_in_file(segment, dim, itemsize) >= rows
+                    and files.sum_path(segment).stat().st_size >= 4 * rows)
+        except (SegmentError, OSError):
+            return False
 
     def add(self, vector: np.ndarray) -> tuple[int, int]:
         if self._rows >= self.rows_per_segment:
@@ -202,18 +313,22 @@ class SegmentAppender:
         created = False
         for segment, first, vectors in self._pending:
             path = self.files.path(segment)
+            sums = self.files.sum_path(segment)
             if first == 0:
                 self.files.directory.mkdir(parents=True, exist_ok=True)
                 with open(path, "wb") as f:  # a stale file of a killed run under this id: replaced
                     f.write(_header(self.dim, self.itemsize))
+                sums.write_bytes(b"")
                 created = True
-            block = np.ascontiguousarray(np.vstack(vectors), dtype=_dtype(self.itemsize))
-            with open(path, "r+b") as f:
-                f.seek(HEADER + first * self.dim * self.itemsize)  # after the committed rows, over what a killed run left
-                f.write(block.tobytes())
-                f.truncate()
-                f.flush()
-                os.fsync(f.fileno())
+            data = np.ascontiguousarray(np.vstack(vectors), dtype=_dtype(self.itemsize)).tobytes()
+            for target, at, content in ((path, HEADER + first * self.dim * self.itemsize, data),
+                                        (sums, 4 * first, row_sums(data, self.dim * self.itemsize))):
+                with open(target, "r+b") as f:
+                    f.seek(at)  # after the committed rows, over what a killed run left
+                    f.write(content)
+                    f.truncate()
+                    f.flush()
+                    os.fsync(f.fileno())
             done.append((segment, self.dim, self.itemsize, first + len(vectors)))
         if created:
             _fsync_directory(self.files.directory)
@@ -284,19 +399,47 @@ def record(conn: sqlite3.Connection, written: Iterable[tuple[int, int, int, int]
 def cut_to_committed(conn: sqlite3.Connection, files: Segments) -> None:
     """Undo what a killed writer left: rows past a segment's committed count are cut off, and files of segments the
     catalog does not list (a new segment whose first commit never came, a compaction's leftovers) are removed."""
-    listed = dict(conn.execute("SELECT id, dim * itemsize * rows + ? FROM segments", (HEADER,)).fetchall())
+    listed = {int(s): (int(size), int(rows)) for s, size, rows in
+              conn.execute("SELECT id, dim * itemsize * rows + ?, rows FROM segments", (HEADER,))}
     for segment in files.listed():
-        path = files.path(segment)
+        path, sums = files.path(segment), files.sum_path(segment)
         if segment not in listed:
             path.unlink(missing_ok=True)
-        elif path.stat().st_size > listed[segment]:
-            os.truncate(path, listed[segment])
+            sums.unlink(missing_ok=True)
+            continue
+        size, rows = listed[segment]
+        for target, length in ((path, size), (sums, 4 * rows)):
+            try:
+                if target.stat().st_size > length:
+                    os.truncate(target, length)
+            except FileNotFoundError:
+                pass  # lost: check finds it, check --repair drops its vectors
 
 
 def remove(files: Segments, segments: Sequence[int]) -> None:
     """Delete segment files the catalog no longer lists (after the commit that dropped them)."""
     for segment in segments:
         files.path(segment).unlink(missing_ok=True)
+        files.sum_path(segment).unlink(missing_ok=True)
+
+
+def write_sums(files: Segments, segment: int, rows: int) -> None:
+    """Compute and write the checksums of the first ``rows`` of ``segment`` as its file holds them now (format 10's
+    upgrade: the rows were written before checksums were kept)."""
+    try:
+        dim, itemsize = files.shape_of(segment)
+    except SegmentError:
+        return  # not readable as a segment: without checksums, check reports its rows as damaged
+    size = dim * itemsize
+    out = bytearray()
+    with open(files.path(segment), "rb") as f:
+        f.seek(HEADER)
+        for start in range(0, rows, 8192):
+            out += row_sums(f.read(min(8192, rows - start) * size), size)
+    with open(files.sum_path(segment), "wb") as f:
+        f.write(out)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from clipsearch.store.segments import SegmentError, Segments
+from clipsearch.store.segments import Segments
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,8 +46,9 @@ class StoredVectors:
         return np.frombuffer(blobs, dtype="<f4").reshape(len(rows), self.dim).astype("float32")
 
     def damaged(self) -> list[bytes]:
-        """Content hashes whose vector cannot be read whole: a blob of the wrong size, or a row past the end of its
-        segment file (or in a segment whose file is missing or damaged)."""
+        """Content hashes whose vector cannot be trusted: a blob of the wrong size (formats 1-6), or a row that is past
+        the end of its segment file, in a segment whose file is missing or not a segment, or failing its checksum
+        (``Segments.damaged_rows``: every row is read)."""
         if not self.in_segments:
             return [bytes(r[0]) for r in self._conn.execute("SELECT hash FROM vectors WHERE length(embedding) != ?",
                                                             (self.dim * 4,))]
@@ -55,14 +56,15 @@ class StoredVectors:
             "SELECT vectors.hash FROM vectors LEFT JOIN segments ON segments.id = vectors.segment "
             "WHERE segments.id IS NULL OR vectors.row >= segments.rows OR vectors.row < 0")}
         for segment, dim, itemsize, rows in self._conn.execute("SELECT id, dim, itemsize, rows FROM segments").fetchall():
-            try:
-                ok = self.segments.shape_of(segment) == (dim, itemsize) and dim == self.dim
-            except SegmentError:
-                ok = False
-            readable = self.segments.rows_in_file(segment, dim, itemsize) if ok else 0
-            if readable < rows:
+            if dim != self.dim:
+                rows_bad = list(range(rows))
+            else:
+                rows_bad = self.segments.damaged_rows(segment, dim, itemsize, rows)
+            for start in range(0, len(rows_bad), 500):
+                part = rows_bad[start : start + 500]
                 bad.update(bytes(r[0]) for r in self._conn.execute(
-                    "SELECT hash FROM vectors WHERE segment = ? AND row >= ?", (segment, readable)))
+                    f"SELECT hash FROM vectors WHERE segment = ? AND row IN ({','.join('?' * len(part))})",
+                    (segment, *part)))
         return sorted(bad)
 
     def unreferenced_rows(self) -> int:

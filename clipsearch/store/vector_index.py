@@ -157,10 +157,13 @@ def ids_of(index: faiss.Index) -> set[int] | None:
 
 
 def read(path: Path) -> faiss.Index | None:
-    """The index in ``path``, or None if it is missing or unreadable."""
+    """The index in ``path``, or None if it is missing, unreadable or fails its checksum (a writer patches it: damage
+    would be carried into every later generation)."""
     import faiss
 
-    if not path.is_file():
+    from clipsearch.store import file_sums
+
+    if not path.is_file() or file_sums.verify(path) is not None:
         return None
     try:
         return faiss.read_index(str(path))
@@ -168,11 +171,14 @@ def read(path: Path) -> faiss.Index | None:
         return None
 
 
-def read_for_queries(path: Path) -> faiss.Index | None:
-    """The index in ``path``, memory-mapped where its type allows, set up for queries; None if missing or damaged."""
+def read_for_queries(path: Path, verify: bool = True) -> faiss.Index | None:
+    """The index in ``path``, memory-mapped where its type allows, set up for queries; None if missing or damaged
+    (failing its checksum, where it is small enough to check on open: ``file_sums.VERIFY_ON_OPEN``)."""
     import faiss
 
-    if not path.is_file():
+    from clipsearch.store import file_sums
+
+    if not path.is_file() or (verify and not file_sums.verify_if_small(path)):
         return None
     for flags in (faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY, 0):
         try:
@@ -228,11 +234,14 @@ def write_atomically(index: faiss.Index, target: Path) -> None:
     """Write ``index`` so that ``target`` is either the old file or the whole new one, never half of it."""
     import faiss
 
+    from clipsearch.store import file_sums
+
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     try:
         faiss.write_index(index, str(tmp))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        file_sums.write(target, tmp)  # the checksum first: a file at its name always has one
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

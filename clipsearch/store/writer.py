@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipsearch.errors import UserError
-from clipsearch.store import index_changes, large_index, metadata, migrations, segments, signatures, tags
+from clipsearch.store import file_sums, index_changes, large_index, metadata, migrations, segments, signatures, tags
 from clipsearch.store.catalog import FileRecord, ModelRecord, connect
 from clipsearch.store.index_upkeep import IndexFileUpkeep
 from clipsearch.store.layout import Layout
@@ -288,19 +288,34 @@ class StoreWriter(IndexFileUpkeep):
         return len(self.sweep(root))
 
     def repair(self, damaged: Sequence[bytes]) -> None:
-        """Drop the ``damaged`` vectors and the files left without one (the next run embeds them again), and rebuild
-        the FAISS file from what is stored. Nothing is re-embedded here."""
+        """Drop the ``damaged`` vectors and the files left without one (the next run embeds them again), forget the
+        segments whose file is gone or no segment any more (new vectors go to a new one), and rebuild the derived
+        index files from what is stored. Nothing is re-embedded here."""
         txn = self._txn()
         for digest in damaged:
             txn.execute("DELETE FROM vectors WHERE hash = ?", (digest,))
+        for segment, dim, itemsize in txn.execute("SELECT id, dim, itemsize FROM segments").fetchall():
+            try:
+                whole = self._segments.shape_of(segment) == (dim, itemsize)
+            except segments.SegmentError:
+                whole = False
+            if not whole:
+                txn.execute("DELETE FROM vectors WHERE segment = ?", (segment,))
+                txn.execute("DELETE FROM segments WHERE id = ?", (segment,))
+                self._retired.append(segment)
         lost = [r[0] for r in txn.execute("SELECT id FROM files WHERE hash NOT IN (SELECT hash FROM vectors)")]
         self._drop_files(lost)
         tags.drop_orphans(txn)
+        self._vectors = None  # the segment to append to is chosen again
         self._dirty = True
         self.commit()
         for derived in (*self.layout.faiss_files(), *self.layout.ivf_files()):  # built again from the stored vectors
-            if not derived.name.endswith(".trained"):  # (the training holds no vector: kept, the large base is
-                derived.unlink(missing_ok=True)        # rebuilt from it)
+            if not derived.name.endswith((".trained", ".trained.crc")):  # (the training holds no vector: kept, the
+                derived.unlink(missing_ok=True)  # large base is rebuilt from it)
+        trained = self.layout.ivf_trained(int(self.meta("index_trained") or 0))
+        if trained.is_file() and file_sums.verify(trained) is not None:
+            trained.unlink()  # damaged: trained again
+        self._segments.forget_maps()
         self.sync_vector_index()
 
     def finish(self, report: dict[str, Any]) -> None:
