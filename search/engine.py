@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clipsearch.errors import NoSuchPhoto, UserError
+from clipsearch.errors import DamagedIndex, NoSuchPhoto, UserError
 from clipsearch.store import StoreReader, vector_index
 from search.filters import Filters
 from search.query import MAX_K, Hit, Query, Term, check_page, combine
@@ -35,6 +35,7 @@ EXACT_MAX = 2_000
 # A filter that keeps at least this share of the collection is applied to a plain search's hits instead
 # (asked for twice the hits the share predicts): a search under a filter scans every IVF list.
 POST_FILTER_SHARE = 0.2
+COSINE_BOUND = 1.01  # |score| past this is no cosine of two unit vectors: a damaged index file (``Searcher._page``)
 
 
 class Searcher:
@@ -326,6 +327,14 @@ class Searcher:
         return self._page(found, k, offset, exclude)
 
     def _page(self, found: list[tuple[int, float]], k: int, offset: int, exclude: set[int]) -> list[Hit]:
+        # Queries and stored vectors are unit vectors: a score outside a cosine's range (or not a number) can only come
+        # from a damaged index file, and is refused rather than ranked (float16 rows and SQ8 codes stay well inside
+        # the margin).
+        if any(not -COSINE_BOUND <= score <= COSINE_BOUND for _, score in found):
+            worst = next(score for _, score in found if not -COSINE_BOUND <= score <= COSINE_BOUND)
+            raise DamagedIndex(f"the index at {self.store.directory} is damaged (it scored a photo {worst:g}, "
+                               "outside a cosine's range): 'clipsearch check --repair' rebuilds it from the "
+                               "stored vectors")
         found.sort(key=lambda hit: (-hit[1], hit[0]))
         found = [hit for hit in found if hit[0] not in exclude][offset : offset + k]
         paths = self.store.paths(i for i, _ in found)

@@ -115,10 +115,10 @@ class Segments:
             with open(self.path(segment), "rb") as f:
                 head = f.read(HEADER)
         except OSError as exc:
-            raise SegmentError(f"segment {segment}: {exc.strerror or exc}") from None
+            raise SegmentError(f"segment {segment}: {exc.strerror or exc}; {_REPAIR}") from None
         dim, itemsize = struct.unpack("<II", head[len(MAGIC) : len(MAGIC) + 8]) if len(head) >= HEADER else (0, 0)
         if not head.startswith(MAGIC) or itemsize not in (2, 4):
-            raise SegmentError(f"segment {segment} is not a segment file (its header is damaged)")
+            raise SegmentError(f"segment {segment} is not a segment file (its header is damaged); {_REPAIR}")
         return dim, itemsize
 
     def rows_in_file(self, segment: int, dim: int, itemsize: int) -> int:
@@ -138,7 +138,8 @@ class Segments:
                 raise SegmentError(f"segment {segment} holds vectors of another size than the index's {dim}")
             rows = self.rows_in_file(segment, dim, itemsize)
             if rows < need:
-                raise SegmentError(f"segment {segment} holds {rows} rows; the catalog points at row {need - 1}")
+                raise SegmentError(f"segment {segment} holds {rows} rows; the catalog points at row {need - 1}; "
+                                   f"{_REPAIR}")
             raw = np.memmap(self.path(segment), dtype=_dtype(itemsize), mode="r", offset=HEADER, shape=(rows, dim))
             mapped = np.asarray(raw)  # a plain array over the map (keeping it alive): memmap's indexing costs ~1 ms
             self._maps[segment] = mapped
