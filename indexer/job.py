@@ -83,13 +83,18 @@ class IndexJob:
 
         # Mistakes are found before anything is written: a model name that does not parse, an index type this
         # code does not build, and for a new index, folders that do not exist and a model that does not load.
+        # Everything a command could be refused for is checked before anything is written (a refused command leaves
+        # no catalog, no folder and no setting behind): the model name, the index type (against the model's size),
+        # the vocabulary, the folders, and for a new index that the model loads.
         asked = parse_spec(self.model) if self.model else None
         if self.index_type is not None:
             vector_index.canonical(self.index_type)
         tag_vocabulary = vocabulary.setting(self.vocabulary) if self.vocabulary is not None else None
         if not index_exists(self.directory):
             resolve_roots(self.folders, [])
-            self._load(asked or parse_spec(DEFAULT_MODEL))
+            encoder = self._load(asked or parse_spec(DEFAULT_MODEL))
+            if self.index_type is not None:
+                vector_index.canonical(self.index_type, encoder.dim)
         with StoreWriter.open(self.directory, on_wait=self.on_wait) as store:
             recorded = store.model
             roots = resolve_roots(self.folders, store.roots())
@@ -98,6 +103,9 @@ class IndexJob:
             if recorded and store.count() and not keep and not self.reindex:
                 raise UserError(f"this index was built with --model {recorded.spec}; to re-embed everything with "
                                 f"{wanted.text}: clipsearch index --reindex --model {wanted.text} (or use another --index)")
+            if self.index_type is not None:
+                dim = recorded.dim if keep and recorded else self._load(wanted).dim
+                vector_index.canonical(self.index_type, dim)
 
             def get_encoder() -> Encoder:
                 encoder = self._load(wanted)

@@ -122,6 +122,7 @@ def test_failed_files_can_be_listed(cli: Cli, tmp_path: Path, model_spec: str) -
     ("index",),
     ("watch", "{tmp}/nowhere"),
     ("index", "{photos}", "--model", "clipsearch-demo:no-such-tag"),
+    ("index", "{photos}", "--model", "demo", "--index-type", "IVF64,PQ7"),  # PQ7 does not divide the demo's 128
 ])
 def test_a_rejected_command_creates_no_index(cli: Cli, tmp_path: Path, index_dir: Path, args: tuple[str, ...]) -> None:
     photos = tmp_path / "photos"
@@ -131,6 +132,22 @@ def test_a_rejected_command_creates_no_index(cli: Cli, tmp_path: Path, index_dir
     assert done.exit_code == 2
     one_line(done.stderr, "")
     assert not index_dir.exists()
+
+
+def test_a_rejected_command_changes_nothing_in_an_existing_index(cli: Cli, sample: Path, tmp_path: Path) -> None:
+    """Issue 31, item 5: refused before anything is written, so no folder, setting or index type is recorded."""
+    assert cli("index", sample, "--model", "demo").exit_code == 0
+    before = cli("info", "--json").json()
+    other = tmp_path / "other"
+    other.mkdir()
+    imagegen.photo(2).save(other / "b.png")
+    done = cli("index", other, "--index-type", "IVF64,PQ7", "--exclude", "junk", "--include-hidden")
+    assert done.exit_code == 2
+    one_line(done.stderr, "PQ7")
+    after = cli("info", "--json").json()
+    assert after["roots"] == before["roots"] and after["root_settings"] == before["root_settings"]  # type: ignore[index]
+    assert after["index_type_setting"] == before["index_type_setting"]  # type: ignore[index]
+    assert cli("index", "--json").json()["added"] == 0  # type: ignore[index]  # the next plain run does not take it
 
 
 def test_serve_says_it_serves_only_once_its_port_answers(cli: Cli, sample: Path, index_dir: Path) -> None:
