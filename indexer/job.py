@@ -96,11 +96,16 @@ class IndexJob:
             if self.index_type is not None:
                 vector_index.canonical(self.index_type, encoder.dim)
         with StoreWriter.open(self.directory, on_wait=self.on_wait) as store:
-            recorded = store.model
+            recorded = store.pending_model or store.model  # a re-embedding under way is what runs go on with
             roots = resolve_roots(self.folders, store.roots())
             wanted = asked or parse_spec(recorded.spec if recorded else DEFAULT_MODEL)
             keep = recorded is not None and store.count() > 0 and wanted.text == recorded.spec
             if recorded and store.count() and not keep and not self.reindex:
+                if store.pending_model is not None:
+                    raise UserError(f"a re-embedding with --model {recorded.spec} is under way (searches use "
+                                    f"{store.model.spec if store.model else '?'} until it is done): 'clipsearch index' "
+                                    f"finishes it; to re-embed with {wanted.text} instead: clipsearch index --reindex "
+                                    f"--model {wanted.text}")
                 raise UserError(f"this index was built with --model {recorded.spec}; to re-embed everything with "
                                 f"{wanted.text}: clipsearch index --reindex --model {wanted.text} (or use another --index)")
             if self.index_type is not None:

@@ -37,6 +37,8 @@ class Planner:
         self.progress = progress
         self.walked_fully: dict[str, int] = {}  # root -> image files found, set only once its walk finished
         self.aliases = 0  # files found again under another path (a symlink, a linked folder added as a root)
+        # During a re-embedding an unchanged file whose content has no new vector yet is read again for it
+        self.reembedding = store.pending_model is not None
 
     def tasks(self) -> Iterator[Task]:
         extensions = images.supported_extensions()
@@ -75,7 +77,8 @@ class Planner:
         """The task for one file found, or None when it is unchanged (marked seen) or failed before."""
         self.progress.found()
         previous = self.store.file_row(found.path)
-        if previous is not None and (previous.size, previous.mtime_ns) == (found.size, found.mtime_ns):
+        if previous is not None and (previous.size, previous.mtime_ns) == (found.size, found.mtime_ns) and not (
+                self.reembedding and not self.store.has_target_vector(previous.hash)):
             self.store.mark_seen(previous.id)
             self.report.unchanged += 1
             self.progress.done()

@@ -89,10 +89,17 @@ class IndexRun:
                 self.stages.close()
         if not self.report.interrupted:
             self.writer.sweep(self.plan.roots_to_sweep(recorded))
+            if self.store.swap_pending():  # every file has its new vector: the re-embedding takes their place
+                self.report.notes.append(f"re-embedded with {self.store.model.spec if self.store.model else '?'}: "
+                                         "searches use the new vectors from now on")
+            elif self.store.pending_model is not None:
+                self.report.notes.append(f"the re-embedding with {self.store.pending_model.spec} is not finished: "
+                                         "searches use the old vectors until a run finishes it")
             try:  # Ctrl-C or SIGTERM in these: what was done is committed, the next run does the rest
                 MetadataBackfill(self.store, self.report).run()
                 SignatureBackfill(self.store, self.report, self.options.decode_workers()).run()
-                TagStage(self.store, self.stages.encoder.if_made, self.stages.encoder, self.report).run()
+                if self.store.pending_model is None:  # tags come from the vectors searches use, with their model
+                    TagStage(self.store, self.stages.encoder.if_made, self.stages.encoder, self.report).run()
             except KeyboardInterrupt as stop:
                 self.report.interrupted = True
                 self.report.terminated = isinstance(stop, Terminated)

@@ -121,10 +121,25 @@ class Catalog:
 
     @property
     def model(self) -> ModelRecord | None:
+        """The model of the stored vectors that searches use."""
         spec = self.meta("model_spec")
         if spec is None:
             return None
         return ModelRecord(spec, self.meta("model_fingerprint") or "", int(self.meta("dim") or 0))
+
+    @property
+    def pending_model(self) -> ModelRecord | None:
+        """The model of a re-embedding under way (``index --reindex``), built beside the vectors searches use in
+        ``vectors_next`` and swapped in by one commit once every file has its vector (``StoreWriter.swap_pending``)."""
+        spec = self.meta("next_model_spec")
+        if not spec:
+            return None
+        return ModelRecord(spec, self.meta("next_model_fingerprint") or "", int(self.meta("next_dim") or 0))
+
+    @property
+    def target_table(self) -> str:
+        """Where a run's new vectors go: ``vectors_next`` while a re-embedding is under way, else ``vectors``."""
+        return "vectors_next" if self.pending_model is not None else "vectors"
 
     @property
     def tags(self) -> TagReader:
@@ -213,12 +228,17 @@ class Catalog:
         return sorted({p for p, _ in rows})
 
     def content_prefixes(self) -> bytes:
-        """The first 8 bytes of every stored content's hash, concatenated (``index --engine ray``'s workers' list)."""
-        return b"".join(bytes(r[0]) for r in self._conn.execute("SELECT substr(hash, 1, 8) FROM vectors"))
+        """The first 8 bytes of every stored content's hash, concatenated (``index --engine ray``'s workers' list):
+        of the re-embedding's vectors while one is under way."""
+        return b"".join(bytes(r[0]) for r in self._conn.execute(f"SELECT substr(hash, 1, 8) FROM {self.target_table}"))
 
     def vector_lookup(self) -> VectorLookup:
-        """A thread-safe "is this content embedded (committed)?" check for a run's reader threads."""
-        return VectorLookup(self.layout.catalog)
+        """A thread-safe "is this content embedded (committed)?" check for a run's reader threads (by the model the
+        run embeds with: the re-embedding's while one is under way)."""
+        return VectorLookup(self.layout.catalog, self.target_table)
+
+    def has_target_vector(self, digest: bytes) -> bool:
+        return self._conn.execute(f"SELECT 1 FROM {self.target_table} WHERE hash = ?", (digest,)).fetchone() is not None
 
     def last_run(self) -> dict[str, Any] | None:
         row = self._conn.execute(
@@ -341,8 +361,10 @@ class VectorLookup:
     """Whether a content hash has a committed vector, from any thread: each thread asks on a read-only connection
     of its own (the reader threads of a run ask while the writer's connection is in a transaction)."""
 
-    def __init__(self, catalog: Path) -> None:
+    def __init__(self, catalog: Path, table: str = "vectors") -> None:
+        assert table in ("vectors", "vectors_next"), table
         self._catalog = catalog
+        self._table = table
         self._local = threading.local()
 
     def __call__(self, digest: bytes) -> bool:
@@ -350,6 +372,6 @@ class VectorLookup:
         if conn is None:
             conn = self._local.conn = connect(self._catalog, readonly=True)
         try:
-            return conn.execute("SELECT 1 FROM vectors WHERE hash = ?", (digest,)).fetchone() is not None
+            return conn.execute(f"SELECT 1 FROM {self._table} WHERE hash = ?", (digest,)).fetchone() is not None
         except sqlite3.Error:
             return False

@@ -220,6 +220,13 @@ def _checksums(conn: sqlite3.Connection, directory: Path) -> None:
             file_sums.write(derived)
 
 
+def _reembedding_beside(conn: sqlite3.Connection, _: Path) -> None:
+    """``index --reindex`` builds the new vectors beside the ones searches use (``vectors_next``, same shape) and
+    swaps them in by one commit: searches meanwhile are answered in full by the old model. Empty here."""
+    conn.execute("CREATE TABLE vectors_next (hash BLOB PRIMARY KEY, segment INTEGER NOT NULL, row INTEGER NOT NULL) "
+                 "WITHOUT ROWID")
+
+
 STEPS: tuple[Step, ...] = (
     Step("photo ids are never handed out again after a photo leaves the index", _ids_never_reused),  # 1 -> 2
     Step("each indexed folder remembers its settings (hidden files, exclusions)", _root_settings),  # 2 -> 3
@@ -230,6 +237,7 @@ STEPS: tuple[Step, ...] = (
     Step("signatures gain a colour grid, to tell an added object or a moved camera from a copy", _signature_grids),
     Step("exclusions follow a .gitignore's rules (a name matches at any depth, a / anchors)", _gitignore_exclusions),
     Step("stored vectors and index files carry checksums, so that damage is found and never served", _checksums),
+    Step("a re-embedding is built beside the vectors searches use, and swapped in whole", _reembedding_beside),
 )
 SUMS_FROM = 10  # the first format whose segments and derived files carry checksums
 CURRENT = FIRST + len(STEPS)

@@ -337,6 +337,7 @@ class SegmentAppender:
         return done
 
 
+POINTER_TABLES = ("vectors", "vectors_next")  # what points into segments: the vectors searches use, a re-embedding's
 COMPACT_BELOW = 0.5  # a segment is rewritten once fewer than half of its rows are still pointed at
 
 
@@ -344,27 +345,23 @@ class SegmentWriter:
     """The vectors' side of the store's writer: puts a new content's vector in a segment, makes the rows durable just
     before each catalog commit, drops them all (``--reindex``), and compacts."""
 
-    def __init__(self, files: Segments, conn: sqlite3.Connection, dim: int, itemsize: int) -> None:
+    def __init__(self, files: Segments, conn: sqlite3.Connection, dim: int, itemsize: int,
+                 table: str = "vectors") -> None:
+        assert table in POINTER_TABLES, table
         self.files = files
         self._conn = conn
+        self.table = table  # where new vectors are pointed at: ``vectors_next`` during a re-embedding
         self.appender = SegmentAppender(files, conn, dim, itemsize)
 
     def put(self, digest: bytes, vector: np.ndarray) -> None:
         """Store ``vector`` for ``digest`` unless a vector for it is stored already (in the open transaction)."""
-        if self._conn.execute("SELECT 1 FROM vectors WHERE hash = ?", (digest,)).fetchone() is None:
+        if self._conn.execute(f"SELECT 1 FROM {self.table} WHERE hash = ?", (digest,)).fetchone() is None:
             segment, row = self.appender.add(vector)
-            self._conn.execute("INSERT INTO vectors (hash, segment, row) VALUES (?, ?, ?)", (digest, segment, row))
+            self._conn.execute(f"INSERT INTO {self.table} (hash, segment, row) VALUES (?, ?, ?)", (digest, segment, row))
 
     def before_commit(self) -> None:
         """Write and fsync the rows added since the last commit, and record them in the open transaction."""
         record(self._conn, self.appender.flush())
-
-    def drop_all(self) -> list[int]:
-        """Forget every vector and segment (in the open transaction); the segment ids whose files go after it."""
-        gone = [int(r[0]) for r in self._conn.execute("SELECT id FROM segments")]
-        self._conn.execute("DELETE FROM vectors")
-        self._conn.execute("DELETE FROM segments")
-        return gone
 
     def compact(self, below: float = COMPACT_BELOW) -> list[int]:
         """Copy the live rows of every segment less than ``below`` alive, or of another number type than the one
@@ -372,21 +369,25 @@ class SegmentWriter:
         commit."""
         import numpy as np
 
-        counts = dict(self._conn.execute("SELECT segment, count(*) FROM vectors GROUP BY segment").fetchall())
-        sources = [int(s) for s, rows, itemsize in self._conn.execute("SELECT id, rows, itemsize FROM segments")
-                   if rows and (counts.get(s, 0) < below * rows or itemsize != self.appender.itemsize)]
+        counts = dict(self._conn.execute("SELECT segment, count(*) FROM (SELECT segment FROM vectors UNION ALL "
+                                         "SELECT segment FROM vectors_next) GROUP BY segment").fetchall())
+        sources = [int(s) for s, rows, itemsize, dim in self._conn.execute("SELECT id, rows, itemsize, dim FROM segments")
+                   if rows and (counts.get(s, 0) == 0 or (dim == self.appender.dim and (
+                       counts.get(s, 0) < below * rows or itemsize != self.appender.itemsize)))]
         if not sources:
             return []
         self.appender.start_segment()
         for segment in sources:
-            rows = self._conn.execute("SELECT hash, segment, row FROM vectors WHERE segment = ? ORDER BY row",
-                                      (segment,)).fetchall()
-            for start in range(0, len(rows), 65536):
-                block = rows[start : start + 65536]
-                at = np.array([r[2] for r in block], dtype="int64")
-                placed = self.appender.add_block(self.files.gather(np.full(len(block), segment), at, self.appender.dim))
-                self._conn.executemany("UPDATE vectors SET segment = ?, row = ? WHERE hash = ?",
-                                       [(s, r, row[0]) for row, (s, r) in zip(block, placed)])
+            for table in POINTER_TABLES:
+                rows = self._conn.execute(f"SELECT hash, segment, row FROM {table} WHERE segment = ? ORDER BY row",
+                                          (segment,)).fetchall()
+                for start in range(0, len(rows), 65536):
+                    block = rows[start : start + 65536]
+                    at = np.array([r[2] for r in block], dtype="int64")
+                    placed = self.appender.add_block(self.files.gather(np.full(len(block), segment), at,
+                                                                       self.appender.dim))
+                    self._conn.executemany(f"UPDATE {table} SET segment = ?, row = ? WHERE hash = ?",
+                                           [(s, r, row[0]) for row, (s, r) in zip(block, placed)])
             self._conn.execute("DELETE FROM segments WHERE id = ?", (segment,))
         return sources
 

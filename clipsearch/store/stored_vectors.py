@@ -45,25 +45,26 @@ class StoredVectors:
         blobs = b"".join(r[start] for r in rows)  # type: ignore[misc]
         return np.frombuffer(blobs, dtype="<f4").reshape(len(rows), self.dim).astype("float32")
 
-    def damaged(self) -> list[bytes]:
+    def damaged(self, table: str = "vectors") -> list[bytes]:
         """Content hashes whose vector cannot be trusted: a blob of the wrong size (formats 1-6), or a row that is past
         the end of its segment file, in a segment whose file is missing or not a segment, or failing its checksum
         (``Segments.damaged_rows``: every row is read)."""
         if not self.in_segments:
             return [bytes(r[0]) for r in self._conn.execute("SELECT hash FROM vectors WHERE length(embedding) != ?",
                                                             (self.dim * 4,))]
+        assert table in ("vectors", "vectors_next"), table
         bad = {bytes(r[0]) for r in self._conn.execute(
-            "SELECT vectors.hash FROM vectors LEFT JOIN segments ON segments.id = vectors.segment "
-            "WHERE segments.id IS NULL OR vectors.row >= segments.rows OR vectors.row < 0")}
+            f"SELECT v.hash FROM {table} AS v LEFT JOIN segments ON segments.id = v.segment "
+            "WHERE segments.id IS NULL OR v.row >= segments.rows OR v.row < 0")}
         for segment, dim, itemsize, rows in self._conn.execute("SELECT id, dim, itemsize, rows FROM segments").fetchall():
-            if dim != self.dim:
+            if table == "vectors" and dim != self.dim:  # (a re-embedding's rows may be of another size)
                 rows_bad = list(range(rows))
             else:
                 rows_bad = self.segments.damaged_rows(segment, dim, itemsize, rows)
             for start in range(0, len(rows_bad), 500):
                 part = rows_bad[start : start + 500]
                 bad.update(bytes(r[0]) for r in self._conn.execute(
-                    f"SELECT hash FROM vectors WHERE segment = ? AND row IN ({','.join('?' * len(part))})",
+                    f"SELECT hash FROM {table} WHERE segment = ? AND row IN ({','.join('?' * len(part))})",
                     (segment, *part)))
         return sorted(bad)
 
@@ -72,4 +73,5 @@ class StoredVectors:
         if not self.in_segments:
             return 0
         total = self._conn.execute("SELECT coalesce(sum(rows), 0) FROM segments").fetchone()[0]
-        return int(total) - int(self._conn.execute("SELECT count(*) FROM vectors").fetchone()[0])
+        live = self._conn.execute("SELECT (SELECT count(*) FROM vectors) + (SELECT count(*) FROM vectors_next)")
+        return int(total) - int(live.fetchone()[0])

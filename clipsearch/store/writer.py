@@ -9,6 +9,7 @@ a search never sees a half-written state and never loses committed work.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from clipsearch.photo_meta import PhotoMeta
     from clipsearch.signature import Signature
 
+# A point tests hold a run at, instead of racing it ("N:PATH"): after the first commit by which this writer has stored
+# N vectors, it waits until PATH exists (a test kills it there, or creates PATH to let it go on).
+HOLD_AFTER_COMMIT = "CLIPSEARCH_HOLD_AFTER_COMMIT"
 WRITER_CACHE_KB = 262_144  # SQLite's page cache for the writer: the catalog's random-keyed indexes (path, hash) stay
 # in it to ~10M files, where the 2 MB default made each insert a read (bench/store_scale.py's insert rate)
 
@@ -48,6 +52,8 @@ class StoreWriter(IndexFileUpkeep):
         self._vectors: SegmentWriter | None = None  # made once the model (the vectors' size) is known
         self.notes: list[str] = []
         self._retired: list[int] = []  # segments dropped in the open transaction: their files go after the commit
+        self._compact_due = False
+        self._vectors_put = 0  # vectors stored by this writer (``HOLD_AFTER_COMMIT`` counts them)
 
     @classmethod
     def open(cls, directory: Path, on_wait: Callable[[str], None] | None = None) -> StoreWriter:
@@ -110,35 +116,62 @@ class StoreWriter(IndexFileUpkeep):
 
     # -- model ---------------------------------------------------------------
     def bind_model(self, record: ModelRecord, reindex: bool = False) -> None:
-        """Record the model of an empty index, or check it matches. ``reindex`` (same model or another) drops every
-        vector and marks every file for the next run to embed again, keeping each file's row and id: a saved
-        ``/file/ID`` still shows the same photo."""
-        current = self.model
-        if current is not None and self.count() > 0:
-            same = current.fingerprint == record.fingerprint and current.spec == record.spec
-            if same and not reindex:
-                return
+        """Record the model of an empty index. ``reindex`` on an index that holds photos (same model or another)
+        starts a re-embedding beside the vectors searches use (``pending_model``): runs embed every file again into
+        ``vectors_next``, and ``swap_pending`` puts them in place by one commit once all are there. Until then every
+        search is answered in full by the old vectors, and a killed run leaves them answering."""
+        if self.model is not None and self.count() > 0:
             if not reindex:
-                raise UserError(
-                    f"this index was built with --model {current.spec}; to re-embed everything with "
-                    f"{record.spec}: clipsearch index --reindex --model {record.spec} (or use another --index)"
-                )
+                return  # the job checked that ``record`` is the model it embeds with
             txn = self._txn()
-            dropped = self._segment_writer(current.dim).drop_all()
-            self._vectors = None  # the next vectors may be of another size
-            txn.execute("DELETE FROM failures")
-            tags.clear(txn)
-            txn.execute("UPDATE files SET mtime_ns = -1")  # a stamp no file has: the next run reads each one again
-            self._set_meta("index_built_as", "")  # vectors of another size, maybe: the FAISS file is rebuilt, not patched
-            self._dirty = True
-            self._retired.extend(dropped)
+            txn.execute("DELETE FROM vectors_next")  # a re-embedding begun before, with whatever model: begun again
+            for key, value in (("next_model_spec", record.spec), ("next_model_fingerprint", record.fingerprint),
+                               ("next_dim", str(record.dim))):
+                self._set_meta(key, value)
+            self._vectors = None  # new vectors go to vectors_next, maybe of another size
+            self.commit()
+            return
         for key, value in (("model_spec", record.spec), ("model_fingerprint", record.fingerprint), ("dim", str(record.dim))):
             self._set_meta(key, value)
         self.commit()
 
+    def swap_pending(self) -> bool:
+        """If a re-embedding is under way and every file's content has its new vector, put the new vectors and model
+        in place of the old in one commit (a new generation; the index files are rebuilt, not patched; the old rows
+        are reclaimed by compaction, the tags computed again). True if it swapped."""
+        pending = self.pending_model
+        if pending is None:
+            return False
+        missing = self._conn.execute("SELECT count(*) FROM files WHERE hash NOT IN (SELECT hash FROM vectors_next)")
+        if missing.fetchone()[0]:
+            return False
+        txn = self._txn()
+        txn.execute("DELETE FROM vectors")
+        txn.execute("INSERT INTO vectors SELECT * FROM vectors_next")
+        txn.execute("DELETE FROM vectors_next")
+        for key, value in (("model_spec", pending.spec), ("model_fingerprint", pending.fingerprint),
+                           ("dim", str(pending.dim)), ("logit_scale", self.meta("next_logit_scale") or "")):
+            self._set_meta(key, value)
+        txn.execute("DELETE FROM meta WHERE key IN ('next_model_spec', 'next_model_fingerprint', 'next_dim', "
+                    "'next_logit_scale')")
+        if not self.meta("logit_scale"):
+            txn.execute("DELETE FROM meta WHERE key = 'logit_scale'")
+        tags.clear(txn)
+        self._set_meta("index_built_as", "")  # vectors of another size, maybe: the index files are rebuilt
+        self._removed_ids.clear()
+        self._added_ids.clear()
+        self._vectors = None
+        self._dirty = True
+        self._compact_due = True  # every old row is dead now
+        self.commit()
+        return True
+
     def remember(self, key: str, value: str) -> None:
-        """Keep a setting that is not the vectors' business: the vocabulary tags come from, the model's logit scale."""
+        """Keep a setting that is not the vectors' business: the vocabulary tags come from, the model's logit scale
+        (the re-embedding's model's, while one is under way: it takes its place with the vectors)."""
         assert key in ("vocabulary", "logit_scale"), key
+        if key == "logit_scale" and self.pending_model is not None:
+            key = "next_logit_scale"
         self._set_meta(key, value)
         self.commit()
 
@@ -212,14 +245,19 @@ class StoreWriter(IndexFileUpkeep):
         conn = self._txn()
         if embedding is not None:
             self._segment_writer().put(record.hash, embedding)
+            self._vectors_put += 1
         if meta is not None:
             metadata.put(conn, record.hash, meta)
         if signature is not None:
             signatures.put(conn, record.hash, signature)
         path = path_param(record.path)
         conn.execute(f"DELETE FROM failures WHERE path = {PATH}", (path,))
-        old = conn.execute(f"SELECT id FROM files WHERE path = {PATH}", (path,)).fetchone()
+        old = conn.execute(f"SELECT id, size, mtime_ns, hash, width, height FROM files WHERE path = {PATH}",
+                           (path,)).fetchone()
         values = (record.size, record.mtime_ns, record.hash, record.width, record.height, self._run_id)
+        if old is not None and tuple(old[1:]) == values[:5]:  # the same file, given its vector by a re-embedding
+            conn.execute("UPDATE files SET seen = ? WHERE id = ?", (self._run_id, old[0]))
+            return int(old[0])
         if old is not None:
             conn.execute("UPDATE files SET size=?, mtime_ns=?, hash=?, width=?, height=?, seen=? WHERE id=?", (*values, old[0]))
             file_id = int(old[0])
@@ -254,14 +292,19 @@ class StoreWriter(IndexFileUpkeep):
         self._dirty = False
         segments.remove(self._segments, self._retired)
         self._retired.clear()
+        if hold := os.environ.get(HOLD_AFTER_COMMIT):
+            count, _, path = hold.partition(":")
+            while self._vectors_put >= int(count) and not os.path.exists(path):
+                time.sleep(0.01)
 
     def _segment_writer(self, dim: int | None = None) -> SegmentWriter:
         """Float16 rows once the collection takes the large index (``segments``), float32 before."""
         if self._vectors is None:
             large = large_index.is_large(self.index_factory()) or large_index.is_large(self.pinned_index_type())
             itemsize = 2 if large else 4
-            self._vectors = SegmentWriter(self._segments, self._conn, dim or (self.model.dim if self.model else 0),
-                                          itemsize)
+            embedding = self.pending_model or self.model
+            self._vectors = SegmentWriter(self._segments, self._conn, dim or (embedding.dim if embedding else 0),
+                                          itemsize, self.target_table)
         return self._vectors
 
     def compact(self) -> None:
@@ -294,6 +337,9 @@ class StoreWriter(IndexFileUpkeep):
         txn = self._txn()
         for digest in damaged:
             txn.execute("DELETE FROM vectors WHERE hash = ?", (digest,))
+        damaged_next = set(self.stored_vectors.damaged(table="vectors_next")) if self.pending_model else set()
+        for digest in damaged_next:  # a re-embedding's damaged rows: that run embeds them again
+            txn.execute("DELETE FROM vectors_next WHERE hash = ?", (digest,))
         for segment, dim, itemsize in txn.execute("SELECT id, dim, itemsize FROM segments").fetchall():
             try:
                 whole = self._segments.shape_of(segment) == (dim, itemsize)
@@ -301,6 +347,7 @@ class StoreWriter(IndexFileUpkeep):
                 whole = False
             if not whole:
                 txn.execute("DELETE FROM vectors WHERE segment = ?", (segment,))
+                txn.execute("DELETE FROM vectors_next WHERE segment = ?", (segment,))
                 txn.execute("DELETE FROM segments WHERE id = ?", (segment,))
                 self._retired.append(segment)
         lost = [r[0] for r in txn.execute("SELECT id FROM files WHERE hash NOT IN (SELECT hash FROM vectors)")]
@@ -326,12 +373,13 @@ class StoreWriter(IndexFileUpkeep):
             conn.execute("DELETE FROM vectors WHERE hash NOT IN (SELECT hash FROM files)")
             tags.drop_orphans(conn)
             self._dirty = True
+        conn.execute("DELETE FROM vectors_next WHERE hash NOT IN (SELECT hash FROM files)")
         metadata.drop_orphans(conn)
         signatures.drop_orphans(conn)
         finished = time.time()
         conn.execute("UPDATE runs SET finished = ?, report = ? WHERE id = ?", (finished, json.dumps(report), self._run_id))
         self.commit()
-        if orphans or self._conn.execute("SELECT 1 FROM segments WHERE itemsize != ? LIMIT 1",
+        if orphans or self._compact_due or self._conn.execute("SELECT 1 FROM segments WHERE itemsize != ? LIMIT 1",
                                          (self._segment_writer().appender.itemsize,)).fetchone():
             self.compact()
         for digest in orphans:  # after the commit, so a killed run leaves at worst a stale cache file
