@@ -87,6 +87,11 @@ class IndexJob:
         # no catalog, no folder and no setting behind): the model name, the index type (against the model's size),
         # the vocabulary, the folders, and for a new index that the model loads.
         asked = parse_spec(self.model) if self.model else None
+        if self.options.engine == "ray":
+            import importlib.util
+
+            if importlib.util.find_spec("ray") is None:
+                raise UserError("--engine ray needs Ray: pip install 'clipsearch[ray]'")
         if self.index_type is not None:
             vector_index.canonical(self.index_type)
         tag_vocabulary = vocabulary.setting(self.vocabulary) if self.vocabulary is not None else None
