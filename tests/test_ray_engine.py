@@ -110,10 +110,8 @@ def test_the_ray_engine_builds_the_local_engines_index_and_then_embeds_only_what
 
 def test_a_model_worker_killed_mid_run_is_replaced_and_the_run_indexes_every_file(
         many_photos: Path, index_dir: Path, ray_address: str) -> None:
-    # held after 16 vectors at a point the test controls (issue 31, item 13): never raced against the machine's speed
     proc = start_cli("index", many_photos, "--model", SLOW_MODEL, "--engine", "ray", "--address", ray_address,
-                     "--batch-size", "8", "--commit-every", "8", "--vocabulary", "none", "--json",
-                     env=cli_env(index_dir, CLIPSEARCH_HOLD_AFTER_COMMIT=f"16:{index_dir}.never"))
+                     "--batch-size", "8", "--commit-every", "8", "--vocabulary", "none", "--json", env=cli_env(index_dir))
     actor = wait_for(lambda: proc.poll() is None and committed_count(index_dir) >= 8 and _model_actor(), 180,
                      "a model actor embedding, 8 photos committed")
     os.kill(actor, signal.SIGKILL)

@@ -157,7 +157,7 @@ def test_http_classify_tags_and_tag_filter(cli: Cli, index_dir: Path, held_out: 
         hits = server.get(f"/search?q=a%20red%20star&k=200&tag={tag.replace(' ', '%20')}").json()
         assert len(hits) == tag_rows[0]["photos"] and all(tag in h["tags"] for h in hits)  # type: ignore
         for path, status in (("/classify?id=99999", 404), ("/classify?id=1&templates=x", 400),
-                             ("/classify?labels=a", 400), ("/classify?id=abc", 404)):
+                             ("/classify?labels=a", 400), ("/classify?id=abc", 400)):  # as /search?like=abc
             answer = server.get(path)
             assert answer.status == status and "error" in answer.json(), (path, answer.body)  # type: ignore[operator]
     finally:

@@ -223,8 +223,8 @@ def _checksums(conn: sqlite3.Connection, directory: Path) -> None:
 def _reembedding_beside(conn: sqlite3.Connection, _: Path) -> None:
     """``index --reindex`` builds the new vectors beside the ones searches use (``vectors_next``, same shape) and
     swaps them in by one commit: searches meanwhile are answered in full by the old model. Empty here."""
-    conn.execute("CREATE TABLE vectors_next (hash BLOB PRIMARY KEY, segment INTEGER NOT NULL, row INTEGER NOT NULL) "
-                 "WITHOUT ROWID")
+    conn.execute("CREATE TABLE IF NOT EXISTS vectors_next (hash BLOB PRIMARY KEY, segment INTEGER NOT NULL, "
+                 "row INTEGER NOT NULL) WITHOUT ROWID")
 
 
 STEPS: tuple[Step, ...] = (
