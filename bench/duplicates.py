@@ -192,6 +192,105 @@ def whole_process(photos: int) -> None:
               f"--similar {wall_similar:.2f} s, {rss_similar:,.0f} MB")
 
 
+def listed(index: Path) -> tuple[dict[str, str], dict[str, str], list[dict[str, object]]]:
+    """As `clipsearch duplicates --similar` lists them (the application layer): file name -> its copy group,
+    file name -> its similar group (a copy group's files through its keeper), and the groups."""
+    from clipsearch.app import Index
+
+    with Index(index) as ix:
+        groups = [g.as_dict() for g in ix.duplicates(similar=True).groups]
+    copy_of: dict[str, str] = {}
+    similar_of: dict[str, str] = {}
+    for n, g in enumerate(groups):
+        for m in g["members"]:
+            (similar_of if g["level"] == "similar" else copy_of)[Path(m["path"]).name] = f"{g['level']}{n}"
+    keeper = {Path(m["path"]).name: Path(g["keep"]).name for g in groups if g["level"] != "similar"
+              for m in g["members"]}
+    for name, k in keeper.items():
+        if k in similar_of and name not in similar_of:
+            similar_of[name] = similar_of[k]
+    return copy_of, similar_of, groups
+
+
+def evaluate_source(truth, copy_of: dict[str, str], similar_of: dict[str, str],  # noqa: ANN001
+                    groups: list[dict[str, object]]) -> dict[str, object]:
+    names = sorted(truth.kind)
+    pairs = [frozenset((a, b)) for i, a in enumerate(names) for b in names[i + 1:]]
+    together = {p for p in pairs if same(copy_of, p)}
+    copy_pairs, similar_pairs = truth.copy_pairs(), truth.similar_pairs()
+    shot_pairs = {p for p in similar_pairs if any(truth.kind[n] == "original" for n in p)}
+    out: dict[str, object] = {
+        "copy P": len(together & copy_pairs) / max(1, len(together)),
+        "copy R": len(together & copy_pairs) / max(1, len(copy_pairs)),
+        "similar as copy": len(together & similar_pairs) / max(1, len(similar_pairs)),
+        "similar R": len({p for p in shot_pairs if same(similar_of, p)}) / max(1, len(shot_pairs)),
+    }
+    by_kind: dict[str, Counter] = {}
+    for name, kind in truth.kind.items():
+        if kind == "original":
+            continue
+        original = next(n for n, k in truth.kind.items() if k == "original" and truth.family[n] == truth.family[name])
+        pair = frozenset((original, name))
+        called = "copy" if same(copy_of, pair) else "similar" if same(similar_of, pair) else "apart"
+        by_kind.setdefault(kind.split(":")[0] + ":" + kind.split(":")[1], Counter())[called] += 1
+        if kind.count(":") == 2:
+            by_kind.setdefault(kind, Counter())[called] += 1
+    out["by kind"] = {k: dict(c) for k, c in sorted(by_kind.items())}
+    diam: dict[str, list[int]] = {}
+    for g in groups:
+        families = {truth.family.get(Path(m["path"]).name, "?") for m in g["members"]}  # type: ignore[union-attr]
+        low = min(m["score"] for m in g["members"])  # type: ignore[union-attr]
+        d = diam.setdefault(str(g["level"]), [0, 0, 0, 1000])
+        d[0] += 1
+        d[1] = max(d[1], len(g["members"]))  # type: ignore[arg-type]
+        d[2] += len(families) > 1
+        d[3] = min(d[3], int(1000 * low))
+    out["groups"] = {level: f"{d[0]} groups, largest {d[1]}, {d[2]} mixing originals, lowest score to keeper "
+                            f"{d[3] / 1000:.3f}" for level, d in diam.items()}
+    return out
+
+
+def sources(names: list[str], sizes: list[str], models: list[str], pillow_git: Path | None, keep: Path | None) -> None:
+    import duplicate_sources as ds
+
+    makers = {
+        "skimage": ds.skimage_photos,
+        "pillow": lambda: ds.pillow_photos(pillow_git) if pillow_git else [],
+        "generated": lambda: ds.generated_photos(20, 7),
+        "shapes": lambda: ds.shapes_photos(40, 7),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        base = keep or Path(tmp)
+        for name in names:
+            try:
+                photos = makers[name]()
+            except ImportError as exc:
+                print(f"{name}: skipped ({exc})")
+                continue
+            if not photos:
+                print(f"{name}: skipped (no photos: --pillow-git?)")
+                continue
+            for size in sizes if name not in ("generated", "shapes") else ["as made"]:
+                truth = ds.make(base / f"{name}-{size}".replace(" ", "_"), name, size, photos)
+                print(f"{name}, {size}: {len(photos)} originals, {len(truth.kind)} files, "
+                      f"{len(truth.copy_pairs())} copy pairs, {len(truth.similar_pairs())} similar pairs"
+                      f"{'' if ds.magick() else ' (no ImageMagick: Pillow copies only)'}")
+                for model in models:
+                    index = base / f"index-{name}-{size}-{model}".replace(":", "_").replace(" ", "_")
+                    done = subprocess.run(cli("index", str(truth.root), "--index", str(index), "--model", model,
+                                              "--vocabulary", "none", "--quiet"), capture_output=True, text=True,
+                                          env={**os.environ, "CLIPSEARCH_TEXT_EXPORT": "0"})
+                    if done.returncode:
+                        raise SystemExit(done.stderr)
+                    result = evaluate_source(truth, *listed(index))
+                    kinds, groups = result.pop("by kind"), result.pop("groups")
+                    print(f"  {model}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()))
+                    for kind, called in kinds.items():  # type: ignore[union-attr]
+                        print(f"      {kind:28s} {called}")
+                    for level, text in groups.items():  # type: ignore[union-attr]
+                        print(f"      {level} groups: {text}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenes", type=int, default=300)
@@ -199,8 +298,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--synthetic", type=int, default=0)
     parser.add_argument("--photos", type=int, default=0)
+    parser.add_argument("--sources", default="", help="skimage,pillow,generated,shapes (bench/duplicate_sources.py)")
+    parser.add_argument("--sizes", default="camera,chat")
+    parser.add_argument("--pillow-git", type=Path, default=None, help="a Pillow clone's git directory")
+    parser.add_argument("--keep", type=Path, default=None, help="make the sets and indexes here, and keep them")
     args = parser.parse_args()
-    if args.synthetic:
+    if args.sources:
+        sources(args.sources.split(","), args.sizes.split(","), args.models.split(","), args.pillow_git, args.keep)
+    elif args.synthetic:
         synthetic(args.synthetic)
     elif args.photos:
         whole_process(args.photos)

@@ -25,6 +25,7 @@ one group: groups, not pairs.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,18 +39,28 @@ if TYPE_CHECKING:
     from clipsearch.store import IndexedFile, StoreReader
 
 K = 8  # neighbours per content; the K-th is the collection's yardstick
+HASH_K = 8  # neighbours per content by signature as well: a frame moves a model's vector past its K nearest
 COPY_BITS = 8  # signature bits two copies may differ by, where there are no grids (bench/duplicates.py)
 COPY_SPREAD = 1.0  # and their vectors' distance, in units of the collection's yardstick
-GRID_BITS = 24  # with grids, the hash and vectors only pass pairs on to them: copies measured up to 24 bits and
-GRID_SPREAD = 2.0  # (framed, demo model) 1.7 yardsticks apart; unrelated photos differ by ~32 bits
+GRID_BITS = 24  # with grids, the hash and vectors only pass pairs on to them: crops measured up to 24 bits apart,
+GRID_SPREAD = 3.0  # up to 2.9 yardsticks (random-weight ViT-B-32, real photos); unrelated photos differ by ~32 bits
+NEAR_BITS = 10  # hashes this near pass a pair on to the grids whatever its vectors (frames: 13 yardsticks apart)
 GRID_RESIDUAL = 0.3  # copies measured at most 0.25 apart, added objects above 0.3 for 98% (bench/duplicates.py)
 GRID_NEW = 0.05  # copies measured 0.00, moved cameras above 0.05 for 95%
 MAX_COPY_TURN = 0.5  # degrees: copies measured at most 0.36 apart, shots turned 1-2 degrees above 0.5 (95%)
+TURN_SCALE = 0.025  # the turn is only asked where the grids align near scale 1: a frame's or a crop's own straight
+# edges turn the histogram of a copy by up to 10 degrees (real photos, bench/duplicates.py --sources); a shot turned
+# by 1-2 degrees aligns at 0.98-1.01
+SAME_SCALE = 0.015  # aligned at scale 1 (no frame, no trim), a copy is nearer than one resampled to another scale:
+SAME_SCALE_RESIDUAL = 0.15  # re-encodes, resizes and recolourings measured up to 0.10, turned shots 0.1-0.33
+FLAT_CONTRAST = 4.0  # levels: a grid less varied than this is a flat picture (one colour, transparent, blank)
+MIN_PIXELS = 32 * 32  # a picture of fewer pixels than its grid has cells: nothing to tell a copy by
 SIMILAR_BITS = 20
 SIMILAR_SPREAD = 0.25
 EXACT_MAX = 50_000  # contents up to which neighbours are found exactly (a flat scan); above, IVF
 NPROBE = 6  # IVF lists searched per content: copies sit in their original's list or the next (bench/duplicates.py)
 BATCH = 8192
+STAR_MAX = 2_000  # a connected set of pairs larger than this is split by its pairs alone (no all-against-keeper)
 
 
 @dataclass
@@ -118,7 +129,26 @@ def neighbours(vectors: np.ndarray, k: int = K) -> tuple[np.ndarray, np.ndarray]
     return scores, found
 
 
+def signature_neighbours(signs: np.ndarray, k: int = HASH_K) -> tuple[np.ndarray, np.ndarray]:
+    """(bits, indices) of each signature's ``k`` nearest others by Hamming distance (-1 where none): exact up to
+    ``EXACT_MAX`` contents, above through 16-bit buckets (pairs within 3 bits always found, farther ones by chance)."""
+    import faiss
+
+    n = len(signs)
+    k = min(k + 1, n)
+    codes = np.ascontiguousarray(signs.astype("<i8").view(np.uint8).reshape(n, 8))
+    index = faiss.IndexBinaryFlat(64) if n <= EXACT_MAX else faiss.IndexBinaryMultiHash(64, 4, 16)
+    index.add(codes)
+    bits = np.empty((n, k), dtype=np.int64)
+    found = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, BATCH):
+        d, i = index.search(codes[start : start + BATCH], k)
+        bits[start : start + BATCH], found[start : start + BATCH] = d, i
+    return bits, found
+
+
 def candidate_pairs(collection: Collection, k: int = K) -> Pairs:
+    """Each content's ``k`` nearest by vector and ``HASH_K`` nearest by signature (where it has one)."""
     n = len(collection.files)
     if n < 2:
         empty = np.zeros(0, dtype=np.int64)
@@ -127,11 +157,26 @@ def candidate_pairs(collection: Collection, k: int = K) -> Pairs:
     last = np.where(found[:, -1] >= 0, scores[:, -1], np.nan)
     yardstick = float(np.nanmedian(1.0 - last)) if np.isfinite(last).any() else 1.0
     rows = np.repeat(np.arange(n), found.shape[1])
-    cols, sims = found.ravel(), scores.ravel()
+    cols = found.ravel()
+    signs = collection.signatures
+    signed = np.flatnonzero(signs >= 0)
+    if len(signed) > 1:
+        _, near = signature_neighbours(signs[signed])
+        ok = near >= 0
+        rows = np.concatenate([rows, np.repeat(signed, near.shape[1])[ok.ravel()]])
+        cols = np.concatenate([cols, signed[near[ok]]])
+    return pairs_of(collection, rows, cols, yardstick)
+
+
+def pairs_of(collection: Collection, rows: np.ndarray, cols: np.ndarray, yardstick: float) -> Pairs:
+    """The distinct pairs among (rows[i], cols[i]) with their cosine and signature distance."""
+    n = len(collection.files)
     keep = (cols >= 0) & (cols != rows)
     a, b = np.minimum(rows[keep], cols[keep]), np.maximum(rows[keep], cols[keep])
     _, first = np.unique(a * n + b, return_index=True)
-    a, b, sims = a[first], b[first], sims[keep][first]
+    a, b = a[first], b[first]
+    v = collection.vectors
+    sims = np.einsum("ij,ij->i", v[a], v[b]).astype(np.float32) if len(a) else np.zeros(0, dtype=np.float32)
     signs = collection.signatures
     known = (signs[a] >= 0) & (signs[b] >= 0)
     xor = np.bitwise_xor(signs[a], signs[b]).astype(np.uint64)
@@ -149,31 +194,81 @@ def _popcount(values: np.ndarray) -> np.ndarray:
 
 
 def levels(pairs: Pairs, edges: list[bytes] | None = None,
-           grids: Callable[[list[int]], dict[int, bytes]] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Which candidate pairs are copies, and which are similar shots (or copies)."""
+           grids: Callable[[list[int]], dict[int, bytes]] | None = None,
+           featureless: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Which candidate pairs are copies, and which are similar shots (or copies). ``featureless``: per content,
+    a flat or tiny picture, which is never a copy or a similar shot of another (only identical bytes are)."""
     spread = (1.0 - pairs.score) / pairs.yardstick
     copy = (pairs.bits <= COPY_BITS) & (spread <= COPY_SPREAD)
+    similar = (spread <= SIMILAR_SPREAD) | ((pairs.bits <= SIMILAR_BITS) & (spread <= COPY_SPREAD))
+    scale = np.ones(len(copy))
     if grids is not None:
-        _judge_by_grids(pairs, spread, copy, grids)
-    similar = copy | (spread <= SIMILAR_SPREAD) | ((pairs.bits <= SIMILAR_BITS) & (spread <= COPY_SPREAD))
+        _judge_by_grids(pairs, spread, copy, scale, grids)
+    similar |= copy
     if edges is not None:  # a shot turned by a degree or two hashes like a copy; its edges tell it apart
-        for at in np.flatnonzero(copy):
+        for at in np.flatnonzero(copy & (np.abs(scale - 1.0) <= TURN_SCALE)):
             angle = signature.turn(edges[pairs.a[at]], edges[pairs.b[at]])
             if angle is not None and abs(angle) > MAX_COPY_TURN + 1e-6:  # the angles are a grid of 0.05 degrees
                 copy[at] = False
+    if featureless is not None:
+        flat = featureless[pairs.a] | featureless[pairs.b]
+        copy &= ~flat
+        similar &= ~flat
     return copy, similar
 
 
-def _judge_by_grids(pairs: Pairs, spread: np.ndarray, copy: np.ndarray,
+def _judge_by_grids(pairs: Pairs, spread: np.ndarray, copy: np.ndarray, scale: np.ndarray,
                     grids: Callable[[list[int]], dict[int, bytes]]) -> None:
-    """Where both photos of a candidate pair have grids, they decide whether it is a copy (``copy``, in place)."""
-    at = np.flatnonzero((pairs.bits <= GRID_BITS) & (spread <= GRID_SPREAD))
+    """Where both photos of a candidate pair have grids, they decide whether it is a copy (``copy``, in place),
+    and at what scale they align (``scale``)."""
+    at = np.flatnonzero(((pairs.bits <= GRID_BITS) & (spread <= GRID_SPREAD)) | (pairs.bits <= NEAR_BITS))
     held = grids(sorted({int(i) for i in pairs.a[at]} | {int(i) for i in pairs.b[at]}))
     for i in at.tolist():
         a, b = held.get(int(pairs.a[i])), held.get(int(pairs.b[i]))
         match = picture_grid.compare(a, b) if a is not None and b is not None else None
-        if match is not None:
-            copy[i] = match.residual <= GRID_RESIDUAL and match.new <= GRID_NEW
+        if match is None:
+            continue
+        if match.residual > GRID_RESIDUAL and match.residual < 2 * GRID_RESIDUAL:  # the other way round: a frame
+            other = picture_grid.compare(b, a)  # mapped into its picture leaves less of a resampled edge behind
+            if other is not None and other.residual < match.residual:
+                match = other
+        limit = SAME_SCALE_RESIDUAL if abs(match.scale - 1.0) <= SAME_SCALE else GRID_RESIDUAL
+        copy[i] = match.residual <= limit and match.new <= GRID_NEW
+        scale[i] = match.scale
+
+
+def featureless(collection: Collection, indices: list[int] | None = None) -> np.ndarray:
+    """Per content: a picture with nothing to tell a copy by (fewer pixels than ``MIN_PIXELS``, or a grid flatter
+    than ``FLAT_CONTRAST``: one colour, a transparent picture shown on black). Only ``indices`` are looked at (the
+    others False); where the grid is missing, only the size counts."""
+    n = len(collection.files)
+    out = np.zeros(n, dtype=bool)
+    look = list(range(n)) if indices is None else sorted(set(indices))
+    for i in look:
+        f = collection.files[i][0]
+        if f is not None and 0 < getattr(f, "width", 0) * getattr(f, "height", 0) < MIN_PIXELS:
+            out[i] = True
+    if collection.grids is not None and look:
+        held = collection.grids([i for i in look if not out[i]])
+        for i, grid in held.items():
+            c = picture_grid.contrast(grid)
+            out[i] = c is not None and c < FLAT_CONTRAST
+    return out
+
+
+def judge(collection: Collection, a: np.ndarray, b: np.ndarray, yardstick: float,
+          flat: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(copy, similar) for arbitrary pairs of contents (a[i], b[i]), in that order, by the same rules."""
+    if len(a) == 0:
+        return np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
+    pairs = pairs_of(collection, np.asarray(a), np.asarray(b), yardstick)
+    copy, similar = levels(pairs, collection.edges, collection.grids, flat)
+    out_copy, out_similar = {}, {}
+    for x, y, c, s in zip(pairs.a.tolist(), pairs.b.tolist(), copy.tolist(), similar.tolist()):
+        out_copy[(x, y)], out_similar[(x, y)] = c, s
+    keys = [(min(x, y), max(x, y)) for x, y in zip(np.asarray(a).tolist(), np.asarray(b).tolist())]
+    return (np.array([out_copy.get(k, False) for k in keys], dtype=bool),
+            np.array([out_similar.get(k, False) for k in keys], dtype=bool))
 
 
 def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -200,29 +295,117 @@ def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @dataclass
 class ContentGroup:
     level: str  # "identical", "copy" or "similar"
-    contents: list[int]
+    contents: list[int]  # the keeper's content first
 
 
-def find(collection: Collection, similar: bool = False) -> list[ContentGroup]:
-    """The groups of contents: copies (identical bytes included), and with ``similar`` the similar shots (groups
-    that join two or more copy groups or single photos), largest first."""
+def default_rank(collection: Collection) -> Callable[[list[int]], list[int]]:
+    """Contents best first as ``search.keeper`` ranks files, without dates: most pixels, an original format, the
+    file indexed first."""
+    from search.keeper import rank_key
+
+    def rank(contents: list[int]) -> list[int]:
+        return sorted(contents, key=lambda c: min(rank_key(f, {}) for f in collection.files[c])
+                      if collection.files[c][0] is not None else (0, False, "", c))
+
+    return rank
+
+
+def _stars(members: list[int], rank: Callable[[list[int]], list[int]],
+           passes: Callable[[int, list[int]], np.ndarray], degree: dict[int, int]) -> list[list[int]]:
+    """``members`` (joined by pairs that pass a rule) split into groups of bounded diameter: the one left that
+    passed against the most others (``degree``; the best-ranked among equals: usually the original, not a framed
+    or trimmed copy of it) gathers all the others left that pass against it, and so on. Any two members of a
+    group are at most two passing pairs apart; each group comes best-ranked first (the keeper)."""
+    left = rank(members)
+    out = []
+    while left:
+        centre = max(left, key=lambda c: (degree.get(c, 0), -left.index(c)))
+        rest = [m for m in left if m != centre]
+        ok = passes(centre, rest) if rest else np.zeros(0, dtype=bool)
+        out.append(rank([centre] + [m for m, y in zip(rest, ok.tolist()) if y]))
+        left = [m for m, y in zip(rest, ok.tolist()) if not y]
+    return out
+
+
+def find(collection: Collection, similar: bool = False, rank: Callable[[list[int]], list[int]] | None = None,
+         within: Callable[[str], bool] | None = None) -> list[ContentGroup]:
+    """The groups of contents: copies (identical bytes included), and with ``similar`` the similar shots, largest
+    first, the keeper's content first in each.
+
+    Every member of a copy group passes the copy rule against its keeper (``_stars``): pairs never chain. A
+    similar group joins the keepers of copy groups and photos that are no one's copy, each passing the similar
+    rule against the group's keeper: a copy group is never listed again among the similar ones. ``rank`` orders
+    contents best first (the keeper's rule: ``search.keeper``). ``within`` (a path -> bool) narrows what is
+    listed, never what is judged: the groups are the whole collection's, less the files outside; where a group's
+    keeper is outside, the best one inside keeps the others inside that pass against it."""
     n = len(collection.files)
+    rank = rank or default_rank(collection)
     pairs = candidate_pairs(collection)
-    copy, close = levels(pairs, collection.edges, collection.grids)
+    touched = sorted({int(i) for i in pairs.a} | {int(i) for i in pairs.b})
+    flat = featureless(collection, touched)
+    copy, close = levels(pairs, collection.edges, collection.grids, flat)
+
+    def passes(level: int) -> Callable[[int, list[int]], np.ndarray]:
+        def test(keeper: int, others: list[int]) -> np.ndarray:
+            c, s = judge(collection, np.full(len(others), keeper), np.array(others), pairs.yardstick, flat)
+            return c if level == 0 else s
+        return test
+
+    copy_degree = Counter(pairs.a[copy].tolist()) + Counter(pairs.b[copy].tolist())
+    close_degree = Counter(pairs.a[close].tolist()) + Counter(pairs.b[close].tolist())
     copy_of = components(n, pairs.a[copy], pairs.b[copy])
+    copy_groups: list[list[int]] = []
+    for members in _members(copy_of, at_least=2):
+        copy_groups += _stars(members, rank, passes(0), copy_degree) if len(members) <= STAR_MAX else [rank(members)]
     out: list[ContentGroup] = []
-    for members in _members(copy_of):
-        if len(members) > 1:
-            out.append(ContentGroup("copy", members))
-        elif len(collection.files[members[0]]) > 1:
-            out.append(ContentGroup("identical", members))
+    keeper_of = np.arange(n)
+    for group in copy_groups:
+        keeper_of[group] = group[0]
+        listed = _inside(collection, group, within, rank, passes(0))
+        if listed is not None:
+            out.append(listed)
+    grouped = np.zeros(n, dtype=bool)
+    for group in copy_groups:
+        grouped[group] = True
+    for i in range(n):
+        if len(collection.files[i]) > 1 and not grouped[i]:
+            listed = _inside(collection, [i], within, rank, passes(0))
+            if listed is not None:
+                out.append(listed)
     if similar:
-        shot_of = components(n, pairs.a[close], pairs.b[close])
+        a, b = keeper_of[pairs.a[close]], keeper_of[pairs.b[close]]
+        differ = a != b
+        shot_of = components(n, a[differ], b[differ])
         for members in _members(shot_of, at_least=2):
-            if len({int(copy_of[m]) for m in members}) > 1:
-                out.append(ContentGroup("similar", members))
+            for group in _stars(members, rank, passes(1), close_degree) if len(members) <= STAR_MAX else [rank(members)]:
+                if len(group) > 1:
+                    listed = _inside(collection, group, within, rank, passes(1), level="similar")
+                    if listed is not None:
+                        out.append(listed)
     out.sort(key=lambda g: (-sum(len(collection.files[c]) for c in g.contents), g.level != "identical"))
     return out
+
+
+def _inside(collection: Collection, group: list[int], within: Callable[[str], bool] | None,
+            rank: Callable[[list[int]], list[int]], passes: Callable[[int, list[int]], np.ndarray],
+            level: str = "copy") -> ContentGroup | None:
+    """The group as listed under ``within``: its files there, two at least; None if fewer."""
+    def listed_files(c: int) -> int:
+        files = collection.files[c]
+        return len(files) if within is None else sum(1 for f in files if within(f.path))
+
+    inside = [c for c in group if listed_files(c) > 0]
+    if sum(listed_files(c) for c in inside) < 2:
+        return None
+    if inside and inside[0] != group[0]:  # the keeper is outside: the best inside keeps those that pass against it
+        best, rest = rank(inside)[0], [c for c in inside if c != rank(inside)[0]]
+        ok = passes(best, rest) if rest else np.zeros(0, dtype=bool)
+        inside = [best] + [c for c, y in zip(rest, ok.tolist()) if y]
+        if sum(listed_files(c) for c in inside) < 2:
+            return None
+    if len(inside) == 1:
+        return ContentGroup("identical", inside)
+    return ContentGroup(level, inside)
 
 
 def _members(labels: np.ndarray, at_least: int = 1) -> list[list[int]]:
@@ -230,4 +413,3 @@ def _members(labels: np.ndarray, at_least: int = 1) -> list[list[int]]:
     order = np.argsort(labels, kind="stable")
     bounds = np.flatnonzero(np.diff(labels[order])) + 1
     return [part.tolist() for part in np.split(order, bounds) if len(part) >= at_least]
-
