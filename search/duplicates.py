@@ -47,12 +47,15 @@ GRID_SPREAD = 3.0  # up to 2.9 yardsticks (random-weight ViT-B-32, real photos);
 NEAR_BITS = 10  # hashes this near pass a pair on to the grids whatever its vectors (frames: 13 yardsticks apart)
 GRID_RESIDUAL = 0.3  # copies measured at most 0.25 apart, added objects above 0.3 for 98% (bench/duplicates.py)
 GRID_NEW = 0.05  # copies measured 0.00, moved cameras above 0.05 for 95%
-MAX_COPY_TURN = 0.5  # degrees: copies measured at most 0.36 apart, shots turned 1-2 degrees above 0.5 (95%)
+MAX_COPY_TURN = 1.0  # degrees: copies of real photos (JPEG quality 30-50) measured up to 0.75 apart, generated ones
+# 0.36; shots turned 1-2 degrees measured above 1.0 where their edges tell at all (bench/duplicates.py --sources)
 TURN_SCALE = 0.025  # the turn is only asked where the grids align near scale 1: a frame's or a crop's own straight
 # edges turn the histogram of a copy by up to 10 degrees (real photos, bench/duplicates.py --sources); a shot turned
 # by 1-2 degrees aligns at 0.98-1.01
 SAME_SCALE = 0.015  # aligned at scale 1 (no frame, no trim), a copy is nearer than one resampled to another scale:
 SAME_SCALE_RESIDUAL = 0.15  # re-encodes, resizes and recolourings measured up to 0.10, turned shots 0.1-0.33
+MIN_STRENGTH = 0.15  # edges more even than this (``signature.strength``: textures, star fields) tell no turn: copies
+# of them measured "turned" by up to 9 degrees (bench/duplicates.py --sources)
 FLAT_CONTRAST = 4.0  # levels: a grid less varied than this is a flat picture (one colour, transparent, blank)
 MIN_PIXELS = 32 * 32  # a picture of fewer pixels than its grid has cells: nothing to tell a copy by
 SIMILAR_BITS = 20
@@ -207,7 +210,7 @@ def levels(pairs: Pairs, edges: list[bytes] | None = None,
     similar |= copy
     if edges is not None:  # a shot turned by a degree or two hashes like a copy; its edges tell it apart
         for at in np.flatnonzero(copy & (np.abs(scale - 1.0) <= TURN_SCALE)):
-            angle = signature.turn(edges[pairs.a[at]], edges[pairs.b[at]])
+            angle = _turn(edges[pairs.a[at]], edges[pairs.b[at]])
             if angle is not None and abs(angle) > MAX_COPY_TURN + 1e-6:  # the angles are a grid of 0.05 degrees
                 copy[at] = False
     if featureless is not None:
@@ -215,6 +218,13 @@ def levels(pairs: Pairs, edges: list[bytes] | None = None,
         copy &= ~flat
         similar &= ~flat
     return copy, similar
+
+
+def _turn(a: bytes, b: bytes) -> float | None:
+    """``signature.turn``, where both pictures' edges are uneven enough to tell one (``MIN_STRENGTH``)."""
+    if min(signature.strength(a), signature.strength(b)) < MIN_STRENGTH:
+        return None
+    return signature.turn(a, b)
 
 
 def _judge_by_grids(pairs: Pairs, spread: np.ndarray, copy: np.ndarray, scale: np.ndarray,
@@ -311,19 +321,29 @@ def default_rank(collection: Collection) -> Callable[[list[int]], list[int]]:
 
 
 def _stars(members: list[int], rank: Callable[[list[int]], list[int]],
-           passes: Callable[[int, list[int]], np.ndarray], degree: dict[int, int]) -> list[list[int]]:
+           passes: Callable[[int, list[int]], np.ndarray], degree: dict[int, int],
+           veto: Callable[[int, int], bool] | None = None) -> list[list[int]]:
     """``members`` (joined by pairs that pass a rule) split into groups of bounded diameter: the one left that
     passed against the most others (``degree``; the best-ranked among equals: usually the original, not a framed
     or trimmed copy of it) gathers all the others left that pass against it, and so on. Any two members of a
-    group are at most two passing pairs apart; each group comes best-ranked first (the keeper)."""
+    group are at most two passing pairs apart; of two that ``veto`` says cannot both be copies, one is left for
+    the next group. Each group comes best-ranked first (the keeper)."""
     left = rank(members)
     out = []
     while left:
         centre = max(left, key=lambda c: (degree.get(c, 0), -left.index(c)))
         rest = [m for m in left if m != centre]
         ok = passes(centre, rest) if rest else np.zeros(0, dtype=bool)
-        out.append(rank([centre] + [m for m, y in zip(rest, ok.tolist()) if y]))
-        left = [m for m, y in zip(rest, ok.tolist()) if not y]
+        group = [centre] + [m for m, y in zip(rest, ok.tolist()) if y]
+        if veto is not None:  # of two members in conflict, the one in more conflicts goes, else the less connected
+            conflicts = {m: {x for x in group if x != m and veto(m, x)} for m in group}
+            while any(conflicts.values()):
+                worst = max(conflicts, key=lambda m: (len(conflicts[m]), -degree.get(m, 0), m == centre))
+                group.remove(worst)
+                for m in conflicts.pop(worst):
+                    conflicts[m].discard(worst)
+        out.append(rank(group))
+        left = [m for m in rest if m not in group]
     return out
 
 
@@ -353,10 +373,19 @@ def find(collection: Collection, similar: bool = False, rank: Callable[[list[int
 
     copy_degree = Counter(pairs.a[copy].tolist()) + Counter(pairs.b[copy].tolist())
     close_degree = Counter(pairs.a[close].tolist()) + Counter(pairs.b[close].tolist())
+    def turned(m: int, x: int) -> bool:
+        """Turned by more than ``MAX_COPY_TURN`` from each other, at the same size (a shot from a turned camera;
+        equal sizes: no frame or trim whose own edges would turn the histogram)."""
+        fm, fx = collection.files[m][0], collection.files[x][0]
+        if collection.edges is None or fm is None or fx is None or (fm.width, fm.height) != (fx.width, fx.height):
+            return False
+        angle = _turn(collection.edges[m], collection.edges[x])
+        return angle is not None and abs(angle) > MAX_COPY_TURN + 1e-6
+
     copy_of = components(n, pairs.a[copy], pairs.b[copy])
     copy_groups: list[list[int]] = []
     for members in _members(copy_of, at_least=2):
-        copy_groups += _stars(members, rank, passes(0), copy_degree) if len(members) <= STAR_MAX else [rank(members)]
+        copy_groups += _stars(members, rank, passes(0), copy_degree, turned) if len(members) <= STAR_MAX else [rank(members)]
     out: list[ContentGroup] = []
     keeper_of = np.arange(n)
     for group in copy_groups:
