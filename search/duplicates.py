@@ -53,7 +53,9 @@ TURN_SCALE = 0.025  # the turn is only asked where the grids align near scale 1:
 # edges turn the histogram of a copy by up to 10 degrees (real photos, bench/duplicates.py --sources); a shot turned
 # by 1-2 degrees aligns at 0.98-1.01
 SAME_SCALE = 0.015  # aligned at scale 1 (no frame, no trim), a copy is nearer than one resampled to another scale:
-SAME_SCALE_RESIDUAL = 0.15  # re-encodes, resizes and recolourings measured up to 0.10, turned shots 0.1-0.33
+SAME_SCALE_RESIDUAL = 0.15  # re-encodes, resizes and recolourings measured up to 0.10, turned shots 0.1-0.33; two
+# photos of the same width and height (a re-encode, a recolouring, or a shot of the same camera) must align at
+# scale 1 and within this: a burst whose subject moved aligned at 0.97-1.02 within 0.3 (bench/duplicates.py)
 MIN_STRENGTH = 0.15  # edges more even than this (``signature.strength``: textures, star fields) tell no turn: copies
 # of them measured "turned" by up to 9 degrees (bench/duplicates.py --sources)
 FLAT_CONTRAST = 4.0  # levels: a grid less varied than this is a flat picture (one colour, transparent, blank)
@@ -75,6 +77,7 @@ class Collection:
     signatures: np.ndarray  # (n,) int64: the DCT hashes
     edges: list[bytes] | None = None  # each one's edge harmonics (b"": none)
     grids: Callable[[list[int]], dict[int, bytes]] | None = None  # content indices -> their grids, read on demand
+    dims: np.ndarray | None = None  # (n, 2) widths and heights, made from ``files`` when first asked (dims_of)
 
     @classmethod
     def of(cls, store: StoreReader, within: str | None = None) -> Collection:
@@ -198,15 +201,18 @@ def _popcount(values: np.ndarray) -> np.ndarray:
 
 def levels(pairs: Pairs, edges: list[bytes] | None = None,
            grids: Callable[[list[int]], dict[int, bytes]] | None = None,
-           featureless: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+           featureless: np.ndarray | None = None, dims: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Which candidate pairs are copies, and which are similar shots (or copies). ``featureless``: per content,
-    a flat or tiny picture, which is never a copy or a similar shot of another (only identical bytes are)."""
+    a flat or tiny picture, which is never a copy or a similar shot of another (only identical bytes are).
+    ``dims``: per content, its width and height (0: unknown)."""
     spread = (1.0 - pairs.score) / pairs.yardstick
     copy = (pairs.bits <= COPY_BITS) & (spread <= COPY_SPREAD)
     similar = (spread <= SIMILAR_SPREAD) | ((pairs.bits <= SIMILAR_BITS) & (spread <= COPY_SPREAD))
     scale = np.ones(len(copy))
     if grids is not None:
-        _judge_by_grids(pairs, spread, copy, scale, grids)
+        same = (dims[pairs.a] == dims[pairs.b]).all(axis=1) & (dims[pairs.a] > 0).all(axis=1) if dims is not None \
+            else np.zeros(len(copy), dtype=bool)
+        _judge_by_grids(pairs, spread, copy, scale, grids, same)
     similar |= copy
     if edges is not None:  # a shot turned by a degree or two hashes like a copy; its edges tell it apart
         for at in np.flatnonzero(copy & (np.abs(scale - 1.0) <= TURN_SCALE)):
@@ -228,7 +234,7 @@ def _turn(a: bytes, b: bytes) -> float | None:
 
 
 def _judge_by_grids(pairs: Pairs, spread: np.ndarray, copy: np.ndarray, scale: np.ndarray,
-                    grids: Callable[[list[int]], dict[int, bytes]]) -> None:
+                    grids: Callable[[list[int]], dict[int, bytes]], same: np.ndarray) -> None:
     """Where both photos of a candidate pair have grids, they decide whether it is a copy (``copy``, in place),
     and at what scale they align (``scale``)."""
     at = np.flatnonzero(((pairs.bits <= GRID_BITS) & (spread <= GRID_SPREAD)) | (pairs.bits <= NEAR_BITS))
@@ -242,9 +248,18 @@ def _judge_by_grids(pairs: Pairs, spread: np.ndarray, copy: np.ndarray, scale: n
             other = picture_grid.compare(b, a)  # mapped into its picture leaves less of a resampled edge behind
             if other is not None and other.residual < match.residual:
                 match = other
-        limit = SAME_SCALE_RESIDUAL if abs(match.scale - 1.0) <= SAME_SCALE else GRID_RESIDUAL
-        copy[i] = match.residual <= limit and match.new <= GRID_NEW
+        at_one = abs(match.scale - 1.0) <= SAME_SCALE
+        limit = SAME_SCALE_RESIDUAL if at_one or same[i] else GRID_RESIDUAL
+        copy[i] = match.residual <= limit and match.new <= GRID_NEW and (at_one or not same[i])
         scale[i] = match.scale
+
+
+def dims_of(collection: Collection) -> np.ndarray:
+    """(n, 2): each content's width and height as indexed (0, 0 where unknown)."""
+    if collection.dims is None:
+        collection.dims = np.array([(f.width, f.height) if f is not None else (0, 0)
+                                    for f in (files[0] for files in collection.files)], dtype=np.int64).reshape(-1, 2)
+    return collection.dims
 
 
 def featureless(collection: Collection, indices: list[int] | None = None) -> np.ndarray:
@@ -272,7 +287,7 @@ def judge(collection: Collection, a: np.ndarray, b: np.ndarray, yardstick: float
     if len(a) == 0:
         return np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
     pairs = pairs_of(collection, np.asarray(a), np.asarray(b), yardstick)
-    copy, similar = levels(pairs, collection.edges, collection.grids, flat)
+    copy, similar = levels(pairs, collection.edges, collection.grids, flat, dims_of(collection))
     out_copy, out_similar = {}, {}
     for x, y, c, s in zip(pairs.a.tolist(), pairs.b.tolist(), copy.tolist(), similar.tolist()):
         out_copy[(x, y)], out_similar[(x, y)] = c, s
@@ -363,7 +378,7 @@ def find(collection: Collection, similar: bool = False, rank: Callable[[list[int
     pairs = candidate_pairs(collection)
     touched = sorted({int(i) for i in pairs.a} | {int(i) for i in pairs.b})
     flat = featureless(collection, touched)
-    copy, close = levels(pairs, collection.edges, collection.grids, flat)
+    copy, close = levels(pairs, collection.edges, collection.grids, flat, dims_of(collection))
 
     def passes(level: int) -> Callable[[int, list[int]], np.ndarray]:
         def test(keeper: int, others: list[int]) -> np.ndarray:
@@ -373,19 +388,25 @@ def find(collection: Collection, similar: bool = False, rank: Callable[[list[int
 
     copy_degree = Counter(pairs.a[copy].tolist()) + Counter(pairs.b[copy].tolist())
     close_degree = Counter(pairs.a[close].tolist()) + Counter(pairs.b[close].tolist())
-    def turned(m: int, x: int) -> bool:
-        """Turned by more than ``MAX_COPY_TURN`` from each other, at the same size (a shot from a turned camera;
-        equal sizes: no frame or trim whose own edges would turn the histogram)."""
-        fm, fx = collection.files[m][0], collection.files[x][0]
-        if collection.edges is None or fm is None or fx is None or (fm.width, fm.height) != (fx.width, fx.height):
+    dims = dims_of(collection)
+    same_size_verdicts: dict[tuple[int, int], bool] = {}
+
+    def apart(m: int, x: int) -> bool:
+        """Two of the same width and height that fail the copy rule against each other: where sizes are equal
+        there is no frame or trim between them to hide a turned camera or a moved subject, and a copy aligns at
+        scale 1, so the rule is at its surest (a burst or a turned shot reaches a group through a framed copy)."""
+        if not (dims[m] == dims[x]).all() or not dims[m].all():
             return False
-        angle = _turn(collection.edges[m], collection.edges[x])
-        return angle is not None and abs(angle) > MAX_COPY_TURN + 1e-6
+        key = (min(m, x), max(m, x))
+        if key not in same_size_verdicts:
+            c, _ = judge(collection, np.array([key[0]]), np.array([key[1]]), pairs.yardstick, flat)
+            same_size_verdicts[key] = not bool(c[0])
+        return same_size_verdicts[key]
 
     copy_of = components(n, pairs.a[copy], pairs.b[copy])
     copy_groups: list[list[int]] = []
     for members in _members(copy_of, at_least=2):
-        copy_groups += _stars(members, rank, passes(0), copy_degree, turned) if len(members) <= STAR_MAX else [rank(members)]
+        copy_groups += _stars(members, rank, passes(0), copy_degree, apart) if len(members) <= STAR_MAX else [rank(members)]
     out: list[ContentGroup] = []
     keeper_of = np.arange(n)
     for group in copy_groups:
