@@ -101,7 +101,9 @@ def skimage_photos() -> list[tuple[str, Image.Image, Image.Image | None]]:
         if a.dtype != np.uint8:
             a = (255 * (a - a.min()) / max(1e-9, float(a.max() - a.min()))).astype(np.uint8)
         im = Image.fromarray(a).convert("RGB")
-        other = Image.fromarray(np.asarray(data.motorcycle_right())).convert("RGB") if name == "motorcycle_left" else None
+        other = None
+        if name == "motorcycle_left":  # the stereo pair's other eye: another shot of the moment
+            other = Image.fromarray(np.asarray(data.motorcycle_right())).convert("RGB")
         out.append((name, im, other))
     return out
 

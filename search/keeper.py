@@ -2,7 +2,8 @@
 
 The suggestion, in order: the most pixels; then an original format (what cameras write: JPEG, HEIC,
 TIFF, raw) over a conversion (PNG, WebP, GIF, BMP: screenshots, chat apps, exports); then the largest file (the
-least compressed); then the earliest date taken; then the file indexed first. clipsearch never deletes or moves anything: the user acts on it.
+least compressed); then the earliest date taken; then the file indexed first. clipsearch never deletes or moves
+anything: the user acts on it.
 """
 
 from __future__ import annotations
