@@ -62,6 +62,23 @@ class Truth:
         self.kind[name] = kind
         self.family[name] = family
 
+    @classmethod
+    def from_folder(cls, root: Path, size: str = "") -> Truth:
+        """The truth a folder made by ``make`` holds, read back from its file names (``--keep`` reuses sets)."""
+        truth = cls(root, size=size)
+        for path in sorted(root.iterdir()):
+            name = path.name
+            if "_copy_" in name:
+                family, rest = name.rsplit("_copy_", 1)
+                kind, tool = Path(rest).stem.rsplit("_", 1)
+                truth.kind[name], truth.family[name] = f"copy:{kind}:{tool}", family
+            elif "_shot_" in name:
+                family, rest = name.rsplit("_shot_", 1)
+                truth.kind[name], truth.family[name] = f"similar:{Path(rest).stem}", family
+            else:
+                truth.kind[name], truth.family[name] = "original", path.stem
+        return truth
+
     def copy_pairs(self) -> set[frozenset[str]]:
         """An original and its copies, and copies of one original among themselves."""
         out = set()

@@ -3,6 +3,7 @@
     python bench/duplicates.py [--scenes 300] [--models demo,ViT-B-32:none] [--seed 1]
     python bench/duplicates.py --synthetic 1000000          # neighbours and groups over planted vectors
     python bench/duplicates.py --photos 10000               # `clipsearch duplicates` as a whole process
+    python bench/duplicates.py --sources skimage,pillow,generated,shapes --pillow-git PILLOW/.git [--keep DIR]
 
 (a) Ground truth (tests/duplicate_sets.py): ``--scenes`` photo-like originals; a third get copies (resized
     25-75%, JPEG quality 30-95, PNG, WebP, 2-5% crops, 2-5% borders, EXIF-orientation-only, brightness
@@ -14,6 +15,12 @@
     perturbation, the same signature give or take 3 bits, the grids of a generated scene and of copies of it
     made as in (a)), through the same neighbour search and rules (grid comparisons included):
     recall of the planted groups, seconds, peak memory.
+(d) ``--sources``: photos the rules were never tuned on (bench/duplicate_sources.py: scikit-image's and Pillow's
+    real photos at camera sizes, 2-12 MP, and chat size, 1280 px; copies made by Pillow and by ImageMagick;
+    the generator's scenes; rendered shapes), judged as `clipsearch duplicates --similar` lists them: copy
+    precision and recall over pairs of files, similar shots called copies, per kind and tool, group sizes.
+    The thresholds were chosen on ``skimage`` only; ``--keep DIR`` keeps the sets and indexes and judges them
+    again on a later run.
 (c) ``--photos N``: N generated JPEGs indexed with the demo model, then `clipsearch duplicates --json` timed
     as a whole process.
 """
@@ -159,7 +166,8 @@ def synthetic(n: int, dim: int = 512) -> None:
     found = sum(tuple(group) in found_groups for group in planted)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"(b) {n:,} vectors, {len(planted):,} planted groups: {found / len(planted):.3f} found whole, "
-          f"{len(groups) - found} other groups; {grouped:.1f} s (making the data {made:.1f} s); peak RSS {peak:,.0f} MB; "
+          f"{len(groups) - found} other groups; {grouped:.1f} s (making the data {made:.1f} s); "
+          f"peak RSS {peak:,.0f} MB; "
           f"grids read for {compared:,} photos (making them {making:.1f} s, not counted)")
 
 
@@ -271,17 +279,20 @@ def sources(names: list[str], sizes: list[str], models: list[str], pillow_git: P
                 print(f"{name}: skipped (no photos: --pillow-git?)")
                 continue
             for size in sizes if name not in ("generated", "shapes") else ["as made"]:
-                truth = ds.make(base / f"{name}-{size}".replace(" ", "_"), name, size, photos)
+                folder = base / f"{name}-{size}".replace(" ", "_")
+                made = folder.is_dir() and any(folder.iterdir())  # --keep: a set made before is judged again
+                truth = ds.Truth.from_folder(folder, size) if made else ds.make(folder, name, size, photos)
                 print(f"{name}, {size}: {len(photos)} originals, {len(truth.kind)} files, "
                       f"{len(truth.copy_pairs())} copy pairs, {len(truth.similar_pairs())} similar pairs"
                       f"{'' if ds.magick() else ' (no ImageMagick: Pillow copies only)'}")
                 for model in models:
                     index = base / f"index-{name}-{size}-{model}".replace(":", "_").replace(" ", "_")
-                    done = subprocess.run(cli("index", str(truth.root), "--index", str(index), "--model", model,
-                                              "--vocabulary", "none", "--quiet"), capture_output=True, text=True,
-                                          env={**os.environ, "CLIPSEARCH_TEXT_EXPORT": "0"})
-                    if done.returncode:
-                        raise SystemExit(done.stderr)
+                    if not (index / "catalog.sqlite").exists():
+                        done = subprocess.run(cli("index", str(truth.root), "--index", str(index), "--model", model,
+                                                  "--vocabulary", "none", "--quiet"), capture_output=True, text=True,
+                                              env={**os.environ, "CLIPSEARCH_TEXT_EXPORT": "0"})
+                        if done.returncode:
+                            raise SystemExit(done.stderr)
                     result = evaluate_source(truth, *listed(index))
                     kinds, groups = result.pop("by kind"), result.pop("groups")
                     print(f"  {model}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()))

@@ -107,13 +107,12 @@ def _stars(members: list[int], rank: Callable[[list[int]], list[int]],
         rest = [m for m in left if m != centre]
         ok = passes(centre, rest) if rest else np.zeros(0, dtype=bool)
         group = [centre] + [m for m, y in zip(rest, ok.tolist()) if y]
-        if veto is not None:  # of two members in conflict, the one in more conflicts goes, else the less connected
-            conflicts = {m: {x for x in group if x != m and veto(m, x)} for m in group}
-            while any(conflicts.values()):
-                worst = max(conflicts, key=lambda m: (len(conflicts[m]), -degree.get(m, 0), m == centre))
-                group.remove(worst)
-                for m in conflicts.pop(worst):
-                    conflicts[m].discard(worst)
+        if veto is not None:  # of two in conflict, the centre stays, else the one more joined, else the better
+            order = {m: i for i, m in enumerate(left)}
+            standing = {m: (m == centre, degree.get(m, 0), -order[m]) for m in group}
+            for m, x in [(m, x) for i, m in enumerate(group) for x in group[i + 1:]]:
+                if m in group and x in group and veto(m, x):
+                    group.remove(min((m, x), key=standing.__getitem__))
         out.append(rank(group))
         left = [m for m in rest if m not in group]
     return out
