@@ -32,7 +32,8 @@ TURN_SCALE = 0.025  # the turn is only asked where the grids align near scale 1:
 # edges turn the histogram of a copy by up to 10 degrees (real photos, bench/duplicates.py --sources); a shot turned
 # by 1-2 degrees aligns at 0.98-1.01
 SAME_SCALE = 0.015  # aligned at scale 1 (no frame, no trim), a copy is nearer than one resampled to another scale:
-SAME_SCALE_RESIDUAL = 0.15  # re-encodes, resizes and recolourings measured up to 0.10, turned shots 0.1-0.33; two
+SAME_SCALE_RESIDUAL = 0.18  # re-encodes, resizes and recolourings measured up to 0.16 (the demo model's small decodes), turned
+# shots 0.1-0.33, bursts 0.04-0.2 (bench/duplicates.py --sources); two
 # photos of the same width and height (a re-encode, a recolouring, or a shot of the same camera) must align at
 # scale 1 and within this: a burst whose subject moved aligned at 0.97-1.02 within 0.3 (bench/duplicates.py)
 MIN_STRENGTH = 0.15  # edges more even than this (``signature.strength``: textures, star fields) tell no turn: copies
@@ -132,7 +133,8 @@ def signature_neighbours(signs: np.ndarray, k: int = HASH_K) -> tuple[np.ndarray
 
 
 def candidate_pairs(collection: Collection, k: int = K) -> Pairs:
-    """Each content's ``k`` nearest by vector and ``HASH_K`` nearest by signature (where it has one)."""
+    """Each content's ``k`` nearest by vector and its ``HASH_K`` nearest by signature within ``NEAR_BITS`` (those
+    go to the grids whatever their vectors; farther ones would send most of a large collection there)."""
     n = len(collection.files)
     if n < 2:
         empty = np.zeros(0, dtype=np.int64)
@@ -145,8 +147,8 @@ def candidate_pairs(collection: Collection, k: int = K) -> Pairs:
     signs = collection.signatures
     signed = np.flatnonzero(signs >= 0)
     if len(signed) > 1:
-        _, near = signature_neighbours(signs[signed])
-        ok = near >= 0
+        bits, near = signature_neighbours(signs[signed])
+        ok = (near >= 0) & (bits <= NEAR_BITS)  # the nearest of a million random hashes are ~15 bits apart
         rows = np.concatenate([rows, np.repeat(signed, near.shape[1])[ok.ravel()]])
         cols = np.concatenate([cols, signed[near[ok]]])
     return pairs_of(collection, rows, cols, yardstick)

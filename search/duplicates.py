@@ -132,9 +132,12 @@ def find(collection: Collection, similar: bool = False, rank: Callable[[list[int
     n = len(collection.files)
     rank = rank or default_rank(collection)
     pairs = candidate_pairs(collection)
-    touched = sorted({int(i) for i in pairs.a} | {int(i) for i in pairs.b})
-    flat = featureless(collection, touched)
-    copy, close = levels(pairs, collection.edges, collection.grids, flat, dims_of(collection))
+    copy, close = levels(pairs, collection.edges, collection.grids, None, dims_of(collection))
+    either = copy | close  # only these pictures' grids are read for flatness (not a million of them)
+    flat = featureless(collection, sorted({int(i) for i in pairs.a[either]} | {int(i) for i in pairs.b[either]}))
+    unfit = flat[pairs.a] | flat[pairs.b]
+    copy &= ~unfit
+    close &= ~unfit
 
     def passes(level: int) -> Callable[[int, list[int]], np.ndarray]:
         def test(keeper: int, others: list[int]) -> np.ndarray:
