@@ -24,18 +24,18 @@ COPY_SPREAD = 1.0  # and their vectors' distance, in units of the collection's y
 GRID_BITS = 24  # with grids, the hash and vectors only pass pairs on to them: crops measured up to 24 bits apart,
 GRID_SPREAD = 3.0  # up to 2.9 yardsticks (random-weight ViT-B-32, real photos); unrelated photos differ by ~32 bits
 NEAR_BITS = 10  # hashes this near pass a pair on to the grids whatever its vectors (frames: 13 yardsticks apart)
-GRID_RESIDUAL = 0.3  # copies measured at most 0.25 apart, added objects above 0.3 for 98% (bench/duplicates.py)
+GRID_RESIDUAL = 0.3  # copies measured at most 0.25 apart, added objects above 0.3 for 98% (bench/duplicates.py);
+# real photos' frames and crops up to 0.3 as well (--sources)
 GRID_NEW = 0.05  # copies measured 0.00, moved cameras above 0.05 for 95%
 MAX_COPY_TURN = 1.0  # degrees: copies of real photos (JPEG quality 30-50) measured up to 0.75 apart, generated ones
 # 0.36; shots turned 1-2 degrees measured above 1.0 where their edges tell at all (bench/duplicates.py --sources)
 TURN_SCALE = 0.025  # the turn is only asked where the grids align near scale 1: a frame's or a crop's own straight
 # edges turn the histogram of a copy by up to 10 degrees (real photos, bench/duplicates.py --sources); a shot turned
 # by 1-2 degrees aligns at 0.98-1.01
-SAME_SCALE = 0.015  # aligned at scale 1 (no frame, no trim), a copy is nearer than one resampled to another scale:
-SAME_SCALE_RESIDUAL = 0.18  # re-encodes, resizes and recolourings measured up to 0.16 (the demo model's small decodes), turned
-# shots 0.1-0.33, bursts 0.04-0.2 (bench/duplicates.py --sources); two
-# photos of the same width and height (a re-encode, a recolouring, or a shot of the same camera) must align at
-# scale 1 and within this: a burst whose subject moved aligned at 0.97-1.02 within 0.3 (bench/duplicates.py)
+SAME_SCALE = 0.015  # aligned at scale 1 (no frame, no trim), a copy is nearer than one resampled to another scale;
+SAME_SCALE_RESIDUAL = 0.18  # and two photos of the same width and height (a re-encode, a recolouring, or a shot
+# from the same camera) must align at scale 1 within this: re-encodes and recolourings measured up to 0.16 (the demo
+# model's small decodes), turned shots 0.1-0.33, bursts whose subject moved 0.04-0.2 (bench/duplicates.py --sources)
 MIN_STRENGTH = 0.15  # edges more even than this (``signature.strength``: textures, star fields) tell no turn: copies
 # of them measured "turned" by up to 9 degrees (bench/duplicates.py --sources)
 FLAT_CONTRAST = 4.0  # levels: a grid less varied than this is a flat picture (one colour, transparent, blank)
@@ -162,7 +162,10 @@ def pairs_of(collection: Collection, rows: np.ndarray, cols: np.ndarray, yardsti
     _, first = np.unique(a * n + b, return_index=True)
     a, b = a[first], b[first]
     v = collection.vectors
-    sims = np.einsum("ij,ij->i", v[a], v[b]).astype(np.float32) if len(a) else np.zeros(0, dtype=np.float32)
+    sims = np.zeros(len(a), dtype=np.float32)
+    for start in range(0, len(a), BATCH):  # in batches: a million contents' pairs at once would be tens of GB
+        at = slice(start, start + BATCH)
+        sims[at] = np.einsum("ij,ij->i", v[a[at]], v[b[at]])
     signs = collection.signatures
     known = (signs[a] >= 0) & (signs[b] >= 0)
     xor = np.bitwise_xor(signs[a], signs[b]).astype(np.uint64)
