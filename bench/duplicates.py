@@ -3,6 +3,7 @@
     python bench/duplicates.py [--scenes 300] [--models demo,ViT-B-32:none] [--seed 1]
     python bench/duplicates.py --synthetic 1000000          # neighbours and groups over planted vectors
     python bench/duplicates.py --photos 10000               # `clipsearch duplicates` as a whole process
+    python bench/duplicates.py --sources skimage,pillow,generated,shapes --pillow-git PILLOW/.git [--keep DIR]
 
 (a) Ground truth (tests/duplicate_sets.py): ``--scenes`` photo-like originals; a third get copies (resized
     25-75%, JPEG quality 30-95, PNG, WebP, 2-5% crops, 2-5% borders, EXIF-orientation-only, brightness
@@ -14,6 +15,12 @@
     perturbation, the same signature give or take 3 bits, the grids of a generated scene and of copies of it
     made as in (a)), through the same neighbour search and rules (grid comparisons included):
     recall of the planted groups, seconds, peak memory.
+(d) ``--sources``: photos the rules were never tuned on (bench/duplicate_sources.py: scikit-image's and Pillow's
+    real photos at camera sizes, 2-12 MP, and chat size, 1280 px; copies made by Pillow and by ImageMagick;
+    the generator's scenes; rendered shapes), judged as `clipsearch duplicates --similar` lists them: copy
+    precision and recall over pairs of files, similar shots called copies, per kind and tool, group sizes.
+    The thresholds were chosen on ``skimage`` only; ``--keep DIR`` keeps the sets and indexes and judges them
+    again on a later run.
 (c) ``--photos N``: N generated JPEGs indexed with the demo model, then `clipsearch duplicates --json` timed
     as a whole process.
 """
@@ -159,7 +166,8 @@ def synthetic(n: int, dim: int = 512) -> None:
     found = sum(tuple(group) in found_groups for group in planted)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"(b) {n:,} vectors, {len(planted):,} planted groups: {found / len(planted):.3f} found whole, "
-          f"{len(groups) - found} other groups; {grouped:.1f} s (making the data {made:.1f} s); peak RSS {peak:,.0f} MB; "
+          f"{len(groups) - found} other groups; {grouped:.1f} s (making the data {made:.1f} s); "
+          f"peak RSS {peak:,.0f} MB; "
           f"grids read for {compared:,} photos (making them {making:.1f} s, not counted)")
 
 
@@ -192,6 +200,108 @@ def whole_process(photos: int) -> None:
               f"--similar {wall_similar:.2f} s, {rss_similar:,.0f} MB")
 
 
+def listed(index: Path) -> tuple[dict[str, str], dict[str, str], list[dict[str, object]]]:
+    """As `clipsearch duplicates --similar` lists them (the application layer): file name -> its copy group,
+    file name -> its similar group (a copy group's files through its keeper), and the groups."""
+    from clipsearch.app import Index
+
+    with Index(index) as ix:
+        groups = [g.as_dict() for g in ix.duplicates(similar=True).groups]
+    copy_of: dict[str, str] = {}
+    similar_of: dict[str, str] = {}
+    for n, g in enumerate(groups):
+        for m in g["members"]:
+            (similar_of if g["level"] == "similar" else copy_of)[Path(m["path"]).name] = f"{g['level']}{n}"
+    keeper = {Path(m["path"]).name: Path(g["keep"]).name for g in groups if g["level"] != "similar"
+              for m in g["members"]}
+    for name, k in keeper.items():
+        if k in similar_of and name not in similar_of:
+            similar_of[name] = similar_of[k]
+    return copy_of, similar_of, groups
+
+
+def evaluate_source(truth, copy_of: dict[str, str], similar_of: dict[str, str],  # noqa: ANN001
+                    groups: list[dict[str, object]]) -> dict[str, object]:
+    names = sorted(truth.kind)
+    pairs = [frozenset((a, b)) for i, a in enumerate(names) for b in names[i + 1:]]
+    together = {p for p in pairs if same(copy_of, p)}
+    copy_pairs, similar_pairs = truth.copy_pairs(), truth.similar_pairs()
+    shot_pairs = {p for p in similar_pairs if any(truth.kind[n] == "original" for n in p)}
+    out: dict[str, object] = {
+        "copy P": len(together & copy_pairs) / max(1, len(together)),
+        "copy R": len(together & copy_pairs) / max(1, len(copy_pairs)),
+        "similar as copy": len(together & similar_pairs) / max(1, len(similar_pairs)),
+        "similar R": len({p for p in shot_pairs if same(similar_of, p)}) / max(1, len(shot_pairs)),
+    }
+    by_kind: dict[str, Counter] = {}
+    for name, kind in truth.kind.items():
+        if kind == "original":
+            continue
+        original = next(n for n, k in truth.kind.items() if k == "original" and truth.family[n] == truth.family[name])
+        pair = frozenset((original, name))
+        called = "copy" if same(copy_of, pair) else "similar" if same(similar_of, pair) else "apart"
+        by_kind.setdefault(kind.split(":")[0] + ":" + kind.split(":")[1], Counter())[called] += 1
+        if kind.count(":") == 2:
+            by_kind.setdefault(kind, Counter())[called] += 1
+    out["by kind"] = {k: dict(c) for k, c in sorted(by_kind.items())}
+    diam: dict[str, list[int]] = {}
+    for g in groups:
+        families = {truth.family.get(Path(m["path"]).name, "?") for m in g["members"]}  # type: ignore[union-attr]
+        low = min(m["score"] for m in g["members"])  # type: ignore[union-attr]
+        d = diam.setdefault(str(g["level"]), [0, 0, 0, 1000])
+        d[0] += 1
+        d[1] = max(d[1], len(g["members"]))  # type: ignore[arg-type]
+        d[2] += len(families) > 1
+        d[3] = min(d[3], int(1000 * low))
+    out["groups"] = {level: f"{d[0]} groups, largest {d[1]}, {d[2]} mixing originals, lowest score to keeper "
+                            f"{d[3] / 1000:.3f}" for level, d in diam.items()}
+    return out
+
+
+def sources(names: list[str], sizes: list[str], models: list[str], pillow_git: Path | None, keep: Path | None) -> None:
+    import duplicate_sources as ds
+
+    makers = {
+        "skimage": ds.skimage_photos,
+        "pillow": lambda: ds.pillow_photos(pillow_git) if pillow_git else [],
+        "generated": lambda: ds.generated_photos(20, 7),
+        "shapes": lambda: ds.shapes_photos(40, 7),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        base = keep or Path(tmp)
+        for name in names:
+            try:
+                photos = makers[name]()
+            except ImportError as exc:
+                print(f"{name}: skipped ({exc})")
+                continue
+            if not photos:
+                print(f"{name}: skipped (no photos: --pillow-git?)")
+                continue
+            for size in sizes if name not in ("generated", "shapes") else ["as made"]:
+                folder = base / f"{name}-{size}".replace(" ", "_")
+                made = folder.is_dir() and any(folder.iterdir())  # --keep: a set made before is judged again
+                truth = ds.Truth.from_folder(folder, size) if made else ds.make(folder, name, size, photos)
+                print(f"{name}, {size}: {len(photos)} originals, {len(truth.kind)} files, "
+                      f"{len(truth.copy_pairs())} copy pairs, {len(truth.similar_pairs())} similar pairs"
+                      f"{'' if ds.magick() else ' (no ImageMagick: Pillow copies only)'}")
+                for model in models:
+                    index = base / f"index-{name}-{size}-{model}".replace(":", "_").replace(" ", "_")
+                    if not (index / "catalog.sqlite").exists():
+                        done = subprocess.run(cli("index", str(truth.root), "--index", str(index), "--model", model,
+                                                  "--vocabulary", "none", "--quiet"), capture_output=True, text=True,
+                                              env={**os.environ, "CLIPSEARCH_TEXT_EXPORT": "0"})
+                        if done.returncode:
+                            raise SystemExit(done.stderr)
+                    result = evaluate_source(truth, *listed(index))
+                    kinds, groups = result.pop("by kind"), result.pop("groups")
+                    print(f"  {model}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()))
+                    for kind, called in kinds.items():  # type: ignore[union-attr]
+                        print(f"      {kind:28s} {called}")
+                    for level, text in groups.items():  # type: ignore[union-attr]
+                        print(f"      {level} groups: {text}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenes", type=int, default=300)
@@ -199,8 +309,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--synthetic", type=int, default=0)
     parser.add_argument("--photos", type=int, default=0)
+    parser.add_argument("--sources", default="", help="skimage,pillow,generated,shapes (bench/duplicate_sources.py)")
+    parser.add_argument("--sizes", default="camera,chat")
+    parser.add_argument("--pillow-git", type=Path, default=None, help="a Pillow clone's git directory")
+    parser.add_argument("--keep", type=Path, default=None, help="make the sets and indexes here, and keep them")
     args = parser.parse_args()
-    if args.synthetic:
+    if args.sources:
+        sources(args.sources.split(","), args.sizes.split(","), args.models.split(","), args.pillow_git, args.keep)
+    elif args.synthetic:
         synthetic(args.synthetic)
     elif args.photos:
         whole_process(args.photos)

@@ -42,6 +42,7 @@ class Match(NamedTuple):
 
     residual: float  # the largest blurred difference over the overlap, in units of the picture's contrast
     new: float  # the contrast of what the lesser picture shows beyond the other (0: nothing, or a flat frame)
+    scale: float = 1.0  # the alignment's scale furthest from 1 (a frame or a crop: below or above 1)
 
 
 def encode(image: Image.Image) -> bytes:
@@ -49,6 +50,17 @@ def encode(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     grid.save(buf, "JPEG", quality=QUALITY, subsampling=0)
     return buf.getvalue()
+
+
+def contrast(data: bytes) -> float | None:
+    """The grid's own contrast in levels of 0-255 (the RMS of its channels about their means): a flat colour, a
+    transparent picture shown on black and a picture of a pixel or two are near 0. None if unreadable."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            a = np.asarray(im.convert("YCbCr"), dtype=np.float64)
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return float(np.sqrt(((a - a.mean(axis=(0, 1))) ** 2).mean(axis=(0, 1)).sum()))
 
 
 def decode(data: bytes) -> np.ndarray | None:
@@ -130,9 +142,13 @@ def _coarse_difference(za: np.ndarray, zb: np.ndarray) -> float:
     crops are): a 2-5% crop moves a cell by half its side at most, so copies stay low; it costs an eighth of an
     alignment."""
     f = SIDE // COARSE
-    pa = za.reshape(3, COARSE, f, COARSE, f).mean(axis=(2, 4))
-    pb = zb.reshape(3, COARSE, f, COARSE, f).mean(axis=(2, 4))
-    return float(np.sqrt(((pa - pb)[:, 1:-1, 1:-1] ** 2).sum(axis=0).mean()))
+
+    def inner(z: np.ndarray) -> np.ndarray:  # scaled to its own contrast: a white frame round a dark picture
+        p = z.reshape(3, COARSE, f, COARSE, f).mean(axis=(2, 4))[:, 1:-1, 1:-1]  # inflates the whole grid's
+        p = p - p.mean(axis=(1, 2), keepdims=True)
+        return p / (np.sqrt((p**2).mean(axis=(1, 2)).sum()) + 1e-6)
+
+    return float(np.sqrt(((inner(za) - inner(zb)) ** 2).sum(axis=0).mean()))
 
 
 def compare(a: bytes, b: bytes) -> Match | None:
@@ -163,4 +179,5 @@ def compare(a: bytes, b: bytes) -> Match | None:
         diff = np.where(np.outer(iy, ix), zb[c] - (gain * mapped[c] + offset), 0.0)
         residual = max(residual, float(np.abs(_BLUR @ diff @ _BLUR.T)[overlap].max()) / contrast)
     new = min(_shows(zb, _beyond(px, False), _beyond(py, False)), _shows(za, _beyond(px, True), _beyond(py, True)))
-    return Match(residual, new)
+    scale = max((float(_PARAMS[p][0]) for p in (px, py)), key=lambda v: abs(v - 1.0))
+    return Match(residual, new, scale)

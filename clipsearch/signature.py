@@ -117,6 +117,14 @@ def turn(a: bytes, b: bytes) -> float | None:
     return float(_TURNS[int(np.argmax((_PHASES * (x * np.conj(y))[None, :]).real.sum(axis=1)))])
 
 
+def strength(edges: bytes) -> float:
+    """How far a picture's edge orientations are from even (the norm of their harmonics): a star field, gravel or
+    grass are near 0.05 and their ``turn`` is noise; a street, a face or a page are above 0.15. 0: no edges."""
+    if len(edges) != 4 * HARMONICS:
+        return 0.0
+    return float(np.sqrt((np.frombuffer(edges, dtype="<f2").astype(np.float64) ** 2).sum()))
+
+
 def hamming(a: int, b: int) -> int:
     """Bits that differ between two signatures (0 to 63)."""
     return (a ^ b).bit_count()

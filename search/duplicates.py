@@ -15,166 +15,45 @@ Three kinds of sameness, strongest first:
 
 Thresholds on vectors are relative to the collection: the median distance from a photo to its
 ``K``-th neighbour (an unrelated photo nearby, whatever the model's score scale), so the rules carry from
-one model to another; thresholds on signatures are in bits and do not depend on the model at all.
-bench/duplicates.py measures both levels on a generated ground truth; docs/benchmarks.md has the figures.
+one model to another; thresholds on signatures are in bits and do not depend on the model at all. The
+collection is always the whole index: a folder filter (``within``) changes what is listed, never the yardstick
+or which pairs are judged (a folder of three pictures once made its own yardstick and called a flat blue
+picture, a transparent one and a red pixel copies).
 
-Candidates: each content's ``K`` nearest neighbours, exact for small collections and through a temporary
-IVF index for large ones (IVF-Flat, so the scores it returns are exact), in batches. Connected pairs form
-one group: groups, not pairs.
+A featureless picture (a flat colour, a transparent picture shown on black, fewer pixels than a grid has cells)
+carries no evidence of being a copy: it is never a copy or a similar shot of another; identical bytes still are.
+
+Candidates: each content's ``K`` nearest neighbours by vector, exact for small collections and through a
+temporary IVF index for large ones (IVF-Flat, so the scores it returns are exact), in batches; and its
+``HASH_K`` nearest by signature (a white frame moved a random-weight model's vector 13 yardsticks away).
+
+Groups never chain: the pairs that pass join candidates, and each connected set is split around the photo that
+passed against the most others: every member of a group passes the rule against that centre (any two are at
+most two passing pairs apart), and two members of the same width and height pass against each other too (a
+burst or a turned shot reached a group through a framed copy). Similar groups join the keepers of copy groups
+and photos that are no one's copy in the same way. bench/duplicates.py measures all of it on a generated
+ground truth and, with ``--sources``, on photos the rules were never tuned on; docs/benchmarks.md has the figures.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from clipsearch import picture_grid, signature
+from search.copy_rules import (  # noqa: F401 - the rules' names, as callers and tests have always read them here
+    BATCH, COPY_BITS, COPY_SPREAD, EXACT_MAX, FLAT_CONTRAST, GRID_BITS, GRID_NEW, GRID_RESIDUAL, GRID_SPREAD, HASH_K, K,
+    MAX_COPY_TURN, MIN_PIXELS, MIN_STRENGTH, NEAR_BITS, NPROBE, SAME_SCALE, SAME_SCALE_RESIDUAL, SIMILAR_BITS,
+    SIMILAR_SPREAD, TURN_SCALE, Collection, Pairs, candidate_pairs, dims_of, featureless, judge, levels,
+    neighbours, pairs_of, signature_neighbours,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from clipsearch.store import IndexedFile, StoreReader
-
-K = 8  # neighbours per content; the K-th is the collection's yardstick
-COPY_BITS = 8  # signature bits two copies may differ by, where there are no grids (bench/duplicates.py)
-COPY_SPREAD = 1.0  # and their vectors' distance, in units of the collection's yardstick
-GRID_BITS = 24  # with grids, the hash and vectors only pass pairs on to them: copies measured up to 24 bits and
-GRID_SPREAD = 2.0  # (framed, demo model) 1.7 yardsticks apart; unrelated photos differ by ~32 bits
-GRID_RESIDUAL = 0.3  # copies measured at most 0.25 apart, added objects above 0.3 for 98% (bench/duplicates.py)
-GRID_NEW = 0.05  # copies measured 0.00, moved cameras above 0.05 for 95%
-MAX_COPY_TURN = 0.5  # degrees: copies measured at most 0.36 apart, shots turned 1-2 degrees above 0.5 (95%)
-SIMILAR_BITS = 20
-SIMILAR_SPREAD = 0.25
-EXACT_MAX = 50_000  # contents up to which neighbours are found exactly (a flat scan); above, IVF
-NPROBE = 6  # IVF lists searched per content: copies sit in their original's list or the next (bench/duplicates.py)
-BATCH = 8192
-
-
-@dataclass
-class Collection:
-    """What the rules read, per content: its files, its vector, its signature (-1: none yet)."""
-
-    files: list[list[IndexedFile]]
-    vectors: np.ndarray  # (n, dim) float32, unit length
-    signatures: np.ndarray  # (n,) int64: the DCT hashes
-    edges: list[bytes] | None = None  # each one's edge harmonics (b"": none)
-    grids: Callable[[list[int]], dict[int, bytes]] | None = None  # content indices -> their grids, read on demand
-
-    @classmethod
-    def of(cls, store: StoreReader, within: str | None = None) -> Collection:
-        by_hash: dict[bytes, list[IndexedFile]] = {}
-        for row in store.file_rows(within):
-            by_hash.setdefault(row.hash, []).append(row)
-        files = list(by_hash.values())
-        first = {group[0].id: i for i, group in enumerate(files)}
-        dim = store.model.dim if store.model else 0
-        vectors = np.zeros((len(files), dim), dtype=np.float32)
-        for ids, block in store.iter_vectors(list(first)):
-            vectors[[first[int(i)] for i in ids]] = block
-        known = store.signatures.all()
-        signs = np.array([known[g[0].hash].dct if g[0].hash in known else -1 for g in files], dtype=np.int64)
-        edges = [known[g[0].hash].edges if g[0].hash in known else b"" for g in files]
-        hashes = [g[0].hash for g in files]
-
-        def grids(indices: list[int]) -> dict[int, bytes]:
-            found = store.signatures.grids([hashes[i] for i in indices])
-            return {i: found[hashes[i]] for i in indices if hashes[i] in found}
-
-        return cls(files, vectors, signs, edges, grids)
-
-
-@dataclass
-class Pairs:
-    """Candidate pairs (``a`` < ``b``, content indices) with their cosine and signature distance (64: unknown)."""
-
-    a: np.ndarray
-    b: np.ndarray
-    score: np.ndarray
-    bits: np.ndarray
-    yardstick: float  # the median distance (1 - cosine) to the K-th neighbour
-
-
-def neighbours(vectors: np.ndarray, k: int = K) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, indices) of each vector's ``k`` nearest others (-1 where there are fewer)."""
-    import faiss
-
-    n, dim = vectors.shape
-    k = min(k + 1, n)  # each finds itself first
-    if n <= EXACT_MAX:
-        index = faiss.IndexFlatIP(dim)
-    else:
-        lists = int(4 * np.sqrt(n))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
-        sample = vectors[np.random.default_rng(0).choice(n, min(n, 64 * lists), replace=False)]
-        index.train(sample)
-        index.nprobe = NPROBE
-    index.add(vectors)
-    scores = np.empty((n, k), dtype=np.float32)
-    found = np.empty((n, k), dtype=np.int64)
-    for start in range(0, n, BATCH):
-        scores[start : start + BATCH], found[start : start + BATCH] = index.search(vectors[start : start + BATCH], k)
-    return scores, found
-
-
-def candidate_pairs(collection: Collection, k: int = K) -> Pairs:
-    n = len(collection.files)
-    if n < 2:
-        empty = np.zeros(0, dtype=np.int64)
-        return Pairs(empty, empty, np.zeros(0, dtype=np.float32), empty, 1.0)
-    scores, found = neighbours(collection.vectors, k)
-    last = np.where(found[:, -1] >= 0, scores[:, -1], np.nan)
-    yardstick = float(np.nanmedian(1.0 - last)) if np.isfinite(last).any() else 1.0
-    rows = np.repeat(np.arange(n), found.shape[1])
-    cols, sims = found.ravel(), scores.ravel()
-    keep = (cols >= 0) & (cols != rows)
-    a, b = np.minimum(rows[keep], cols[keep]), np.maximum(rows[keep], cols[keep])
-    _, first = np.unique(a * n + b, return_index=True)
-    a, b, sims = a[first], b[first], sims[keep][first]
-    signs = collection.signatures
-    known = (signs[a] >= 0) & (signs[b] >= 0)
-    xor = np.bitwise_xor(signs[a], signs[b]).astype(np.uint64)
-    bits = np.where(known, _popcount(xor), 64)
-    return Pairs(a, b, sims, bits, max(yardstick, 1e-6))
-
-
-def _popcount(values: np.ndarray) -> np.ndarray:
-    out = np.zeros(values.shape, dtype=np.int64)
-    v = values.copy()
-    while v.any():
-        out += (v & np.uint64(1)).astype(np.int64)
-        v >>= np.uint64(1)
-    return out
-
-
-def levels(pairs: Pairs, edges: list[bytes] | None = None,
-           grids: Callable[[list[int]], dict[int, bytes]] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Which candidate pairs are copies, and which are similar shots (or copies)."""
-    spread = (1.0 - pairs.score) / pairs.yardstick
-    copy = (pairs.bits <= COPY_BITS) & (spread <= COPY_SPREAD)
-    if grids is not None:
-        _judge_by_grids(pairs, spread, copy, grids)
-    similar = copy | (spread <= SIMILAR_SPREAD) | ((pairs.bits <= SIMILAR_BITS) & (spread <= COPY_SPREAD))
-    if edges is not None:  # a shot turned by a degree or two hashes like a copy; its edges tell it apart
-        for at in np.flatnonzero(copy):
-            angle = signature.turn(edges[pairs.a[at]], edges[pairs.b[at]])
-            if angle is not None and abs(angle) > MAX_COPY_TURN + 1e-6:  # the angles are a grid of 0.05 degrees
-                copy[at] = False
-    return copy, similar
-
-
-def _judge_by_grids(pairs: Pairs, spread: np.ndarray, copy: np.ndarray,
-                    grids: Callable[[list[int]], dict[int, bytes]]) -> None:
-    """Where both photos of a candidate pair have grids, they decide whether it is a copy (``copy``, in place)."""
-    at = np.flatnonzero((pairs.bits <= GRID_BITS) & (spread <= GRID_SPREAD))
-    held = grids(sorted({int(i) for i in pairs.a[at]} | {int(i) for i in pairs.b[at]}))
-    for i in at.tolist():
-        a, b = held.get(int(pairs.a[i])), held.get(int(pairs.b[i]))
-        match = picture_grid.compare(a, b) if a is not None and b is not None else None
-        if match is not None:
-            copy[i] = match.residual <= GRID_RESIDUAL and match.new <= GRID_NEW
-
+STAR_MAX = 2_000  # a connected set larger than this is split by the pairs already judged (no new judgements)
 
 def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The connected component of each of ``n`` items joined by the pairs (a[i], b[i]): a label per item."""
@@ -200,29 +79,153 @@ def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @dataclass
 class ContentGroup:
     level: str  # "identical", "copy" or "similar"
-    contents: list[int]
+    contents: list[int]  # the keeper's content first
 
 
-def find(collection: Collection, similar: bool = False) -> list[ContentGroup]:
-    """The groups of contents: copies (identical bytes included), and with ``similar`` the similar shots (groups
-    that join two or more copy groups or single photos), largest first."""
+def default_rank(collection: Collection) -> Callable[[list[int]], list[int]]:
+    """Contents best first without the catalog's dates: most pixels, then the one indexed first
+    (``search.keeper.ranking`` is the keeper's whole rule, which the application passes)."""
+    def key(c: int) -> tuple[int, int]:
+        f = collection.files[c][0]
+        return (-(f.width * f.height), f.id) if f is not None else (0, c)
+
+    return lambda contents: sorted(contents, key=key)
+
+
+def _stars(members: list[int], rank: Callable[[list[int]], list[int]],
+           passes: Callable[[int, list[int]], np.ndarray], degree: dict[int, int],
+           veto: Callable[[int, int], bool] | None = None) -> list[list[int]]:
+    """``members`` (joined by pairs that pass a rule) split into groups of bounded diameter: the one left that
+    passed against the most others (``degree``; the best-ranked among equals: usually the original, not a framed
+    or trimmed copy of it) gathers all the others left that pass against it, and so on. Any two members of a
+    group are at most two passing pairs apart; of two that ``veto`` says cannot both be copies, one is left for
+    the next group. Each group comes best-ranked first (the keeper)."""
+    left = rank(members)
+    out = []
+    while left:
+        centre = max(left, key=lambda c: (degree.get(c, 0), -left.index(c)))
+        rest = [m for m in left if m != centre]
+        ok = passes(centre, rest) if rest else np.zeros(0, dtype=bool)
+        group = [centre] + [m for m, y in zip(rest, ok.tolist()) if y]
+        if veto is not None:  # of two in conflict, the centre stays, else the one more joined, else the better
+            order = {m: i for i, m in enumerate(left)}
+            standing = {m: (m == centre, degree.get(m, 0), -order[m]) for m in group}
+            for m, x in [(m, x) for i, m in enumerate(group) for x in group[i + 1:]]:
+                if m in group and x in group and veto(m, x):
+                    group.remove(min((m, x), key=standing.__getitem__))
+        out.append(rank(group))
+        left = [m for m in rest if m not in group]
+    return out
+
+
+def find(collection: Collection, similar: bool = False, rank: Callable[[list[int]], list[int]] | None = None,
+         within: Callable[[str], bool] | None = None) -> list[ContentGroup]:
+    """The groups of contents: copies (identical bytes included), and with ``similar`` the similar shots, largest
+    first, the keeper's content first in each.
+
+    Every member of a copy group passes the copy rule against its keeper (``_stars``): pairs never chain. A
+    similar group joins the keepers of copy groups and photos that are no one's copy, each passing the similar
+    rule against the group's keeper: a copy group is never listed again among the similar ones. ``rank`` orders
+    contents best first (the keeper's rule: ``search.keeper``). ``within`` (a path -> bool) narrows what is
+    listed, never what is judged: the groups are the whole collection's, less the files outside; where a group's
+    keeper is outside, the best one inside keeps the others inside that pass against it."""
     n = len(collection.files)
+    rank = rank or default_rank(collection)
     pairs = candidate_pairs(collection)
-    copy, close = levels(pairs, collection.edges, collection.grids)
+    copy, close = levels(pairs, collection.edges, collection.grids, None, dims_of(collection))
+    either = copy | close  # only these pictures' grids are read for flatness (not a million of them)
+    flat = featureless(collection, sorted({int(i) for i in pairs.a[either]} | {int(i) for i in pairs.b[either]}))
+    unfit = flat[pairs.a] | flat[pairs.b]
+    copy &= ~unfit
+    close &= ~unfit
+
+    def passes(level: int) -> Callable[[int, list[int]], np.ndarray]:
+        def test(keeper: int, others: list[int]) -> np.ndarray:
+            c, s = judge(collection, np.full(len(others), keeper), np.array(others), pairs.yardstick, flat)
+            return c if level == 0 else s
+        return test
+
+    def known(level: np.ndarray) -> Callable[[int, list[int]], np.ndarray]:
+        joined: dict[int, set[int]] = {}
+        for x, y in zip(pairs.a[level].tolist(), pairs.b[level].tolist()):
+            joined.setdefault(x, set()).add(y)
+            joined.setdefault(y, set()).add(x)
+        return lambda centre, others: np.array([o in joined.get(centre, ()) for o in others], dtype=bool)
+
+    copy_degree = Counter(pairs.a[copy].tolist()) + Counter(pairs.b[copy].tolist())
+    close_degree = Counter(pairs.a[close].tolist()) + Counter(pairs.b[close].tolist())
+    dims = dims_of(collection)
+    same_size_verdicts: dict[tuple[int, int], bool] = {}
+
+    def apart(m: int, x: int) -> bool:
+        """Two of the same width and height that fail the copy rule against each other: where sizes are equal
+        there is no frame or trim between them to hide a turned camera or a moved subject, and a copy aligns at
+        scale 1, so the rule is at its surest (a burst or a turned shot reaches a group through a framed copy)."""
+        if not (dims[m] == dims[x]).all() or not dims[m].all():
+            return False
+        key = (min(m, x), max(m, x))
+        if key not in same_size_verdicts:
+            c, _ = judge(collection, np.array([key[0]]), np.array([key[1]]), pairs.yardstick, flat)
+            same_size_verdicts[key] = not bool(c[0])
+        return same_size_verdicts[key]
+
     copy_of = components(n, pairs.a[copy], pairs.b[copy])
+    copy_groups: list[list[int]] = []
+    for members in _members(copy_of, at_least=2):
+        too_many = len(members) > STAR_MAX  # then only the pairs already judged: the same bound, less checked
+        copy_groups += _stars(members, rank, known(copy), copy_degree) if too_many else \
+            _stars(members, rank, passes(0), copy_degree, apart)
     out: list[ContentGroup] = []
-    for members in _members(copy_of):
-        if len(members) > 1:
-            out.append(ContentGroup("copy", members))
-        elif len(collection.files[members[0]]) > 1:
-            out.append(ContentGroup("identical", members))
+    keeper_of = np.arange(n)
+    for group in copy_groups:
+        keeper_of[group] = group[0]
+        listed = _inside(collection, group, within, rank, passes(0))
+        if listed is not None:
+            out.append(listed)
+    grouped = np.zeros(n, dtype=bool)
+    for group in copy_groups:
+        grouped[group] = True
+    for i in range(n):
+        if len(collection.files[i]) > 1 and not grouped[i]:
+            listed = _inside(collection, [i], within, rank, passes(0))
+            if listed is not None:
+                out.append(listed)
     if similar:
-        shot_of = components(n, pairs.a[close], pairs.b[close])
+        a, b = keeper_of[pairs.a[close]], keeper_of[pairs.b[close]]
+        differ = a != b
+        shot_of = components(n, a[differ], b[differ])
         for members in _members(shot_of, at_least=2):
-            if len({int(copy_of[m]) for m in members}) > 1:
-                out.append(ContentGroup("similar", members))
+            split = _stars(members, rank, known(close), close_degree) if len(members) > STAR_MAX else \
+                _stars(members, rank, passes(1), close_degree)
+            for group in split:
+                if len(group) > 1:
+                    listed = _inside(collection, group, within, rank, passes(1), level="similar")
+                    if listed is not None:
+                        out.append(listed)
     out.sort(key=lambda g: (-sum(len(collection.files[c]) for c in g.contents), g.level != "identical"))
     return out
+
+
+def _inside(collection: Collection, group: list[int], within: Callable[[str], bool] | None,
+            rank: Callable[[list[int]], list[int]], passes: Callable[[int, list[int]], np.ndarray],
+            level: str = "copy") -> ContentGroup | None:
+    """The group as listed under ``within``: its files there, two at least; None if fewer."""
+    def listed_files(c: int) -> int:
+        files = collection.files[c]
+        return len(files) if within is None else sum(1 for f in files if within(f.path))
+
+    inside = [c for c in group if listed_files(c) > 0]
+    if sum(listed_files(c) for c in inside) < 2:
+        return None
+    if inside and inside[0] != group[0]:  # the keeper is outside: the best inside keeps those that pass against it
+        best, rest = rank(inside)[0], [c for c in inside if c != rank(inside)[0]]
+        ok = passes(best, rest) if rest else np.zeros(0, dtype=bool)
+        inside = [best] + [c for c, y in zip(rest, ok.tolist()) if y]
+        if sum(listed_files(c) for c in inside) < 2:
+            return None
+    if len(inside) == 1:
+        return ContentGroup("identical", inside)
+    return ContentGroup(level, inside)
 
 
 def _members(labels: np.ndarray, at_least: int = 1) -> list[list[int]]:
@@ -230,4 +233,3 @@ def _members(labels: np.ndarray, at_least: int = 1) -> list[list[int]]:
     order = np.argsort(labels, kind="stable")
     bounds = np.flatnonzero(np.diff(labels[order])) + 1
     return [part.tolist() for part in np.split(order, bounds) if len(part) >= at_least]
-

@@ -149,16 +149,17 @@ class Index:
         on a connection of its own, so that another thread may use this index meanwhile (the server)."""
         from search import duplicates as dup
         from search.filters import folder_in_index
-        from search.keeper import describe
+        from search.keeper import describe, ranking
 
         with self._reader(separate) as store:
             folder = folder_in_index(within, store.roots()) if within else None
             key = (store.generation, similar, folder)
             if self._duplicates is not None and self._duplicates[0] == key:
                 return self._duplicates[1]
-            collection = dup.Collection.of(store, folder)
-            groups = [DuplicateGroup.from_dict(g) for g in describe(dup.find(collection, similar=similar),
-                                                                     collection, store)]
+            collection = dup.Collection.of(store)  # the folder narrows what is listed, never what is judged
+            inside = _under(folder) if folder else None
+            found_groups = dup.find(collection, similar=similar, rank=ranking(collection, store), within=inside)
+            groups = [DuplicateGroup.from_dict(g) for g in describe(found_groups, collection, store, inside)]
             found = Duplicates(groups, unsigned=int((collection.signatures < 0).sum()))
         if self._resident:  # a server asked again before the next run answers from memory
             self._duplicates = (key, found)
@@ -263,3 +264,10 @@ def open_index(directory: str | os.PathLike[str] | None = None, *, device: str =
     """The index at ``directory``, or the default one. Nothing is read until a call needs it."""
     return Index(directory, device=device, precision=precision)
 
+
+
+def _under(folder: str) -> Callable[[str], bool]:
+    """Whether a catalog path is the folder ``folder`` or inside it (as ``StoreReader.file_rows(within)`` selects)."""
+    prefix = folder.rstrip(os.sep) + os.sep
+    bare = folder.rstrip(os.sep)
+    return lambda path: path.startswith(prefix) or path == bare
