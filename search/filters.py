@@ -101,9 +101,15 @@ def folder_in_index(folder: str, roots: list[str]) -> str:
     (or to a folder in one, or above one) is turned into the indexed path it stands for. A folder that is in the
     index as given is kept as given."""
     given = os.path.abspath(os.path.expanduser(folder))
-    if any(_inside(given, root) or _inside(root, given) for root in roots):
-        return given
     real = os.path.realpath(given)
+    for root in roots:
+        if _inside(root, given):  # an indexed folder lies inside it: kept as given
+            return given
+        # in an indexed folder as given, through no link below it (a link inside one is mapped below: the walk keeps
+        # each file under its path without a link)
+        if _inside(given, root) and real == os.path.normpath(os.path.join(os.path.realpath(root),
+                                                                          os.path.relpath(given, root))):
+            return given
     real_roots = [(root, os.path.realpath(root)) for root in roots]
     for root, real_root in sorted(real_roots, key=lambda pair: -len(pair[1])):
         if _inside(real, real_root):  # the folder is (in) an indexed folder reached another way

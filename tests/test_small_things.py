@@ -74,6 +74,8 @@ def test_in_a_link_to_an_indexed_folder_means_that_folder(cli: Cli, tmp_path: Pa
     assert under(tmp_path / "sublink") == under(photos / "sub") == {"sub/b.png", "sub/b-copy.png", "sub/c.png"}
     assert under(tmp_path / "link" / "other") == {"other/d.png"}
     assert under(tmp_path / "above") == under(photos)  # a link to a folder above the indexed one
+    (photos / "link-to-sub").symlink_to(photos / "sub")  # a link inside the indexed folder (the trial's case)
+    assert under(photos / "link-to-sub") == {"sub/b.png", "sub/b-copy.png", "sub/c.png"}
     nothing = cli("search", "a shape", "--in", str(tmp_path / "elsewhere"))
     assert "nothing is indexed under" in nothing.stderr
     groups = cli("duplicates", "--in", str(tmp_path / "sublink"), "--json").json()
