@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from clipsearch import images
+from clipsearch.store.layout import CATALOG_NAME
 from indexer.items import Task
 from indexer.report import Progress, Report
 from indexer.walk import Found, Rules, walk
@@ -52,7 +53,7 @@ class Planner:
             found_here = 0
             base, rules = self.rules_for(root)
             for found in walk(root, extensions, rules, exclude=[str(self.store.directory)], on_error=self.report.fail,
-                              base=base):
+                              base=base, index_mark=CATALOG_NAME):
                 found_here += 1
                 key = found.file[0] << 64 | found.file[1]
                 if key in seen or (found.linked and key in linked):

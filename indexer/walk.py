@@ -162,6 +162,7 @@ def walk(
     exclude: Collection[str] = (),
     on_error: Callable[[str, str], None] | None = None,
     base: str | None = None,
+    index_mark: str | None = None,
 ) -> Iterator[Found]:
     """Yield image files under ``root`` in a stable (sorted, depth-first) order.
 
@@ -169,7 +170,8 @@ def walk(
     (by device and inode), so loops and links back into the tree cannot repeat
     or hang the walk. ``rules`` say what to skip, with paths relative to ``base``
     (the indexed folder ``root`` lies in; ``root`` itself by default). Folders in
-    ``exclude`` (the index directory itself) are never entered.
+    ``exclude`` (the index directory itself) are never entered, nor is any folder that holds a file named
+    ``index_mark`` (another clipsearch index: its thumbnails are no one's photos).
     """
     excluded = {os.path.abspath(p) for p in exclude}
     base = root if base is None else base
@@ -190,6 +192,8 @@ def walk(
         except OSError as exc:
             if on_error:
                 on_error(folder, f"cannot read folder: {exc.strerror or exc}")
+            continue
+        if index_mark is not None and any(entry.name == index_mark for entry in entries):
             continue
         subfolders = []
         for entry in entries:

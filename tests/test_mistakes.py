@@ -460,3 +460,19 @@ def test_the_watch_command_ignores_its_index_hidden_and_excluded_folders(cli: Cl
     with StoreReader.open(index) as store:
         names = sorted(Path(p).name for p in store.paths(store.file_ids()).values())
     assert names == ["one.jpg", "three.jpg", "two.jpg"]
+
+
+def test_another_index_inside_a_folder_is_never_indexed(cli: Cli, tmp_path: Path, sample: Path) -> None:
+    """Issue 31, item 6: `--include-hidden` on a folder that holds another clipsearch index indexed its thumbs/."""
+    photos = tmp_path / "album"
+    photos.mkdir()
+    imagegen.photo(1).save(photos / "mine.png")
+    other = photos / ".clipsearch-index"
+    assert cli("index", sample, "--index", other, "--model", "demo").exit_code == 0
+    thumbs = other / "thumbs" / "ab"
+    thumbs.mkdir(parents=True, exist_ok=True)
+    imagegen.photo(2).save(thumbs / "cached.jpg")
+    report = cli("index", photos, "--model", "demo", "--include-hidden", "--json").json()
+    assert report["added"] == 1  # type: ignore[index]
+    listed = {h["path"] for h in search_json(cli, "a shape", "-k", "100")}
+    assert listed == {str(photos / "mine.png")}
