@@ -135,5 +135,20 @@ def resolve_roots(folders: Sequence[str], recorded: Sequence[str]) -> list[str]:
             raise UserError(f"folder not found: {folder}")
         if not os.path.isdir(path):
             raise UserError(f"not a folder: {folder}")
-        roots.append(path)
+        roots.append(_as_recorded(path, recorded))
     return roots
+
+
+def _as_recorded(path: str, recorded: Sequence[str]) -> str:
+    """A folder given through a link to an indexed folder (or to a folder inside one) as the index spells it: the
+    same files under the same paths, never indexed a second time through the link nor swapped with it run by run."""
+    if path in recorded:
+        return path
+    real = os.path.realpath(path)
+    for root in sorted(recorded, key=len, reverse=True):
+        real_root = os.path.realpath(root)
+        if real == real_root:
+            return root
+        if real.startswith(real_root.rstrip(os.sep) + os.sep) and os.path.realpath(path) != path:
+            return os.path.join(root, os.path.relpath(real, real_root))
+    return path

@@ -476,3 +476,20 @@ def test_another_index_inside_a_folder_is_never_indexed(cli: Cli, tmp_path: Path
     assert report["added"] == 1  # type: ignore[index]
     listed = {h["path"] for h in search_json(cli, "a shape", "-k", "100")}
     assert listed == {str(photos / "mine.png")}
+
+
+def test_a_link_to_an_indexed_folder_given_as_a_folder_is_that_folder(cli: Cli, tmp_path: Path) -> None:
+    """Issue 31, item 6: a symlinked folder given in a later run indexed its files again (2 results for 1 file), and
+    alternating runs added and removed them with nothing changed on disk."""
+    album = tmp_path / "album"
+    album.mkdir()
+    for i in range(3):
+        imagegen.photo(10 + i).save(album / f"{i}.png")
+    assert cli("index", album, "--model", "demo").exit_code == 0
+    link = tmp_path / "link"
+    link.symlink_to(album)
+    for args in ((link,), (), (link,), ()):
+        report = cli("index", *args, "--json").json()
+        assert (report["added"], report["removed"], report["unchanged"]) == (0, 0, 3), (args, report)  # type: ignore[index]
+    assert cli("info", "--json").json()["roots"] == [str(album)]  # type: ignore[index]
+    assert len(search_json(cli, "a shape", "-k", "100")) == 3
