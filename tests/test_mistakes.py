@@ -493,3 +493,18 @@ def test_a_link_to_an_indexed_folder_given_as_a_folder_is_that_folder(cli: Cli, 
         assert (report["added"], report["removed"], report["unchanged"]) == (0, 0, 3), (args, report)  # type: ignore[index]
     assert cli("info", "--json").json()["roots"] == [str(album)]  # type: ignore[index]
     assert len(search_json(cli, "a shape", "-k", "100")) == 3
+
+
+def test_forgetting_a_root_inside_another_keeps_it_out_of_later_runs(cli: Cli, tmp_path: Path) -> None:
+    """Issue 31, item 6: `forget X`, X both a root and inside another root, was added back by the next plain run."""
+    album = tmp_path / "album"
+    (album / "trip").mkdir(parents=True)
+    imagegen.photo(21).save(album / "a.png")
+    imagegen.photo(22).save(album / "trip" / "b.png")
+    assert cli("index", album, "--model", "demo").exit_code == 0
+    assert cli("index", album / "trip").exit_code == 0  # a root of its own too
+    forgotten = cli("forget", album / "trip", "--json")
+    assert forgotten.exit_code == 0, forgotten.stderr
+    assert cli("index", "--json").json()["added"] == 0  # type: ignore[index]
+    assert {h["path"] for h in search_json(cli, "a shape", "-k", "10")} == {str(album / "a.png")}
+    assert cli("info", "--json").json()["roots"] == [str(album)]  # type: ignore[index]
