@@ -79,6 +79,11 @@ def row_sums(block: bytes | memoryview, row_bytes: int) -> bytes:
 _REPAIR = "'clipsearch check --repair' drops them, and the next index run embeds those photos again"
 
 
+def _failed_checksums(segment: int, bad: int) -> SegmentError:
+    return SegmentError(f"{bad} stored vector{'s' if bad > 1 else ''} in segment {segment} failed "
+                        f"{'their' if bad > 1 else 'its'} checksum (damaged on disk): {_REPAIR}")
+
+
 def _header(dim: int, itemsize: int) -> bytes:
     return MAGIC + struct.pack("<II", dim, itemsize) + bytes(HEADER - len(MAGIC) - 8)
 
@@ -189,8 +194,7 @@ class Segments:
         known = rows < len(stored)
         bad = int(np.count_nonzero(~known)) + int(np.count_nonzero(stored[rows[known]] != found[known]))
         if bad:
-            raise SegmentError(f"{bad} stored vector{'s' if bad > 1 else ''} in segment {segment} failed "
-                               f"{'their' if bad > 1 else 'its'} checksum (damaged on disk): {_REPAIR}")
+            raise _failed_checksums(segment, bad)
 
     def damaged_rows(self, segment: int, dim: int, itemsize: int, rows: int) -> list[int]:
         """The rows among the first ``rows`` of ``segment`` that are missing or fail their checksum (all of them when
@@ -241,8 +245,7 @@ class Segments:
         found = np.frombuffer(row_sums(data, size), dtype="<u4")
         if not np.array_equal(found, stored):
             bad = int(np.count_nonzero(found != stored))
-            raise SegmentError(f"{bad} stored vector{'s' if bad > 1 else ''} in segment {segment} failed "
-                               f"{'their' if bad > 1 else 'its'} checksum (damaged on disk): {_REPAIR}")
+            raise _failed_checksums(segment, bad)
         return block
 
     def forget_maps(self) -> None:
