@@ -143,7 +143,7 @@ def _make_open_clip_rows() -> list[dict[str, Any]]:
     counted = _counted_gflops()
     for name, target in PRESETS.items():
         arch, _, weights = target.partition(":")
-        rows.append({**_open_clip_row(arch, weights, counted), "spec": name, "preset_of": target})
+        rows.append({**_open_clip_row(arch, weights, counted), "spec": name})  # preset_of: filled by list_models
     rows.extend(_open_clip_row(arch, tag, counted) for arch, tag in open_clip.list_pretrained())
     return rows
 
@@ -164,15 +164,22 @@ def list_models() -> list[dict[str, Any]]:
     return rows
 
 
+def shippable_rows() -> list[dict[str, Any]]:
+    """The rows as the package ships them: no path of the machine that made them (a preset's local weights, the
+    demo's, are found where the package is, at listing time)."""
+    rows = _make_open_clip_rows()
+    for row in rows:
+        if row["spec"] in PRESETS and isinstance(row["weights"], str):
+            row["weights"] = ""
+    return rows
+
+
 def write_shipped_table() -> None:
     """Write clipsearch/assets/models.json for the open_clip installed here (run after bench/tower_flops.py, and
     whenever open_clip or the presets change): ``python -m clipsearch.encoders.listing``."""
     import json
 
-    rows = _make_open_clip_rows()
-    for row in rows:  # a preset's local weights (demo) are found where the package is, at listing time
-        if row["spec"] in PRESETS and isinstance(row["weights"], str):
-            row["weights"] = ""
+    rows = shippable_rows()
     _SHIPPED.write_text(json.dumps({"key": list(_rows_key()), "rows": rows}, separators=(",", ":")) + "\n")
     print(f"{len(rows)} rows -> {_SHIPPED}")
 
