@@ -62,7 +62,9 @@ def available() -> bool:
 
 
 def _context() -> Any:
-    context = multiprocessing.get_context("forkserver")
+    from indexer.worker_context import WithoutMain  # forkserver exists only where fds can be sent (not Windows)
+
+    context = WithoutMain()
     context.set_forkserver_preload(PRELOAD)  # heeded when the server starts: the first pool of this process
     return context
 
