@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from clipsearch.console.errors import stop_if_interrupted, stop_on_sigterm, user_errors
+from clipsearch.console.errors import run_command_line, stop_if_interrupted, stop_on_sigterm, user_errors
 from clipsearch.console.help import command_options
 from clipsearch.console.output import (
     ProgressBar,
@@ -607,7 +607,7 @@ def info(
 
 
 def main() -> None:
-    app()
+    run_command_line(app)
 
 
 if __name__ == "__main__":

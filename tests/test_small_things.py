@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import urllib.parse
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 
 from indexer.walk import Rules
 from tests import imagegen
-from tests.conftest import Cli, cli_env, lines, run_cli, search_json, start_cli, wait_for_line
+from tests.conftest import Cli, Library, cli_command, cli_env, lines, run_cli, search_json, start_cli, wait_for_line
 from tests.serving import Server
 
 
@@ -274,3 +275,28 @@ def test_file_names_and_missing_addresses_are_said_properly(tmp_path: Path, mode
         assert server.get("/thumb/999999").json() == {"error": "no such photo in the index"}
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("args", [("search", "a star", "-k", "abc"), ("index", "--batch-size", "0", "."),
+                                  ("search", "a star", "-k"), ("nosuchcommand",)])
+def test_a_mistyped_option_is_one_line_naming_the_help(args: tuple[str, ...], index_dir: Path) -> None:
+    done = run_cli(*args, env=cli_env(index_dir))
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("clipsearch: error: ") and "--help'" in done.stderr
+
+
+@pytest.mark.parametrize("args", [("models",), ("search", "a red star", "--json")])
+def test_output_cut_short_by_a_closed_pipe_ends_quietly(args: tuple[str, ...], library: Library) -> None:
+    """`clipsearch search ... | head -0`: the reader has gone before the first write."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(cli_command(*args), stdout=write_end, stderr=subprocess.PIPE,
+                              env=cli_env(library.index_dir), timeout=300)
+    finally:
+        os.close(write_end)
+    errors = done.stderr.decode()
+    assert done.returncode == 1
+    assert errors == "", errors
