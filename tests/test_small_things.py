@@ -300,3 +300,11 @@ def test_output_cut_short_by_a_closed_pipe_ends_quietly(args: tuple[str, ...], l
     errors = done.stderr.decode()
     assert done.returncode == 1
     assert errors == "", errors
+
+
+def test_the_api_schema_names_each_operation_once(library: Library) -> None:
+    """Generators of API clients refuse a schema whose operationIds repeat (GET and HEAD of one route did)."""
+    schema = json.loads(library.server.get("/openapi.json").body)
+    ids = [op["operationId"] for methods in schema["paths"].values() for op in methods.values()]
+    assert len(ids) == len(set(ids)) and "/file/{raw_id}" in schema["paths"]
+    assert library.server.get("/thumb/1", method="HEAD").status == 200

@@ -41,7 +41,8 @@ def _quote(name: str) -> str:
     return quote(os.fsencode(name).decode("utf-8", "replace"), safe="")
 
 
-@router.api_route("/thumb/{raw_id}", methods=["GET", "HEAD"])
+@router.get("/thumb/{raw_id}")
+@router.head("/thumb/{raw_id}", include_in_schema=False)  # one operation in the API's schema
 def thumb(request: Request, raw_id: str) -> Response:
     from clipsearch import images
 
@@ -56,7 +57,8 @@ def thumb(request: Request, raw_id: str) -> Response:
                     headers={"Cache-Control": "private, max-age=300", "ETag": f'"{row.hash.hex()}"', **_NOSNIFF})
 
 
-@router.api_route("/file/{raw_id}", methods=["GET", "HEAD"])
+@router.get("/file/{raw_id}")
+@router.head("/file/{raw_id}", include_in_schema=False)  # one operation in the API's schema
 def file(request: Request, raw_id: str) -> Response:
     """A file in a format browsers show is streamed as it is; any other is decoded and sent as a JPEG."""
     from clipsearch import browser_images, images
