@@ -118,8 +118,8 @@ def index(
         show_default=False)] = None,
     engine: Annotated[str, typer.Option(
         "--engine", help="Where photos are decoded and embedded: local (this machine), or ray (a Ray cluster: "
-        "pip install 'clipsearch[ray]'; the folders must be mounted at the same path on every node). See "
-        "docs/cluster.md.", rich_help_panel="Ray")] = "local",
+        "pip install 'clipsearch[ray]'; the folders must be mounted at the same path on every node).",
+        rich_help_panel="Ray")] = "local",
     address: Annotated[Optional[str], typer.Option(
         "--address", help="The Ray cluster (ray://head:10001) [default: RAY_ADDRESS, else a local Ray started for "
         "the run].", show_default=False, rich_help_panel="Ray")] = None,

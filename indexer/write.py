@@ -44,7 +44,7 @@ class RunWriter:
         else:
             record = FileRecord(found.path, found.size, found.mtime_ns, outcome.digest, outcome.width, outcome.height)
             if isinstance(outcome, Embedded):
-                self.store.put(record, outcome.vector, outcome.meta, outcome.signature)
+                self.store.put(record, outcome.vector, outcome.meta, outcome.signature, outcome.note)
                 if outcome.note:
                     self.report.noted.append({"path": found.path, "note": outcome.note})
             else:

@@ -184,8 +184,14 @@ def test_the_run_tells_people_what_was_indexed_with_a_note(cli: Cli, tmp_path: P
     assert result.exit_code == 0 and "0 failed" in result.stdout
     assert (f"  indexed with a note: {tmp_path / 'p' / 'cut.jpg'}: the file ends early (no JPEG end marker): every "
             "row decoded") in result.stderr
-    assert cli("info", "--failed").stdout == ""  # not a failure: the run said it, and info's last run counts it
     assert "0 failed (1 indexed with a note: a JPEG cut short) in" in cli("info").stdout
+    assert cli("index", tmp_path / "p").exit_code == 0  # a later run, which decodes nothing: the note stays
+    cut = str(tmp_path / "p" / "cut.jpg")
+    assert cli("info", "--failed").stdout == (f"{cut}: the file ends early (no JPEG end marker): every row decoded  "
+                                              "(indexed as far as it decodes)\n")
+    (row,) = cli("info", "--failed", "--json").json()  # type: ignore[misc]
+    assert row["path"] == cut and row["indexed"] is True
+    assert [h["path"] for h in search_json(cli, "--image", cut, "-k", "1")] == [cut]  # indexed, not failed
 
 
 # ---- 7. words ---------------------------------------------------------------------------------------------------------

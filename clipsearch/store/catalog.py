@@ -21,6 +21,7 @@ from clipsearch.errors import UserError
 from clipsearch.store import index_changes, migrations, vector_index
 from clipsearch.store.layout import Layout
 from clipsearch.store.metadata import MetadataReader
+from clipsearch.store.notes import NotesReader
 from clipsearch.store.paths import PATH, path_param, text, under
 from clipsearch.store.segments import Segments
 from clipsearch.store.signatures import SignatureReader
@@ -200,9 +201,11 @@ class Catalog:
         return [r[0] for r in rows]
 
     def failures(self) -> list[dict[str, Any]]:
-        """The files that could not be indexed (not retried until they change), by path."""
+        """The files that could not be indexed (not retried until they change), then those indexed as far as they
+        decode (``indexed``: a JPEG cut short), each by path."""
         rows = self._conn.execute("SELECT path, error, size, mtime_ns FROM failures ORDER BY path")
-        return [{"path": p, "error": e, "size": s, "mtime_ns": m} for p, e, s, m in rows]
+        failed = [{"path": p, "error": e, "size": s, "mtime_ns": m, "indexed": False} for p, e, s, m in rows]
+        return failed + NotesReader(self._conn).noted()
 
     def file_ids(self) -> set[int]:
         return {r[0] for r in self._conn.execute("SELECT id FROM files")}

@@ -227,6 +227,12 @@ def _reembedding_beside(conn: sqlite3.Connection, _: Path) -> None:
                  "row INTEGER NOT NULL) WITHOUT ROWID")
 
 
+def _content_notes(conn: sqlite3.Connection, _: Path) -> None:
+    """A file indexed as far as it decodes (a JPEG cut short) keeps the decoder's note (``clipsearch.store.notes``).
+    Empty here: files indexed before keep none."""
+    conn.execute("CREATE TABLE IF NOT EXISTS content_notes (hash BLOB PRIMARY KEY, note TEXT NOT NULL) WITHOUT ROWID")
+
+
 STEPS: tuple[Step, ...] = (
     Step("photo ids are never handed out again after a photo leaves the index", _ids_never_reused),  # 1 -> 2
     Step("each indexed folder remembers its settings (hidden files, exclusions)", _root_settings),  # 2 -> 3
@@ -238,6 +244,7 @@ STEPS: tuple[Step, ...] = (
     Step("exclusions follow a .gitignore's rules (a name matches at any depth, a / anchors)", _gitignore_exclusions),
     Step("stored vectors and index files carry checksums, so that damage is found and never served", _checksums),
     Step("a re-embedding is built beside the vectors searches use, and swapped in whole", _reembedding_beside),
+    Step("a photo indexed as far as it decodes keeps the decoder's note (info --failed lists it)", _content_notes),
 )
 SUMS_FROM = 10  # the first format whose segments and derived files carry checksums
 CURRENT = FIRST + len(STEPS)

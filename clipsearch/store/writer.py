@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipsearch.errors import UserError
-from clipsearch.store import file_sums, index_changes, large_index, metadata, migrations, segments, signatures, tags
+from clipsearch.store import file_sums, index_changes, large_index, metadata, migrations, notes, segments, signatures, tags
 from clipsearch.store.catalog import FileRecord, ModelRecord, connect
 from clipsearch.store.index_upkeep import IndexFileUpkeep
 from clipsearch.store.layout import Layout
@@ -239,10 +239,13 @@ class StoreWriter(IndexFileUpkeep):
         )
 
     def put(self, record: FileRecord, embedding: np.ndarray | None, meta: PhotoMeta | None = None,
-            signature: Signature | None = None) -> int:
+            signature: Signature | None = None, note: str | None = None) -> int:
         """Insert or replace a file's row; ``embedding`` None means the vector for ``record.hash`` is already stored.
-        ``meta``: what the content's header says, read by the decoder; ``signature``: its picture's."""
+        ``meta``: what the content's header says, read by the decoder; ``signature``: its picture's; ``note``: what
+        the decoder had to say of a content it decoded anyway (``clipsearch.store.notes``)."""
         conn = self._txn()
+        if note is not None:
+            notes.put(conn, record.hash, note)
         if embedding is not None:
             self._segment_writer().put(record.hash, embedding)
             self._vectors_put += 1
