@@ -14,7 +14,7 @@ one of them held a lock inherits it locked. A forked child that collected an inh
 SQLite connection then waited forever for SQLite's allocator mutex, and the run with
 it (bench/pipeline_ceiling.py under a profiler). What a child needs of the model is
 its resize and crop, a picklable ``geometry.Plan``: it never imports torch, so it
-starts in a fraction of a second and holds ~18 MB of its own.
+starts in a fraction of a second and holds little memory of its own.
 
 Photos go to a child several at a time (``decode_many``): each call through a process
 pool costs the indexing process about a millisecond of Python (pickling, the pool's

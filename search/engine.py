@@ -231,7 +231,7 @@ class Searcher:
 
     def _passing(self, filters: Filters, dates: bool) -> list[tuple[int, str | None]] | None:
         """``filters.passing``, remembered for the last few filters while the generation holds: evaluating a filter
-        over a million catalog rows takes ~1-2 s of SQL (bench/filters.py), and the page asks again for every
+        over a million catalog rows takes seconds of SQL (bench/filters.py), and the page asks again for every
         page of results and every new query under the same filters."""
         key = (self.store.generation, filters.criteria(), dates)
         if key not in self._filtered:

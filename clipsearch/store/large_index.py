@@ -251,7 +251,7 @@ def read_base(base: Path) -> faiss.Index:
     ivf.nprobe = vector_index.nprobe(ivf.nlist)
     faiss.downcast_index(ivf.quantizer).hnsw.efSearch = max(64, 2 * ivf.nprobe)
     # No prefetch threads: faiss starts 32 for every search to read the probed lists ahead, which cost a one-vector
-    # query 2.4x its time where the lists are in the page cache (bench/store_scale.py).
+    # query more than twice its time where the lists are in the page cache (bench/store_scale.py).
     faiss.downcast_InvertedLists(ivf.invlists).prefetch_nthread = 0
     return index
 

@@ -192,7 +192,7 @@ def prepare_for_queries(index: faiss.Index) -> faiss.Index:
     """Settings a search needs that the index file does not keep.
 
     An IVF index splits a batch of queries over the cores but runs one query on one core; a person
-    searching sends one query, so we split its probed lists over the cores instead (1.7x faster here).
+    searching sends one query, so we split its probed lists over the cores instead (bench/search_scale.py).
     """
     import faiss
 
