@@ -31,7 +31,7 @@ GPU_MIN_VECTORS = 200_000
 # A filter that keeps at most this many photos is answered exactly from their stored vectors; past it, FAISS
 # searches every IVF list under the filter (probing only some could return fewer hits than exist), which costs
 # a scan of the codes with an id check each (bench/filters.py).
-EXACT_MAX = 2_000
+EXACT_FILTERED_MAX = 2_000
 # A filter that keeps at least this share of the collection is applied to a plain search's hits instead
 # (asked for twice the hits the share predicts): a search under a filter scans every IVF list.
 POST_FILTER_SHARE = 0.2
@@ -279,7 +279,7 @@ class Searcher:
         if allowed is not None:
             if not allowed:
                 return []
-            if len(allowed) <= EXACT_MAX:
+            if len(allowed) <= EXACT_FILTERED_MAX:
                 return self._exact(query, k, offset, allowed, exclude)
             if len(allowed) >= POST_FILTER_SHARE * index.ntotal:
                 hits = self._post_filtered(index, query, k, offset, allowed, exclude)
