@@ -227,6 +227,16 @@ def _reembedding_beside(conn: sqlite3.Connection, _: Path) -> None:
                  "row INTEGER NOT NULL) WITHOUT ROWID")
 
 
+def _words(conn: sqlite3.Connection, _: Path) -> None:
+    """The words of photos (``clipsearch.store.words``): text read from the pictures per content, names and carried
+    words (XMP, IPTC, EXIF) per file, and an FTS5 table over both. Empty here: the next run reads the headers and
+    names of every file, and the pictures' text as ``index --words`` says (no vector is touched)."""
+    from clipsearch.store.words import SCHEMA
+
+    for statement in SCHEMA:
+        conn.execute(statement)
+
+
 STEPS: tuple[Step, ...] = (
     Step("photo ids are never handed out again after a photo leaves the index", _ids_never_reused),  # 1 -> 2
     Step("each indexed folder remembers its settings (hidden files, exclusions)", _root_settings),  # 2 -> 3
@@ -238,6 +248,7 @@ STEPS: tuple[Step, ...] = (
     Step("exclusions follow a .gitignore's rules (a name matches at any depth, a / anchors)", _gitignore_exclusions),
     Step("stored vectors and index files carry checksums, so that damage is found and never served", _checksums),
     Step("a re-embedding is built beside the vectors searches use, and swapped in whole", _reembedding_beside),
+    Step("photos keep the words in and around them (text in the picture, keywords, names), searchable", _words),
 )
 SUMS_FROM = 10  # the first format whose segments and derived files carry checksums
 CURRENT = FIRST + len(STEPS)
