@@ -140,7 +140,7 @@ class IndexJob:
             if tag_vocabulary is not None:
                 store.remember("vocabulary", tag_vocabulary)
             if self.words is not None:
-                store.words().set_mode(self.words)
+                store.words_writer().set_mode(self.words)
                 store.commit()
             if scan is None:
                 report = IndexRun(store, roots, get_encoder, self.options, progress).run()

@@ -56,7 +56,7 @@ class WordsStage:
         self.mode = mode  # the index's words mode (``clipsearch.store.words.MODES``)
 
     def run(self) -> None:
-        words = self.store.words()
+        words = self.store.words_writer()
         roots = self.store.roots()
         for block in chunked(words.files_unnamed(), NAMES_BLOCK):
             words.put_named([(file_id, digest, carried_words.names_of(path, roots), carried_words.read(path))

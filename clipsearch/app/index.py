@@ -140,6 +140,14 @@ class Index:
         store.thumbnails.put(row.hash, jpeg)  # under the content it was made from
         return jpeg
 
+    def words(self, file_id: int) -> dict[str, Any]:
+        """An indexed photo's words: ``text`` read in its picture (None: not read) and ``boxes``, each line with its
+        four corners in 0..1 of the picture's width and height; ``carried`` (keywords, captions) and ``names``."""
+        store = self.searcher.store
+        if store.indexed_file(file_id) is None:
+            raise NoSuchPhoto(f"no photo with id {file_id} in the index")
+        return store.words.of_id(file_id)
+
     def tags(self) -> list[TagCount]:
         """Every tag the index gave, with its count of photos, most common first."""
         with self._reader() as store:

@@ -58,6 +58,13 @@ class WordsReader(OptionalTable):
             out.update((file_id, {"text": text, "boxes": json.loads(boxes)}) for file_id, text, boxes in rows)
         return out
 
+    def of_id(self, file_id: int) -> dict[str, Any]:
+        """One file's words: text and boxes read in its picture (None and [] if not read), carried words, names."""
+        seen = self.seen_of_ids([file_id]).get(file_id, {"text": None, "boxes": []})
+        row = self._conn.execute("SELECT carried, names FROM file_words WHERE id = ?", (file_id,)).fetchone() \
+            if self.available else None
+        return {**seen, "carried": row[0] if row else "", "names": row[1] if row else ""}
+
     def matching(self, match: str | None, like: Sequence[str], limit: int) -> list[int]:
         """The ids of the files whose words match, best first (bm25): ``match`` an FTS5 query over the folded text,
         ``like`` folded fragments each of which must appear (too short for trigrams). Only files still indexed."""

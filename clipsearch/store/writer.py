@@ -204,7 +204,7 @@ class StoreWriter(IndexFileUpkeep):
         """(content hash, its tags) for a block of contents; no new generation: the vectors did not change."""
         tags.put(self._txn(), found)
 
-    def words(self) -> words.WordsWriter:  # the words of photos (``clipsearch.store.words``), in this transaction
+    def words_writer(self) -> words.WordsWriter:  # the words of photos (``clipsearch.store.words``), in this txn
         return words.WordsWriter(self._txn)
 
     # -- a run ---------------------------------------------------------------
