@@ -230,11 +230,14 @@ def _reembedding_beside(conn: sqlite3.Connection, _: Path) -> None:
 def _words(conn: sqlite3.Connection, _: Path) -> None:
     """The words of photos (``clipsearch.store.words``): text read from the pictures per content, names and carried
     words (XMP, IPTC, EXIF) per file, and an FTS5 table over both. Empty here: the next run reads the headers and
-    names of every file, and the pictures' text as ``index --words`` says (no vector is touched)."""
-    from clipsearch.store.words import SCHEMA
-
-    for statement in SCHEMA:
-        conn.execute(statement)
+    names of every file, and the pictures' text as ``index --words`` says (no vector is touched). Trigram: a word
+    matches inside longer ones (OCR runs words together); accents are folded by the code (``words.fold``), which
+    works on SQLite before 3.45 (where trigram has no remove_diacritics)."""
+    conn.execute("CREATE TABLE seen_text (hash BLOB PRIMARY KEY, text TEXT NOT NULL, boxes TEXT NOT NULL, "
+                 "how TEXT NOT NULL) WITHOUT ROWID")
+    conn.execute("CREATE TABLE file_words (id INTEGER PRIMARY KEY, hash BLOB NOT NULL, names TEXT NOT NULL, "
+                 "carried TEXT NOT NULL)")
+    conn.execute("CREATE VIRTUAL TABLE words_fts USING fts5(names, carried, seen, tokenize='trigram')")
 
 
 STEPS: tuple[Step, ...] = (

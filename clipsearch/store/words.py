@@ -25,14 +25,6 @@ from clipsearch.store.migrations import OptionalTable
 _IN_CHUNK = 500
 MODES = ("on", "later", "off")  # meta.words: read pictures each run; not yet (keep what was read); never (dropped)
 
-SCHEMA = (
-    "CREATE TABLE seen_text (hash BLOB PRIMARY KEY, text TEXT NOT NULL, boxes TEXT NOT NULL, how TEXT NOT NULL) "
-    "WITHOUT ROWID",
-    "CREATE TABLE file_words (id INTEGER PRIMARY KEY, hash BLOB NOT NULL, names TEXT NOT NULL, carried TEXT NOT NULL)",
-    "CREATE VIRTUAL TABLE words_fts USING fts5(names, carried, seen, tokenize='trigram')",
-)
-
-
 def fold(text: str) -> str:
     """Text as the FTS table holds it and queries are matched: accents dropped, case folded, spaces collapsed."""
     decomposed = unicodedata.normalize("NFKD", text)
