@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image, ImageDraw, ImageFont
@@ -233,4 +234,40 @@ def test_http_hits_carry_the_text_and_text_searches(cli: Cli, index_dir: Path, w
         wrong = server.get("/search?text=%20")
         assert wrong.status == 400 and "needs words" in json.dumps(wrong.json())
     finally:
+        server.stop()
+
+
+def test_the_viewer_shows_the_text_read_with_its_boxes_over_the_photo(browser: Any, cli: Cli, index_dir: Path,
+                                                                      words_folder: Path) -> None:
+    assert cli("index", words_folder, "--model", "demo").exit_code == 0
+    server = Server(index_dir).start()
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, bypass_csp=True)  # string waits
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(server.base + "/")
+        page.fill("#q", "acme hardware")
+        page.press("#q", "Enter")
+        page.wait_for_function("document.querySelector('#grid .tile .name')?.textContent === 'sign.jpg'")
+        page.locator("#grid .tile").first.click()
+        page.wait_for_selector("#viewer-text:not([hidden])")
+        assert page.inner_text("#viewer-text").splitlines() == ["ACME HARDWARE", "Open 9-18"]
+        page.wait_for_function("document.querySelectorAll('#big-boxes polygon').length === 2")
+        page.wait_for_function("document.getElementById('big').complete")
+        shown = page.locator("#big").bounding_box()  # the element; the picture is fitted inside it (contain)
+        scale = min(shown["width"] / 900, shown["height"] / 500)
+        left = shown["x"] + (shown["width"] - 900 * scale) / 2
+        top = shown["y"] + (shown["height"] - 500 * scale) / 2
+        first = page.locator("#big-boxes polygon").first.bounding_box()
+        # the first line was drawn at (75, 100) of the 900x500 sign: its box lies there on the screen
+        assert abs(first["x"] - (left + 75 * scale)) < 25 * scale and abs(first["y"] - (top + 100 * scale)) < 25 * scale
+        page.keyboard.press("Escape")
+        page.locator("#grid .tile", has_text="blank.png").click()  # a photo with no text: no line, no box
+        page.wait_for_function("document.getElementById('viewer-name').textContent === 'blank.png'")
+        page.wait_for_function("document.getElementById('viewer-text').hidden")
+        assert page.locator("#big-boxes polygon").count() == 0
+        assert not errors, errors
+    finally:
+        context.close()
         server.stop()
