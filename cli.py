@@ -113,6 +113,11 @@ def index(
         "--vocabulary", help="Where photos' tags come from: builtin (everyday photo concepts), a label file (one label "
         "per line), or none. Remembered by the index; a change re-tags every photo from its stored vector "
         "[default: as set before; builtin].", show_default=False)] = None,
+    words: Annotated[Optional[str], typer.Option(
+        "--words", help="Read the text in photos (signs, receipts, screenshots) for 'search --text': on (each run "
+        "reads the photos not read yet, after embedding), later (not now: runs skip it until --words on; what was "
+        "read stays), or off (what was read is dropped). Names, keywords and captions are kept whatever this says. "
+        "Remembered by the index [default: as set before; on].", show_default=False)] = None,
     every: Annotated[Optional[str], typer.Option(
         "--every", help="Keep running: index again at this interval (30m, 1h, 1d), for containers without cron.",
         show_default=False)] = None,
@@ -164,7 +169,7 @@ def index(
                                ray=RayOptions(address, replicas, gpus_per_worker, decode_cpus, device=device,
                                               precision=precision)),
                        on_wait=waiting if wait or every else None, index_type=index_type, vocabulary=vocabulary,
-                       quiet=quiet or as_json)
+                       words=words, quiet=quiet or as_json)
         stop_on_sigterm()
         if every:
             from clipsearch.console.schedule import parse_interval, repeat
@@ -252,6 +257,11 @@ def search(
     offset: Annotated[int, typer.Option("--offset", help="Skip this many best results (the next page).")] = 0,
     tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Only photos with this tag (see 'clipsearch tags'); "
                                                      "repeatable: photos with every one.", show_default=False)] = None,
+    text: Annotated[Optional[str], typer.Option("--text", help="Only photos whose words match: the text read in the "
+                                                "picture, keywords and captions, file and folder names. Each word is "
+                                                "found anywhere (any case and accents); \"quoted phrases\" exactly. "
+                                                "Alone, ranked by the words; with a query, by it.",
+                                                show_default=False)] = None,
     after: Annotated[Optional[str], typer.Option("--after", help="Only photos taken on or after this date (2023-01-01 "
                                                  "or 2023-01-01T18:00; EXIF date, else the file's).",
                                                  show_default=False)] = None,
@@ -287,8 +297,11 @@ def search(
 ) -> None:
     """Find the photos that best match a text (or, with --image, a picture), best first.
 
-    The score is the cosine similarity between the query and the photo. Filters
-    combine; --json results carry each photo's date taken, camera, size and tags.
+    The score is the cosine similarity between the query and the photo. Words
+    also match the text read in photos, their keywords and names: a photo whose
+    words match ranks higher (hybrid ranking); --text searches the words alone.
+    Filters combine; --json results carry each photo's date taken, camera,
+    size, tags and the text read in it.
 
     Examples:
 
@@ -301,6 +314,7 @@ def search(
       clipsearch search "2:sunset" + ./ref.jpg --relevant --sort date
       clipsearch search --sort -date --after 2024-06-01      # no query: browse
       clipsearch search --tag beach "sunset"
+      clipsearch search --text '"total 23.95" acme'    # the words in and around photos
       clipsearch search "receipt" --paths -0 | xargs -0 ls -l
     """
     with user_errors():
@@ -311,7 +325,7 @@ def search(
         question = Index.question(query or None, image=image, like=like, k=k, offset=offset, sort=sort,
                                   relevant=relevant, min_score=min_score, within=within, tags=tag or (),
                                   after=after, before=before, camera=camera, types=kind or (),
-                                  min_pixels=min_pixels, near=near)  # checked before the index opens
+                                  min_pixels=min_pixels, near=near, text=text)  # checked before the index opens
         with Index(index_dir, device=device, precision=precision) as index:
             hits = index.answer(question)
             if paths or null:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from clipsearch.encoders import onnx_text
 from clipsearch.errors import UserError
+from clipsearch.store.words import MODES
 from clipsearch.zeroshot import vocabulary
 from indexer.options import Options
 from indexer.report import Progress, Report
@@ -32,6 +33,7 @@ class IndexJob:
     on_wait: Callable[[str], None] | None = None  # set: wait for another writer instead of failing
     index_type: str | None = None  # None: keep what the index has (auto unless pinned before)
     vocabulary: str | None = None  # where tags come from: builtin, none or a label file; None: as recorded
+    words: str | None = None  # read the text in pictures: on, later or off (``clipsearch.store.words``); None: as recorded
     quiet: bool = False
     _encoder: Encoder | None = None  # kept between runs of a long-lived job (--every, watch)
 
@@ -95,6 +97,8 @@ class IndexJob:
         if self.index_type is not None:
             vector_index.canonical(self.index_type)
         tag_vocabulary = vocabulary.setting(self.vocabulary) if self.vocabulary is not None else None
+        if self.words is not None and self.words not in MODES:
+            raise UserError(f"--words must be one of {', '.join(MODES)}, not {self.words[:20]!r}")
         if not index_exists(self.directory):
             resolve_roots(self.folders, [])
             encoder = self._load(asked or parse_spec(DEFAULT_MODEL))
@@ -135,6 +139,9 @@ class IndexJob:
                 store.set_index_type(self.index_type)
             if tag_vocabulary is not None:
                 store.remember("vocabulary", tag_vocabulary)
+            if self.words is not None:
+                store.words_writer().set_mode(self.words)
+                store.commit()
             if scan is None:
                 report = IndexRun(store, roots, get_encoder, self.options, progress).run()
             else:

@@ -16,6 +16,10 @@ class Report:
     headers_read: int = 0  # photos indexed before metadata was kept whose headers were read for it (no decode)
     signed: int = 0  # photos indexed before signatures were kept, decoded for one (no model)
     tagged: int = 0  # contents whose tags were computed (new ones; all of them when the vocabulary or model changed)
+    words_named: int = 0  # files whose names and carried words (XMP, IPTC, EXIF) were kept (indexer.words)
+    words_read: int = 0  # pictures looked at for text (the gate, and the whole reading where it found some)
+    words_with_text: int = 0  # of those, pictures in which text was read
+    words_failed: int = 0  # of those, pictures the models choked on (they have no words; the rest is indexed)
     failed: list[dict[str, str]] = field(default_factory=list)
     noted: list[dict[str, str]] = field(default_factory=list)  # indexed, with a note ({path, note}): a JPEG cut short
     seconds: float = 0.0
@@ -31,6 +35,9 @@ class Report:
     def as_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in ("added", "updated", "removed", "renamed", "unchanged", "headers_read", "signed",
                                              "tagged", "failed")}
+        if self.words_named or self.words_read:
+            out["words"] = {"named": self.words_named, "read": self.words_read, "with_text": self.words_with_text,
+                            "failed": self.words_failed}
         out["seconds"] = round(self.seconds, 3)
         out["model_seconds"] = round(self.model_seconds, 3)
         if self.gpu_decoded is not None:

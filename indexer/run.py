@@ -6,6 +6,7 @@
     write    (indexer.write)     store, commit in chunks, sweep what is gone
     backfill (indexer.backfill)  headers and signatures of photos indexed before they were kept (no model)
     tag      (indexer.tag)       tag every stored content that has no current tags (from its vector)
+    words    (indexer.words)     names and carried words of new files; text in pictures not read yet (no model)
 
 Decode + embed (``indexer.pipeline.DecodeEmbed``) needs neither the catalog nor the lock: this run
 gives it the plan's tasks and the catalog's answer to "is this content stored?", and stores what it
@@ -27,6 +28,7 @@ from indexer.pipeline import DecodeEmbed
 from indexer.plan import Contents, Planner
 from indexer.report import Progress, Report
 from indexer.tag import TagStage
+from indexer.words import WordsStage
 from indexer.write import RunWriter
 
 if TYPE_CHECKING:
@@ -100,6 +102,7 @@ class IndexRun:
                 SignatureBackfill(self.store, self.report, self.options.decode_workers()).run()
                 if self.store.pending_model is None:  # tags come from the vectors searches use, with their model
                     TagStage(self.store, self.stages.encoder.if_made, self.stages.encoder, self.report).run()
+                WordsStage(self.store, self.report, self.store.meta("words") or "on").run()
             except KeyboardInterrupt as stop:
                 self.report.interrupted = True
                 self.report.terminated = isinstance(stop, Terminated)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from clipsearch.errors import DamagedIndex, NoSuchPhoto, UserError
 from clipsearch.store import StoreReader, vector_index
+from search import words
 from search.filters import Filters
 from search.query import MAX_K, Hit, Query, Term, check_page, combine
 
@@ -175,6 +176,7 @@ class Searcher:
         Each hit carries its metadata; ``query.sort`` orders the page (or, with no terms, browses)."""
         with self.store.snapshot():
             passing = self._passing(query.filters, dates=not query.terms)
+            passing = passing if query.text is None else words.narrowed(self.store, query.text, passing, not query.terms)
             if not query.terms:
                 return self._with_meta(self._browse(passing, query))
             index = self._current_index()
@@ -182,7 +184,7 @@ class Searcher:
             allowed = None if passing is None else [file_id for file_id, _ in passing]
             if query.relevant or query.min_score is not None:
                 return self._with_meta(self._cut(index, vector, query, allowed))
-            hits = self._with_meta(self._nearest(index, vector, query.k, query.offset, allowed, query.excluded))
+            hits = self._with_meta(words.hybrid(self.store, query, vector, allowed, lambda *a: self._nearest(index, vector, *a)))
             if query.sort != "relevance":
                 hits.sort(key=lambda h: (h.meta["taken"] or "", h.id), reverse=query.sort == "-date")
             return hits
@@ -241,19 +243,20 @@ class Searcher:
         return self._filtered[key]
 
     def _browse(self, passing: list[tuple[int, str]] | None, query: Query) -> list[Hit]:
-        """Every photo that passes, by date: oldest first, or newest with -date."""
+        """Every photo that passes, by date: oldest first, or newest with -date (or as given: ``search.words``)."""
         rows = passing if passing is not None else self.store.metadata.matching(Filters().criteria())
-        rows = sorted(rows, key=lambda row: (row[1] or "", row[0]), reverse=query.sort == "-date")
+        if query.sort != "relevance":  # relevance without terms: ``search --text`` alone, in the words' order
+            rows = sorted(rows, key=lambda row: (row[1] or "", row[0]), reverse=query.sort == "-date")
         page = rows[query.offset : query.offset + query.k]
         paths = self.store.paths(i for i, _ in page)
         return [Hit(rank, paths[i], None, i) for rank, (i, _) in enumerate(page, start=query.offset + 1)]
 
     def _with_meta(self, hits: list[Hit]) -> list[Hit]:
-        """Each hit with its metadata and its tags, as the CLI's --json and the server give them."""
+        """Each hit with its metadata, its tags and the text read in it (None: not read), as --json and the server give."""
         ids = [h.id for h in hits]
-        meta, tagged = self.store.metadata.of_ids(ids), self.store.tags.of_ids(ids)
-        return [Hit(h.rank, h.path, h.score, h.id, {**meta.get(h.id, {}), "tags": [t for t, _ in tagged.get(h.id, [])]})
-                for h in hits]
+        meta, tagged, seen = self.store.metadata.of_ids(ids), self.store.tags.of_ids(ids), self.store.words.seen_of_ids(ids)
+        return [Hit(h.rank, h.path, h.score, h.id, {**meta.get(h.id, {}), "tags": [t for t, _ in tagged.get(h.id, [])],
+                                                    "text": seen.get(h.id, {}).get("text")}) for h in hits]
 
     def search(self, query: np.ndarray, k: int = 10, within: str | None = None, offset: int = 0,
                exclude: int | None = None) -> list[Hit]:

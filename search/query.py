@@ -86,11 +86,15 @@ class Query:
     sort: str = "relevance"
     relevant: bool = False  # only the matches that stand out for this query (``search.relevance``)
     min_score: float | None = None  # only matches scoring at least this (a flat cutoff)
+    text: str | None = None  # only photos whose words match (``search.words``); alone, ranked by how well they do
 
     def __post_init__(self) -> None:
         if self.sort not in SORTS:
             raise UserError(f"sort must be one of {', '.join(SORTS)}, not {self.sort[:20]!r}")
-        if not self.terms and self.sort == "relevance":
+        if self.text is not None and not self.terms and (self.relevant or self.min_score is not None):
+            raise UserError("--relevant and --min-score cut by a query's score: give words, an image or a photo id "
+                            "beside --text")
+        if not self.terms and self.sort == "relevance" and self.text is None:
             raise UserError("give something to look for (words, an image or a photo id), or --sort date to browse")
         check_page(self.k, self.offset)
         if self.min_score is not None and not math.isfinite(self.min_score):

@@ -61,12 +61,12 @@ class Index:
                offset: int = 0, sort: str = "relevance", relevant: bool = False, min_score: float | None = None,
                within: str | None = None, tags: Sequence[str] = (), after: str | None = None,
                before: str | None = None, camera: str | None = None, types: Sequence[str] = (),
-               min_pixels: str | None = None, near: str | None = None) -> list[Hit]:
+               min_pixels: str | None = None, near: str | None = None, text: str | None = None) -> list[Hit]:
         """The best matches, best first (or by date with ``sort``); see ``question`` for what each argument means."""
         return self.answer(self.question(query, image=image, like=like, k=k, offset=offset, sort=sort,
                                          relevant=relevant, min_score=min_score, within=within, tags=tags,
                                          after=after, before=before, camera=camera, types=types,
-                                         min_pixels=min_pixels, near=near))
+                                         min_pixels=min_pixels, near=near, text=text))
 
     @staticmethod
     def question(query: str | Sequence[str | Term] | Term | None = None, *,
@@ -74,19 +74,21 @@ class Index:
                  offset: int = 0, sort: str = "relevance", relevant: bool = False, min_score: float | None = None,
                  within: str | None = None, tags: Sequence[str] = (), after: str | None = None,
                  before: str | None = None, camera: str | None = None, types: Sequence[str] = (),
-                 min_pixels: str | None = None, near: str | None = None) -> Query:
+                 min_pixels: str | None = None, near: str | None = None, text: str | None = None) -> Query:
         """A question, checked whole before any index is opened.
 
         One of ``query`` (words, or the CLI's arithmetic as a list of tokens), ``image`` (a path or bytes) and
         ``like`` (an indexed photo's id); none with ``sort="date"`` browses. ``relevant`` keeps only the matches
         that stand out; ``min_score`` is a flat cosine cutoff. Filters: ``within`` a folder, every one of
         ``tags``, ``after``/``before`` dates (ISO 8601), ``camera`` (part of make or model), ``types`` (jpg, png,
-        ...), ``min_pixels`` (2M, 1920x1080), ``near`` (LAT,LON,RADIUS)."""
+        ...), ``min_pixels`` (2M, 1920x1080), ``near`` (LAT,LON,RADIUS). ``text``: only
+        photos whose words match (text read in them, keywords, names; "quoted phrases" exactly), ranked by the words
+        when nothing else is asked."""
         from search.filters import Filters
 
-        terms = questions.terms_of(query, image, like, sort=sort)
+        terms = questions.terms_of(query, image, like, sort=sort, text=text)
         filters = Filters(within, tuple(tags), after, before, camera, tuple(types), min_pixels, near)
-        return questions.make_query(terms, filters, k, offset, sort, relevant, min_score)
+        return questions.make_query(terms, filters, k, offset, sort, relevant, min_score, text)
 
     def answer(self, query: Query) -> list[Hit]:
         return self.searcher.answer(query)
@@ -138,6 +140,14 @@ class Index:
         store.thumbnails.put(row.hash, jpeg)  # under the content it was made from
         return jpeg
 
+    def words(self, file_id: int) -> dict[str, Any]:
+        """An indexed photo's words: ``text`` read in its picture (None: not read) and ``boxes``, each line with its
+        four corners in 0..1 of the picture's width and height; ``carried`` (keywords, captions) and ``names``."""
+        store = self.searcher.store
+        if store.indexed_file(file_id) is None:
+            raise NoSuchPhoto(f"no photo with id {file_id} in the index")
+        return store.words.of_id(file_id)
+
     def tags(self) -> list[TagCount]:
         """Every tag the index gave, with its count of photos, most common first."""
         with self._reader() as store:
@@ -180,16 +190,17 @@ class Index:
                **options: Any) -> Report:
         """Index ``folders`` (none: every folder the index already has): new and changed files embedded, deleted
         ones dropped; the same report ``clipsearch index --json`` prints. ``options`` are ``indexer.options.Options``
-        fields (include_hidden, exclude, batch_size, workers, ...); ``index_type`` and ``vocabulary`` as for the
+        fields (include_hidden, exclude, batch_size, workers, ...); ``index_type``, ``vocabulary`` and ``words`` as for the
         CLI. ``wait``: wait for another writer instead of failing."""
         from indexer.job import IndexJob
         from indexer.options import Options
 
         index_type = options.pop("index_type", None)
         vocabulary = options.pop("vocabulary", None)
+        words = options.pop("words", None)
         job = IndexJob(self.directory, [os.fspath(f) for f in folders], model, reindex, self.device, self.precision,
                        Options(**options), on_wait=(lambda holder: None) if wait else None, index_type=index_type,
-                       vocabulary=vocabulary, quiet=True)
+                       vocabulary=vocabulary, words=words, quiet=True)
         if self._job is not None:
             job._encoder = self._job._encoder  # noqa: SLF001 - the model stays loaded between updates
         self._job = job

@@ -34,12 +34,13 @@ HTTP_WORDS = Wording("q (words)", "an image (POST)", "like (a photo id)", "sort=
 
 
 def terms_of(query: str | Sequence[str | Term] | Term | None, image: str | os.PathLike[str] | bytes | None = None,
-             like: int | str | None = None, words: Wording = CLI_WORDS, sort: str = "relevance") -> list[Term]:
+             like: int | str | None = None, words: Wording = CLI_WORDS, sort: str = "relevance",
+             text: str | None = None) -> list[Term]:
     """The terms of one question: exactly one of ``query``, ``image`` (a path or the image's bytes) and ``like``.
 
     ``query`` is words; or the CLI's arithmetic as separate tokens (``["dog", "+", "beach", "-", "people"]``,
     ``"2:sunset"``, an image file's path, ``"like:12"``); or terms already made (``Term.text``, ``Term.image``,
-    ``Term.like``)."""
+    ``Term.like``). None of them is needed with ``text`` (``search --text``)."""
     from search import expression
     from search.query import Term
 
@@ -63,17 +64,21 @@ def terms_of(query: str | Sequence[str | Term] | Term | None, image: str | os.Pa
         return [Term.image(image) if isinstance(image, bytes) else Term.image_file(image)]
     if like is not None:
         return [Term.like(like)]
-    if not given and sort == "relevance":
+    if not given and sort == "relevance" and text is None:
         raise UserError(f"give {words.query}, {words.image} or {words.like} to look for, or {words.browse} to browse")
     return given
 
 
 def make_query(terms: Sequence[Term], filters: Filters, k: int = 10, offset: int = 0, sort: str = "relevance",
-               relevant: bool = False, min_score: float | None = None) -> Query:
-    """The question, checked whole (terms, page, sort; the filters were when made) before any index is opened."""
+               relevant: bool = False, min_score: float | None = None, text: str | None = None) -> Query:
+    """The question, checked whole (terms, page, sort, words; the filters were when made) before any index is
+    opened. ``text``: only photos whose words match (``search.words``)."""
     from search.query import Query
+    from search.words import Words
 
-    return Query(tuple(terms), filters, k, offset, sort, relevant, min_score)
+    if text is not None:
+        Words.parse(text)  # nothing to look for is a mistake
+    return Query(tuple(terms), filters, k, offset, sort, relevant, min_score, text)
 
 
 def empty_answer_notes(searcher: Searcher, query: Query) -> list[str]:

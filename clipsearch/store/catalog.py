@@ -28,6 +28,7 @@ from clipsearch.store.signatures import SignatureReader
 from clipsearch.store.stored_vectors import StoredVectors
 from clipsearch.store.tags import TagReader
 from clipsearch.store.thumbnails import Thumbnails
+from clipsearch.store.words import WordsReader
 
 if TYPE_CHECKING:  # heavy imports stay out of start-up
     import faiss
@@ -98,6 +99,7 @@ class Catalog:
         self.thumbnails = Thumbnails(self.layout.thumbs)
         self._segments = Segments(self.layout.segments)
         self._conn = conn
+        self.words = WordsReader(conn)  # the words of photos (``clipsearch.store.words``)
 
     def close(self) -> None:
         self._conn.close()
@@ -267,6 +269,7 @@ class Catalog:
             "vocabulary": self.meta("vocabulary") or ("builtin" if self.tags.available else None),
             "tags": len(self.tags.counts()),
             "tagged_images": self.tags.tagged_files(),
+            "words": self.words.summary(),
             "index_type": self.meta("index_built_as"),
             "index_type_setting": self.pinned_index_type(),
             "index_type_note": self.index_type_note(),

@@ -227,6 +227,19 @@ def _reembedding_beside(conn: sqlite3.Connection, _: Path) -> None:
                  "row INTEGER NOT NULL) WITHOUT ROWID")
 
 
+def _words(conn: sqlite3.Connection, _: Path) -> None:
+    """The words of photos (``clipsearch.store.words``): text read from the pictures per content, names and carried
+    words (XMP, IPTC, EXIF) per file, and an FTS5 table over both. Empty here: the next run reads the headers and
+    names of every file, and the pictures' text as ``index --words`` says (no vector is touched). Trigram: a word
+    matches inside longer ones (OCR runs words together); accents are folded by the code (``words.fold``), which
+    works on SQLite before 3.45 (where trigram has no remove_diacritics)."""
+    conn.execute("CREATE TABLE IF NOT EXISTS seen_text (hash BLOB PRIMARY KEY, text TEXT NOT NULL, boxes TEXT NOT NULL, "
+                 "how TEXT NOT NULL) WITHOUT ROWID")
+    conn.execute("CREATE TABLE IF NOT EXISTS file_words (id INTEGER PRIMARY KEY, hash BLOB NOT NULL, names TEXT NOT NULL, "
+                 "carried TEXT NOT NULL)")
+    conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS words_fts USING fts5(names, carried, seen, tokenize='trigram')")
+
+
 def _content_notes(conn: sqlite3.Connection, _: Path) -> None:
     """A file indexed as far as it decodes (a JPEG cut short) keeps the decoder's note (``clipsearch.store.notes``).
     Empty here: files indexed before keep none."""
@@ -245,6 +258,7 @@ STEPS: tuple[Step, ...] = (
     Step("stored vectors and index files carry checksums, so that damage is found and never served", _checksums),
     Step("a re-embedding is built beside the vectors searches use, and swapped in whole", _reembedding_beside),
     Step("a photo indexed as far as it decodes keeps the decoder's note (info --failed lists it)", _content_notes),
+    Step("photos keep the words in and around them (text in the picture, keywords, names), searchable", _words),
 )
 SUMS_FROM = 10  # the first format whose segments and derived files carry checksums
 CURRENT = FIRST + len(STEPS)

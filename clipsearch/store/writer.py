@@ -17,7 +17,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipsearch.errors import UserError
-from clipsearch.store import file_sums, index_changes, large_index, metadata, migrations, notes, segments, signatures, tags
+from clipsearch.store import (
+    file_sums,
+    index_changes,
+    large_index,
+    metadata,
+    migrations,
+    notes,
+    segments,
+    signatures,
+    tags,
+    words,
+)
 from clipsearch.store.catalog import FileRecord, ModelRecord, connect
 from clipsearch.store.index_upkeep import IndexFileUpkeep
 from clipsearch.store.layout import Layout
@@ -204,6 +215,9 @@ class StoreWriter(IndexFileUpkeep):
         """(content hash, its tags) for a block of contents; no new generation: the vectors did not change."""
         tags.put(self._txn(), found)
 
+    def words_writer(self) -> words.WordsWriter:  # the words of photos (``clipsearch.store.words``), in this txn
+        return words.WordsWriter(self._txn)
+
     # -- a run ---------------------------------------------------------------
     def begin_run(self, roots: Sequence[str]) -> int:
         conn = self._txn()
@@ -377,8 +391,8 @@ class StoreWriter(IndexFileUpkeep):
             tags.drop_orphans(conn)
             self._dirty = True
         conn.execute("DELETE FROM vectors_next WHERE hash NOT IN (SELECT hash FROM files)")
-        metadata.drop_orphans(conn)
-        signatures.drop_orphans(conn)
+        for table in (metadata, signatures, words):
+            table.drop_orphans(conn)
         finished = time.time()
         conn.execute("UPDATE runs SET finished = ?, report = ? WHERE id = ?", (finished, json.dumps(report), self._run_id))
         self.commit()

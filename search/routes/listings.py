@@ -1,4 +1,5 @@
-"""What the index holds, as lists: /info, /tags, /cameras and /duplicates (what the CLI's --json prints)."""
+"""What the index holds, as lists: /info, /tags, /cameras and /duplicates (what the CLI's --json prints), and
+/words/ID: the words of one photo, the text read in it with each line's box (what the page draws over it)."""
 
 # no "from __future__ import annotations": FastAPI reads the endpoints' annotations at run time
 
@@ -7,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 
 from clipsearch.errors import UserError
-from search.routes.state import server, unescaped
+from search.routes.state import photo_id, server, unescaped
 
 router = APIRouter()
 
@@ -42,3 +43,10 @@ def duplicate_groups(request: Request, level: str = Query("copy"), within: str |
     # on a connection of its own, without the lock: the first answer takes seconds of every photo's signature
     found = server(request).index.duplicates(similar=level == "similar", within=unescaped(within), separate=True)
     return [group.as_dict() for group in found.groups]
+
+
+@router.get("/words/{raw_id}")
+def words(request: Request, raw_id: str) -> Any:
+    state = server(request)
+    with state.lock:
+        return state.index.words(photo_id(raw_id, "id"))

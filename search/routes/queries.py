@@ -1,7 +1,8 @@
 """/search (words, ``like``, an uploaded image) and /classify (an indexed photo's or an uploaded image's labels).
 
 The rules are the application layer's (``clipsearch.app.questions``): one of q, like or an image; k from 1 to
-10,000; every filter checked before any work. Each hit carries its metadata, tags and ``name``. The async
+10,000; every filter checked before any work. Each hit carries its metadata, tags, ``text`` (read in the picture)
+and ``name``; ``text=`` searches the words of photos (``search.words``). The async
 routes (the uploads) only read the body on the event loop; everything else runs in the thread pool.
 """
 
@@ -37,7 +38,7 @@ def _answer(request: Request, terms: list[Term]) -> list[dict[str, Any]]:
             raise UserError(f"min_score must be a number, not {p['min_score'][:20]!r}")
     sort = p.get("sort", "relevance")
     question = questions.make_query(terms, filters(request), number(request, "k", 10), number(request, "offset", 0),
-                                    sort, relevant, min_score)
+                                    sort, relevant, min_score, p.get("text"))
     state = server(request)
     with state.lock:
         hits = state.index.answer(question)
@@ -52,10 +53,12 @@ def search_text(request: Request,
                 like: str | None = Query(None, description="A photo id: photos that look like it."),
                 k: str | None = Query(None, description="How many results (1 to 10,000; default 10)."),
                 offset: str | None = Query(None, description="Skip this many best results."),
-                sort: str = Query("relevance", description="relevance, date or -date.")) -> Any:
+                sort: str = Query("relevance", description="relevance, date or -date."),
+                text: str | None = Query(None, description="Only photos whose words match (the text read in them, "
+                                         "keywords, names; \"quoted phrases\" exactly).")) -> Any:
     words = expression.from_parameters(q or [], minus or []) or None  # q=like:ID adds a photo to words
     liked = photo_id(like, "like") if like is not None else None
-    terms = questions.terms_of(words, like=liked, words=questions.HTTP_WORDS, sort=sort)
+    terms = questions.terms_of(words, like=liked, words=questions.HTTP_WORDS, sort=sort, text=text)
     return _answer(request, terms)
 
 

@@ -266,6 +266,7 @@ function openViewer(index) {
   $("viewer-meta").textContent = `#${hit.rank}` + (hit.score === null ? "" : ` · score ${hit.score.toFixed(3)}`);
   $("viewer-details").textContent = details(hit);
   showTags(hit.tags || []);
+  showWords(hit);
   $("open").href = `/file/${hit.id}`;
   $("prev").disabled = index === 0;
   $("next").disabled = index === hits.length - 1 && done;
@@ -300,10 +301,36 @@ function showTags(tags) {
   holder.hidden = tags.length === 0;
 }
 
+// The text read in the photo under it, and each line's box over it. The boxes' corners are fractions of the upright
+// picture; an SVG whose viewBox is the picture's size, centred and fitted as the <img> (object-fit: contain), lies
+// exactly over the picture shown.
+function showWords(hit) {
+  const text = $("viewer-text"), boxes = $("big-boxes");
+  text.textContent = hit.text || "";
+  text.hidden = !hit.text;
+  boxes.replaceChildren();
+  if (!hit.text || !hit.width || !hit.height) return;
+  boxes.setAttribute("viewBox", `0 0 ${hit.width} ${hit.height}`);
+  boxes.setAttribute("preserveAspectRatio", "xMidYMid meet");
+  const id = hit.id;
+  fetch(`/words/${id}`).then((r) => (r.ok ? r.json() : null)).then((words) => {
+    if (!words || hits[current] === undefined || hits[current].id !== id) return;  // another photo is open by now
+    boxes.replaceChildren(...words.boxes.map((line) => {
+      const shape = document.createElementNS("http://www.w3.org/2000/svg", "polygon");
+      shape.setAttribute("points", line.box.map(([x, y]) => `${x * hit.width},${y * hit.height}`).join(" "));
+      const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
+      title.textContent = line.text;
+      shape.appendChild(title);
+      return shape;
+    }));
+  });
+}
+
 function closeViewer() {
   if (viewer.hidden) return;
   viewer.hidden = true;
   big.removeAttribute("src");
+  $("big-boxes").replaceChildren();
   const tileButton = grid.querySelector(`.tile[data-index="${current}"]`);
   if (tileButton) tileButton.focus();
 }
