@@ -21,6 +21,7 @@ from clipsearch.errors import UserError
 from clipsearch.store import index_changes, migrations, vector_index
 from clipsearch.store.layout import Layout
 from clipsearch.store.metadata import MetadataReader
+from clipsearch.store.moments import MomentReader
 from clipsearch.store.paths import PATH, path_param, text, under
 from clipsearch.store.segments import Segments
 from clipsearch.store.signatures import SignatureReader
@@ -153,6 +154,10 @@ class Catalog:
     def metadata(self) -> MetadataReader:
         return MetadataReader(self._conn)
 
+    @property
+    def moments(self) -> MomentReader:
+        return MomentReader(self._conn)
+
     def file_row(self, path: str) -> IndexedFile | None:
         """The row of the file at ``path``, if it is indexed."""
         return _indexed_file(self._conn.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE path = {PATH}",
@@ -206,6 +211,14 @@ class Catalog:
 
     def file_ids(self) -> set[int]:
         return {r[0] for r in self._conn.execute("SELECT id FROM files")}
+
+    def indexed_ids(self) -> set[int]:
+        """Every id the FAISS index holds: each file's, and each video moment's (``moments.moment_id``)."""
+        return self.file_ids() | self.moments.all_ids()
+
+    def vector_count(self) -> int:
+        """How many vectors the FAISS index holds: one per file, and one per video moment."""
+        return self.count() + self.moments.count()
 
     # -- consistency (``check``) -------------------------------------------------------
     def integrity_check(self) -> str:
@@ -278,24 +291,44 @@ class Catalog:
         return StoredVectors(self._conn, self._segments, self.model.dim if self.model else 0, self.format_version)
 
     def iter_vectors(self, ids: Sequence[int] | None = None, chunk: int = 4096,
-                     between: tuple[int, int] = (0, 1 << 62)) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                     between: tuple[int, int] = (0, 1 << 62), moments: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (ids, float32 matrix) blocks of stored embeddings: all files (with an id ``between`` the two, both
-        included), or the given ids."""
+        included), or the given ids; with ``moments``, the video moments of those files too (their FAISS ids,
+        ``clipsearch.store.moments``; given ids may name moments). The large index asks for files alone."""
         import numpy as np
+
+        from clipsearch.store.moments import FLAG, matrix_of, split
 
         stored = self.stored_vectors
         select = f"SELECT files.id, {stored.columns} FROM files JOIN vectors ON vectors.hash = files.hash"
+        wanted_moments: dict[int, set[int]] | None = None
         if ids is None:
             cursor = self._conn.execute(f"{select} WHERE files.id BETWEEN ? AND ? ORDER BY files.id", between)
             blocks: Iterator[list[Any]] = iter(lambda: cursor.fetchmany(chunk), [])
         else:
             ids = [int(i) for i in ids]
+            wanted_moments = {}
+            for i in ids:
+                if i & FLAG:
+                    file_id, n = split(i)
+                    wanted_moments.setdefault(file_id, set()).add(int(n or 0))
+            ids = [i for i in ids if not i & FLAG]
             parts = (ids[start : start + _IN_CHUNK] for start in range(0, len(ids), _IN_CHUNK))
             blocks = (self._conn.execute(f"{select} WHERE files.id IN ({','.join('?' * len(p))})", p).fetchall()
                       for p in parts)
         for rows in blocks:
             if rows:
                 yield np.fromiter((r[0] for r in rows), dtype="int64", count=len(rows)), stored.matrix(rows, 1)
+        if not moments or (wanted_moments is not None and not wanted_moments):
+            return
+        reader = self.moments
+        if wanted_moments is None:
+            rows = reader.rows(stored.columns, None, between)
+        else:
+            rows = [r for r in reader.rows(stored.columns, sorted(wanted_moments), between)
+                    if r[1] in wanted_moments[r[0]]]
+        for start in range(0, len(rows), chunk):
+            yield matrix_of(rows[start : start + chunk], stored.matrix)
 
     def base_changes(self, base_max: int) -> tuple[list[int], np.ndarray]:
         """The large index's delta against a base of the ids up to ``base_max``: (ids it holds, base ids to skip)."""
@@ -322,7 +355,7 @@ class Catalog:
     def index_factory(self) -> str:
         """The FAISS index type for the collection as it is now: the --index-type override, else by size."""
         dim = self.model.dim if self.model else 0
-        n = self.count()
+        n = self.vector_count()
         wanted = self.pinned_index_type()
         return vector_index.fitted(vector_index.choose(n, dim) if wanted == "auto" else wanted, n)
 
@@ -348,7 +381,7 @@ class Catalog:
 
     def training_sample(self, factory: str) -> np.ndarray | None:
         """Stored vectors drawn at random, as many as ``factory`` trains on (None: it needs no training)."""
-        size = vector_index.training_size(factory, self.count())
+        size = vector_index.training_size(factory, self.vector_count())
         if not size:
             return None
         stored = self.stored_vectors

@@ -227,6 +227,16 @@ def _reembedding_beside(conn: sqlite3.Connection, _: Path) -> None:
                  "row INTEGER NOT NULL) WITHOUT ROWID")
 
 
+def _videos(conn: sqlite3.Connection, _: Path) -> None:
+    """Videos are indexed as moments (``clipsearch.store.moments``): a table of each video content's container
+    facts and one of its moments (time, and the hash its vector is stored under). Empty here: no photo changes, and
+    the FAISS file, which holds only photos so far, stays valid."""
+    from clipsearch.store import moments
+
+    for statement in moments.SCHEMA:
+        conn.execute(statement)
+
+
 STEPS: tuple[Step, ...] = (
     Step("photo ids are never handed out again after a photo leaves the index", _ids_never_reused),  # 1 -> 2
     Step("each indexed folder remembers its settings (hidden files, exclusions)", _root_settings),  # 2 -> 3
@@ -238,6 +248,7 @@ STEPS: tuple[Step, ...] = (
     Step("exclusions follow a .gitignore's rules (a name matches at any depth, a / anchors)", _gitignore_exclusions),
     Step("stored vectors and index files carry checksums, so that damage is found and never served", _checksums),
     Step("a re-embedding is built beside the vectors searches use, and swapped in whole", _reembedding_beside),
+    Step("videos are indexed as moments: frames with their times, and the container's facts", _videos),
 )
 SUMS_FROM = 10  # the first format whose segments and derived files carry checksums
 CURRENT = FIRST + len(STEPS)
