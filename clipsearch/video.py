@@ -29,6 +29,16 @@ from clipsearch.photo_meta import PhotoMeta
 EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".3gp", ".mts"})
 
 
+_MEDIA_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
+                ".mkv": "video/x-matroska", ".avi": "video/x-msvideo", ".3gp": "video/3gpp", ".mts": "video/mp2t"}
+
+
+def media_type(path: str) -> str | None:
+    """The HTTP media type of a video file (None: not a video), by its name as it was indexed."""
+    dot = path.rfind(".")
+    return _MEDIA_TYPES.get(path[dot:].lower()) if dot >= 0 else None
+
+
 def is_video(path: str) -> bool:
     dot = path.rfind(".")
     return dot >= 0 and path[dot:].lower() in EXTENSIONS
@@ -108,6 +118,9 @@ def _rotation(stream: Any) -> int:
 def facts_of(container: Any) -> Facts:
     stream = container.streams.video[0]
     ctx = stream.codec_context
+    if ctx is None or ctx.codec is None:
+        tag = getattr(stream, "codec_tag", None) or "unknown"
+        raise VideoError(f"no decoder for this video's codec ({tag!s})")
     duration = 0.0
     if stream.duration is not None and stream.time_base is not None:
         duration = float(stream.duration * stream.time_base)
@@ -195,10 +208,14 @@ class _Sampler:
         self._by_scene = 0
         self._last_grey: Any = None
         self._last_t = -math.inf
+        self.seen_until = 0.0  # the last candidate's time
+        self.widest_gap = 0.0  # the most seconds between two candidates (keyframes, where only they are decoded)
 
     def offer(self, t: float, frame: Any) -> None:
         import numpy as np
 
+        self.widest_gap = max(self.widest_gap, t - self.seen_until)
+        self.seen_until = t
         grey = _grey(frame)
         changed = self._last_grey is not None and float(np.abs(grey - self._last_grey).mean()) > self.rule.scene_change
         self._last_grey = grey
@@ -228,8 +245,6 @@ def sample(path: str, plan: Callable[[Any], Any], min_side: int | None = None, r
         stream = container.streams.video[0]
         facts = facts_of(container)
         meta = meta_of(container)
-        if stream.codec_context.codec is None or stream.codec_context.name in ("none", ""):
-            raise VideoError("no decoder for this video's codec")
         stream.thread_type = "AUTO"
         sampler = _Sampler(rule, facts.duration, plan, min_side, _rotation(stream))
         note = None
@@ -253,6 +268,11 @@ def sample(path: str, plan: Callable[[Any], Any], min_side: int | None = None, r
             note = f"the video could be read only up to {sampler.moments[-1][0]:.1f} s: {_reason(exc)}"
         if not sampler.moments:
             raise VideoError(f"no frame of this video could be decoded ({facts.codec})")
+        if note is None and facts.duration > rule.scan_seconds:
+            pass  # sampled by seeking: the grid's last point may well lie before the end
+        elif note is None and sampler.seen_until + max(2.0, 1.5 * sampler.widest_gap) < facts.duration:
+            note = (f"the video could be read only up to {sampler.seen_until:.1f} s of the {facts.duration:.1f} s its "
+                    "container says (a truncated file?)")
         return Clip(facts, sampler.moments, meta, sampler.poster, note)
     except av.FFmpegError as exc:
         raise VideoError(f"cannot decode this video: {_reason(exc)}") from None
@@ -313,9 +333,9 @@ def _by_seeking(container: Any, stream: Any, step: float, duration: float) -> It
         at += step
 
 
-def frame_at(path: str, t: float, size: int = 512) -> Any:
+def frame_at(path: Any, t: float, size: int = 512) -> Any:
     """The picture shown at ``t`` seconds (the keyframe at or before it, then decoded up to it), at most ``size``
-    pixels on its longer side: a moment's thumbnail."""
+    pixels on its longer side: a moment's thumbnail. ``path``: a path or an open binary file."""
     import av
 
     container = _open(path)

@@ -21,14 +21,15 @@ def sample_picture(name: str) -> Image.Image:
 
 def make_video(path: Path, scenes: Sequence[tuple[float, Image.Image]], duration: float, size: tuple[int, int] = (320, 240),
                fps: int = 10, codec: str = "libx264", gop: int | None = None,
-               metadata: dict[str, str] | None = None, noise: bool = False) -> Path:
+               metadata: dict[str, str] | None = None, noise: bool = False, faststart: bool = False) -> Path:
     """A video of ``duration`` seconds showing each scene's picture from its start second on (scenes in time
     order). ``gop``: frames between keyframes (None: the encoder's default, with keyframes at cuts)."""
     import av
     import numpy as np
 
     rng = np.random.default_rng(0)
-    with av.open(str(path), "w") as out:
+    options = {"movflags": "faststart"} if faststart else {}  # the index (moov) before the frames
+    with av.open(str(path), "w", options=options) as out:
         if metadata:
             out.metadata.update(metadata)
         stream = out.add_stream(codec, rate=fps)
