@@ -349,7 +349,7 @@ class Catalog:
     def vectors_by_path(self) -> dict[str, np.ndarray]:
         """Every indexed file's stored vector, by path."""
         paths = dict(self._conn.execute("SELECT id, path FROM files"))
-        return {paths[int(i)]: row for ids, matrix in self.iter_vectors() for i, row in zip(ids, matrix)}
+        return {paths[int(i)]: row for ids, matrix in self.iter_vectors(moments=False) for i, row in zip(ids, matrix)}
 
     # -- the FAISS index -----------------------------------------------------------
     def index_factory(self) -> str:
