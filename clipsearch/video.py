@@ -89,10 +89,8 @@ def _open(path: str) -> Any:
 
     try:
         container = av.open(path, metadata_errors="ignore")
-    except av.FFmpegError as exc:
+    except (av.FFmpegError, OSError, ValueError) as exc:
         raise VideoError(f"cannot read this video: {_reason(exc)}") from None
-    except (OSError, ValueError) as exc:
-        raise VideoError(f"cannot read this video: {exc}") from None
     if not container.streams.video:
         container.close()
         raise VideoError("no video stream in this file")
@@ -130,8 +128,7 @@ def facts_of(container: Any) -> Facts:
     if _rotation(stream) in (90, 270):
         width, height = height, width
     rate = stream.average_rate or stream.guessed_rate
-    name = stream.codec_context.codec.name if stream.codec_context.codec else "unknown"
-    return Facts(max(0.0, duration), width, height, name, float(rate) if rate else None)
+    return Facts(max(0.0, duration), width, height, ctx.codec.name, float(rate) if rate else None)
 
 
 def probe(path: str) -> Facts:
@@ -244,18 +241,15 @@ def sample(path: str, plan: Callable[[Any], Any], min_side: int | None = None, r
     try:
         stream = container.streams.video[0]
         facts = facts_of(container)
-        meta = meta_of(container)
         stream.thread_type = "AUTO"
         sampler = _Sampler(rule, facts.duration, plan, min_side, _rotation(stream))
         note = None
-        if facts.duration > rule.scan_seconds:
+        seek = facts.duration > rule.scan_seconds
+        keyframes = seek or _dense_keyframes(container, stream, sampler.step)
+        if keyframes:
             stream.codec_context.skip_frame = "NONKEY"
-            frames = _by_seeking(container, stream, sampler.step, facts.duration)
-        elif _dense_keyframes(container, stream, sampler.step):
-            stream.codec_context.skip_frame = "NONKEY"
-            frames = _by_scanning(container, stream, keyframes_only=True, look_every=0.0)
-        else:
-            frames = _by_scanning(container, stream, keyframes_only=False, look_every=rule.look_every)
+        frames = _by_seeking(container, stream, sampler.step, facts.duration) if seek else _by_scanning(
+            container, stream, keyframes_only=keyframes, look_every=0.0 if keyframes else rule.look_every)
         try:
             for t, frame in frames:
                 sampler.offer(t, frame)
@@ -268,12 +262,11 @@ def sample(path: str, plan: Callable[[Any], Any], min_side: int | None = None, r
             note = f"the video could be read only up to {sampler.moments[-1][0]:.1f} s: {_reason(exc)}"
         if not sampler.moments:
             raise VideoError(f"no frame of this video could be decoded ({facts.codec})")
-        if note is None and facts.duration > rule.scan_seconds:
-            pass  # sampled by seeking: the grid's last point may well lie before the end
-        elif note is None and sampler.seen_until + max(2.0, 1.5 * sampler.widest_gap) < facts.duration:
+        gap = max(2.0, 1.5 * sampler.widest_gap)  # (sampled by seeking, the grid's last point may lie before the end)
+        if note is None and not seek and sampler.seen_until + gap < facts.duration:
             note = (f"the video could be read only up to {sampler.seen_until:.1f} s of the {facts.duration:.1f} s its "
                     "container says (a truncated file?)")
-        return Clip(facts, sampler.moments, meta, sampler.poster, note)
+        return Clip(facts, sampler.moments, meta_of(container), sampler.poster, note)
     except av.FFmpegError as exc:
         raise VideoError(f"cannot decode this video: {_reason(exc)}") from None
     finally:
@@ -292,15 +285,12 @@ def _dense_keyframes(container: Any, stream: Any, step: float) -> bool:
                 break
     finally:
         container.seek(stream.start_time or 0, stream=stream, backward=True)
-    if len(keys) < 2:
-        return False
-    return max(b - a for a, b in zip(keys, keys[1:])) <= step
+    return len(keys) >= 2 and max(b - a for a, b in zip(keys, keys[1:])) <= step
 
 
 def _seconds(frame: Any, stream: Any) -> float:
     if frame.pts is not None and stream.time_base is not None:
-        start = stream.start_time or 0
-        return max(0.0, float((frame.pts - start) * stream.time_base))
+        return max(0.0, float((frame.pts - (stream.start_time or 0)) * stream.time_base))
     return float(frame.time or 0.0)
 
 

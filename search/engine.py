@@ -250,8 +250,7 @@ class Searcher:
         return [Hit(rank, paths[i], None, i) for rank, (i, _) in enumerate(page, start=query.offset + 1)]
 
     def _with_meta(self, hits: list[Hit], vector: np.ndarray | None = None) -> list[Hit]:
-        """Each hit with its metadata and its tags, as the CLI's --json and the server give them; a video's with its
-        best moment for ``vector`` (``search.moments``)."""
+        """Each hit with its metadata and its tags, as --json and the server give them; a video's moments too."""
         ids = [h.id for h in hits]
         meta, tagged = self.store.metadata.of_ids(ids), self.store.tags.of_ids(ids)
         return moments.attach(self.store, [Hit(h.rank, h.path, h.score, h.id, {
@@ -303,13 +302,12 @@ class Searcher:
         # Equal scores (copies of one photo share a vector) come back from FAISS in no fixed order, and
         # which of them make the cut depends on k. Fetch past the cut until the score drops, then order
         # ties by id: page after page (offset) then neither repeats nor skips a photo.
-        # A video's moments are ids of their own: fetch until enough files are found (``moments.collapse``).
         fetch = min(needed + 8, available)
         vector = np.asarray(query, dtype="float32").reshape(1, -1)
         while True:
             scores, found_ids = index.search(vector, fetch, params=params)
             raw = [(int(i), float(s)) for i, s in zip(found_ids[0], scores[0]) if i >= 0]
-            found = moments.collapse(raw)
+            found = moments.collapse(raw)  # a video's moments have ids of their own: enough files are fetched
             if fetch >= available or len(raw) < fetch or (len(found) >= needed and raw[-1][1] < found[needed - 1][1]):
                 break
             fetch = min(fetch * 2, available)
@@ -326,8 +324,7 @@ class Searcher:
         fetch = min(index.ntotal, int(needed * 2 * index.ntotal / len(allowed)) + 8)
         scores, found_ids = self._gpu(index).search(np.asarray(query, dtype="float32").reshape(1, -1), fetch)
         passing = set(allowed)
-        found = moments.collapse((int(i), float(s)) for i, s in zip(found_ids[0], scores[0])
-                                 if i >= 0 and int(i) in passing)
+        found = moments.collapse((int(i), float(s)) for i, s in zip(found_ids[0], scores[0]) if int(i) in passing)
         if len(found) < needed or found[needed - 1][1] == float(scores[0][-1]):  # short, or ties past the cut
             return None
         return self._page(found, k, offset, exclude)

@@ -21,7 +21,7 @@ from clipsearch.errors import UserError
 from clipsearch.store import index_changes, migrations, vector_index
 from clipsearch.store.layout import Layout
 from clipsearch.store.metadata import MetadataReader
-from clipsearch.store.moments import MomentReader
+from clipsearch.store.moments import MomentReader, moment_blocks, split_ids
 from clipsearch.store.paths import PATH, path_param, text, under
 from clipsearch.store.segments import Segments
 from clipsearch.store.signatures import SignatureReader
@@ -212,14 +212,6 @@ class Catalog:
     def file_ids(self) -> set[int]:
         return {r[0] for r in self._conn.execute("SELECT id FROM files")}
 
-    def indexed_ids(self) -> set[int]:
-        """Every id the FAISS index holds: each file's, and each video moment's (``moments.moment_id``)."""
-        return self.file_ids() | self.moments.all_ids()
-
-    def vector_count(self) -> int:
-        """How many vectors the FAISS index holds: one per file, and one per video moment."""
-        return self.count() + self.moments.count()
-
     # -- consistency (``check``) -------------------------------------------------------
     def integrity_check(self) -> str:
         """SQLite's own verdict on the database file, every index checked against its table: "ok", or what is wrong
@@ -292,43 +284,24 @@ class Catalog:
 
     def iter_vectors(self, ids: Sequence[int] | None = None, chunk: int = 4096,
                      between: tuple[int, int] = (0, 1 << 62), moments: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield (ids, float32 matrix) blocks of stored embeddings: all files (with an id ``between`` the two, both
-        included), or the given ids; with ``moments``, the video moments of those files too (their FAISS ids,
-        ``clipsearch.store.moments``; given ids may name moments). The large index asks for files alone."""
+        """Yield (ids, float32 matrix) blocks of stored embeddings: all files (ids ``between`` the two, both included)
+        or the given ids, and unless not ``moments`` their videos' moments (FAISS ids: ``moments.moment_id``)."""
         import numpy as np
-
-        from clipsearch.store.moments import FLAG, matrix_of, split
 
         stored = self.stored_vectors
         select = f"SELECT files.id, {stored.columns} FROM files JOIN vectors ON vectors.hash = files.hash"
-        wanted_moments: dict[int, set[int]] | None = None
-        if ids is None:
+        file_ids, wanted = (None, None) if ids is None else split_ids(ids)
+        if file_ids is None:
             cursor = self._conn.execute(f"{select} WHERE files.id BETWEEN ? AND ? ORDER BY files.id", between)
             blocks: Iterator[list[Any]] = iter(lambda: cursor.fetchmany(chunk), [])
         else:
-            ids = [int(i) for i in ids]
-            wanted_moments = {}
-            for i in ids:
-                if i & FLAG:
-                    file_id, n = split(i)
-                    wanted_moments.setdefault(file_id, set()).add(int(n or 0))
-            ids = [i for i in ids if not i & FLAG]
-            parts = (ids[start : start + _IN_CHUNK] for start in range(0, len(ids), _IN_CHUNK))
+            parts = (file_ids[start : start + _IN_CHUNK] for start in range(0, len(file_ids), _IN_CHUNK))
             blocks = (self._conn.execute(f"{select} WHERE files.id IN ({','.join('?' * len(p))})", p).fetchall()
                       for p in parts)
         for rows in blocks:
             if rows:
                 yield np.fromiter((r[0] for r in rows), dtype="int64", count=len(rows)), stored.matrix(rows, 1)
-        if not moments or (wanted_moments is not None and not wanted_moments):
-            return
-        reader = self.moments
-        if wanted_moments is None:
-            rows = reader.rows(stored.columns, None, between)
-        else:
-            rows = [r for r in reader.rows(stored.columns, sorted(wanted_moments), between)
-                    if r[1] in wanted_moments[r[0]]]
-        for start in range(0, len(rows), chunk):
-            yield matrix_of(rows[start : start + chunk], stored.matrix)
+        yield from moment_blocks(self.moments, stored, wanted if moments else {}, between, chunk)
 
     def base_changes(self, base_max: int) -> tuple[list[int], np.ndarray]:
         """The large index's delta against a base of the ids up to ``base_max``: (ids it holds, base ids to skip)."""
@@ -355,7 +328,7 @@ class Catalog:
     def index_factory(self) -> str:
         """The FAISS index type for the collection as it is now: the --index-type override, else by size."""
         dim = self.model.dim if self.model else 0
-        n = self.vector_count()
+        n = self.count() + self.moments.count()  # vectors: a file's, and a video's moments
         wanted = self.pinned_index_type()
         return vector_index.fitted(vector_index.choose(n, dim) if wanted == "auto" else wanted, n)
 
@@ -381,7 +354,7 @@ class Catalog:
 
     def training_sample(self, factory: str) -> np.ndarray | None:
         """Stored vectors drawn at random, as many as ``factory`` trains on (None: it needs no training)."""
-        size = vector_index.training_size(factory, self.vector_count())
+        size = vector_index.training_size(factory, self.count() + self.moments.count())
         if not size:
             return None
         stored = self.stored_vectors

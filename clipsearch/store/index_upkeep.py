@@ -32,6 +32,10 @@ class IndexFileUpkeep(Catalog):
     def commit(self) -> None:
         raise NotImplementedError
 
+    def vector_count(self) -> int:
+        """How many vectors the FAISS index holds: one per file, and one per video moment."""
+        return self.count() + self.moments.count()
+
     def set_index_type(self, index_type: str) -> None:
         """Pin the FAISS index type ("auto", "Flat", or "IVF<lists>,<codes>" such as "IVF4096,SQ8")."""
         index_type = vector_index.canonical(index_type, self.model.dim if self.model else None)

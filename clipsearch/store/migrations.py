@@ -231,10 +231,10 @@ def _videos(conn: sqlite3.Connection, _: Path) -> None:
     """Videos are indexed as moments (``clipsearch.store.moments``): a table of each video content's container
     facts and one of its moments (time, and the hash its vector is stored under). Empty here: no photo changes, and
     the FAISS file, which holds only photos so far, stays valid."""
-    from clipsearch.store import moments
-
-    for statement in moments.SCHEMA:
-        conn.execute(statement)
+    conn.execute("CREATE TABLE videos (hash BLOB PRIMARY KEY, duration REAL NOT NULL, codec TEXT NOT NULL, fps REAL, "
+                 "moments INTEGER NOT NULL) WITHOUT ROWID")
+    conn.execute("CREATE TABLE moments (hash BLOB NOT NULL, n INTEGER NOT NULL, t REAL NOT NULL, moment BLOB NOT NULL, "
+                 "PRIMARY KEY (hash, n)) WITHOUT ROWID")
 
 
 STEPS: tuple[Step, ...] = (

@@ -1,4 +1,4 @@
-"""The videos and moments tables (format 13): a video's container facts and its moments, per content.
+"""The videos and moments tables (format 13, ``migrations._videos``): a video's container facts and its moments, per content.
 
 A video is one file row like a photo: its vector (``vectors``, keyed by the video's content hash) is the mean of
 its moments' vectors, which is what duplicates, classification, tags and "more like this" use. Each moment (a
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from clipsearch.store.migrations import OptionalTable
@@ -23,24 +23,9 @@ from clipsearch.store.migrations import OptionalTable
 if TYPE_CHECKING:
     import numpy as np
 
+    from clipsearch.store.stored_vectors import StoredVectors
     from clipsearch.video import Facts
 
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS videos (
-    hash BLOB PRIMARY KEY,
-    duration REAL NOT NULL,
-    codec TEXT NOT NULL,
-    fps REAL,
-    moments INTEGER NOT NULL
-) WITHOUT ROWID""",
-    """CREATE TABLE IF NOT EXISTS moments (
-    hash BLOB NOT NULL,
-    n INTEGER NOT NULL,
-    t REAL NOT NULL,
-    moment BLOB NOT NULL,
-    PRIMARY KEY (hash, n)
-) WITHOUT ROWID""",
-)
 FLAG = 1 << 56  # set in every moment's FAISS id; file ids stay far below it
 SHIFT = 16  # bits for n: at most 65,536 moments a video (clipsearch.video.Rule keeps ~100)
 _IN_CHUNK = 500
@@ -139,15 +124,19 @@ class MomentReader(OptionalTable):
 
 
 # -- the writer's side: ``conn`` is in the writer's open transaction ---------------------------
-def put(conn: sqlite3.Connection, video: bytes, facts: Facts, times: Sequence[float]) -> list[bytes]:
-    """Record a video's facts and its moments' times; returns the hashes to store their vectors under."""
-    conn.execute("DELETE FROM moments WHERE hash = ?", (video,))
+Video = tuple["Facts", Sequence[tuple[float, "np.ndarray"]]]  # a video's facts and its moments, (t, vector) each
+
+
+def put(conn: sqlite3.Connection, digest: bytes, video: Video, store: Callable[[bytes, np.ndarray], None]) -> None:
+    """Record a video's facts and its moments' times, and ``store`` each moment's vector under its own hash."""
+    facts, found = video
+    conn.execute("DELETE FROM moments WHERE hash = ?", (digest,))
     conn.execute("INSERT OR REPLACE INTO videos VALUES (?, ?, ?, ?, ?)",
-                 (video, facts.duration, facts.codec, facts.fps, len(times)))
-    digests = [moment_digest(video, n) for n in range(len(times))]
-    conn.executemany("INSERT INTO moments VALUES (?, ?, ?, ?)",
-                     [(video, n, float(t), d) for n, (t, d) in enumerate(zip(times, digests))])
-    return digests
+                 (digest, facts.duration, facts.codec, facts.fps, len(found)))
+    rows = [(digest, n, float(t), moment_digest(digest, n)) for n, (t, _) in enumerate(found)]
+    conn.executemany("INSERT INTO moments VALUES (?, ?, ?, ?)", rows)
+    for row, (_, vector) in zip(rows, found):
+        store(row[3], vector)
 
 
 def count_of(conn: sqlite3.Connection, video: bytes) -> int:
@@ -161,12 +150,37 @@ def drop_orphans(conn: sqlite3.Connection) -> None:
     conn.execute("DELETE FROM videos WHERE hash NOT IN (SELECT hash FROM files)")
 
 
-LIVE_HASHES = "SELECT hash FROM files UNION ALL SELECT moment FROM moments"  # stored vectors that are in use
+LIVE = "SELECT hash FROM files UNION ALL SELECT moment FROM moments"  # stored vectors that are in use
 
 
-def matrix_of(rows: Sequence[Any], gather: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(FAISS ids, float32 matrix) of ``rows`` from ``MomentReader.rows`` (``gather``: ``StoredVectors.matrix``)."""
+def ids_for(conn: sqlite3.Connection, file_id: int, video: bytes) -> list[int]:
+    """The FAISS ids of the moments of the file ``file_id`` whose content is ``video`` (none for a photo)."""
+    return [moment_id(file_id, n) for n in range(count_of(conn, video))]
+
+
+def split_ids(ids: Iterable[int]) -> tuple[list[int], dict[int, set[int]]]:
+    """FAISS ids as (file ids, {file id: moment numbers})."""
+    files: list[int] = []
+    wanted: dict[int, set[int]] = {}
+    for i in map(int, ids):
+        if i & FLAG:
+            file_id, n = split(i)
+            wanted.setdefault(file_id, set()).add(int(n or 0))
+        else:
+            files.append(i)
+    return files, wanted
+
+
+def moment_blocks(reader: MomentReader, stored: StoredVectors, wanted: dict[int, set[int]] | None,
+                  between: tuple[int, int], chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(FAISS ids, float32 matrix) blocks of the moments ``wanted`` (None: of every file ``between`` the two ids)."""
     import numpy as np
 
-    ids = np.fromiter((moment_id(r[0], r[1]) for r in rows), dtype="int64", count=len(rows))
-    return ids, gather(rows, 2)
+    if wanted is not None and not wanted:
+        return
+    rows = reader.rows(stored.columns, None if wanted is None else sorted(wanted), between)
+    if wanted is not None:
+        rows = [r for r in rows if r[1] in wanted[r[0]]]
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        yield np.fromiter((moment_id(r[0], r[1]) for r in part), dtype="int64", count=len(part)), stored.matrix(part, 2)

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
     from clipsearch.photo_meta import PhotoMeta
     from clipsearch.signature import Signature
-    from clipsearch.video import Facts
 
 # A point tests hold a run at, instead of racing it ("N:PATH"): after the first commit by which this writer has stored
 # N vectors, it waits until PATH exists (a test kills it there, or creates PATH to let it go on).
@@ -109,12 +108,10 @@ class StoreWriter(IndexFileUpkeep):
     def _drop_files(self, ids: Sequence[int]) -> None:
         conn = self._txn()
         index_changes.record(conn, ids)
-        gone_moments = self.moments.ids_of(ids)
-        for file_id in ids:
-            conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
-        for faiss_id in (*ids, *gone_moments):
-            self._removed_ids.add(int(faiss_id))
-            self._added_ids.discard(int(faiss_id))
+        gone = [*map(int, ids), *self.moments.ids_of(ids)]  # a video's moments go from the FAISS index with it
+        conn.executemany("DELETE FROM files WHERE id = ?", [(i,) for i in ids])
+        self._removed_ids.update(gone)
+        self._added_ids.difference_update(gone)
         self._dirty = self._dirty or bool(ids)
 
     # -- model ---------------------------------------------------------------
@@ -242,19 +239,15 @@ class StoreWriter(IndexFileUpkeep):
         )
 
     def put(self, record: FileRecord, embedding: np.ndarray | None, meta: PhotoMeta | None = None,
-            signature: Signature | None = None,
-            video: tuple[Facts, Sequence[tuple[float, np.ndarray]]] | None = None) -> int:
+            signature: Signature | None = None, video: moments.Video | None = None) -> int:
         """Insert or replace a file's row; ``embedding`` None means the vector for ``record.hash`` is already stored.
-        ``meta``: what the content's header says, read by the decoder; ``signature``: its picture's; ``video``: a
-        video's facts and its moments, (t, vector) each (``clipsearch.store.moments``)."""
+        ``meta``: what the content's header says; ``signature``: its picture's; ``video``: a video's (``moments``)."""
         conn = self._txn()
         if embedding is not None:
             self._segment_writer().put(record.hash, embedding)
             self._vectors_put += 1
         if video is not None and embedding is not None:
-            facts, found = video
-            for digest, (_, vector) in zip(moments.put(conn, record.hash, facts, [t for t, _ in found]), found):
-                self._segment_writer().put(digest, vector)
+            moments.put(conn, record.hash, video, self._segment_writer().put)
         if meta is not None:
             metadata.put(conn, record.hash, meta)
         if signature is not None:
@@ -269,16 +262,14 @@ class StoreWriter(IndexFileUpkeep):
             return int(old[0])
         if old is not None:
             file_id = int(old[0])
-            self._removed_ids.update((file_id, *(moments.moment_id(file_id, n)
-                                                 for n in range(moments.count_of(conn, bytes(old[3]))))))
+            self._removed_ids.update((file_id, *moments.ids_for(conn, file_id, bytes(old[3]))))
             conn.execute("UPDATE files SET size=?, mtime_ns=?, hash=?, width=?, height=?, seen=? WHERE id=?", (*values, old[0]))
             index_changes.record(conn, [file_id])
         else:
             cur = conn.execute(f"INSERT INTO files (path, size, mtime_ns, hash, width, height, seen) VALUES ({PATH},?,?,?,?,?,?)",
                                (path, *values))
             file_id = int(cur.lastrowid or 0)
-        self._added_ids.update((file_id, *(moments.moment_id(file_id, n)
-                                           for n in range(moments.count_of(conn, record.hash)))))
+        self._added_ids.update((file_id, *moments.ids_for(conn, file_id, record.hash)))
         self._dirty = True
         return file_id
 
@@ -380,13 +371,12 @@ class StoreWriter(IndexFileUpkeep):
         """Drop unreferenced vectors, commit, bring the FAISS file up to date and log the run."""
         conn = self._txn()
         moments.drop_orphans(conn)
-        live = moments.LIVE_HASHES
-        orphans = [bytes(r[0]) for r in conn.execute(f"SELECT hash FROM vectors WHERE hash NOT IN ({live})")]
+        orphans = [bytes(r[0]) for r in conn.execute(f"SELECT hash FROM vectors WHERE hash NOT IN ({moments.LIVE})")]
         if orphans:
-            conn.execute(f"DELETE FROM vectors WHERE hash NOT IN ({live})")
+            conn.execute(f"DELETE FROM vectors WHERE hash NOT IN ({moments.LIVE})")
             tags.drop_orphans(conn)
             self._dirty = True
-        conn.execute(f"DELETE FROM vectors_next WHERE hash NOT IN ({live})")
+        conn.execute(f"DELETE FROM vectors_next WHERE hash NOT IN ({moments.LIVE})")
         metadata.drop_orphans(conn)
         signatures.drop_orphans(conn)
         finished = time.time()
