@@ -1,10 +1,10 @@
 """Videos: decode and embed rates against photos on the same model, and recall of moments with their time error.
 
-    python bench/videos.py [--models demo,ViT-B-32:none] [--seconds 20] [--recall-videos 6] [--no-4k]
+    python bench/videos.py [--models demo,ViT-B-32:none] [--seconds 20] [--seconds-4k 4] [--recall-videos 6] [--no-4k]
 
 Makes (with PyAV, cached under ~/.cache/clipsearch-bench/videos) a 1080p H.264 and a 4K HEVC video, 30 fps, a
 keyframe every second as phones write them, eight scenes of the sample pictures with noise on every frame (so
-that the encoder has real work and the decoder real bits), then measures in one run:
+that the encoder has real work and the decoder real bits; seven grain patterns in turn), then measures in one run:
 
   (a) FFmpeg decoding every frame (frames/s: what a decoder that samples by decoding all would cost), and
       ``clipsearch.video.sample`` (the sampling rule: keyframes only), as video seconds per second and moments;
@@ -161,6 +161,7 @@ def main() -> None:
     parser.add_argument("--models", default="demo,ViT-B-32:none")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--recall-videos", type=int, default=6)
+    parser.add_argument("--seconds-4k", type=float, default=4.0, help="the 4K video's length (x265 is slow to make it)")
     parser.add_argument("--no-4k", action="store_true")
     args = parser.parse_args()
     import av
@@ -169,7 +170,7 @@ def main() -> None:
           f"{os.cpu_count()} cores")
     videos = {"1080p H.264": made("1080p-h264", (1920, 1080), "libx264", args.seconds)}
     if not args.no_4k:
-        videos["4K HEVC"] = made("2160p-hevc", (3840, 2160), "libx265", args.seconds / 2)
+        videos["4K HEVC"] = made("2160p-hevc", (3840, 2160), "libx265", args.seconds_4k)
     results: dict[str, object] = {}
     for label, path in videos.items():
         if path is None:

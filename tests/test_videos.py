@@ -65,6 +65,8 @@ def test_a_video_is_indexed_as_moments_and_found_once_at_its_time(cli: Cli, libr
     assert len({h["id"] for h in page}) == len(page) == 3
     check = cli("check", "--json")
     assert check.exit_code == 0 and check.json()["ok"], check.stdout
+    listed = cli("search", "a red star", "-k", "1").stdout  # people see the moment too
+    assert f"holiday.mp4  @ {video['t']:.1f} s" in listed
 
 
 def test_a_renamed_video_keeps_its_moments_and_a_changed_one_is_done_again(cli: Cli, library: Path) -> None:

@@ -28,6 +28,7 @@ def make_video(path: Path, scenes: Sequence[tuple[float, Image.Image]], duration
     import numpy as np
 
     rng = np.random.default_rng(0)
+    grain = [rng.integers(-6, 7, (size[1], size[0], 3)).astype("int16") for _ in range(7)] if noise else []
     options = {"movflags": "faststart"} if faststart else {}  # the index (moov) before the frames
     with av.open(str(path), "w", options=options) as out:
         if metadata:
@@ -48,7 +49,7 @@ def make_video(path: Path, scenes: Sequence[tuple[float, Image.Image]], duration
                 if t >= start:
                     current = array
             if noise:
-                current = np.clip(current.astype("int16") + rng.integers(-6, 7, current.shape), 0, 255).astype("uint8")
+                current = np.clip(current.astype("int16") + grain[i % len(grain)], 0, 255).astype("uint8")
             frame = av.VideoFrame.from_ndarray(current, format="rgb24")
             for packet in stream.encode(frame):
                 out.mux(packet)
