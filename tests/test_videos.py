@@ -147,3 +147,14 @@ def test_a_bad_video_costs_only_itself(cli: Cli, library: Path, kind: str) -> No
     assert str(library / "holiday.mp4") in [h["path"] for h in _search(cli, "a red star", "--type", "mp4")]
     again = cli("index", library, "--json").json()
     assert again["failed"] == [] and again["model_seconds"] == 0  # remembered, not tried again until it changes
+
+
+def test_decoding_one_video_stops_at_its_time_limit_with_what_it_has(tmp_path: Path) -> None:
+    """The bound that keeps a hostile or enormous video from holding a run (``Rule.seconds``; 60 s in a run)."""
+    from clipsearch import video
+
+    path = make_video(tmp_path / "long.mp4", scenes(), 12, gop=10)
+    whole = video.sample(str(path), lambda im: im.size, 64)
+    assert whole.note is None and len(whole.moments) >= 6
+    cut = video.sample(str(path), lambda im: im.size, 64, video.Rule(seconds=0.0))
+    assert len(cut.moments) == 1 and cut.note is not None and cut.note.startswith("decoding stopped after 0 s")
