@@ -246,6 +246,16 @@ def _content_notes(conn: sqlite3.Connection, _: Path) -> None:
     conn.execute("CREATE TABLE IF NOT EXISTS content_notes (hash BLOB PRIMARY KEY, note TEXT NOT NULL) WITHOUT ROWID")
 
 
+def _videos(conn: sqlite3.Connection, _: Path) -> None:
+    """Videos are indexed as moments (``clipsearch.store.moments``): a table of each video content's container
+    facts and one of its moments (time, and the hash its vector is stored under). Empty here: no photo changes, and
+    the FAISS file, which holds only photos so far, stays valid."""
+    conn.execute("CREATE TABLE IF NOT EXISTS videos (hash BLOB PRIMARY KEY, duration REAL NOT NULL, "
+                 "codec TEXT NOT NULL, fps REAL, moments INTEGER NOT NULL) WITHOUT ROWID")
+    conn.execute("CREATE TABLE IF NOT EXISTS moments (hash BLOB NOT NULL, n INTEGER NOT NULL, t REAL NOT NULL, "
+                 "moment BLOB NOT NULL, PRIMARY KEY (hash, n)) WITHOUT ROWID")
+
+
 STEPS: tuple[Step, ...] = (
     Step("photo ids are never handed out again after a photo leaves the index", _ids_never_reused),  # 1 -> 2
     Step("each indexed folder remembers its settings (hidden files, exclusions)", _root_settings),  # 2 -> 3
@@ -259,6 +269,7 @@ STEPS: tuple[Step, ...] = (
     Step("a re-embedding is built beside the vectors searches use, and swapped in whole", _reembedding_beside),
     Step("a photo indexed as far as it decodes keeps the decoder's note (info --failed lists it)", _content_notes),
     Step("photos keep the words in and around them (text in the picture, keywords, names), searchable", _words),
+    Step("videos are indexed as moments: frames with their times, and the container's facts", _videos),
 )
 SUMS_FROM = 10  # the first format whose segments and derived files carry checksums
 CURRENT = FIRST + len(STEPS)
