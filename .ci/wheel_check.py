@@ -71,7 +71,8 @@ def _check(work: Path) -> None:
                    "data/sample/red-star.png", "LICENSE"):
         check(f"the sdist holds {needed} (its tests run from it)", needed in sources)
     listed = run([sys.executable, "-m", "zipfile", "-l", str(wheels[0])]).stdout
-    for needed in ("clipsearch/zeroshot/vocabulary.py", "clipsearch/assets/clipsearch-demo.safetensors",
+    for needed in ("clipsearch/py.typed", "clipsearch/zeroshot/vocabulary.py",
+                   "clipsearch/assets/clipsearch-demo.safetensors",
                    "clipsearch/assets/vocabulary.txt", "clipsearch/assets/model_configs/clipsearch-demo.json",
                    "clipsearch/assets/tower_gflops.json", "search/web/index.html", "cli.py"):
         check(f"the wheel holds {needed}", needed in listed)

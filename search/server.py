@@ -126,6 +126,7 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
         where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "the request"
         return Json({"error": f"{where}: {first.get('msg', 'not valid')}"}, status_code=400)
 
+    app.add_middleware(HeadAsGet)
     names = host_names(host, allowed_hosts)
 
     @app.middleware("http")
@@ -148,6 +149,33 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
             return response
 
     return app
+
+
+class HeadAsGet:
+    """HEAD of every GET route, answered as GET is, without the body: FastAPI's routes take only the methods they
+    declare (Starlette's add HEAD to GET), and an HTTP client or a proxy's health check may ask HEAD of any address.
+    A route that declares HEAD itself (/file, /thumb: they skip reading the file) is left to it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD" or self._declared(scope):
+            await self.app(scope, receive, send)
+            return
+
+        async def without_body(message: Any) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, without_body)
+
+    @staticmethod
+    def _declared(scope: Any) -> bool:
+        from starlette.routing import Match
+
+        return any(route.matches(scope)[0] == Match.FULL for route in scope["app"].router.routes)
 
 
 def _said(request: Any, exc: Any) -> str:

@@ -314,3 +314,11 @@ def test_the_api_schema_names_each_operation_once(library: Library) -> None:
     ids = [op["operationId"] for methods in schema["paths"].values() for op in methods.values()]
     assert len(ids) == len(set(ids)) and "/file/{raw_id}" in schema["paths"]
     assert library.server.get("/thumb/1", method="HEAD").status == 200
+
+
+@pytest.mark.parametrize("path", ["/", "/search?q=a+red+star", "/info", "/tags", "/static/app.js", "/file/1"])
+def test_head_is_answered_wherever_get_is(path: str, library: Library) -> None:
+    """A proxy's health check or `curl -I` asks HEAD: every route that answers GET answers it, without a body."""
+    got, head = library.server.get(path), library.server.get(path, method="HEAD")
+    assert got.status == head.status == 200 and head.body == b""
+    assert head.headers["content-type"] == got.headers["content-type"]

@@ -159,7 +159,8 @@ def print_failures(rows: list[Failure], as_json: bool) -> None:
         print_json([row.as_dict() for row in rows])
         return
     for row in rows:
-        typer.echo(f"{shown(row.path)}: {shown(row.error)}" + ("  (indexed as far as it decodes)" if row.indexed else ""))
+        said = row.indexed and "indexed as far as it decodes" not in row.error  # some notes say it themselves
+        typer.echo(f"{shown(row.path)}: {shown(row.error)}" + ("  (indexed as far as it decodes)" if said else ""))
 
 
 def print_info(info: Info, as_json: bool) -> None:
