@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from clipsearch.errors import DamagedIndex, NoSuchPhoto, UserError
 from clipsearch.store import StoreReader, vector_index
@@ -19,6 +22,7 @@ if TYPE_CHECKING:
 
     from clipsearch.encoders import Encoder
     from clipsearch.encoders.onnx_text import OnnxTextEncoder
+    from clipsearch.store import ModelRecord
 
 
 # A query runs the text tower (onnxruntime's thread pool) and then FAISS (OpenMP) on the same cores.
@@ -36,6 +40,7 @@ EXACT_FILTERED_MAX = 2_000
 # A filter that keeps at least this share of the collection is applied to a plain search's hits instead
 # (asked for twice the hits the share predicts): a search under a filter scans every IVF list.
 POST_FILTER_SHARE = 0.2
+HOLD_IN_PREPARE = "CLIPSEARCH_HOLD_IN_PREPARE"  # tests: PATH; ``prepare`` touches PATH.reached, waits for PATH
 COSINE_BOUND = 1.01  # |score| past this is no cosine of two unit vectors: a damaged index file (``Searcher._page``)
 
 
@@ -58,6 +63,8 @@ class Searcher:
         self._gpu_index: faiss.Index | None = None  # the GPU copy of _index, made on first unfiltered search
         self._sample: tuple[int, np.ndarray] | None = None  # (generation, background sample), see _background
         self._filtered: dict[tuple[object, ...], list[tuple[int, str | None]] | None] = {}  # see _passing
+        self._loading = threading.Lock()  # the model's load, and the pictures ``prepare`` made
+        self._pictures: dict[tuple[str, bytes], Any] = {}  # (model fingerprint, image digest) -> batch of one
 
     def close(self) -> None:
         self.store.close()
@@ -70,17 +77,49 @@ class Searcher:
 
     @property
     def encoder(self) -> Encoder:
-        if self._encoder is None:
-            from clipsearch.encoders import load_encoder
+        """The model, loaded once; thread-safe, so that a server can load it outside its lock (``prepare``)."""
+        encoder = self._encoder
+        if encoder is None:
+            with self._loading:
+                model = self.model
+                encoder = self._encoder if self._encoder is not None else self._load(model)
+                if self.model is model:  # not switched (--reindex) while it loaded: it is the current one
+                    self._encoder = encoder
+        return encoder
 
-            encoder = load_encoder(self.model.spec, self._device, self._precision)
-            if self.model.fingerprint and encoder.fingerprint != self.model.fingerprint:
-                raise UserError(
-                    f"the model {self.model.spec} no longer matches the one this index was built with "
-                    "(its weights or preprocessing changed): re-index with --reindex"
-                )
-            self._encoder = encoder
-        return self._encoder
+    def _load(self, model: ModelRecord) -> Encoder:
+        from clipsearch.encoders import load_encoder
+
+        encoder = load_encoder(model.spec, self._device, self._precision)
+        if model.fingerprint and encoder.fingerprint != model.fingerprint:
+            raise UserError(f"the model {model.spec} no longer matches the one this index was built with "
+                            "(its weights or preprocessing changed): re-index with --reindex")
+        return encoder
+
+    def follow_model(self) -> None:
+        """Bring the model in step with the last committed snapshot (a --reindex swapped it): cheap, for a server
+        to call under its lock before ``prepare``."""
+        with self.store.snapshot():
+            self._current_index()
+
+    def prepare(self, terms: Sequence[Term]) -> None:
+        """What a query needs that takes long and touches no store: the model loaded, uploaded images decoded.
+        A server calls it outside its lock, so a model's first load or a huge upload holds up no other request
+        (tests/test_server_trust.py holds a request here); ``embed`` then finds both ready."""
+        images = [t for t in terms if t.kind == "image"]
+        if not images and (all(t.kind != "text" for t in terms) or self.has_fast_text()):
+            return
+        encoder = self.encoder
+        for term in images:
+            picture = self._picture(encoder, term.value, term.label)  # type: ignore[arg-type]
+            with self._loading:
+                self._pictures[(encoder.fingerprint, _digest(term.value))] = picture  # type: ignore[arg-type]
+                while len(self._pictures) > 8:  # a request that failed after its prepare left its picture
+                    self._pictures.pop(next(iter(self._pictures)))
+        if images and (hold := os.environ.get(HOLD_IN_PREPARE)):
+            Path(hold + ".reached").touch()
+            while not os.path.exists(hold):
+                time.sleep(0.01)
 
     def embed_text(self, text: str) -> np.ndarray:
         """A text query's vector: from the exported text tower on onnxruntime when there is one and
@@ -120,16 +159,22 @@ class Searcher:
         return self.embed_image_bytes(term.value, term.label)  # type: ignore[arg-type]
 
     def embed_image_bytes(self, data: bytes, label: str = "the uploaded image") -> np.ndarray:
+        encoder = self.encoder
+        picture = self._pictures.pop((encoder.fingerprint, _digest(data)), None)  # made by ``prepare``
+        return encoder.encode_images(picture if picture is not None else self._picture(encoder, data, label))[0]
+
+    @staticmethod
+    def _picture(encoder: Encoder, data: bytes, label: str) -> Any:
+        """A query image as the model takes it: a batch of one, decoded exactly as the indexer decodes photos."""
         import torch
 
         from clipsearch import images
 
-        encoder = self.encoder
         try:
             decoded = images.decode(data, encoder.image_size)
         except images.ImageError as exc:
             raise UserError(f"cannot use {label} as a query image: {exc}") from None
-        return encoder.encode_images(torch.stack([encoder.image_transform(decoded.image)]))[0]
+        return torch.stack([encoder.image_transform(decoded.image)])
 
     def embed_indexed(self, file_id: int) -> np.ndarray:
         """The stored embedding of an indexed file ("more like this"): no model, no decoding."""
@@ -363,3 +408,7 @@ class Searcher:
                 cut = found[needed - 1][1]
                 found = [hit for hit in found if hit[1] >= cut]
         return self._page(found, k, offset, exclude)
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()

@@ -15,8 +15,10 @@ MAX_LINES = 350  # cli.py holds only the commands' declarations and calls, and m
 # Past the line with checksums and the re-embedding (issue 31), until issue 30 reshapes the store by responsibility
 # (a catalog, an owner of the segment files and their checksums, an owner of the derived files): a bound, not a quota.
 # catalog: +3 for videos' moments (issue 35: their reader, and FAISS ids of their own in iter_vectors).
-LONGER = {"clipsearch.store.segments": 460, "clipsearch.store.writer": 400, "clipsearch.store.catalog": 383,
-          "search.engine": 360}
+# Past the guide, until issue 30 splits the store and the searcher by responsibility (words, moments and faces
+# each added their share to the writer, the catalog and the searcher): not to grow meanwhile.
+LONGER = {"clipsearch.store.segments": 460, "clipsearch.store.writer": 420, "clipsearch.store.catalog": 390,
+          "search.engine": 415}
 
 
 def _modules() -> dict[str, Path]:

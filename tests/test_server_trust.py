@@ -275,3 +275,38 @@ def test_a_png_with_a_huge_text_or_profile_chunk_is_indexed_without_it(cli: Cli,
     assert report["failed"] == [] and report["added"] == 2, report  # type: ignore[index]
     hits = cli("search", "a red star", "--json").json()
     assert {h["path"].rsplit("/", 1)[1] for h in hits} == {"with-text.png", "with-profile.png"}  # type: ignore[union-attr]
+
+
+def test_an_upload_being_decoded_holds_up_no_other_request(cli: Cli, tmp_path: Path, index_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model's first load and an uploaded image's decode (9-26 s for a 13000x13000 PNG) ran under the lock every
+    request takes: /info and word searches waited for all of it. Now they run before it (``Searcher.prepare``); this
+    holds an image query there, and asks the others meanwhile."""
+    import threading
+
+    photos = tmp_path / "photos"
+    shutil.copytree(SAMPLE, photos)
+    assert cli("index", photos, "--model", "demo").exit_code == 0
+    hold = tmp_path / "release"
+    monkeypatch.setenv("CLIPSEARCH_HOLD_IN_PREPARE", str(hold))
+    server = Server(index_dir).start()
+    answers: list[object] = []
+    try:
+        upload = (photos / "red-star.png").read_bytes()
+        held = threading.Thread(target=lambda: answers.append(
+            server.get("/search?k=1", method="POST", body=upload, headers={"Content-Type": "image/png"})))
+        held.start()
+        reached = Path(f"{hold}.reached")
+        while not reached.exists():  # the image query has its picture and waits, outside the lock
+            assert held.is_alive(), answers
+            held.join(0.05)
+        assert server.get("/info").status == 200
+        words = server.get("/search?q=a+red+star&k=1")
+        assert words.status == 200 and json.loads(words.body)[0]["name"] == "red-star.png"
+        hold.touch()
+        held.join(120)
+        (image,) = answers
+        assert image.status == 200 and json.loads(image.body)[0]["name"] == "red-star.png"  # type: ignore[attr-defined]
+    finally:
+        hold.touch()
+        server.stop()

@@ -41,6 +41,9 @@ def _answer(request: Request, terms: list[Term]) -> list[dict[str, Any]]:
                                     sort, relevant, min_score, p.get("text"))
     state = server(request)
     with state.lock:
+        state.index.searcher.follow_model()
+    state.index.searcher.prepare(question.terms)  # a model's load, an upload's decode: no lock held (Searcher.prepare)
+    with state.lock:
         hits = state.index.answer(question)
     return [{**hit.as_dict(), "name": os.path.basename(hit.path)} for hit in hits]
 
@@ -82,6 +85,10 @@ def _classified(request: Request, labels: str | None, templates: str, top: int, 
     chosen = vocabulary.from_list(labels) if labels is not None else vocabulary.builtin()
     state = server(request)
     matrix = state.zero_shot.label_matrix(chosen, prompt.by_name(templates))
+    if image is not None:
+        with state.lock:
+            state.index.searcher.follow_model()
+        state.index.searcher.prepare([image])
     with state.lock:
         classifier = Classifier(chosen, matrix, state.zero_shot.logit_scale())
         if image is None:
