@@ -154,6 +154,20 @@ def test_a_thumbnail_cache_entry_that_is_not_one_is_made_again(served: tuple[Ser
     assert again.status == 200 and again.body == first.body and not cached.is_symlink()
 
 
+def test_a_cached_thumbnail_is_not_shown_once_its_photo_is_gone_or_replaced(served: tuple[Server, Path]) -> None:
+    """The trial: /thumb answered from its cache after the file was deleted, appended to or swapped for a link,
+    while /file refused; the guide says both refuse."""
+    srv, photos = served
+    gone, grown, linked = (_id_of(srv, name) for name in ("yellow-star.png", "red-star.png", "blue-circle.jpg"))
+    assert all(srv.get(f"/thumb/{i}").status == 200 for i in (gone, grown, linked))  # now in the cache
+    (photos / "yellow-star.png").unlink()
+    with open(photos / "red-star.png", "ab") as appended:
+        appended.write(b"more")
+    (photos / "blue-circle.jpg").unlink()
+    (photos / "blue-circle.jpg").symlink_to("/etc/hostname")
+    assert [srv.get(f"/thumb/{i}").status for i in (gone, grown, linked)] == [404, 409, 409]
+
+
 @pytest.mark.parametrize(("query", "needle"), [
     ("q=star&min_pixels=99999999999999999999MP", "more than any photo has"),
     ("q=star&camera=" + "x" * 100_000, "at most 200"),

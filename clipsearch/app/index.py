@@ -135,6 +135,8 @@ class Index:
         row = store.indexed_file(file_id)
         if row is None:
             raise NoSuchPhoto(f"no photo with id {file_id} in the index")
+        os.close(open_indexed(row.path, row.size, row.mtime_ns))  # what lies at the path now is the indexed file,
+        # even for a thumbnail made before: a deleted or replaced photo's is not shown from the cache
         if video.is_video(row.path):
             if t is None:
                 t = min(store.moments.times([row.id]).get(row.id, {0: 0.0}).values())
