@@ -32,6 +32,7 @@ class IndexJob:
     on_wait: Callable[[str], None] | None = None  # set: wait for another writer instead of failing
     index_type: str | None = None  # None: keep what the index has (auto unless pinned before)
     vocabulary: str | None = None  # where tags come from: builtin, none or a label file; None: as recorded
+    faces: str | None = None  # the faces stage: on, later or off (``clipsearch.store.faces``); None: as recorded
     quiet: bool = False
     _encoder: Encoder | None = None  # kept between runs of a long-lived job (--every, watch)
 
@@ -95,6 +96,7 @@ class IndexJob:
         if self.index_type is not None:
             vector_index.canonical(self.index_type)
         tag_vocabulary = vocabulary.setting(self.vocabulary) if self.vocabulary is not None else None
+        _check_faces(self.faces)
         if not index_exists(self.directory):
             resolve_roots(self.folders, [])
             encoder = self._load(asked or parse_spec(DEFAULT_MODEL))
@@ -135,6 +137,9 @@ class IndexJob:
                 store.set_index_type(self.index_type)
             if tag_vocabulary is not None:
                 store.remember("vocabulary", tag_vocabulary)
+            if self.faces is not None and self.faces != store.faces.setting():
+                store.faces.set(self.faces)  # off: every face, person and name dropped
+                store.commit()
             if scan is None:
                 report = IndexRun(store, roots, get_encoder, self.options, progress).run()
             else:
@@ -147,3 +152,18 @@ class IndexJob:
             # runs start without torch (encoders/onnx_text.py). After the lock is released.
             self._encoder.export_text_tower(quiet=self.quiet)
         return report
+
+
+def _check_faces(setting: str | None) -> None:
+    """``--faces``: one of the settings, and on only where dlib and its models are installed."""
+    from clipsearch.store.faces import SETTINGS
+
+    if setting is None:
+        return
+    if setting not in SETTINGS:
+        raise UserError(f"--faces must be {', '.join(SETTINGS)}, not {setting[:20]!r}")
+    if setting == "on":
+        from clipsearch.faces import detect
+
+        if (why := detect.missing()) is not None:
+            raise UserError(f"--faces on: {why}")

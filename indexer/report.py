@@ -16,6 +16,11 @@ class Report:
     headers_read: int = 0  # photos indexed before metadata was kept whose headers were read for it (no decode)
     signed: int = 0  # photos indexed before signatures were kept, decoded for one (no model)
     tagged: int = 0  # contents whose tags were computed (new ones; all of them when the vocabulary or model changed)
+    faces_on: bool = False  # the faces stage ran (index --faces on): the report says what it did
+    faced: int = 0  # contents whose faces were looked for
+    faces_found: int = 0
+    faces_failed: int = 0  # contents the detector could not look at (they stay indexed, without faces)
+    faces_grouped: int = 0  # faces placed with a person, known or new
     failed: list[dict[str, str]] = field(default_factory=list)
     noted: list[dict[str, str]] = field(default_factory=list)  # indexed, with a note ({path, note}): a JPEG cut short
     seconds: float = 0.0
@@ -33,6 +38,9 @@ class Report:
                                              "tagged", "failed")}
         out["seconds"] = round(self.seconds, 3)
         out["model_seconds"] = round(self.model_seconds, 3)
+        if self.faces_on:
+            out["faces"] = {"photos": self.faced, "found": self.faces_found, "failed": self.faces_failed,
+                            "grouped": self.faces_grouped}
         if self.gpu_decoded is not None:
             out["gpu_decoded"] = self.gpu_decoded
         if self.interrupted:

@@ -6,6 +6,7 @@
     write    (indexer.write)     store, commit in chunks, sweep what is gone
     backfill (indexer.backfill)  headers and signatures of photos indexed before they were kept (no model)
     tag      (indexer.tag)       tag every stored content that has no current tags (from its vector)
+    faces    (indexer.faces)     find the faces of every stored content not looked at yet; group them into people
 
 Decode + embed (``indexer.pipeline.DecodeEmbed``) needs neither the catalog nor the lock: this run
 gives it the plan's tasks and the catalog's answer to "is this content stored?", and stores what it
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 from clipsearch.display import counted
 from clipsearch.errors import Terminated, UserError
 from indexer.backfill import MetadataBackfill, SignatureBackfill
+from indexer.faces import FaceStage
 from indexer.options import Options
 from indexer.pipeline import DecodeEmbed
 from indexer.plan import Contents, Planner
@@ -100,6 +102,7 @@ class IndexRun:
                 SignatureBackfill(self.store, self.report, self.options.decode_workers()).run()
                 if self.store.pending_model is None:  # tags come from the vectors searches use, with their model
                     TagStage(self.store, self.stages.encoder.if_made, self.stages.encoder, self.report).run()
+                FaceStage(self.store, self.report, self.options.decode_workers()).run()  # index --faces on
             except KeyboardInterrupt as stop:
                 self.report.interrupted = True
                 self.report.terminated = isinstance(stop, Terminated)

@@ -234,6 +234,8 @@ class Searcher:
         over a million catalog rows takes ~1-2 s of SQL (bench/filters.py), and the page asks again for every
         page of results and every new query under the same filters."""
         key = (self.store.generation, filters.criteria(), dates)
+        if filters.people:  # people are named and merged without a new generation: asked each time (an index look-up)
+            return filters.passing(self.store, dates)
         if key not in self._filtered:
             if len(self._filtered) >= 8:
                 self._filtered.pop(next(iter(self._filtered)))
@@ -251,9 +253,9 @@ class Searcher:
     def _with_meta(self, hits: list[Hit]) -> list[Hit]:
         """Each hit with its metadata and its tags, as the CLI's --json and the server give them."""
         ids = [h.id for h in hits]
-        meta, tagged = self.store.metadata.of_ids(ids), self.store.tags.of_ids(ids)
-        return [Hit(h.rank, h.path, h.score, h.id, {**meta.get(h.id, {}), "tags": [t for t, _ in tagged.get(h.id, [])]})
-                for h in hits]
+        meta, tagged, people = self.store.metadata.of_ids(ids), self.store.tags.of_ids(ids), self.store.faces.of_ids(ids)
+        return [Hit(h.rank, h.path, h.score, h.id, {**meta.get(h.id, {}), "tags": [t for t, _ in tagged.get(h.id, [])],
+                                                    "people": people.get(h.id, [])}) for h in hits]
 
     def search(self, query: np.ndarray, k: int = 10, within: str | None = None, offset: int = 0,
                exclude: int | None = None) -> list[Hit]:

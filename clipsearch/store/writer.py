@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipsearch.errors import UserError
-from clipsearch.store import file_sums, index_changes, large_index, metadata, migrations, segments, signatures, tags
+from clipsearch.store import faces, file_sums, index_changes, large_index, metadata, migrations, segments, signatures, tags
 from clipsearch.store.catalog import FileRecord, ModelRecord, connect
 from clipsearch.store.index_upkeep import IndexFileUpkeep
 from clipsearch.store.layout import Layout
@@ -374,8 +374,8 @@ class StoreWriter(IndexFileUpkeep):
             tags.drop_orphans(conn)
             self._dirty = True
         conn.execute("DELETE FROM vectors_next WHERE hash NOT IN (SELECT hash FROM files)")
-        metadata.drop_orphans(conn)
-        signatures.drop_orphans(conn)
+        for table in (metadata, signatures, faces):  # faces after their photos (forget, a sweep): no model needed
+            table.drop_orphans(conn)
         finished = time.time()
         conn.execute("UPDATE runs SET finished = ?, report = ? WHERE id = ?", (finished, json.dumps(report), self._run_id))
         self.commit()
