@@ -232,3 +232,33 @@ def _people_at(cli: Cli, index: Path) -> list[dict[str, Any]]:
     listed = cli("people", "--index", index, "--json").json()["people"]  # type: ignore[index]
     return [{**p, "files": {Path(f["path"]).name for f in cli("people", "show", str(p["id"]), "--index", index,
                                                                 "--json").json()["faces"]}} for p in listed]  # type: ignore[index]
+
+
+def test_the_server_searches_by_person_and_lists_people_and_follows_a_new_name(cli: Cli, tmp_path: Path,
+                                                                                index_dir: Path) -> None:
+    import urllib.parse
+
+    from tests.serving import Server
+
+    photos = _folder(tmp_path / "photos", "obama-1.jpg", "obama-2.jpg", "biden-1.jpg", "biden-2.jpg",
+                     "obama-and-biden.jpg")
+    _index(cli, photos, "--model", "demo", "--faces", "on")
+    people = _people(cli)
+    obama, biden = _who(people, OBAMA), _who(people, BIDEN)
+    cli("people", "name", obama, "Barack Obama")
+    server = Server(index_dir).start()
+    try:
+        listed = server.get("/people")
+        assert listed.status == 200 and listed.json() == cli("people", "--json").json()
+        assert server.get(f"/people/{obama}").json() == cli("people", "show", obama, "--json").json()
+        alone = server.get("/search?person=" + urllib.parse.quote("barack obama"))
+        assert alone.status == 200 and _names(alone.json()) == OBAMA  # type: ignore[arg-type]
+        unknown = server.get("/search?q=a+photo&person=Joe")
+        assert unknown.status == 400 and "no person is named 'Joe'" in unknown.json()["error"]  # type: ignore[index]
+        cli("people", "name", biden, "Joe Biden")  # named while the server runs: its next search knows him
+        both = server.get("/search?q=a+photo&person=Obama&person=Joe&k=10")
+        hits = both.json()
+        assert both.status == 200 and _names(hits) == {"obama-and-biden.jpg"}  # type: ignore[arg-type]
+        assert {p["name"] for p in hits[0]["people"]} == {"Barack Obama", "Joe Biden"}  # type: ignore[index]
+    finally:
+        server.stop()
