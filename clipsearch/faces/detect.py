@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 MAX_SIDE = 1600  # the longer side a picture is read at (bench/faces.py: recall by face size, photos/s)
 DISTANCE = 0.6  # dlib's same-person threshold on the Euclidean distance of two descriptors
-MODEL_KEY = "dlib-hog+5pt+resnet-v1"  # what the stored faces were found with
 _PACKAGES = {"dlib": "dlib-bin", "face_recognition_models": "face-recognition-models"}
 _local = threading.local()
 
@@ -71,14 +70,17 @@ class FaceModel:
             model = _local.model = cls()
         return model
 
-    def faces(self, picture: np.ndarray, scale: float = 1.0) -> list[Face]:
+    def faces(self, picture: np.ndarray, scale: float = 1.0, upsample: int | None = None) -> list[Face]:
         """The faces in an RGB picture (height x width x 3, uint8), boxes and landmarks divided by ``scale`` (the
-        size it was read at over its full size)."""
+        size it was read at over its full size). ``upsample``: HOG's (None: once for a picture of at most half of
+        ``MAX_SIDE``, else not)."""
         import numpy as np
 
         picture = np.ascontiguousarray(picture)
         height, width = picture.shape[:2]
-        found = self._detector(picture, 1 if 2 * max(height, width) <= MAX_SIDE else 0)
+        if upsample is None:
+            upsample = 1 if 2 * max(height, width) <= MAX_SIDE else 0
+        found = self._detector(picture, upsample)
         if len(found) == 0:
             return []
         shapes = self._dlib.full_object_detections()
