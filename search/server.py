@@ -10,6 +10,7 @@
     GET  /tags                              every tag with its count of photos (`clipsearch tags --json`)
     GET  /cameras                           every camera with its count of photos (the page's camera choice)
     GET  /people, /people/PERSON            the people found in photos; a person's faces (`clipsearch people --json`)
+    GET  /face/FACE                         a face cut from the photo that shows it (~160 px JPEG)
     GET  /classify?id=ID&labels=A,B&top=5&templates=photo   an indexed photo's labels (its stored vector)
     POST /classify?labels=A,B&top=5         an uploaded image's labels (body or multipart form, as POST /search)
 

@@ -158,6 +158,18 @@ class Index:
         with self._reader() as store:
             return people.faces_of(store, str(person))
 
+    def face(self, face_id: int) -> bytes:
+        """A ~160 px JPEG of a face, cut from the indexed file that shows it (only that file is read). Raises
+        ``NoSuchPhoto``, ``FileGone``, ``FileChanged`` or ``clipsearch.images.ImageError``."""
+        from clipsearch.faces import detect
+
+        store = self.searcher.store
+        found = store.faces.box_of(face_id)
+        row = store.indexed_file(found[0]) if found is not None else None
+        if found is None or row is None:
+            raise NoSuchPhoto(f"no face with id {face_id} in the index")
+        return detect.crop(read_indexed(row.path, row.size, row.mtime_ns), found[1])
+
     def name_person(self, person: str | int, name: str) -> dict[str, Any]:
         """Give a person (a name or an id) a name; kept by every later run."""
         return self._decided(people.name(self.directory, str(person), name))

@@ -112,6 +112,25 @@ def read(data: bytes, max_side: int = MAX_SIDE) -> tuple[np.ndarray, float]:
     return np.asarray(picture.convert("RGB")), picture.width / max(decoded.width, 1)
 
 
+def crop(data: bytes, box: tuple[int, int, int, int], side: int = 160) -> bytes:
+    """A JPEG of a face (``box`` in full-size pixels) with a margin around it, at most ``side`` pixels square: what
+    the People view shows. Raises ``clipsearch.images.ImageError``."""
+    import io
+
+    from PIL import Image
+
+    picture, scale = read(data)
+    x, y, w, h = (v * scale for v in box)
+    margin = 0.35 * max(w, h)
+    face = Image.fromarray(picture).crop((int(max(0, x - margin)), int(max(0, y - margin)),
+                                          int(min(picture.shape[1], x + w + margin)),
+                                          int(min(picture.shape[0], y + h + margin))))
+    face.thumbnail((side, side))
+    out = io.BytesIO()
+    face.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
 def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Euclidean distances between the rows of ``a`` and of ``b`` (a matrix product: BLAS, not a Python loop)."""
     import numpy as np

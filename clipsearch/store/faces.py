@@ -79,12 +79,13 @@ class FaceTable(OptionalTable):
                 out.setdefault(file_id, []).append({"person": person, "name": name, "face": face, "box": [x, y, w, h]})
         return out
 
-    def box_of(self, face: int) -> tuple[bytes, tuple[int, int, int, int]] | None:
-        """(content hash, box) of a face, for its crop."""
+    def box_of(self, face: int) -> tuple[int, tuple[int, int, int, int]] | None:
+        """(a file that shows it, box) of a face, for its picture."""
         if not self.available:
             return None
-        row = self._conn.execute("SELECT hash, x, y, w, h FROM faces WHERE id = ?", (face,)).fetchone()
-        return None if row is None else (bytes(row[0]), (row[1], row[2], row[3], row[4]))
+        row = self._conn.execute("SELECT (SELECT min(id) FROM files WHERE files.hash = faces.hash), x, y, w, h "
+                                 "FROM faces WHERE id = ?", (face,)).fetchone()
+        return None if row is None or row[0] is None else (int(row[0]), (row[1], row[2], row[3], row[4]))
 
     # -- the writer's side ----------------------------------------------------------------------------------
     def set(self, setting: str) -> None:
