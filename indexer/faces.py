@@ -7,14 +7,17 @@ them, and the photos indexed before by the first run with the setting on: nothin
 each content is read (and checked to be that content still) at a bounded size (``clipsearch.faces.detect``),
 in threads (dlib lets go of the GIL), and a block of photos is committed at a time, so a killed run keeps what
 it found and the next one does the rest. A photo that cannot be read or that the detector fails on costs only its
-faces: it stays indexed, marked with why, and is not tried again until it changes. Detection costs about as much
+faces: it stays indexed, marked with why, and is not tried again until it changes. Under ``--engine ray`` the
+photos are looked at by Ray tasks (``indexer.ray_engine.RayFaces``), where a worker that dies costs its photos'
+faces only; here, in threads, a crash inside dlib would end the run (what was committed stays). Detection costs about as much
 as embedding on a CPU (bench/faces.py), hence a stage of its own that a run can put off.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from clipsearch import images
 from clipsearch.hashing import content_hash
@@ -31,11 +34,19 @@ BLOCK_SECONDS = 30.0  # and at least this often
 _CHUNK = 2  # photos per thread call
 
 
+# How the photos' chunks are looked at: threads here (``bounded_map``), or Ray tasks (``indexer.ray_engine.RayFaces``).
+Runner = Callable[[Callable[[list[Any]], list[Any]], Iterable[list[Any]]], Iterator[list[Any]]]
+
+
 class FaceStage:
-    def __init__(self, store: StoreWriter, report: Report, workers: int) -> None:
+    """``runner``: where the photos are looked at (None: ``workers`` threads here)."""
+
+    def __init__(self, store: StoreWriter, report: Report, workers: int, runner: Runner | None = None) -> None:
         self.store = store
         self.report = report
         self.workers = max(1, workers)
+        self.runner: Runner = runner or (lambda fn, chunks: bounded_map(fn, chunks, self.workers, 2 * self.workers))
+        self.on_ray = runner is not None
 
     def run(self) -> None:
         table = self.store.faces
@@ -50,12 +61,14 @@ class FaceStage:
             return
         if todo:
             self._detect(table, todo)
+            if self.on_ray:
+                self.report.notes.append(f"faces were looked for in {len(todo)} photos by Ray tasks")
         self._group(table)
 
     def _detect(self, table: FaceTable, todo: list[tuple[bytes, str, int, int]]) -> None:
         pending, since = 0, time.monotonic()
         try:
-            for found in bounded_map(self._faces_of, chunked(todo, _CHUNK), self.workers, 2 * self.workers):
+            for found in self.runner(self._faces_of, chunked(todo, _CHUNK)):
                 for digest, faces, error in found:
                     table.put(digest, faces, error)
                     self.report.faced += 1

@@ -102,7 +102,8 @@ class IndexRun:
                 SignatureBackfill(self.store, self.report, self.options.decode_workers()).run()
                 if self.store.pending_model is None:  # tags come from the vectors searches use, with their model
                     TagStage(self.store, self.stages.encoder.if_made, self.stages.encoder, self.report).run()
-                FaceStage(self.store, self.report, self.options.decode_workers()).run()  # index --faces on
+                FaceStage(self.store, self.report, self.options.decode_workers(),  # index --faces on
+                          self.ray.faces_runner() if self.ray is not None else None).run()
             except KeyboardInterrupt as stop:
                 self.report.interrupted = True
                 self.report.terminated = isinstance(stop, Terminated)
