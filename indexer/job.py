@@ -138,7 +138,7 @@ class IndexJob:
             if tag_vocabulary is not None:
                 store.remember("vocabulary", tag_vocabulary)
             if self.faces is not None and self.faces != store.faces.setting():
-                store.faces.set(self.faces)  # off: every face, person and name dropped
+                store.faces.switch(self.faces)  # off: every face, person and name dropped
                 store.commit()
             if scan is None:
                 report = IndexRun(store, roots, get_encoder, self.options, progress).run()

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 MIN_FACES = 2  # a face seen once is nobody yet: strangers in the background stay out of the people list
-_BLOCK = 2048  # rows of distances computed at a time (memory: rows x faces x 4 bytes)
+_CELLS = 1 << 24  # distances computed at a time: 64 MB of float32, whatever the number of faces
 
 
 @dataclass
@@ -42,8 +42,9 @@ def place(known_faces: np.ndarray, known_people: np.ndarray, known: np.ndarray, 
     rejected = rejected or {}
     out = Placement()
     left: list[int] = []  # rows of ``new`` that joined no one
-    for start in range(0, len(new), _BLOCK):
-        block = distances(new[start : start + _BLOCK], known) if len(known) else np.empty((min(_BLOCK, len(new)), 0))
+    rows = _rows(len(known))
+    for start in range(0, len(new), rows):
+        block = distances(new[start : start + rows], known) if len(known) else np.empty((min(rows, len(new) - start), 0))
         for row, dist in enumerate(block, start=start):
             face = int(new_faces[row])
             person = _nearest_allowed(dist, known_people, rejected.get(face, set()), threshold)
@@ -55,6 +56,10 @@ def place(known_faces: np.ndarray, known_people: np.ndarray, known: np.ndarray, 
         if len(members) >= min_faces:
             out.groups.append([int(new_faces[left[m]]) for m in members])
     return out
+
+
+def _rows(columns: int) -> int:
+    return max(1, min(4096, _CELLS // max(1, columns)))
 
 
 def _nearest_allowed(dist: np.ndarray, people: np.ndarray, refused: set[int], threshold: float) -> int | None:
@@ -76,8 +81,9 @@ def cluster(descriptors: np.ndarray, threshold: float = DISTANCE) -> list[list[i
     if count == 0:
         return []
     edges: list[tuple[int, int]] = [(i, i) for i in range(count)]  # every face a node, even alone
-    for start in range(0, count, _BLOCK):
-        block = distances(descriptors[start : start + _BLOCK], descriptors)
+    rows = _rows(count)
+    for start in range(0, count, rows):
+        block = distances(descriptors[start : start + rows], descriptors)
         rows, cols = np.nonzero(block < threshold)
         rows += start
         keep = rows < cols

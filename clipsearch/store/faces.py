@@ -58,9 +58,9 @@ class FaceTable(OptionalTable):
         """What ``info`` says: photos looked at, faces found, people, faces not grouped yet."""
         if not self.available:
             return {"faced_photos": 0, "faces": 0, "people": 0}
-        one = lambda sql: int(self._conn.execute(sql).fetchone()[0])  # noqa: E731
-        return {"faced_photos": one("SELECT count(*) FROM files WHERE hash IN (SELECT hash FROM faced)"),
-                "faces": one("SELECT count(*) FROM faces"), "people": one("SELECT count(*) FROM people")}
+        queries = {"faced_photos": "SELECT count(*) FROM files WHERE hash IN (SELECT hash FROM faced)",
+                   "faces": "SELECT count(*) FROM faces", "people": "SELECT count(*) FROM people"}
+        return {key: int(self._conn.execute(sql).fetchone()[0]) for key, sql in queries.items()}
 
     def of_ids(self, ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
         """Each file's faces that belong to a person: ``{"person", "name", "face", "box"}``, left to right (files with none
@@ -88,7 +88,7 @@ class FaceTable(OptionalTable):
         return None if row is None or row[0] is None else (int(row[0]), (row[1], row[2], row[3], row[4]))
 
     # -- the writer's side ----------------------------------------------------------------------------------
-    def set(self, setting: str) -> None:
+    def switch(self, setting: str) -> None:
         """The stage's setting; off drops every face, person and name (what the user asked not to keep)."""
         assert setting in SETTINGS, setting
         conn = begin(self._conn)
