@@ -251,7 +251,7 @@ class Searcher:
         return [Hit(rank, paths[i], None, i) for rank, (i, _) in enumerate(page, start=query.offset + 1)]
 
     def _with_meta(self, hits: list[Hit]) -> list[Hit]:
-        """Each hit with its metadata and its tags, as the CLI's --json and the server give them."""
+        """Each hit with its metadata, its tags and who is in it, as the CLI's --json and the server give them."""
         ids = [h.id for h in hits]
         meta, tagged, people = self.store.metadata.of_ids(ids), self.store.tags.of_ids(ids), self.store.faces.of_ids(ids)
         return [Hit(h.rank, h.path, h.score, h.id, {**meta.get(h.id, {}), "tags": [t for t, _ in tagged.get(h.id, [])],
