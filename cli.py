@@ -118,6 +118,11 @@ def index(
         "reads the photos not read yet, after embedding), later (not now: runs skip it until --words on; what was "
         "read stays), or off (what was read is dropped). Names, keywords and captions are kept whatever this says. "
         "Remembered by the index [default: as set before; on].", show_default=False)] = None,
+    faces: Annotated[Optional[str], typer.Option(
+        "--faces", help="Find the faces in photos and group them into people ('clipsearch people', search --person): "
+        "on; later (keep what was found, look for no more until on again); off (keep no face data: what was found "
+        "is deleted). Remembered by the index; on finds the faces of photos indexed before too, re-embedding nothing. "
+        "Needs pip install 'clipsearch[faces]' [default: as set before; off].", show_default=False)] = None,
     every: Annotated[Optional[str], typer.Option(
         "--every", help="Keep running: index again at this interval (30m, 1h, 1d), for containers without cron.",
         show_default=False)] = None,
@@ -169,7 +174,7 @@ def index(
                                ray=RayOptions(address, replicas, gpus_per_worker, decode_cpus, device=device,
                                               precision=precision)),
                        on_wait=waiting if wait or every else None, index_type=index_type, vocabulary=vocabulary,
-                       words=words, quiet=quiet or as_json)
+                       words=words, faces=faces, quiet=quiet or as_json)
         stop_on_sigterm()
         if every:
             from clipsearch.console.schedule import parse_interval, repeat
@@ -275,6 +280,9 @@ def search(
                                                       "(2M, 12MP, 1920x1080).", show_default=False)] = None,
     near: Annotated[Optional[str], typer.Option("--near", help="Only photos taken within RADIUS of a place: "
                                                 "LAT,LON,RADIUS (46.5,7.9,30km).", show_default=False)] = None,
+    person: Annotated[Optional[list[str]], typer.Option("--person", help="Only photos of this person (a name or an id; "
+                                                        "see 'clipsearch people'); repeatable: photos of all of them. "
+                                                        "Alone, every photo of them by date.", show_default=False)] = None,
     relevant: Annotated[bool, typer.Option("--relevant", help="Only the matches that stand out for this query (a "
                                            "cutoff from the query's own scores; see README), all of them up to "
                                            "10,000: -k and --offset page through them.")] = False,
@@ -315,6 +323,7 @@ def search(
       clipsearch search --sort -date --after 2024-06-01      # no query: browse
       clipsearch search --tag beach "sunset"
       clipsearch search --text '"total 23.95" acme'    # the words in and around photos
+      clipsearch search "beach" --person Mom --person Dad
       clipsearch search "receipt" --paths -0 | xargs -0 ls -l
     """
     with user_errors():
@@ -325,7 +334,8 @@ def search(
         question = Index.question(query or None, image=image, like=like, k=k, offset=offset, sort=sort,
                                   relevant=relevant, min_score=min_score, within=within, tags=tag or (),
                                   after=after, before=before, camera=camera, types=kind or (),
-                                  min_pixels=min_pixels, near=near, text=text)  # checked before the index opens
+                                  min_pixels=min_pixels, near=near, text=text,
+                                  people=person or ())  # checked before the index opens
         with Index(index_dir, device=device, precision=precision) as index:
             hits = index.answer(question)
             if paths or null:
@@ -450,6 +460,115 @@ def tags(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
     from clipsearch.console.labels_output import print_tags
 
     print_tags(rows, as_json)
+
+
+people_app = typer.Typer(help="The people whose faces were found (index --faces on): list, name, merge, split.",
+                         invoke_without_command=True, no_args_is_help=False, rich_markup_mode=None)
+app.add_typer(people_app, name="people", short_help="The people found in photos: list, name, merge, split "
+              "(index --faces on).")
+PersonArg = Annotated[str, typer.Argument(help="A person: their id or their name.", show_default=False)]
+FacesArg = Annotated[list[int], typer.Argument(help="Face ids ('clipsearch people show PERSON' lists them).",
+                                               show_default=False)]
+
+
+@people_app.callback()
+def people(ctx: typer.Context, index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """The people whose faces were found, the most photographed first, with a photo of each.
+
+    'clipsearch index --faces on' finds faces and groups them; a face seen once is nobody yet. Your names,
+    merges and splits are kept: later runs only add new faces to people.
+
+    Examples:
+
+    \b
+      clipsearch people
+      clipsearch people name 3 "Mom"
+      clipsearch people merge Mom 7                # 7 is Mom too
+      clipsearch people show Mom                   # her faces, by face id
+      clipsearch people split Mom 41 42            # faces 41 and 42 are someone else
+      clipsearch people remove Mom 43              # face 43 is not Mom
+      clipsearch search "beach" --person Mom
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    with user_errors():
+        from clipsearch.app import Index
+
+        with Index(index_dir) as index:
+            found = index.people()
+    from clipsearch.console.people_output import print_people
+
+    print_people(found, as_json)
+
+
+@people_app.command("show")
+def people_show(person: PersonArg, index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """A person's faces, each with its face id and a photo it is in."""
+    with user_errors():
+        from clipsearch.app import Index
+
+        with Index(index_dir) as index:
+            found, faces = index.person_faces(person)
+    from clipsearch.console.people_output import print_faces
+
+    print_faces(found, faces, as_json)
+
+
+@people_app.command("name")
+def people_name(person: PersonArg, name: Annotated[str, typer.Argument(help="Their name.", show_default=False)],
+                index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """Name a person (search --person NAME finds them from then on)."""
+    with user_errors():
+        from clipsearch.app import Index
+
+        with Index(index_dir) as index:
+            done = index.name_person(person, name)
+    from clipsearch.console.people_output import print_decision
+
+    print_decision(done, as_json, f"person {done['person']} is {shown(done['name'])}")
+
+
+@people_app.command("merge")
+def people_merge(person: PersonArg, others: Annotated[list[str], typer.Argument(
+        help="The people who are that person too.", show_default=False)], index_dir: IndexOpt = None,
+        as_json: JsonOpt = False) -> None:
+    """Make several people one: their faces become the first one's (who keeps their name)."""
+    with user_errors():
+        from clipsearch.app import Index
+
+        with Index(index_dir) as index:
+            done = index.merge_people(person, others)
+    from clipsearch.console.people_output import print_decision
+
+    dropped = f"; the names {', '.join(done['names_dropped'])} went" if done["names_dropped"] else ""
+    print_decision(done, as_json, f"{', '.join(map(str, done['merged']))} merged into person {done['person']}{dropped}")
+
+
+@people_app.command("split")
+def people_split(person: PersonArg, faces: FacesArg, index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """These faces are someone else: they become a new person, and never join this one again."""
+    with user_errors():
+        from clipsearch.app import Index
+
+        with Index(index_dir) as index:
+            done = index.split_person(person, faces)
+    from clipsearch.console.people_output import print_decision
+
+    print_decision(done, as_json, f"{counted(len(done['faces']), 'face')} of person {done['person']} are now person "
+                                  f"{done['new_person']}")
+
+
+@people_app.command("remove")
+def people_remove(person: PersonArg, faces: FacesArg, index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """Not this person: these faces leave them and never come back (the next 'index' places them elsewhere)."""
+    with user_errors():
+        from clipsearch.app import Index
+
+        with Index(index_dir) as index:
+            done = index.not_this_person(person, faces)
+    from clipsearch.console.people_output import print_decision
+
+    print_decision(done, as_json, f"{counted(len(done['removed']), 'face')} are not person {done['person']} any more")
 
 
 @app.command(**command_options(short_help='Drop folders from the index (the files are not touched).'))

@@ -34,6 +34,7 @@ class IndexJob:
     index_type: str | None = None  # None: keep what the index has (auto unless pinned before)
     vocabulary: str | None = None  # where tags come from: builtin, none or a label file; None: as recorded
     words: str | None = None  # read the text in pictures: on, later or off (``clipsearch.store.words``); None: as recorded
+    faces: str | None = None  # the faces stage: on, later or off (``clipsearch.store.faces``); None: as recorded
     quiet: bool = False
     _encoder: Encoder | None = None  # kept between runs of a long-lived job (--every, watch)
 
@@ -99,6 +100,7 @@ class IndexJob:
         tag_vocabulary = vocabulary.setting(self.vocabulary) if self.vocabulary is not None else None
         if self.words is not None and self.words not in MODES:
             raise UserError(f"--words must be one of {', '.join(MODES)}, not {self.words[:20]!r}")
+        _check_faces(self.faces)
         if not index_exists(self.directory):
             resolve_roots(self.folders, [])
             encoder = self._load(asked or parse_spec(DEFAULT_MODEL))
@@ -141,7 +143,9 @@ class IndexJob:
                 store.remember("vocabulary", tag_vocabulary)
             if self.words is not None:
                 store.words_writer().set_mode(self.words)
-                store.commit()
+            if self.faces is not None and self.faces != store.faces.setting():
+                store.faces.switch(self.faces)  # off: every face, person and name dropped
+            store.commit()  # the settings, before the run (a no-op when nothing changed)
             if scan is None:
                 report = IndexRun(store, roots, get_encoder, self.options, progress).run()
             else:
@@ -154,3 +158,18 @@ class IndexJob:
             # runs start without torch (encoders/onnx_text.py). After the lock is released.
             self._encoder.export_text_tower(quiet=self.quiet)
         return report
+
+
+def _check_faces(setting: str | None) -> None:
+    """``--faces``: one of the settings, and on only where dlib and its models are installed."""
+    from clipsearch.store.faces import SETTINGS
+
+    if setting is None:
+        return
+    if setting not in SETTINGS:
+        raise UserError(f"--faces must be {', '.join(SETTINGS)}, not {setting[:20]!r}")
+    if setting == "on":
+        from clipsearch.faces import detect
+
+        if (why := detect.missing()) is not None:
+            raise UserError(f"--faces on: {why}")

@@ -206,6 +206,10 @@ class RayDecodeEmbed:
         it only if a build needs it."""
         return RayShards(self.cluster)
 
+    def faces_runner(self) -> RayFaces:
+        """The cluster, for the faces stage's photos (``indexer.faces``)."""
+        return RayFaces(self.cluster)
+
     def close(self) -> None:
         """The stages; the cluster stays for the index build until ``close_cluster``."""
         self.local.close()
@@ -244,6 +248,43 @@ class RayShards:
         except ray.exceptions.RayError as exc:
             raise UserError(f"building the index on Ray failed: {_first_line(exc)} (everything committed is kept; "
                             "the next run builds it again)") from None
+
+
+class RayFaces:
+    """The faces stage's photos as Ray tasks of one CPU each, twice as many in flight as the cluster has CPUs, results
+    as they finish (the folders must be where every node sees them, as for decoding). A task whose worker died
+    every time (a photo that crashes dlib) costs its photos' faces only, as a failure the stage records."""
+
+    def __init__(self, cluster: Callable[[], RayCluster]) -> None:
+        self._cluster = cluster
+
+    def __call__(self, fn: Callable[[list[Any]], list[Any]], chunks: Iterable[list[Any]]) -> Iterator[list[Any]]:
+        import ray
+
+        window = 2 * max(1, self._cluster().cpus)
+        task = ray.remote(num_cpus=1, max_retries=2)(fn)
+        sent: dict[Any, list[Any]] = {}
+        try:
+            for chunk in chunks:
+                sent[task.remote(chunk)] = chunk
+                if len(sent) >= window:
+                    yield self._next(sent)
+            while sent:
+                yield self._next(sent)
+        finally:  # Ctrl-C: what was not started is the next run's
+            for ref in sent:
+                ray.cancel(ref)
+
+    @staticmethod
+    def _next(sent: dict[Any, list[Any]]) -> list[Any]:
+        import ray
+
+        (done,), _ = ray.wait(list(sent), num_returns=1)
+        chunk = sent.pop(done)
+        try:
+            return ray.get(done)
+        except ray.exceptions.RayError as exc:
+            return [(row[0], [], f"the face detector's worker died: {_first_line(exc)}"[:200]) for row in chunk]
 
 
 def _check_reachable(address: str, seconds: float = 10.0) -> None:

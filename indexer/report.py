@@ -20,6 +20,11 @@ class Report:
     words_read: int = 0  # pictures looked at for text (the gate, and the whole reading where it found some)
     words_with_text: int = 0  # of those, pictures in which text was read
     words_failed: int = 0  # of those, pictures the models choked on (they have no words; the rest is indexed)
+    faces_on: bool = False  # the faces stage ran (index --faces on): the report says what it did
+    faced: int = 0  # contents whose faces were looked for
+    faces_found: int = 0
+    faces_failed: int = 0  # contents the detector could not look at (they stay indexed, without faces)
+    faces_grouped: int = 0  # faces placed with a person, known or new
     failed: list[dict[str, str]] = field(default_factory=list)
     noted: list[dict[str, str]] = field(default_factory=list)  # indexed, with a note ({path, note}): a JPEG cut short
     seconds: float = 0.0
@@ -40,6 +45,9 @@ class Report:
                             "failed": self.words_failed}
         out["seconds"] = round(self.seconds, 3)
         out["model_seconds"] = round(self.model_seconds, 3)
+        if self.faces_on:
+            out["faces"] = {"photos": self.faced, "found": self.faces_found, "failed": self.faces_failed,
+                            "grouped": self.faces_grouped}
         if self.gpu_decoded is not None:
             out["gpu_decoded"] = self.gpu_decoded
         if self.interrupted:

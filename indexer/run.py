@@ -7,6 +7,7 @@
     backfill (indexer.backfill)  headers and signatures of photos indexed before they were kept (no model)
     tag      (indexer.tag)       tag every stored content that has no current tags (from its vector)
     words    (indexer.words)     names and carried words of new files; text in pictures not read yet (no model)
+    faces    (indexer.faces)     find the faces of every stored content not looked at yet; group them into people
 
 Decode + embed (``indexer.pipeline.DecodeEmbed``) needs neither the catalog nor the lock: this run
 gives it the plan's tasks and the catalog's answer to "is this content stored?", and stores what it
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 from clipsearch.display import counted
 from clipsearch.errors import Terminated, UserError
 from indexer.backfill import MetadataBackfill, SignatureBackfill
+from indexer.faces import FaceStage
 from indexer.options import Options
 from indexer.pipeline import DecodeEmbed
 from indexer.plan import Contents, Planner
@@ -103,6 +105,8 @@ class IndexRun:
                 if self.store.pending_model is None:  # tags come from the vectors searches use, with their model
                     TagStage(self.store, self.stages.encoder.if_made, self.stages.encoder, self.report).run()
                 WordsStage(self.store, self.report, self.store.meta("words") or "on").run()
+                FaceStage(self.store, self.report, self.options.decode_workers(),  # index --faces on
+                          self.ray.faces_runner() if self.ray is not None else None).run()
             except KeyboardInterrupt as stop:
                 self.report.interrupted = True
                 self.report.terminated = isinstance(stop, Terminated)

@@ -282,6 +282,8 @@ class Searcher:
         over a million catalog rows takes seconds of SQL (bench/filters.py), and the page asks again for every
         page of results and every new query under the same filters."""
         key = (self.store.generation, filters.criteria(), dates)
+        if filters.people:  # people are named and merged without a new generation: asked each time (an index look-up)
+            return filters.passing(self.store, dates)
         if key not in self._filtered:
             if len(self._filtered) >= 8:
                 self._filtered.pop(next(iter(self._filtered)))
@@ -298,13 +300,14 @@ class Searcher:
         return [Hit(rank, paths[i], None, i) for rank, (i, _) in enumerate(page, start=query.offset + 1)]
 
     def _with_meta(self, hits: list[Hit], vector: np.ndarray | None = None) -> list[Hit]:
-        """Each hit with its metadata, its tags and the text read in it (None: not read), as --json and the server
-        give them; a video's moments too."""
+        """Each hit with its metadata, its tags, the text read in it (None: not read) and who is in it, as --json
+        and the server give them; a video's moments too."""
         ids = [h.id for h in hits]
-        meta, tagged, seen = self.store.metadata.of_ids(ids), self.store.tags.of_ids(ids), self.store.words.seen_of_ids(ids)
+        meta, tagged = self.store.metadata.of_ids(ids), self.store.tags.of_ids(ids)
+        seen, people = self.store.words.seen_of_ids(ids), self.store.faces.of_ids(ids)
         return moments.attach(self.store, [Hit(h.rank, h.path, h.score, h.id, {
             **meta.get(h.id, {}), "tags": [t for t, _ in tagged.get(h.id, [])],
-            "text": seen.get(h.id, {}).get("text")}) for h in hits], vector)
+            "text": seen.get(h.id, {}).get("text"), "people": people.get(h.id, [])}) for h in hits], vector)
 
     def search(self, query: np.ndarray, k: int = 10, within: str | None = None, offset: int = 0,
                exclude: int | None = None) -> list[Hit]:

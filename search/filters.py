@@ -9,6 +9,8 @@ checked and turned into the catalog's terms (``clipsearch.store.metadata.Criteri
     types       file types: jpg (also .jpeg, .jpe, .jfif), png, webp, heic (also .heif), tif (also .tiff), ...
     min_pixels  at least this many pixels: 2000000, 2M, 12MP or 1920x1080
     near        LAT,LON,RADIUS: 46.5,7.9,30km (km, m or mi; km when no unit)
+    people      every one of these people is in the photo: a name (any case) or a person's id
+                (``clipsearch people``); one that names nobody is a mistake, said in one line
 """
 
 from __future__ import annotations
@@ -92,6 +94,18 @@ def _extensions(types: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def _people(people: tuple[str, ...]) -> tuple[int, ...]:
+    """Checks what ``--person`` gives (a name or an id); who they are is the index's to say (``Filters.passing``)."""
+    from clipsearch.store.people import MAX_NAME
+
+    for person in people:
+        if not person.strip():
+            raise UserError("--person needs a name or a person's id ('clipsearch people' lists them)")
+        if len(person) > MAX_NAME:
+            raise UserError(f"--person: a person's name is at most {MAX_NAME} characters")
+    return ()
+
+
 def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
@@ -136,6 +150,7 @@ class Filters:
     types: tuple[str, ...] = ()
     min_pixels: str | None = None
     near: str | None = None
+    people: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.criteria()  # a Filters is valid once made: a mistake (a date that is none) is one line, before any work
@@ -161,6 +176,7 @@ class Filters:
             extensions=_extensions(self.types),
             min_pixels=_pixels(self.min_pixels) if self.min_pixels is not None else None,
             near=_near(self.near) if self.near is not None else None,
+            people=_people(self.people),
         )
 
     def passing(self, store: StoreReader, dates: bool = True) -> list[tuple[int, str | None]] | None:
@@ -169,6 +185,8 @@ class Filters:
         criteria = self.criteria()
         if criteria.within is not None and self.within is not None:
             criteria = replace(criteria, within=folder_in_index(self.within, store.roots()))
+        if self.people:  # the people named now (names change without a new generation)
+            criteria = replace(criteria, people=tuple(store.faces.people.resolve(self.people)))
         return None if criteria.empty else store.metadata.matching(criteria, dates)
 
     def allowed_ids(self, store: StoreReader) -> list[int] | None:

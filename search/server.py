@@ -9,14 +9,17 @@
     GET  /info                              what `clipsearch info --json` prints
     GET  /tags                              every tag with its count of photos (`clipsearch tags --json`)
     GET  /cameras                           every camera with its count of photos (the page's camera choice)
+    GET  /people, /people/PERSON            the people found in photos; a person's faces (`clipsearch people --json`)
+    GET  /face/FACE                         a face cut from the photo that shows it (~160 px JPEG)
     GET  /classify?id=ID&labels=A,B&top=5&templates=photo   an indexed photo's labels (its stored vector)
     POST /classify?labels=A,B&top=5         an uploaded image's labels (body or multipart form, as POST /search)
 
 /search takes the CLI's filters as parameters: ``in``, ``tag`` (repeatable: every tag), ``after``, ``before``,
-``camera``, ``type`` (repeatable), ``min_pixels``, ``near``, ``relevant=1`` or ``min_score``, ``sort``
-(relevance, date, -date; with no q, sort=date browses). Query arithmetic: ``q`` repeatable (each term added,
-``N:`` weights, ``like:ID``), ``minus`` repeatable (terms taken away). Each hit carries its metadata (taken,
-camera, width, height, ...) and ``tags``.
+``camera``, ``type`` (repeatable), ``min_pixels``, ``near``, ``person`` (repeatable: all of them), ``relevant=1``
+or ``min_score``, ``sort`` (relevance, date, -date; with no q, sort=date browses, and so does ``person`` alone).
+Query arithmetic: ``q`` repeatable (each term added, ``N:`` weights, ``like:ID``), ``minus`` repeatable (terms
+taken away). Each hit carries its metadata (taken, camera, width, height, ...), ``tags`` and ``people`` (who is
+in it, with each face's box).
 /classify without ``labels`` ranks the built-in vocabulary (image -> text).
 
 The rules are the CLI's and the Python API's (``clipsearch.app``): one of q, like or an image; k from 1 to 10,000. Every error is

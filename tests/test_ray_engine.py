@@ -253,3 +253,19 @@ def test_the_large_index_is_built_in_shards_run_as_ray_tasks(tmp_path: Path, ray
     assert sorted(p.name for p in (tmp_path / "ray").glob("*.shard*")) == []  # merged, then removed
     queries = data[:50]
     assert top(tmp_path / "ray", queries) == top(tmp_path / "processes", queries)
+
+
+def test_the_faces_stage_runs_as_ray_tasks(tmp_path: Path, ray_address: str) -> None:
+    pytest.importorskip("dlib")
+    from tests.test_faces import FACES
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("obama-1.jpg", "obama-2.jpg", "biden-1.jpg"):
+        shutil.copy(FACES / name, folder / name)
+    report = index(folder, tmp_path / "index", "--engine", "ray", "--address", ray_address, "--faces", "on",
+                   model="demo")
+    assert report["faces"] == {"photos": 3, "found": 3, "failed": 0, "grouped": 2}  # Obama twice: a person
+    assert "faces were looked for in 3 photos by Ray tasks" in report["notes"]
+    people = run_cli("people", "--json", env=cli_env(tmp_path / "index"))
+    assert [p["faces"] for p in json.loads(people.stdout)["people"]] == [2]

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from clipsearch.app import checking, questions
+from clipsearch.app import checking, people, questions
 from clipsearch.app.results import CheckResult, DuplicateGroup, Duplicates, Failure, Info, TagCount
 from clipsearch.errors import NoSuchPhoto, UserError
 from clipsearch.indexed_file import open_indexed, read_indexed
@@ -23,6 +23,7 @@ from clipsearch.location import resolve_index_dir
 if TYPE_CHECKING:
     import numpy as np
 
+    from clipsearch.app.people import People
     from indexer.job import IndexJob
     from indexer.report import Report
     from search.classify import Classified
@@ -62,12 +63,13 @@ class Index:
                offset: int = 0, sort: str = "relevance", relevant: bool = False, min_score: float | None = None,
                within: str | None = None, tags: Sequence[str] = (), after: str | None = None,
                before: str | None = None, camera: str | None = None, types: Sequence[str] = (),
-               min_pixels: str | None = None, near: str | None = None, text: str | None = None) -> list[Hit]:
+               min_pixels: str | None = None, near: str | None = None, text: str | None = None,
+               people: Sequence[str] = ()) -> list[Hit]:
         """The best matches, best first (or by date with ``sort``); see ``question`` for what each argument means."""
         return self.answer(self.question(query, image=image, like=like, k=k, offset=offset, sort=sort,
                                          relevant=relevant, min_score=min_score, within=within, tags=tags,
                                          after=after, before=before, camera=camera, types=types,
-                                         min_pixels=min_pixels, near=near, text=text))
+                                         min_pixels=min_pixels, near=near, text=text, people=people))
 
     @staticmethod
     def question(query: str | Sequence[str | Term] | Term | None = None, *,
@@ -75,20 +77,24 @@ class Index:
                  offset: int = 0, sort: str = "relevance", relevant: bool = False, min_score: float | None = None,
                  within: str | None = None, tags: Sequence[str] = (), after: str | None = None,
                  before: str | None = None, camera: str | None = None, types: Sequence[str] = (),
-                 min_pixels: str | None = None, near: str | None = None, text: str | None = None) -> Query:
+                 min_pixels: str | None = None, near: str | None = None, text: str | None = None,
+                 people: Sequence[str] = ()) -> Query:
         """A question, checked whole before any index is opened.
 
         One of ``query`` (words, or the CLI's arithmetic as a list of tokens), ``image`` (a path or bytes) and
         ``like`` (an indexed photo's id); none with ``sort="date"`` browses. ``relevant`` keeps only the matches
         that stand out; ``min_score`` is a flat cosine cutoff. Filters: ``within`` a folder, every one of
         ``tags``, ``after``/``before`` dates (ISO 8601), ``camera`` (part of make or model), ``types`` (jpg, png,
-        ...), ``min_pixels`` (2M, 1920x1080), ``near`` (LAT,LON,RADIUS). ``text``: only
-        photos whose words match (text read in them, keywords, names; "quoted phrases" exactly), ranked by the words
-        when nothing else is asked."""
+        ...), ``min_pixels`` (2M, 1920x1080), ``near`` (LAT,LON,RADIUS), every one of ``people`` in the photo (names
+        or person ids; with nothing else to look for, their photos are browsed by date). ``text``: only photos whose
+        words match (text read in them, keywords, names; "quoted phrases" exactly), ranked by the words when nothing
+        else is asked."""
         from search.filters import Filters
 
+        if people and query is None and image is None and like is None and text is None and sort == "relevance":
+            sort = "date"  # --person alone: every photo of them
         terms = questions.terms_of(query, image, like, sort=sort, text=text)
-        filters = Filters(within, tuple(tags), after, before, camera, tuple(types), min_pixels, near)
+        filters = Filters(within, tuple(tags), after, before, camera, tuple(types), min_pixels, near, tuple(people))
         return questions.make_query(terms, filters, k, offset, sort, relevant, min_score, text)
 
     def answer(self, query: Query) -> list[Hit]:
@@ -167,6 +173,49 @@ class Index:
         with self._reader() as store:
             return [TagCount(tag, count) for tag, count in store.tags.counts()]
 
+    # -- people (``clipsearch.app.people``): found by ``update`` with faces="on" ----------------------------------
+    def people(self) -> People:
+        """Everyone whose face was found more than once, the most photographed first, with their largest face."""
+        with self._reader() as store:
+            return people.listing(store)
+
+    def person_faces(self, person: str | int) -> tuple[int, list[dict[str, Any]]]:
+        """(person id, their faces: face id, box, a photo it is in): what to pick from to split them."""
+        with self._reader() as store:
+            return people.faces_of(store, str(person))
+
+    def face(self, face_id: int) -> bytes:
+        """A ~160 px JPEG of a face, cut from the indexed file that shows it (only that file is read). Raises
+        ``NoSuchPhoto``, ``FileGone``, ``FileChanged`` or ``clipsearch.images.ImageError``."""
+        from clipsearch.faces import detect
+
+        store = self.searcher.store
+        found = store.faces.box_of(face_id)
+        row = store.indexed_file(found[0]) if found is not None else None
+        if found is None or row is None:
+            raise NoSuchPhoto(f"no face with id {face_id} in the index")
+        return detect.crop(read_indexed(row.path, row.size, row.mtime_ns), found[1])
+
+    def name_person(self, person: str | int, name: str) -> dict[str, Any]:
+        """Give a person (a name or an id) a name; kept by every later run."""
+        return self._decided(people.name(self.directory, str(person), name))
+
+    def merge_people(self, into: str | int, others: Sequence[str | int]) -> dict[str, Any]:
+        """Make ``others`` one with ``into``; kept by every later run."""
+        return self._decided(people.merge(self.directory, str(into), [str(o) for o in others]))
+
+    def split_person(self, person: str | int, faces: Sequence[int]) -> dict[str, Any]:
+        """``faces`` (ids from ``person_faces``) leave ``person`` for a new person; they never go back."""
+        return self._decided(people.split(self.directory, str(person), faces))
+
+    def not_this_person(self, person: str | int, faces: Sequence[int]) -> dict[str, Any]:
+        """``faces`` are not ``person``: they leave and never go back; the next update places them elsewhere."""
+        return self._decided(people.remove(self.directory, str(person), faces))
+
+    def _decided(self, result: dict[str, Any]) -> dict[str, Any]:
+        self._drop_searcher()  # the next read sees the decision
+        return result
+
     def duplicates(self, similar: bool = False, within: str | None = None, separate: bool = False) -> Duplicates:
         """Groups of copies (with ``similar``, also groups of similar shots), largest first, each with the suggested
         keeper first. ``within`` narrows what is listed to a folder. Nothing is ever deleted or moved. ``separate``:
@@ -205,16 +254,17 @@ class Index:
         """Index ``folders`` (none: every folder the index already has): new and changed files embedded, deleted
         ones dropped; the same report ``clipsearch index --json`` prints. ``options`` are ``indexer.options.Options``
         fields (include_hidden, exclude, batch_size, workers, ...); ``index_type``, ``vocabulary`` and ``words`` as for the
-        CLI. ``wait``: wait for another writer instead of failing."""
+        CLI, and ``faces`` (on, later, off). ``wait``: wait for another writer instead of failing."""
         from indexer.job import IndexJob
         from indexer.options import Options
 
         index_type = options.pop("index_type", None)
         vocabulary = options.pop("vocabulary", None)
         words = options.pop("words", None)
+        faces = options.pop("faces", None)
         job = IndexJob(self.directory, [os.fspath(f) for f in folders], model, reindex, self.device, self.precision,
                        Options(**options), on_wait=(lambda holder: None) if wait else None, index_type=index_type,
-                       vocabulary=vocabulary, words=words, quiet=True)
+                       vocabulary=vocabulary, words=words, faces=faces, quiet=True)
         if self._job is not None:
             job._encoder = self._job._encoder  # noqa: SLF001 - the model stays loaded between updates
         self._job = job

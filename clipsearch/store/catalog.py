@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from clipsearch.errors import UserError
 from clipsearch.store import index_changes, migrations, vector_index
+from clipsearch.store.faces import FaceTable
 from clipsearch.store.layout import Layout
 from clipsearch.store.metadata import MetadataReader
 from clipsearch.store.moments import MomentReader, moment_blocks, split_ids
@@ -152,6 +153,8 @@ class Catalog:
     @property
     def signatures(self) -> SignatureReader:
         return SignatureReader(self._conn)
+
+    faces = property(lambda self: FaceTable(self._conn), doc="Faces and people (``clipsearch.store.faces``).")
 
     @property
     def metadata(self) -> MetadataReader:

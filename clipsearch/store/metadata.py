@@ -44,6 +44,7 @@ class Criteria:
     extensions: tuple[str, ...] = ()  # ".jpg", ".jpeg", ...
     min_pixels: int | None = None
     near: tuple[float, float, float] | None = None  # latitude, longitude, radius in km
+    people: tuple[int, ...] = ()  # person ids (``clipsearch.store.people``): all of them in the photo
 
     @property
     def empty(self) -> bool:
@@ -65,6 +66,9 @@ def _where(criteria: Criteria, has_meta: bool) -> tuple[str, list[Any]]:
     for tag in criteria.tags:
         clauses.append("files.hash IN (SELECT hash FROM tags WHERE tag = ? COLLATE NOCASE)")
         params.append(tag)
+    for person in criteria.people:
+        clauses.append("files.hash IN (SELECT hash FROM faces WHERE person = ?)")
+        params.append(person)
     taken = _taken(has_meta)
     if criteria.after is not None:
         clauses.append(f"{taken} >= ?")

@@ -256,6 +256,30 @@ def _videos(conn: sqlite3.Connection, _: Path) -> None:
                  "moment BLOB NOT NULL, PRIMARY KEY (hash, n)) WITHOUT ROWID")
 
 
+def _faces(conn: sqlite3.Connection, _: Path) -> None:
+    """Faces per content (``clipsearch.store.faces``): each face's box, landmarks and descriptor; ``faced`` lists the
+    contents whose faces were looked for (with none, maybe, or an error), so a killed run's rest is found by the
+    next one. People group faces; a user's names, merges and splits are rows here that runs never undo
+    (``not_person``: a face the user took out of a person never goes back). Empty here: the faces stage is off
+    until ``index --faces on``, and then finds the faces of the photos indexed before (no re-embedding)."""
+    conn.execute("""CREATE TABLE IF NOT EXISTS faces (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    hash BLOB NOT NULL,
+    x INTEGER NOT NULL,
+    y INTEGER NOT NULL,
+    w INTEGER NOT NULL,
+    h INTEGER NOT NULL,
+    landmarks BLOB NOT NULL,
+    descriptor BLOB NOT NULL,
+    person INTEGER
+)""")
+    conn.execute("CREATE INDEX IF NOT EXISTS faces_by_hash ON faces(hash)")
+    conn.execute("CREATE INDEX IF NOT EXISTS faces_by_person ON faces(person)")
+    conn.execute("CREATE TABLE IF NOT EXISTS faced (hash BLOB PRIMARY KEY, error TEXT) WITHOUT ROWID")
+    conn.execute("CREATE TABLE IF NOT EXISTS people (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE COLLATE NOCASE)")
+    conn.execute("CREATE TABLE IF NOT EXISTS not_person (face INTEGER NOT NULL, person INTEGER NOT NULL, "
+                 "PRIMARY KEY (face, person)) WITHOUT ROWID")
+
 STEPS: tuple[Step, ...] = (
     Step("photo ids are never handed out again after a photo leaves the index", _ids_never_reused),  # 1 -> 2
     Step("each indexed folder remembers its settings (hidden files, exclusions)", _root_settings),  # 2 -> 3
@@ -270,6 +294,7 @@ STEPS: tuple[Step, ...] = (
     Step("a photo indexed as far as it decodes keeps the decoder's note (info --failed lists it)", _content_notes),
     Step("photos keep the words in and around them (text in the picture, keywords, names), searchable", _words),
     Step("videos are indexed as moments: frames with their times, and the container's facts", _videos),
+    Step("photos may keep the faces found in them, grouped into people you can name (index --faces on)", _faces),
 )
 SUMS_FROM = 10  # the first format whose segments and derived files carry checksums
 CURRENT = FIRST + len(STEPS)

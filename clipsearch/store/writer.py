@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from clipsearch.errors import UserError
 from clipsearch.store import (
+    faces,
     file_sums,
     index_changes,
     large_index,
@@ -396,7 +397,7 @@ class StoreWriter(IndexFileUpkeep):
             tags.drop_orphans(conn)
             self._dirty = True
         conn.execute(f"DELETE FROM vectors_next WHERE hash NOT IN ({moments.LIVE})")
-        for table in (metadata, signatures, words):
+        for table in (metadata, signatures, words, faces):  # faces after their photos (forget, a sweep): no model needed
             table.drop_orphans(conn)
         finished = time.time()
         conn.execute("UPDATE runs SET finished = ?, report = ? WHERE id = ?", (finished, json.dumps(report), self._run_id))

@@ -1,6 +1,7 @@
-"""/thumb/ID and /file/ID: an indexed photo, addressed only by its catalog id (a path never comes from the
-request), and only as it was indexed: ``clipsearch.indexed_file`` opens the path without following a link and
-refuses what is not the indexed regular file (409), so a link or a pipe put at the path serves nothing."""
+"""/thumb/ID, /face/ID and /file/ID: an indexed photo (or a face cut from one), addressed only by its catalog id (a
+path never comes from the request), and only as it was indexed: ``clipsearch.indexed_file`` opens the path without
+following a link and refuses what is not the indexed regular file (409), so a link or a pipe put at the path serves
+nothing."""
 
 # no "from __future__ import annotations": FastAPI reads the endpoints' annotations at run time
 
@@ -71,6 +72,22 @@ def thumb(request: Request, raw_id: str, t: str | None = None) -> Response:
     return Response(jpeg, media_type="image/jpeg",
                     headers={"Cache-Control": "private, max-age=300",
                              "ETag": f'"{row.hash.hex()}{"" if at is None else f"@{at:g}"}"', **_NOSNIFF})
+
+
+@router.get("/face/{raw_id}")
+def face(request: Request, raw_id: str) -> Response:
+    """A face (GET /people gives each person's), cut from the indexed file that shows it."""
+    from clipsearch import images
+
+    state = server(request)
+    try:
+        with state.lock:
+            jpeg = state.index.face(file_id(raw_id))
+    except (FileGone, FileChanged) as exc:
+        raise _refused(exc) from None
+    except images.ImageError as exc:
+        raise HTTPException(422, f"cannot decode this file: {exc}") from None
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300", **_NOSNIFF})
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:

@@ -1,5 +1,5 @@
-"""What the index holds, as lists: /info, /tags, /cameras and /duplicates (what the CLI's --json prints), and
-/words/ID: the words of one photo, the text read in it with each line's box (what the page draws over it)."""
+"""What the index holds, as lists: /info, /tags, /cameras, /people and /duplicates (what the CLI's --json prints),
+and /words/ID: the words of one photo, the text read in it with each line's box (what the page draws over it)."""
 
 # no "from __future__ import annotations": FastAPI reads the endpoints' annotations at run time
 
@@ -32,6 +32,23 @@ def cameras(request: Request) -> Any:
     state = server(request)
     with state.lock:
         return [{"camera": name, "photos": count} for name, count in state.index.searcher.store.metadata.cameras()]
+
+
+@router.get("/people")
+def people(request: Request) -> Any:
+    """What `clipsearch people --json` prints: each person with their largest face (its photo's id and box)."""
+    state = server(request)
+    with state.lock:
+        return state.index.people().as_dict()
+
+
+@router.get("/people/{person}")
+def person_faces(request: Request, person: str) -> Any:
+    """What `clipsearch people show PERSON --json` prints: a person's faces, each with a photo's id and box."""
+    state = server(request)
+    with state.lock:
+        found, faces = state.index.person_faces(unescaped(person) or "")
+    return {"person": found, "faces": faces}
 
 
 @router.get("/duplicates")

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 router = APIRouter(include_in_schema=False)
 
 _ASSETS = {"app.js": "text/javascript; charset=utf-8", "duplicates.js": "text/javascript; charset=utf-8",
+           "people.js": "text/javascript; charset=utf-8",
            "style.css": "text/css; charset=utf-8", "favicon.svg": "image/svg+xml"}
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; object-src 'none'; "

@@ -37,6 +37,8 @@ def _answer(request: Request, terms: list[Term]) -> list[dict[str, Any]]:
         if not math.isfinite(min_score):
             raise UserError(f"min_score must be a number, not {p['min_score'][:20]!r}")
     sort = p.get("sort", "relevance")
+    if not terms and sort == "relevance":
+        sort = "date"  # person=NAME alone (search_text let it through)
     question = questions.make_query(terms, filters(request), number(request, "k", 10), number(request, "offset", 0),
                                     sort, relevant, min_score, p.get("text"))
     state = server(request)
@@ -61,6 +63,8 @@ def search_text(request: Request,
                                          "keywords, names; \"quoted phrases\" exactly).")) -> Any:
     words = expression.from_parameters(q or [], minus or []) or None  # q=like:ID adds a photo to words
     liked = photo_id(like, "like") if like is not None else None
+    if words is None and liked is None and text is None and sort == "relevance" and "person" in request.query_params:
+        sort = "date"  # person=NAME alone: every photo of them, as the CLI's --person alone
     terms = questions.terms_of(words, like=liked, words=questions.HTTP_WORDS, sort=sort, text=text)
     return _answer(request, terms)
 

@@ -26,7 +26,7 @@ _ESCAPED = re.compile(r"\\u(dc[89a-f][0-9a-f])", re.I)  # how --json and the API
 _PARAMETERS = {"--after": "after", "--before": "before", "--camera": "camera", "--type": "type", "--near": "near",
                "--min-pixels": "min_pixels", "--min-score": "min_score", "--in": "in", "--tag": "tag",
                "--sort date": "sort=date", "--sort": "sort", "--offset": "offset", "--like ID": "like",
-               "--image PATH": "an image (POST)", "-k": "k"}
+               "--image PATH": "an image (POST)", "-k": "k", "--person": "person"}
 _FLAG = re.compile("|".join(re.escape(f) for f in sorted(_PARAMETERS, key=len, reverse=True)) + r"(?![\w-])")
 
 
@@ -87,10 +87,11 @@ def unescaped(text: str | None) -> str | None:
 
 
 def filters(request: Any) -> Filters:
-    """The filters of a request: the CLI's options as query parameters (``in``, ``tag`` and ``type`` repeatable)."""
+    """The filters of a request: the CLI's options as query parameters (``in``, ``tag``, ``type`` and ``person``
+    repeatable)."""
     p = request.query_params
     return Filters(unescaped(p.get("in")), tuple(p.getlist("tag")), p.get("after"), p.get("before"), p.get("camera"),
-                   tuple(p.getlist("type")), p.get("min_pixels"), p.get("near"))
+                   tuple(p.getlist("type")), p.get("min_pixels"), p.get("near"), tuple(p.getlist("person")))
 
 
 async def body_image(request: Any) -> bytes:

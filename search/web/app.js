@@ -9,7 +9,8 @@ const bigVideo = $("big-video");
 const viewer = $("viewer"), big = $("big"), dropZone = $("drop"), queryImage = $("query-image");
 
 // What is being searched: {kind: "text", q} | {kind: "like", id, name} | {kind: "image", blob, name},
-// each with an optional tag (only photos with that tag: a click on a tag in the viewer)
+// each with an optional tag (only photos with that tag: a click on a tag in the viewer) and person (only photos of
+// them: a click on a person in the viewer or the People view; {kind: "browse", person} lists their photos)
 let query = null;
 let hits = [];
 let done = true;
@@ -52,6 +53,7 @@ function params(extra) {
   const within = folder.value.trim();
   if (within) p.set("in", within);
   if (query && query.tag) p.set("tag", query.tag);
+  if (query && query.person) p.set("person", String(query.person));
   for (const name of FILTERS) {
     const value = $(name).value;
     if (value && value !== "relevance") p.set(name, value);
@@ -87,7 +89,8 @@ async function fetchPage(offset) {
 function describe() {
   const what = query.kind === "text" ? `for “${query.q}”` : query.kind === "browse" ? "by date"
     : `like ${query.name}` + (query.plus ? ` + “${query.plus}”` : "");
-  return query.tag ? `${what}, tagged “${query.tag}”` : what;
+  const who = query.person ? `${what === "by date" ? "" : what + ", "}with ${query.personName || "person " + query.person}` : what;
+  return query.tag ? `${who}, tagged “${query.tag}”` : who;
 }
 
 function tile(hit, index) {
@@ -236,12 +239,13 @@ function restore() {
   $("sort").value = ["date", "-date"].includes(p.get("sort")) ? p.get("sort") : "relevance";
   $("relevant").checked = p.get("relevant") === "1";
   const tag = p.get("tag") || undefined;
+  const person = p.get("person") || undefined;
   q.value = p.get("q") || "";
-  if (p.get("q")) run({ kind: "text", q: p.get("q"), tag }, false);
+  if (p.get("q")) run({ kind: "text", q: p.get("q"), tag, person }, false);
   else if (p.get("like") && /^[0-9]+$/.test(p.get("like"))) {
     const like = { kind: "like", id: Number(p.get("like")), name: p.get("name") || "photo " + p.get("like"), tag };
     run(p.get("plus") ? { ...like, plus: p.get("plus") } : like, false);
-  } else if ($("sort").value !== "relevance") run({ kind: "browse", tag }, false);
+  } else if ($("sort").value !== "relevance" || person) run({ kind: "browse", tag, person }, false);
   else { query = null; hits = []; grid.replaceChildren(); setStatus(""); $("empty").hidden = false; }
 }
 
@@ -310,6 +314,7 @@ function openViewer(index) {
   $("viewer-details").textContent = details(hit);
   showTags(hit.tags || []);
   showWords(hit);
+  showPeople(hit.people || []);
   $("open").href = `/file/${hit.id}`;
   $("prev").disabled = index === 0;
   $("next").disabled = index === hits.length - 1 && done;
@@ -368,6 +373,28 @@ function showWords(hit) {
     }));
   });
 }
+
+// Who is in the photo, as buttons: a click lists that person's photos.
+function showPeople(people) {
+  const holder = $("viewer-people");
+  holder.replaceChildren(...people.map((p) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "tag";
+    button.textContent = p.name || `person ${p.person}`;
+    button.title = `Photos of ${button.textContent}`;
+    button.addEventListener("click", () => showPerson(p.person, button.textContent));
+    return button;
+  }));
+  holder.hidden = people.length === 0;
+}
+
+// Every photo of a person, by date (the People view calls it too).
+function showPerson(id, name) {
+  q.value = "";
+  return run({ kind: "browse", person: id, personName: name });
+}
+window.clipsearch.showPerson = showPerson;
 
 function closeViewer() {
   if (viewer.hidden) return;
