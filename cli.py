@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from clipsearch.console.errors import stop_if_interrupted, stop_on_sigterm, user_errors
+from clipsearch.console.errors import run_command_line, stop_if_interrupted, stop_on_sigterm, user_errors
 from clipsearch.console.help import command_options
 from clipsearch.console.output import (
     ProgressBar,
@@ -123,8 +123,8 @@ def index(
         show_default=False)] = None,
     engine: Annotated[str, typer.Option(
         "--engine", help="Where photos are decoded and embedded: local (this machine), or ray (a Ray cluster: "
-        "pip install 'clipsearch[ray]'; the folders must be mounted at the same path on every node). See "
-        "docs/cluster.md.", rich_help_panel="Ray")] = "local",
+        "pip install 'clipsearch[ray]'; the folders must be mounted at the same path on every node).",
+        rich_help_panel="Ray")] = "local",
     address: Annotated[Optional[str], typer.Option(
         "--address", help="The Ray cluster (ray://head:10001) [default: RAY_ADDRESS, else a local Ray started for "
         "the run].", show_default=False, rich_help_panel="Ray")] = None,
@@ -621,7 +621,7 @@ def info(
 
 
 def main() -> None:
-    app()
+    run_command_line(app)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,13 @@ def _check(work: Path) -> None:
     run([sys.executable, "-m", "build", "--outdir", str(dist), str(ROOT)])  # the sdist, then the wheel from it
     wheels, sdists = list(dist.glob("*.whl")), list(dist.glob("*.tar.gz"))
     check("the sdist and the wheel are built", len(wheels) == 1 and len(sdists) == 1, os.listdir(dist))
+    import tarfile
+
+    with tarfile.open(sdists[0]) as sdist:
+        sources = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+    for needed in ("tests/conftest.py", "tests/imagegen.py", "tests/fixtures/index-v1-answers.json", "constraints.txt",
+                   "data/sample/red-star.png", "LICENSE"):
+        check(f"the sdist holds {needed} (its tests run from it)", needed in sources)
     listed = run([sys.executable, "-m", "zipfile", "-l", str(wheels[0])]).stdout
     for needed in ("clipsearch/zeroshot/vocabulary.py", "clipsearch/assets/clipsearch-demo.safetensors",
                    "clipsearch/assets/vocabulary.txt", "clipsearch/assets/model_configs/clipsearch-demo.json",

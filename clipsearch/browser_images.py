@@ -43,7 +43,11 @@ def thumbnail(data: bytes, side: int = 256, max_pixels: int = DEFAULT_MAX_PIXELS
 
     The longer side is capped at 3x ``side`` so a panorama stays small.
     """
-    im = decode(data, side, max_pixels).image
+    return picture_thumbnail(decode(data, side, max_pixels).image, side)
+
+
+def picture_thumbnail(im: Image.Image, side: int = 256) -> bytes:
+    """``thumbnail`` of a picture already decoded (a video's frame)."""
     scale = min(side / min(im.size), 3 * side / max(im.size), 1.0)
     if scale < 1.0:
         im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.Resampling.LANCZOS)

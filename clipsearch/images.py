@@ -281,7 +281,7 @@ def gpu_decodable_jpeg(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Jpe
 
     That is a whole (ends with its EOI marker) baseline (not progressive) 8-bit JPEG in
     YCbCr or grey, with no colour profile or an sRGB one. Progressive files are left out because nvJPEG decodes
-    them on the host, one at a time, 10x slower than Pillow's draft mode (bench/decode_rates.py);
+    them on the host, one at a time, several times slower than Pillow's draft mode (bench/decode_rates.py);
     CMYK and wide-gamut (Display P3, Adobe RGB) ones because their colours need the profile applied.
     """
     if not data.startswith(b"\xff\xd8") or not data[-64:].rstrip(b"\x00").endswith(b"\xff\xd9"):

@@ -1,7 +1,7 @@
 """A photo's perceptual signature: a 64-bit DCT hash of its upright picture, for telling copies from similar shots.
 
 Computed by the decoders from the picture they already made (``indexer.cpu_decode``), so it costs one small
-resize and an 8x8 corner of a 32x32 DCT (~0.2 ms a photo), and stored per content (``clipsearch.store``).
+resize and an 8x8 corner of a 32x32 DCT (a fraction of a photo's decode), and stored per content (``clipsearch.store``).
 Resizing, re-encoding at any quality or format, EXIF-only edits, the orientation tag (the decoders apply it)
 and light colour changes leave it within a few bits; uniform borders are trimmed first, so a framed copy
 hashes like its original. Unrelated pictures differ in about half of the 63 bits that carry information.

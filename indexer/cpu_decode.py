@@ -49,3 +49,22 @@ def decode_pixels(data: bytes, min_side: int | None, max_pixels: int,
                 signature.of(decoded.image), decoded.note)
     except Exception as exc:  # noqa: BLE001 - a transform failure is still only this file's problem
         raise images.ImageError(f"{type(exc).__name__}: {exc}") from None
+
+
+Film = tuple[Any, list[tuple[float, Any]], PhotoMeta, signature.Signature, "str | None"]  # facts, moments, meta, sign, note
+
+
+def decode_video(path: str, min_side: int | None, transform: Callable[[Any], R]) -> Film:
+    """(facts, [(t, ``transform`` of the frame)], what its container says, the first moment's signature, a note), or
+    ``images.ImageError``: what a decode worker makes of a video (``clipsearch.video.sample``), by path."""
+    from clipsearch import video
+
+    try:
+        clip = video.sample(path, transform, min_side)
+        return clip.facts, clip.moments, clip.meta, signature.of(clip.poster), clip.note
+    except video.VideoError as exc:
+        raise images.ImageError(str(exc)) from None
+    except images.ImageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever FFmpeg or a transform raises is still only this file's problem
+        raise images.ImageError(f"cannot decode this video: {type(exc).__name__}: {exc}") from None

@@ -14,7 +14,7 @@ one of them held a lock inherits it locked. A forked child that collected an inh
 SQLite connection then waited forever for SQLite's allocator mutex, and the run with
 it (bench/pipeline_ceiling.py under a profiler). What a child needs of the model is
 its resize and crop, a picklable ``geometry.Plan``: it never imports torch, so it
-starts in a fraction of a second and holds ~18 MB of its own.
+starts in a fraction of a second and holds little memory of its own.
 
 Photos go to a child several at a time (``decode_many``): each call through a process
 pool costs the indexing process about a millisecond of Python (pickling, the pool's
@@ -41,9 +41,9 @@ from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from clipsearch import images
-from clipsearch.hashing import content_hash
-from indexer.cpu_decode import decode_pixels, read_file
+from clipsearch import images, video
+from clipsearch.hashing import content_hash, file_content_hash
+from indexer.cpu_decode import Film, decode_pixels, decode_video, read_file
 
 Picture = tuple[int, int, Any, Any, Any, Any]  # displayed width, height, uint8 (H, W, 3) array, PhotoMeta, Signature, note
 Plan = Callable[[Any], Any]  # upright RGB PIL image -> uint8 (H, W, 3) numpy array; picklable (``geometry.Plan``)
@@ -62,7 +62,9 @@ def available() -> bool:
 
 
 def _context() -> Any:
-    context = multiprocessing.get_context("forkserver")
+    from indexer.worker_context import WithoutMain  # forkserver exists only where fds can be sent (not Windows)
+
+    context = WithoutMain()
     context.set_forkserver_preload(PRELOAD)  # heeded when the server starts: the first pool of this process
     return context
 
@@ -93,7 +95,14 @@ def _exit_with_the_run() -> None:
 Request = tuple[str, int, bytes]  # path, size, the content hash the parent read
 
 
-def _decode_in_child(path: str, size: int, digest: bytes) -> Picture:
+# A video that takes this long (``video.Rule.seconds`` bounds its decoding; this is for a call into FFmpeg that
+# never returns) ends its worker: the pool's crash handling then lists the file as failed, and the run goes on.
+VIDEO_HANG_SECONDS = 300
+
+
+def _decode_in_child(path: str, size: int, digest: bytes) -> Picture | Film:
+    if video.is_video(path):
+        return _video_in_child(path, digest)
     try:
         data = read_file(path, size)
     except OSError as exc:
@@ -104,7 +113,22 @@ def _decode_in_child(path: str, size: int, digest: bytes) -> Picture:
     return decode_pixels(data, *_child_limits, _child_plan)
 
 
-def _decode_all_in_child(requests: list[Request]) -> list[Picture | str]:
+def _video_in_child(path: str, digest: bytes) -> Film:
+    try:
+        if file_content_hash(path) != digest:
+            raise images.ImageError("the file changed while it was being indexed (the next run takes it)")
+    except OSError as exc:
+        raise images.ImageError(f"cannot read: {exc.strerror or exc}") from None
+    assert _child_plan is not None
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.alarm(VIDEO_HANG_SECONDS)
+    try:
+        return decode_video(path, _child_limits[0], _child_plan)
+    finally:
+        signal.alarm(0)
+
+
+def _decode_all_in_child(requests: list[Request]) -> list[Picture | Film | str]:
     """Each request's picture, or the message of its ``ImageError``: one bad file fails alone."""
     out: list[Picture | str] = []
     for request in requests:
@@ -159,7 +183,7 @@ class DecodePool:
             raise result
         return result
 
-    def decode_many(self, requests: list[Request]) -> list[Picture | images.ImageError]:
+    def decode_many(self, requests: list[Request]) -> list[Picture | Film | images.ImageError]:
         """Each file's (width, height, uint8 picture) or ``images.ImageError``, in order, from one child."""
         if not requests:
             return []
@@ -171,12 +195,14 @@ class DecodePool:
                 self._replace(pool)
         return [self._decode_alone(request) for request in requests]  # in flight in two broken pools
 
-    def _decode_alone(self, request: Request) -> Picture | images.ImageError:
+    def _decode_alone(self, request: Request) -> Picture | Film | images.ImageError:
         """One file in a process of its own: does it crash the decoder, or was it a bystander?"""
         with self._new_pool(1) as alone:
             try:
                 return _result(alone.submit(_decode_all_in_child, [request]).result()[0])
             except BrokenProcessPool:
+                if video.is_video(request[0]):
+                    return images.ImageError(f"the video decoder crashed on this file (or hung past {VIDEO_HANG_SECONDS} s)")
                 return images.ImageError("the image decoder crashed on this file")
 
     def _replace(self, broken: cf.ProcessPoolExecutor) -> None:
@@ -190,5 +216,5 @@ class DecodePool:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _result(sent: Picture | str) -> Picture | images.ImageError:
+def _result(sent: Picture | Film | str) -> Picture | Film | images.ImageError:
     return images.ImageError(sent) if isinstance(sent, str) else sent

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from clipsearch import images
 from clipsearch.errors import UserError
-from indexer.cpu_decode import decode_pixels
-from indexer.items import Decoded, Failed, Read
+from indexer.cpu_decode import Film, decode_pixels, decode_video
+from indexer.items import Decoded, DecodedVideo, Failed, Read
 from indexer.options import Options
 
 if TYPE_CHECKING:
@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 
 
 class CpuDecoder(Protocol):
-    def decode_many(self, reads: Sequence[Read]) -> list[Decoded | Failed]:
-        """Each file's model input (uint8 where the model's preprocessing is staged) or its failure, in order."""
+    def decode_many(self, reads: Sequence[Read]) -> list[Decoded | DecodedVideo | Failed]:
+        """Each file's model input (uint8 where the model's preprocessing is staged), a video's moments, or its
+        failure, in order."""
 
     def close(self) -> None: ...
 
@@ -46,12 +47,14 @@ class ThreadDecoder:
         staged = encoder.staged_transform
         return cls(staged.to_uint8 if staged else encoder.image_transform, encoder.image_size, max_pixels, slots)
 
-    def decode_many(self, reads: Sequence[Read]) -> list[Decoded | Failed]:
+    def decode_many(self, reads: Sequence[Read]) -> list[Decoded | DecodedVideo | Failed]:
         return [self._decode(read) for read in reads]
 
-    def _decode(self, read: Read) -> Decoded | Failed:
+    def _decode(self, read: Read) -> Decoded | DecodedVideo | Failed:
         try:
             with self._slots:
+                if read.video:
+                    return video_item(read, decode_video(read.task.path, self._limits[0], self._transform), lambda p: p)
                 width, height, pixels, meta, sign, note = decode_pixels(read.data, *self._limits, self._transform)
         except images.ImageError as exc:
             return Failed(read.task, str(exc))
@@ -68,14 +71,16 @@ class ProcessDecoder:
     def __init__(self, pool: DecodePool) -> None:
         self.pool = pool
 
-    def decode_many(self, reads: Sequence[Read]) -> list[Decoded | Failed]:
+    def decode_many(self, reads: Sequence[Read]) -> list[Decoded | DecodedVideo | Failed]:
         import torch
 
         results = self.pool.decode_many([(read.task.path, len(read.data), read.digest) for read in reads])
-        out: list[Decoded | Failed] = []
+        out: list[Decoded | DecodedVideo | Failed] = []
         for read, result in zip(reads, results):
             if isinstance(result, images.ImageError):
                 out.append(Failed(read.task, str(result)))
+            elif read.video:
+                out.append(video_item(read, result, torch.from_numpy))  # type: ignore[arg-type]
             else:
                 width, height, picture, meta, sign, note = result
                 out.append(Decoded(read.task, read.digest, width, height, torch.from_numpy(picture), meta, sign, note))
@@ -83,6 +88,13 @@ class ProcessDecoder:
 
     def close(self) -> None:
         self.pool.close()
+
+
+def video_item(read: Read, film: Film, tensor: Callable[[Any], Any]) -> DecodedVideo:
+    """A video decoded (``cpu_decode.decode_video``) as the embed stage takes it."""
+    facts, moments, meta, sign, note = film
+    return DecodedVideo(read.task, read.digest, facts.width, facts.height, [(t, tensor(p)) for t, p in moments],
+                        facts, meta, sign, note)
 
 
 def in_processes(options: Options, encoder: Encoder, workers: int) -> bool:

@@ -4,10 +4,11 @@ and backs off when a GPU runs out of memory."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Union
 
 from clipsearch.errors import UserError
-from indexer.items import Decoded, Embedded
+from indexer.items import Decoded, DecodedVideo, Embedded
 
 if TYPE_CHECKING:
     import torch
@@ -40,6 +41,30 @@ def model_batch(pixels: list[torch.Tensor], encoder: Encoder) -> torch.Tensor:
     return torch.stack(pixels)
 
 
+@dataclass(frozen=True)
+class _Moment:
+    """One moment of a video in a batch: a video's moments share batches with photos."""
+
+    video: DecodedVideo
+    n: int
+    pixels: Any
+
+
+_Entry = Union[Decoded, _Moment]
+
+
+def _video_embedded(item: DecodedVideo, vectors: list[Any]) -> Embedded:
+    """A video whose every moment has its vector: the file's own vector is their mean (what duplicates, tags and
+    "more like this" use), the moments are searched each by itself."""
+    import numpy as np
+
+    matrix = np.stack(vectors).astype("float32")
+    mean = matrix.mean(axis=0)
+    mean /= max(float(np.linalg.norm(mean)), 1e-12)
+    return Embedded(item.task, item.digest, item.width, item.height, mean, item.meta, item.signature, item.note,
+                    tuple((t, matrix[n]) for n, (t, _) in enumerate(item.moments)), item.facts)
+
+
 class BatchEmbedder:
     """``add`` decoded photos; their vectors come back, oldest batch first, as batches settle.
 
@@ -53,15 +78,22 @@ class BatchEmbedder:
         self.batch_limit = batch_size or 0  # images per model call; 0: the encoder's, once it is loaded
         self.out_of_memory_at = 0  # the batch size at which the GPU first ran out of memory, if it did
         self.model_seconds = 0.0  # what the model spent on the batches handed on
-        self._batch: list[Decoded] = []
-        self._in_flight: list[tuple[list[Decoded], Pending]] = []  # queued on the model, not handed on yet
+        self._batch: list[_Entry] = []
+        self._in_flight: list[tuple[list[_Entry], Pending]] = []  # queued on the model, not handed on yet
+        self._videos: dict[int, list[Any]] = {}  # id(video) -> its moments' vectors so far (None: not yet)
 
-    def add(self, item: Decoded) -> Iterator[Embedded]:
-        self._batch.append(item)
+    def add(self, item: Decoded | DecodedVideo) -> Iterator[Embedded]:
+        if isinstance(item, DecodedVideo):
+            self._videos[id(item)] = [None] * len(item.moments)
+            entries: list[_Entry] = [_Moment(item, n, pixels) for n, (_, pixels) in enumerate(item.moments)]
+        else:
+            entries = [item]
         if not self.batch_limit:
             self.batch_limit = self._encoder().batch_size
-        if len(self._batch) >= self.batch_limit:
-            yield from self._flush(keep=1)
+        for entry in entries:
+            self._batch.append(entry)
+            if len(self._batch) >= self.batch_limit:
+                yield from self._flush(keep=1)
 
     def finish(self) -> Iterator[Embedded]:
         """Everything added, embedded."""
@@ -71,6 +103,7 @@ class BatchEmbedder:
         """Forget what is not handed on yet (Ctrl-C: the next run does those files)."""
         self._batch.clear()
         self._in_flight.clear()
+        self._videos.clear()
 
     def note(self) -> str | None:
         """What the run changed on its own, for the user."""
@@ -90,11 +123,18 @@ class BatchEmbedder:
         while len(self._in_flight) > keep:
             items, done = self._in_flight.pop(0)
             for item, vector in zip(items, done.result()):
+                if isinstance(item, _Moment):
+                    vectors = self._videos[id(item.video)]
+                    vectors[item.n] = vector
+                    if all(v is not None for v in vectors):
+                        del self._videos[id(item.video)]
+                        yield _video_embedded(item.video, vectors)
+                    continue
                 yield Embedded(item.task, item.digest, item.width, item.height, vector, item.meta, item.signature,
                                item.note)
             self.model_seconds += done.seconds
 
-    def _launch(self, items: list[Decoded]) -> Iterator[Embedded]:
+    def _launch(self, items: list[_Entry]) -> Iterator[Embedded]:
         """Queue ``items`` on the model. A GPU out of memory (a large model, a small GPU, nvJPEG's pictures beside
         it) hands on what is in flight, frees the cache and tries again in halves, and later batches stay as small:
         the run goes on at the size that fits instead of failing."""

@@ -4,6 +4,7 @@ handed to the GPU), then embedded; or it fails, or its content turns out to be s
     Task ──read──> Failed                      (cannot read, empty, too big, not an image)
                 └> Reused                      (its content has a stored vector: nothing to decode or embed)
                 └> Read ──decode──> Decoded ──embed──> Embedded
+                             └> DecodedVideo ──embed──> Embedded (with its moments)
                 └> OnDevice ──GPU──> Decoded   (a JPEG nvJPEG decodes; it comes back as OnDevice if refused)
 
 A leaf: the decoders, the plan, the run and the Ray workers all speak these.
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     import torch
 
     from clipsearch.store import IndexedFile
+    from clipsearch.video import Facts
 
 
 @dataclass(frozen=True)
@@ -67,11 +69,13 @@ class Reused:
 
 @dataclass(frozen=True)
 class Read:
-    """Bytes hashed and waiting for a CPU decoder."""
+    """Bytes hashed and waiting for a CPU decoder; a video's are not read here (``data`` empty, ``video`` True):
+    its decoder reads what it needs."""
 
     task: Task
     digest: bytes
     data: bytes
+    video: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,22 @@ class Decoded:
 
 
 @dataclass(frozen=True)
+class DecodedVideo:
+    """A video's moments as the model's inputs: (t seconds, uint8 picture) each, in time order
+    (``clipsearch.video``), and what its container says."""
+
+    task: Task
+    digest: bytes
+    width: int
+    height: int
+    moments: list[tuple[float, torch.Tensor]]
+    facts: Facts
+    meta: PhotoMeta = field(default_factory=PhotoMeta)
+    signature: Signature | None = None  # of its first moment: what ``duplicates`` compares
+    note: str | None = None
+
+
+@dataclass(frozen=True)
 class Embedded:
     task: Task
     digest: bytes
@@ -112,6 +132,8 @@ class Embedded:
     meta: PhotoMeta = field(default_factory=PhotoMeta)
     signature: Signature | None = None
     note: str | None = None  # as ``Decoded.note``
+    moments: tuple[tuple[float, np.ndarray], ...] = ()  # a video's: (t, unit vector); ``vector`` is their mean
+    facts: Facts | None = None  # a video's container facts
 
 
 Outcome = Union[Failed, Reused, Embedded]  # what the decode + embed part hands on, one per task

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from indexer.concurrency import Once, short_gil_turns
 from indexer.decoders import CpuDecoder, cpu_decoder_for
 from indexer.embed import BatchEmbedder
-from indexer.items import Decoded, Embedded, Failed, OnDevice, Outcome, Reused, Task
+from indexer.items import Decoded, DecodedVideo, Embedded, Failed, OnDevice, Outcome, Reused, Task
 from indexer.options import Options
 from indexer.plan import Contents
 from indexer.reader import Reader, reader_threads
@@ -89,8 +89,8 @@ class DecodeEmbed:
         note = self.embedder.note()
         return self.notes + ([note] if note else [])
 
-    def _take(self, item: Failed | Reused | Decoded) -> Iterator[Outcome]:
-        if not isinstance(item, Decoded):
+    def _take(self, item: Failed | Reused | Decoded | DecodedVideo) -> Iterator[Outcome]:
+        if not isinstance(item, (Decoded, DecodedVideo)):
             yield item
         elif self.contents.stored_since_read(item.digest):  # a copy of content embedded since it was read
             yield Reused(item.task, item.digest, item.width, item.height)

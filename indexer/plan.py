@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from clipsearch import images
+from clipsearch import images, video
 from clipsearch.store.layout import CATALOG_NAME
 from indexer.items import Task
 from indexer.report import Progress, Report
@@ -42,7 +42,7 @@ class Planner:
         self.reembedding = store.pending_model is not None
 
     def tasks(self) -> Iterator[Task]:
-        extensions = images.supported_extensions()
+        extensions = images.supported_extensions() | video.EXTENSIONS
         # Every file found so far, as one int per (device, inode): ~60 bytes a file (60 MB at a million photos, for
         # the length of the walk) where a tuple or the path would take three times that.
         seen: set[int] = set()

@@ -104,6 +104,10 @@ def decode_files(batch: Batch, *, known: list[Any], plan: Plan, side: int | None
             _put(out, row, REUSED, digest=loaded.digest, width=loaded.width, height=loaded.height)
             continue
         assert isinstance(loaded, Read)
+        if loaded.video:  # one row per file here, where a video is many moments: the local engine indexes them
+            _put(out, row, FAILED, digest=loaded.digest, error="videos are indexed by the local engine only, not under "
+                 "--engine ray yet (touch the file and run index without --engine ray)")
+            continue
         try:
             width, height, picture, meta, sign, note = decode_pixels(loaded.data, side, max_pixels, plan)
         except images.ImageError as exc:

@@ -4,14 +4,15 @@ file. The only module that knows both decoders."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from clipsearch import images
-from clipsearch.hashing import content_hash
+from clipsearch import images, video
+from clipsearch.hashing import content_hash, file_content_hash
 from indexer.concurrency import bounded_map, chunked
 from indexer.cpu_decode import MAX_FILE_BYTES, read_file
-from indexer.items import Decoded, Failed, OnDevice, Read, Reused, Task
+from indexer.items import Decoded, DecodedVideo, Failed, OnDevice, Read, Reused, Task
 
 if TYPE_CHECKING:
     from clipsearch.encoders import Encoder
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from indexer.device_decode import DeviceDecoder
     from indexer.plan import Contents
 
-Loaded = Failed | Reused | Decoded  # what a reader call hands back: a claimed JPEG comes back from the GPU instead
+Loaded = Failed | Reused | Decoded | DecodedVideo  # what a reader call hands back: a claimed JPEG comes back from the GPU instead
 
 
 def reader_threads(workers: int) -> int:
@@ -34,7 +35,10 @@ def reader_threads(workers: int) -> int:
 def load(task: Task, stored: Callable[[bytes], bool]) -> Failed | Reused | Read:
     """Read and hash one file: its failure, its content already ``stored`` (only the size is read from its
     header), or its bytes for a decoder. What the local engine's reader threads and the Ray engine's decode tasks
-    (``indexer.ray_workers``) both do first."""
+    (``indexer.ray_workers``) both do first. A video is not read whole: it is hashed as every file is (its size,
+    head and tail) and its decoder reads what it samples, so a film or a huge file costs no memory here."""
+    if video.is_video(task.path):
+        return _load_video(task, stored)
     try:
         data = read_file(task.path, task.found.size)
     except OSError as exc:
@@ -51,6 +55,22 @@ def load(task: Task, stored: Callable[[bytes], bool]) -> Failed | Reused | Read:
             return Failed(task, str(exc))
         return Reused(task, digest, width, height)
     return Read(task, digest, data)
+
+
+def _load_video(task: Task, stored: Callable[[bytes], bool]) -> Failed | Reused | Read:
+    try:
+        if task.found.size == 0 and os.path.getsize(task.path) == 0:
+            return Failed(task, "empty file")
+        digest = file_content_hash(task.path)
+    except OSError as exc:
+        return Failed(task, f"cannot read: {exc.strerror or exc}")
+    if stored(digest):
+        try:
+            facts = video.probe(task.path)  # only the size, from the container
+        except video.VideoError as exc:
+            return Failed(task, str(exc))
+        return Reused(task, digest, facts.width, facts.height)
+    return Read(task, digest, b"", video=True)
 
 
 class Reader:
@@ -94,6 +114,8 @@ class Reader:
         data, digest = loaded.data, loaded.digest
         # Outside the per-file guard: a model that cannot load stops the run instead of failing every file.
         self.encoder()
+        if loaded.video:
+            return loaded
         gpu = self.device()
         header = images.gpu_decodable_jpeg(data, self.max_pixels) if gpu is not None and gpu.has_room() else None
         if header is not None and gpu is not None and gpu.claim():

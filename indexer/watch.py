@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 
-from clipsearch import images
+from clipsearch import images, video
 from indexer.walk import Rules
 
 
@@ -41,7 +41,7 @@ def watch_folders(
     from watchdog.events import FileSystemEvent, FileSystemEventHandler
     from watchdog.observers import Observer
 
-    extensions = images.supported_extensions()
+    extensions = images.supported_extensions() | video.EXTENSIONS
     roots = [os.path.abspath(r) for r in roots]
     excluded = [os.path.abspath(e) for e in exclude]
     pending: set[str] = set()

@@ -44,7 +44,8 @@ class RunWriter:
         else:
             record = FileRecord(found.path, found.size, found.mtime_ns, outcome.digest, outcome.width, outcome.height)
             if isinstance(outcome, Embedded):
-                self.store.put(record, outcome.vector, outcome.meta, outcome.signature)
+                video = (outcome.facts, outcome.moments) if outcome.facts is not None else None
+                self.store.put(record, outcome.vector, outcome.meta, outcome.signature, note=outcome.note, video=video)
                 if outcome.note:
                     self.report.noted.append({"path": found.path, "note": outcome.note})
             else:

@@ -44,10 +44,11 @@ class Classified:
 
 
 def image_files(paths: Sequence[str]) -> Iterator[str]:
-    """The image files that ``paths`` name: files as given, folders walked as ``index`` walks them."""
+    """The image and video files that ``paths`` name: files as given, folders walked as ``index`` walks them."""
+    from clipsearch import video
     from indexer.walk import walk
 
-    extensions = images.supported_extensions()
+    extensions = images.supported_extensions() | video.EXTENSIONS
     for given in paths:
         path = os.path.abspath(os.path.expanduser(given))
         if os.path.isdir(path):

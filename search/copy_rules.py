@@ -42,7 +42,7 @@ FLAT_CONTRAST = 4.0  # levels: a grid less varied than this is a flat picture (o
 MIN_PIXELS = 32 * 32  # a picture of fewer pixels than its grid has cells: nothing to tell a copy by
 SIMILAR_BITS = 20
 SIMILAR_SPREAD = 0.25
-EXACT_MAX = 50_000  # contents up to which neighbours are found exactly (a flat scan); above, IVF
+FLAT_SCAN_MAX = 50_000  # contents up to which neighbours are found exactly (a flat scan); above, IVF
 NPROBE = 6  # IVF lists searched per content: copies sit in their original's list or the next (bench/duplicates.py)
 BATCH = 8192
 
@@ -98,7 +98,7 @@ def neighbours(vectors: np.ndarray, k: int = K) -> tuple[np.ndarray, np.ndarray]
 
     n, dim = vectors.shape
     k = min(k + 1, n)  # each finds itself first
-    if n <= EXACT_MAX:
+    if n <= FLAT_SCAN_MAX:
         index = faiss.IndexFlatIP(dim)
     else:
         lists = int(4 * np.sqrt(n))
@@ -116,13 +116,13 @@ def neighbours(vectors: np.ndarray, k: int = K) -> tuple[np.ndarray, np.ndarray]
 
 def signature_neighbours(signs: np.ndarray, k: int = HASH_K) -> tuple[np.ndarray, np.ndarray]:
     """(bits, indices) of each signature's ``k`` nearest others by Hamming distance (-1 where none): exact up to
-    ``EXACT_MAX`` contents, above through 16-bit buckets (pairs within 3 bits always found, farther ones by chance)."""
+    ``FLAT_SCAN_MAX`` contents, above through 16-bit buckets (pairs within 3 bits always found, farther ones by chance)."""
     import faiss
 
     n = len(signs)
     k = min(k + 1, n)
     codes = np.ascontiguousarray(signs.astype("<i8").view(np.uint8).reshape(n, 8))
-    index = faiss.IndexBinaryFlat(64) if n <= EXACT_MAX else faiss.IndexBinaryMultiHash(64, 4, 16)
+    index = faiss.IndexBinaryFlat(64) if n <= FLAT_SCAN_MAX else faiss.IndexBinaryMultiHash(64, 4, 16)
     index.add(codes)
     bits = np.empty((n, k), dtype=np.int64)
     found = np.empty((n, k), dtype=np.int64)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from clipsearch.errors import DamagedIndex, NoSuchPhoto, UserError
 from clipsearch.store import StoreReader, vector_index
-from search import words
+from search import moments, words
 from search.filters import Filters
 from search.query import MAX_K, Hit, Query, Term, check_page, combine
 
@@ -32,7 +32,7 @@ GPU_MIN_VECTORS = 200_000
 # A filter that keeps at most this many photos is answered exactly from their stored vectors; past it, FAISS
 # searches every IVF list under the filter (probing only some could return fewer hits than exist), which costs
 # a scan of the codes with an id check each (bench/filters.py).
-EXACT_MAX = 2_000
+EXACT_FILTERED_MAX = 2_000
 # A filter that keeps at least this share of the collection is applied to a plain search's hits instead
 # (asked for twice the hits the share predicts): a search under a filter scans every IVF list.
 POST_FILTER_SHARE = 0.2
@@ -181,10 +181,11 @@ class Searcher:
                 return self._with_meta(self._browse(passing, query))
             index = self._current_index()
             vector = combine([self.embed(t) for t in query.terms], [t.weight for t in query.terms])
-            allowed = None if passing is None else [file_id for file_id, _ in passing]
+            allowed = moments.with_moments(self.store, None if passing is None else [file_id for file_id, _ in passing])
             if query.relevant or query.min_score is not None:
-                return self._with_meta(self._cut(index, vector, query, allowed))
-            hits = self._with_meta(words.hybrid(self.store, query, vector, allowed, lambda *a: self._nearest(index, vector, *a)))
+                return self._with_meta(self._cut(index, vector, query, allowed), vector)
+            nearest = lambda *a: self._nearest(index, vector, *a)  # noqa: E731
+            hits = self._with_meta(words.hybrid(self.store, query, vector, allowed, nearest), vector)
             if query.sort != "relevance":
                 hits.sort(key=lambda h: (h.meta["taken"] or "", h.id), reverse=query.sort == "-date")
             return hits
@@ -233,7 +234,7 @@ class Searcher:
 
     def _passing(self, filters: Filters, dates: bool) -> list[tuple[int, str | None]] | None:
         """``filters.passing``, remembered for the last few filters while the generation holds: evaluating a filter
-        over a million catalog rows takes ~1-2 s of SQL (bench/filters.py), and the page asks again for every
+        over a million catalog rows takes seconds of SQL (bench/filters.py), and the page asks again for every
         page of results and every new query under the same filters."""
         key = (self.store.generation, filters.criteria(), dates)
         if key not in self._filtered:
@@ -251,12 +252,14 @@ class Searcher:
         paths = self.store.paths(i for i, _ in page)
         return [Hit(rank, paths[i], None, i) for rank, (i, _) in enumerate(page, start=query.offset + 1)]
 
-    def _with_meta(self, hits: list[Hit]) -> list[Hit]:
-        """Each hit with its metadata, its tags and the text read in it (None: not read), as --json and the server give."""
+    def _with_meta(self, hits: list[Hit], vector: np.ndarray | None = None) -> list[Hit]:
+        """Each hit with its metadata, its tags and the text read in it (None: not read), as --json and the server
+        give them; a video's moments too."""
         ids = [h.id for h in hits]
         meta, tagged, seen = self.store.metadata.of_ids(ids), self.store.tags.of_ids(ids), self.store.words.seen_of_ids(ids)
-        return [Hit(h.rank, h.path, h.score, h.id, {**meta.get(h.id, {}), "tags": [t for t, _ in tagged.get(h.id, [])],
-                                                    "text": seen.get(h.id, {}).get("text")}) for h in hits]
+        return moments.attach(self.store, [Hit(h.rank, h.path, h.score, h.id, {
+            **meta.get(h.id, {}), "tags": [t for t, _ in tagged.get(h.id, [])],
+            "text": seen.get(h.id, {}).get("text")}) for h in hits], vector)
 
     def search(self, query: np.ndarray, k: int = 10, within: str | None = None, offset: int = 0,
                exclude: int | None = None) -> list[Hit]:
@@ -268,8 +271,9 @@ class Searcher:
         check_page(k, offset)
         with self.store.snapshot() as store:  # a writer committing meanwhile is not seen half-way
             index = self._current_index()
-            allowed = Filters(within).allowed_ids(store)
-            return self._nearest(index, query, k, offset, allowed, set() if exclude is None else {exclude})
+            allowed = moments.with_moments(store, Filters(within).allowed_ids(store))
+            found = self._nearest(index, query, k, offset, allowed, set() if exclude is None else {exclude})
+            return moments.attach(store, found, query)
 
     def _nearest(self, index: faiss.Index, query: np.ndarray, k: int, offset: int, allowed: Sequence[int] | None,
                  exclude: set[int]) -> list[Hit]:
@@ -282,7 +286,7 @@ class Searcher:
         if allowed is not None:
             if not allowed:
                 return []
-            if len(allowed) <= EXACT_MAX:
+            if len(allowed) <= EXACT_FILTERED_MAX:
                 return self._exact(query, k, offset, allowed, exclude)
             if len(allowed) >= POST_FILTER_SHARE * index.ntotal:
                 hits = self._post_filtered(index, query, k, offset, allowed, exclude)
@@ -307,8 +311,9 @@ class Searcher:
         vector = np.asarray(query, dtype="float32").reshape(1, -1)
         while True:
             scores, found_ids = index.search(vector, fetch, params=params)
-            found = [(int(i), float(s)) for i, s in zip(found_ids[0], scores[0]) if i >= 0]
-            if fetch >= available or len(found) < fetch or found[-1][1] < found[needed - 1][1]:
+            raw = [(int(i), float(s)) for i, s in zip(found_ids[0], scores[0]) if i >= 0]
+            found = moments.collapse(raw)  # a video's moments have ids of their own: enough files are fetched
+            if fetch >= available or len(raw) < fetch or (len(found) >= needed and raw[-1][1] < found[needed - 1][1]):
                 break
             fetch = min(fetch * 2, available)
         return self._page(found, k, offset, exclude)
@@ -324,7 +329,7 @@ class Searcher:
         fetch = min(index.ntotal, int(needed * 2 * index.ntotal / len(allowed)) + 8)
         scores, found_ids = self._gpu(index).search(np.asarray(query, dtype="float32").reshape(1, -1), fetch)
         passing = set(allowed)
-        found = [(int(i), float(s)) for i, s in zip(found_ids[0], scores[0]) if i >= 0 and int(i) in passing]
+        found = moments.collapse((int(i), float(s)) for i, s in zip(found_ids[0], scores[0]) if int(i) in passing)
         if len(found) < needed or found[needed - 1][1] == float(scores[0][-1]):  # short, or ties past the cut
             return None
         return self._page(found, k, offset, exclude)
@@ -352,7 +357,7 @@ class Searcher:
         found: list[tuple[int, float]] = []
         for ids, matrix in self.store.iter_vectors(allowed):
             scores = matrix @ vector
-            found.extend(zip(ids.tolist(), scores.tolist()))
+            found = moments.collapse([*found, *zip(ids.tolist(), scores.tolist())])  # a video once, at its best
             if len(found) > 4 * needed + 4096:  # keep memory bounded: the best so far, ties kept (sorted by id later)
                 found.sort(key=lambda hit: -hit[1])
                 cut = found[needed - 1][1]

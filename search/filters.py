@@ -76,8 +76,9 @@ def _extensions(types: tuple[str, ...]) -> tuple[str, ...]:
     """The file name endings of ``types``; a type clipsearch never indexes is a mistake, said as one, rather than
     a search that quietly finds nothing."""
     from clipsearch.images import EXTENSIONS, PLUGIN_EXTENSIONS
+    from clipsearch.video import EXTENSIONS as VIDEOS
 
-    indexed = EXTENSIONS | set(PLUGIN_EXTENSIONS) | {".avif"}  # whatever this machine's plugins: an index may hold them
+    indexed = EXTENSIONS | VIDEOS | set(PLUGIN_EXTENSIONS) | {".avif"}  # whatever this machine's plugins: an index may hold them
     out: list[str] = []
     for kind in types:
         name = kind.strip().lower().lstrip(".")

@@ -64,3 +64,21 @@ def test_the_api_answers_as_the_cli_does(cli: Cli, index_dir: Path, tmp_path: Pa
             assert "one of them" in str(error)
         else:
             raise AssertionError("a question with both words and like was answered")
+
+
+def test_a_script_without_the_main_guard_runs_its_top_level_once(tmp_path: Path) -> None:
+    """multiprocessing's children import the parent's main script by path: the decode workers must not, or a
+    script that indexes at its top level would run again (and index again) in each of them."""
+    photos = tmp_path / "photos"
+    shutil.copytree(SAMPLE, photos)
+    ran = tmp_path / "ran.log"
+    script = tmp_path / "unguarded.py"
+    script.write_text("import clipsearch\n"
+                      f"open({str(ran)!r}, 'a').write('top level\\n')\n"
+                      f"index = clipsearch.open_index({str(tmp_path / 'index')!r})\n"
+                      f"report = index.update([{str(photos)!r}], model='demo', workers=2, worker_kind='processes')\n"
+                      "print(report.added)\n")
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "54"
+    assert ran.read_text() == "top level\n"

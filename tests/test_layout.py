@@ -14,7 +14,8 @@ PACKAGES = ("clipsearch", "indexer", "search")
 MAX_LINES = 350  # cli.py holds only the commands' declarations and calls, and may be longer
 # Past the line with checksums and the re-embedding (issue 31), until issue 30 reshapes the store by responsibility
 # (a catalog, an owner of the segment files and their checksums, an owner of the derived files): a bound, not a quota.
-LONGER = {"clipsearch.store.segments": 460, "clipsearch.store.writer": 400, "clipsearch.store.catalog": 380,
+# catalog: +3 for videos' moments (issue 35: their reader, and FAISS ids of their own in iter_vectors).
+LONGER = {"clipsearch.store.segments": 460, "clipsearch.store.writer": 400, "clipsearch.store.catalog": 383,
           "search.engine": 360}
 
 

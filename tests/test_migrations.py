@@ -202,3 +202,33 @@ def test_a_move_to_segment_files_that_fails_half_way_leaves_the_vectors_in_the_c
         after = store.vectors_by_path()
     assert sorted(p.name for p in (index / "segments").iterdir()) == ["000008.seg", "000008.sum"]  # a fresh id
     assert all(np.array_equal(after[p], v) for p, v in before.items())
+
+
+def test_videos_join_an_upgraded_index_and_its_photos_are_not_re_embedded(cli: Cli, v1_index: tuple[Path, Path]) -> None:
+    """Format 13 (videos as moments): the upgrade adds empty tables; the FAISS file of the photos stays valid, and a
+    video added afterwards is indexed beside them."""
+    from tests.videogen import make_video, sample_picture
+
+    index, photos = v1_index
+    with StoreReader.open(index) as store:
+        vectors_before = store.vectors_by_path()
+        assert not store.moments.available and store.moments.count() == 0  # an old catalog reads as having none
+    upgrade = cli("index", photos, "--index", index, "--json").json()
+    assert upgrade["added"] == 0 and upgrade["model_seconds"] == 0
+    conn = sqlite3.connect(index / "catalog.sqlite")
+    assert conn.execute("SELECT count(*) FROM moments").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM videos").fetchone() == (0,)
+    conn.close()
+    scenes = [(0.0, sample_picture("blue-circle")), (3.0, sample_picture("red-star"))]
+    make_video(photos / "clip.mp4", scenes, 6, gop=10)
+    report = cli("index", photos, "--index", index, "--json").json()
+    assert (report["added"], report["unchanged"], report["failed"]) == (1, 55, [])
+    with StoreReader.open(index) as store:
+        assert store.format_version == FORMAT_VERSION and store.moments.count() >= 3
+        vectors_after = store.vectors_by_path()
+    assert all(vectors_after[p].tobytes() == vectors_before[p].tobytes() for p in vectors_before)
+    with Searcher(index, device="cpu") as searcher:
+        hits = searcher.answer(Query((Term.text("a red star"),), k=5))
+    video = next(h for h in hits if h.path.endswith("clip.mp4"))
+    assert 3.0 <= video.meta["t"] < 4.5
+    assert cli("check", "--index", index, "--json").json()["ok"]

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import urllib.parse
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 
 from indexer.walk import Rules
 from tests import imagegen
-from tests.conftest import Cli, cli_env, lines, run_cli, search_json, start_cli, wait_for_line
+from tests.conftest import Cli, Library, cli_command, cli_env, lines, run_cli, search_json, start_cli, wait_for_line
 from tests.serving import Server
 
 
@@ -183,8 +184,14 @@ def test_the_run_tells_people_what_was_indexed_with_a_note(cli: Cli, tmp_path: P
     assert result.exit_code == 0 and "0 failed" in result.stdout
     assert (f"  indexed with a note: {tmp_path / 'p' / 'cut.jpg'}: the file ends early (no JPEG end marker): every "
             "row decoded") in result.stderr
-    assert cli("info", "--failed").stdout == ""  # not a failure: the run said it, and info's last run counts it
     assert "0 failed (1 indexed with a note: a JPEG cut short) in" in cli("info").stdout
+    assert cli("index", tmp_path / "p").exit_code == 0  # a later run, which decodes nothing: the note stays
+    cut = str(tmp_path / "p" / "cut.jpg")
+    assert cli("info", "--failed").stdout == (f"{cut}: the file ends early (no JPEG end marker): every row decoded  "
+                                              "(indexed as far as it decodes)\n")
+    (row,) = cli("info", "--failed", "--json").json()  # type: ignore[misc]
+    assert row["path"] == cut and row["indexed"] is True
+    assert [h["path"] for h in search_json(cli, "--image", cut, "-k", "1")] == [cut]  # indexed, not failed
 
 
 # ---- 7. words ---------------------------------------------------------------------------------------------------------
@@ -274,3 +281,36 @@ def test_file_names_and_missing_addresses_are_said_properly(tmp_path: Path, mode
         assert server.get("/thumb/999999").json() == {"error": "no such photo in the index"}
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("args", [("search", "a star", "-k", "abc"), ("index", "--batch-size", "0", "."),
+                                  ("search", "a star", "-k"), ("nosuchcommand",)])
+def test_a_mistyped_option_is_one_line_naming_the_help(args: tuple[str, ...], index_dir: Path) -> None:
+    done = run_cli(*args, env=cli_env(index_dir))
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("clipsearch: error: ") and "--help'" in done.stderr
+
+
+@pytest.mark.parametrize("args", [("models",), ("search", "a red star", "--json")])
+def test_output_cut_short_by_a_closed_pipe_ends_quietly(args: tuple[str, ...], library: Library) -> None:
+    """`clipsearch search ... | head -0`: the reader has gone before the first write."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(cli_command(*args), stdout=write_end, stderr=subprocess.PIPE,
+                              env=cli_env(library.index_dir), timeout=300)
+    finally:
+        os.close(write_end)
+    errors = done.stderr.decode()
+    assert done.returncode == 1
+    assert errors == "", errors
+
+
+def test_the_api_schema_names_each_operation_once(library: Library) -> None:
+    """Generators of API clients refuse a schema whose operationIds repeat (GET and HEAD of one route did)."""
+    schema = json.loads(library.server.get("/openapi.json").body)
+    ids = [op["operationId"] for methods in schema["paths"].values() for op in methods.values()]
+    assert len(ids) == len(set(ids)) and "/file/{raw_id}" in schema["paths"]
+    assert library.server.get("/thumb/1", method="HEAD").status == 200

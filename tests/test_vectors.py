@@ -70,7 +70,7 @@ def test_ivf_recall_against_exact(tmp_path: Path, index_type: str) -> None:
 
 def test_index_type_switches_and_retrains_as_the_collection_grows(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(vectors, "EXACT_MAX", 5_000)
+    monkeypatch.setattr(vectors, "FLAT_INDEX_MAX", 5_000)
     idx = tmp_path / "idx"
     data = clustered(40_000, seed=3)
     fill(idx, data[:3_000])

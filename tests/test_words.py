@@ -184,23 +184,27 @@ def test_a_picture_the_models_choke_on_costs_its_words_only(cli: Cli, index_dir:
     assert cli("index", "--json").json().get("words") is None  # not tried again until the photo changes
 
 
+WORDS_FROM = migrations.FIRST + 1 + next(n for n, step in enumerate(migrations.STEPS)
+                                         if step.what.startswith("photos keep the words"))
+
+
 def test_an_index_from_before_words_gets_them_with_nothing_re_embedded(cli: Cli, index_dir: Path,
                                                                        words_folder: Path) -> None:
     """The backfill: an index written by format 11 (no words) is upgraded in place by its next run, which reads the
     headers, names and pictures of what it holds; no photo is decoded for the model, no vector changes."""
     assert cli("index", words_folder, "--model", "demo", "--json").json()["added"] == 6  # type: ignore[index]
     conn = sqlite3.connect(index_dir / "catalog.sqlite")
-    with conn:  # as the code before format 12 left it
+    with conn:  # as the code before the words' format left it
         for table in ("words_fts", "file_words", "seen_text"):
             conn.execute(f"DROP TABLE {table}")
         conn.execute("DELETE FROM meta WHERE key = 'words'")
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (str(FORMAT_VERSION - 1),))
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (str(WORDS_FROM - 1),))
     conn.close()
     with StoreReader.open(index_dir) as store:
         before, generation = store.vectors_by_path(), store.generation
         assert search_json(cli, "--text", "acme") == []  # a reader of the old format: no words, no error
     report = cli("index", "--json").json()
-    assert report["notes"] == [f"the index was upgraded in place from format {FORMAT_VERSION - 1} to "  # type: ignore
+    assert report["notes"] == [f"the index was upgraded in place from format {WORDS_FROM - 1} to "  # type: ignore
                                f"{FORMAT_VERSION}; nothing was re-embedded"]
     assert report["model_seconds"] == 0 and report["unchanged"] == 6  # type: ignore[index]
     assert report["words"] == {"named": 6, "read": 6, "with_text": 3, "failed": 0}  # type: ignore[index]
@@ -209,7 +213,6 @@ def test_an_index_from_before_words_gets_them_with_nothing_re_embedded(cli: Cli,
         assert store.generation == generation and store.format_version == FORMAT_VERSION
     assert after.keys() == before.keys() and all(after[p].tobytes() == before[p].tobytes() for p in before)
     assert by_name(search_json(cli, "--text", "acme")) == ["sign.jpg"]
-    assert migrations.STEPS[-1].what.startswith("photos keep the words")
 
 
 def test_a_format_1_index_gets_its_words(cli: Cli, v1_index: tuple[Path, Path]) -> None:  # noqa: F811

@@ -9,6 +9,7 @@ connection and one model: use it from one thread at a time (the server takes tur
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from clipsearch.app import checking, questions
 from clipsearch.app.results import CheckResult, DuplicateGroup, Duplicates, Failure, Info, TagCount
 from clipsearch.errors import NoSuchPhoto, UserError
-from clipsearch.indexed_file import read_indexed
+from clipsearch.indexed_file import open_indexed, read_indexed
 from clipsearch.location import resolve_index_dir
 
 if TYPE_CHECKING:
@@ -123,16 +124,27 @@ class Index:
         return run_classify(files, chosen, prompt.by_name(templates), top, self.directory, model, self.device,
                             self.precision)
 
-    def thumbnail(self, file_id: int) -> bytes:
+    def thumbnail(self, file_id: int, t: float | None = None) -> bytes:
         """A ~256 px upright JPEG of an indexed photo, kept in the index directory (thumbs/) under the content it was
-        made from. Only the indexed file is read (``clipsearch.indexed_file``). Raises ``NoSuchPhoto``, ``FileGone``,
-        ``FileChanged`` or ``clipsearch.images.ImageError``."""
-        from clipsearch import browser_images
+        made from; of a video, its frame at ``t`` seconds (default: its first moment), under the content and ``t``.
+        Only the indexed file is read (``clipsearch.indexed_file``). Raises ``NoSuchPhoto``, ``FileGone``,
+        ``FileChanged``, ``clipsearch.images.ImageError`` or ``clipsearch.video.VideoError``."""
+        from clipsearch import browser_images, video
 
         store = self.searcher.store
         row = store.indexed_file(file_id)
         if row is None:
             raise NoSuchPhoto(f"no photo with id {file_id} in the index")
+        if video.is_video(row.path):
+            if t is None:
+                t = min(store.moments.times([row.id]).get(row.id, {0: 0.0}).values())
+            key = hashlib.sha256(row.hash + f"@{t:.3f}".encode()).digest()[:16]
+            cached = store.thumbnails.get(key)
+            if cached is None:
+                with os.fdopen(open_indexed(row.path, row.size, row.mtime_ns), "rb") as indexed:
+                    cached = browser_images.picture_thumbnail(video.frame_at(indexed, t))
+                store.thumbnails.put(key, cached)
+            return cached
         cached = store.thumbnails.get(row.hash)
         if cached is not None:
             return cached

@@ -88,6 +88,7 @@ class Failure:
     error: str
     size: int | None = None
     mtime_ns: int | None = None
+    indexed: bool = False  # indexed as far as it decodes (a JPEG cut short); ``error`` is the decoder's note
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

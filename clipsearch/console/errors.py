@@ -60,6 +60,8 @@ def user_errors() -> Iterator[None]:
         raise fail(f"index database error: {text}") from None
     except sqlite3.DatabaseError as exc:  # a damaged catalog that opened, and failed further in
         raise fail(f"the index's catalog is damaged ({exc}): 'clipsearch check' says what can be saved") from None
+    except BrokenPipeError:
+        raise  # the reader of our output went away (`| head`): not a failure to report (run_command_line)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise fail(DISK_FULL) from None
@@ -73,3 +75,30 @@ def user_errors() -> Iterator[None]:
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)  # the exit status a shell gives a stop by signal: 128 + its number
         raise fail("terminated" if terminated else "interrupted", 143 if terminated else 130) from None
+
+
+def run_command_line(app: typer.Typer) -> None:
+    """Run the CLI with its own words for what click would print as a usage block: a mistyped option or value is
+    one line naming the command's help, exit 2; output cut short by a closed pipe (``| head``) ends quietly."""
+    import os
+    import sys
+
+    # click's UsageError, wherever this typer takes click from (its own copy since 0.28)
+    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    try:
+        code = app(standalone_mode=False)
+        sys.stdout.flush()
+    except usage_error as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `clipsearch` alone: its help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        where = exc.ctx.command_path if exc.ctx is not None else "clipsearch"
+        typer.echo(f"clipsearch: error: {shown(exc.format_message().rstrip('.'))}; see '{where} --help'", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:  # Ctrl-C or end of input at a prompt
+        typer.echo("clipsearch: error: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:  # the reader went away (click says so with exit 1 inside a command; so do we after it)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor anything more at exit
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

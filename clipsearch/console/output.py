@@ -86,7 +86,8 @@ def print_hits(hits: list[Hit], as_json: bool, dates: bool = False, places: bool
             score = f"{hit.score:6.3f}" if hit.score is not None else f"{'-':>6}"
             taken = f"{(hit.meta.get('taken') or '-')[:19]:19}  " if dates else ""
             where = f"{place(hit.meta.get('lat'), hit.meta.get('lon')):21}  " if places else ""
-            typer.echo(f"{hit.rank:>4}  {score}  {taken}{where}{shown(hit.path)}")
+            at = f"  @ {hit.meta['t']:.1f} s" if hit.meta.get("t") is not None else ""  # a video: its best moment
+            typer.echo(f"{hit.rank:>4}  {score}  {taken}{where}{shown(hit.path)}{at}")
             if preview is not None and (picture := preview(hit)) is not None:
                 sys.stdout.write(picture)
     sys.stdout.flush()
@@ -103,7 +104,7 @@ def thumbnails(index: Index) -> Callable[[Hit], str | None] | None:
 
     def show(hit: Hit) -> str | None:
         try:
-            return preview.encode(index.thumbnail(hit.id), kind)
+            return preview.encode(index.thumbnail(hit.id, hit.meta.get("t")), kind)  # a video: its best moment
         except Exception:  # noqa: BLE001 - a file gone or undecodable costs its picture only
             return None
 
@@ -158,7 +159,7 @@ def print_failures(rows: list[Failure], as_json: bool) -> None:
         print_json([row.as_dict() for row in rows])
         return
     for row in rows:
-        typer.echo(f"{shown(row.path)}: {shown(row.error)}")
+        typer.echo(f"{shown(row.path)}: {shown(row.error)}" + ("  (indexed as far as it decodes)" if row.indexed else ""))
 
 
 def print_info(info: Info, as_json: bool) -> None:

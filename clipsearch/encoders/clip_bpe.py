@@ -29,8 +29,8 @@ def _bytes_to_unicode() -> dict[int, str]:
 class ClipBpe:
     """CLIP's byte-level BPE, as open_clip's SimpleTokenizer does it, reading its tables from SQLite on demand.
 
-    Loading CLIP's 49k-token vocabulary and 49k merges costs 0.05-0.3 s however it is stored (the
-    `tokenizers` library: 0.2 s); a query has a handful of words, so only their pieces are looked up.
+    Loading CLIP's 49k-token vocabulary and 49k merges costs a large share of a cold search however it is
+    stored (the `tokenizers` library too; bench/startup.py); a query has a handful of words, so only their pieces are looked up.
     ``export`` checks it against open_clip's own tokenizer on the probe texts before an export is kept.
     """
 

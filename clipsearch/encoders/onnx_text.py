@@ -226,7 +226,7 @@ class OnnxTextEncoder:
         options.log_severity_level = 3
         if not resident:
             # One short query per process: graph rewriting and weight repacking at start-up cost more
-            # (0.25 s for ViT-B/32) than they save on a single run of a few tokens. A server keeps them.
+            # (bench/startup.py) than they save on a single run of a few tokens. A server keeps them.
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             options.add_session_config_entry("session.disable_prepacking", "1")
         self._session = ort.InferenceSession(str(directory / "text.onnx"), options, providers=["CPUExecutionProvider"])

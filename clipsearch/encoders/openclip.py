@@ -31,8 +31,8 @@ def no_random_init() -> Iterator[None]:
     """Build a model without ``torch.nn.init``'s random fills, for weights that a checkpoint then sets.
 
     open_clip fills every weight at random and then loads the checkpoint over them, strictly (a
-    missing key fails the load), so the fills are wasted: 2.2 s of a ViT-B-32 load here, 5.6 s of a
-    ViT-L-14 (0.4 s and 1.1 s without). transformers' ``no_init_weights`` does the same. Buffers
+    missing key fails the load), so the fills are wasted: most of a model's load time (bench/model_load.py).
+    transformers' ``no_init_weights`` does the same. Buffers
     computed in constructors (the causal mask) do not use these functions and are kept.
     """
     import torch.nn.init as init
@@ -129,7 +129,7 @@ def _arch_config(arch: str) -> dict[str, Any] | None:
 def import_open_clip_for(arch: str) -> Any:
     """``import open_clip``, without the optional libraries this architecture does not use.
 
-    open_clip imports transformers (~1.3 s here) and timm (~0.8 s) whenever they are installed,
+    open_clip imports transformers and timm (seconds, bench/startup.py) whenever they are installed,
     although only architectures with a Hugging Face text tower or a timm image tower need them.
     For the others they are hidden while open_clip is first imported, then made importable again.
     """
@@ -296,7 +296,7 @@ class OpenClipEncoder(Encoder):
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Texts in batches of 256, shortest first: a causal CLIP tower runs each batch over its longest text's
         tokens instead of all 77 (the end-of-text token sees only what comes before it, so the vectors are the
-        same), which makes a vocabulary of short labels ~8x cheaper to embed (bench/zeroshot.py)."""
+        same), which makes a vocabulary of short labels several times cheaper to embed (bench/zeroshot.py)."""
         from clipsearch.encoders.onnx_text import causal_text_tower
 
         tower = causal_text_tower(self._model)

@@ -21,6 +21,8 @@ from clipsearch.errors import UserError
 from clipsearch.store import index_changes, migrations, vector_index
 from clipsearch.store.layout import Layout
 from clipsearch.store.metadata import MetadataReader
+from clipsearch.store.moments import MomentReader, moment_blocks, split_ids
+from clipsearch.store.notes import NotesReader
 from clipsearch.store.paths import PATH, path_param, text, under
 from clipsearch.store.segments import Segments
 from clipsearch.store.signatures import SignatureReader
@@ -155,6 +157,10 @@ class Catalog:
     def metadata(self) -> MetadataReader:
         return MetadataReader(self._conn)
 
+    @property
+    def moments(self) -> MomentReader:
+        return MomentReader(self._conn)
+
     def file_row(self, path: str) -> IndexedFile | None:
         """The row of the file at ``path``, if it is indexed."""
         return _indexed_file(self._conn.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE path = {PATH}",
@@ -202,9 +208,11 @@ class Catalog:
         return [r[0] for r in rows]
 
     def failures(self) -> list[dict[str, Any]]:
-        """The files that could not be indexed (not retried until they change), by path."""
+        """The files that could not be indexed (not retried until they change), then those indexed as far as they
+        decode (``indexed``: a JPEG cut short), each by path."""
         rows = self._conn.execute("SELECT path, error, size, mtime_ns FROM failures ORDER BY path")
-        return [{"path": p, "error": e, "size": s, "mtime_ns": m} for p, e, s, m in rows]
+        failed = [{"path": p, "error": e, "size": s, "mtime_ns": m, "indexed": False} for p, e, s, m in rows]
+        return failed + NotesReader(self._conn).noted()
 
     def file_ids(self) -> set[int]:
         return {r[0] for r in self._conn.execute("SELECT id FROM files")}
@@ -281,24 +289,25 @@ class Catalog:
         return StoredVectors(self._conn, self._segments, self.model.dim if self.model else 0, self.format_version)
 
     def iter_vectors(self, ids: Sequence[int] | None = None, chunk: int = 4096,
-                     between: tuple[int, int] = (0, 1 << 62)) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield (ids, float32 matrix) blocks of stored embeddings: all files (with an id ``between`` the two, both
-        included), or the given ids."""
+                     between: tuple[int, int] = (0, 1 << 62), moments: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (ids, float32 matrix) blocks of stored embeddings: all files (ids ``between`` the two, both included)
+        or the given ids, and unless not ``moments`` their videos' moments (FAISS ids: ``moments.moment_id``)."""
         import numpy as np
 
         stored = self.stored_vectors
         select = f"SELECT files.id, {stored.columns} FROM files JOIN vectors ON vectors.hash = files.hash"
-        if ids is None:
+        file_ids, wanted = (None, None) if ids is None else split_ids(ids)
+        if file_ids is None:
             cursor = self._conn.execute(f"{select} WHERE files.id BETWEEN ? AND ? ORDER BY files.id", between)
             blocks: Iterator[list[Any]] = iter(lambda: cursor.fetchmany(chunk), [])
         else:
-            ids = [int(i) for i in ids]
-            parts = (ids[start : start + _IN_CHUNK] for start in range(0, len(ids), _IN_CHUNK))
+            parts = (file_ids[start : start + _IN_CHUNK] for start in range(0, len(file_ids), _IN_CHUNK))
             blocks = (self._conn.execute(f"{select} WHERE files.id IN ({','.join('?' * len(p))})", p).fetchall()
                       for p in parts)
         for rows in blocks:
             if rows:
                 yield np.fromiter((r[0] for r in rows), dtype="int64", count=len(rows)), stored.matrix(rows, 1)
+        yield from moment_blocks(self.moments, stored, wanted if moments else {}, between, chunk)
 
     def base_changes(self, base_max: int) -> tuple[list[int], np.ndarray]:
         """The large index's delta against a base of the ids up to ``base_max``: (ids it holds, base ids to skip)."""
@@ -319,13 +328,13 @@ class Catalog:
     def vectors_by_path(self) -> dict[str, np.ndarray]:
         """Every indexed file's stored vector, by path."""
         paths = dict(self._conn.execute("SELECT id, path FROM files"))
-        return {paths[int(i)]: row for ids, matrix in self.iter_vectors() for i, row in zip(ids, matrix)}
+        return {paths[int(i)]: row for ids, matrix in self.iter_vectors(moments=False) for i, row in zip(ids, matrix)}
 
     # -- the FAISS index -----------------------------------------------------------
     def index_factory(self) -> str:
         """The FAISS index type for the collection as it is now: the --index-type override, else by size."""
         dim = self.model.dim if self.model else 0
-        n = self.count()
+        n = self.count() + self.moments.count()  # vectors: a file's, and a video's moments
         wanted = self.pinned_index_type()
         return vector_index.fitted(vector_index.choose(n, dim) if wanted == "auto" else wanted, n)
 
@@ -351,7 +360,7 @@ class Catalog:
 
     def training_sample(self, factory: str) -> np.ndarray | None:
         """Stored vectors drawn at random, as many as ``factory`` trains on (None: it needs no training)."""
-        size = vector_index.training_size(factory, self.count())
+        size = vector_index.training_size(factory, self.count() + self.moments.count())
         if not size:
             return None
         stored = self.stored_vectors

@@ -70,11 +70,11 @@ def _check_faiss_file(store: Catalog, found: Diagnosis) -> list[str]:
     except RuntimeError as exc:
         return [f"FAISS index unreadable: {str(exc).splitlines()[0]}"]
     ids = vector_index.ids_of(index)
-    catalog_ids = store.file_ids()
+    catalog_ids = store.file_ids() | store.moments.all_ids()  # a video's moments have ids of their own
     if ids is not None and ids != catalog_ids:
         return [f"FAISS index and catalog disagree on {len(ids ^ catalog_ids)} ids"]
     if index.ntotal != len(catalog_ids):
-        return [f"FAISS index holds {index.ntotal} vectors, the catalog {len(catalog_ids)} files"]
+        return [f"FAISS index holds {index.ntotal} vectors, the catalog {len(catalog_ids)} (files and video moments)"]
     return []
 
 

@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clipsearch.store import file_sums, index_changes, large_index, vector_index
+from clipsearch.store import file_sums, index_changes, large_index, moments, vector_index
 from clipsearch.store.catalog import Catalog
 
 if TYPE_CHECKING:
@@ -32,6 +32,10 @@ class IndexFileUpkeep(Catalog):
     def commit(self) -> None:
         raise NotImplementedError
 
+    def vector_count(self) -> int:
+        """How many vectors the FAISS index holds: one per file, and one per video moment."""
+        return self.count() + self.moments.count()
+
     def set_index_type(self, index_type: str) -> None:
         """Pin the FAISS index type ("auto", "Flat", or "IVF<lists>,<codes>" such as "IVF4096,SQ8")."""
         index_type = vector_index.canonical(index_type, self.model.dim if self.model else None)
@@ -45,7 +49,7 @@ class IndexFileUpkeep(Catalog):
         generation = self.generation
         factory = self.index_factory()
         built_as = self.meta("index_built_as") or ""
-        grown = self.count() > vector_index.RETRAIN_GROWTH * int(self.meta("index_built_at") or 0)
+        grown = self.vector_count() > vector_index.RETRAIN_GROWTH * int(self.meta("index_built_at") or 0)
         if vector_index.same_family(built_as, factory) and not grown and self.pinned_index_type() == "auto":
             factory = built_as  # hysteresis: keep the trained lists until the collection has really grown
         if large_index.is_large(factory):
@@ -61,7 +65,7 @@ class IndexFileUpkeep(Catalog):
         if index is None:
             index = self.build_vector_index(factory)
             self._set_meta("index_built_as", factory)
-            self._set_meta("index_built_at", str(self.count()))
+            self._set_meta("index_built_at", str(self.vector_count()))
             index_changes.clear(self._conn)  # only the large index's delta needs them
             self.commit()  # not a new generation: the vectors did not change
         vector_index.write_atomically(index, target)
@@ -75,7 +79,7 @@ class IndexFileUpkeep(Catalog):
         if base is None:
             return None
         index = vector_index.patch(base, self._removed_ids, self.iter_vectors(sorted(self._added_ids)))
-        return index if index.ntotal == self.count() else None  # changed outside this run: rebuild instead
+        return index if index.ntotal == self.vector_count() else None  # changed outside this run: rebuild instead
 
     def _drop_stale_indexes(self, keep: set[Path] | None = None) -> None:
         """Remove every FAISS file but ``keep`` (default: the current generation's of an in-memory index)."""
@@ -105,7 +109,7 @@ class IndexFileUpkeep(Catalog):
             vector_index.write_atomically(large_index.train(factory, dim, self.training_sample(factory)),
                                     layout.ivf_trained(trained_no))
             self._set_meta("index_trained", str(trained_no))
-            self._set_meta("index_built_at", str(self.count()))
+            self._set_meta("index_built_at", str(self.vector_count()))
             have_base = False
         if have_base:
             changed = max(index_changes.counts(self._conn, base_max))
@@ -147,9 +151,10 @@ class IndexFileUpkeep(Catalog):
         if base is None or found is None:
             return None
         delta, skipped = found
-        touched = np.fromiter(sorted(self._removed_ids | self._added_ids), dtype="int64")
+        touched = np.fromiter(sorted(i for i in self._removed_ids | self._added_ids if not i & moments.FLAG),
+                              dtype="int64")
         delta.remove_ids(touched)
-        for ids, matrix in self.iter_vectors(sorted(self._added_ids)):
+        for ids, matrix in self.iter_vectors(sorted(self._added_ids), moments=False):
             delta.add_with_ids(matrix, ids)
         skipped = np.union1d(skipped, touched[touched <= base_max])
         if base.ntotal - len(skipped) + delta.ntotal != self.count():

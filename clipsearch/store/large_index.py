@@ -147,7 +147,7 @@ def _add_shard(trained: str, directory: str, first: int, last: int, out: str) ->
     faiss.downcast_index(ivf.quantizer).hnsw.efSearch = 64
     assign = _gpu_assigner(ivf) if gpus() > 0 else None
     with Catalog(Path(directory), connect(Layout(Path(directory)).catalog, readonly=True)) as store:
-        for ids, matrix in store.iter_vectors(between=(first, last)):
+        for ids, matrix in store.iter_vectors(between=(first, last), moments=False):
             if assign is None:
                 index.add_with_ids(matrix, ids)
             else:  # the nearest list found exactly on the GPU; the codes computed here
@@ -251,7 +251,7 @@ def read_base(base: Path) -> faiss.Index:
     ivf.nprobe = vector_index.nprobe(ivf.nlist)
     faiss.downcast_index(ivf.quantizer).hnsw.efSearch = max(64, 2 * ivf.nprobe)
     # No prefetch threads: faiss starts 32 for every search to read the probed lists ahead, which cost a one-vector
-    # query 2.4x its time where the lists are in the page cache (bench/store_scale.py).
+    # query more than twice its time where the lists are in the page cache (bench/store_scale.py).
     faiss.downcast_InvertedLists(ivf.invlists).prefetch_nthread = 0
     return index
 
@@ -311,7 +311,7 @@ def delta_from_catalog(store: Any, trained: Path, base_max: int) -> tuple[faiss.
     """The delta of the committed catalog against a base of every id up to ``base_max``: the photos added since (ids
     past it) and those re-embedded, and the base ids to skip (removed or re-embedded since: ``changed_after_build``)."""
     ids, skipped = store.base_changes(base_max)
-    return make_delta(trained, store.iter_vectors(ids)), skipped
+    return make_delta(trained, store.iter_vectors(ids, moments=False)), skipped
 
 
 def check(store: Any) -> list[str]:

@@ -233,11 +233,27 @@ def _words(conn: sqlite3.Connection, _: Path) -> None:
     names of every file, and the pictures' text as ``index --words`` says (no vector is touched). Trigram: a word
     matches inside longer ones (OCR runs words together); accents are folded by the code (``words.fold``), which
     works on SQLite before 3.45 (where trigram has no remove_diacritics)."""
-    conn.execute("CREATE TABLE seen_text (hash BLOB PRIMARY KEY, text TEXT NOT NULL, boxes TEXT NOT NULL, "
+    conn.execute("CREATE TABLE IF NOT EXISTS seen_text (hash BLOB PRIMARY KEY, text TEXT NOT NULL, boxes TEXT NOT NULL, "
                  "how TEXT NOT NULL) WITHOUT ROWID")
-    conn.execute("CREATE TABLE file_words (id INTEGER PRIMARY KEY, hash BLOB NOT NULL, names TEXT NOT NULL, "
+    conn.execute("CREATE TABLE IF NOT EXISTS file_words (id INTEGER PRIMARY KEY, hash BLOB NOT NULL, names TEXT NOT NULL, "
                  "carried TEXT NOT NULL)")
-    conn.execute("CREATE VIRTUAL TABLE words_fts USING fts5(names, carried, seen, tokenize='trigram')")
+    conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS words_fts USING fts5(names, carried, seen, tokenize='trigram')")
+
+
+def _content_notes(conn: sqlite3.Connection, _: Path) -> None:
+    """A file indexed as far as it decodes (a JPEG cut short) keeps the decoder's note (``clipsearch.store.notes``).
+    Empty here: files indexed before keep none."""
+    conn.execute("CREATE TABLE IF NOT EXISTS content_notes (hash BLOB PRIMARY KEY, note TEXT NOT NULL) WITHOUT ROWID")
+
+
+def _videos(conn: sqlite3.Connection, _: Path) -> None:
+    """Videos are indexed as moments (``clipsearch.store.moments``): a table of each video content's container
+    facts and one of its moments (time, and the hash its vector is stored under). Empty here: no photo changes, and
+    the FAISS file, which holds only photos so far, stays valid."""
+    conn.execute("CREATE TABLE IF NOT EXISTS videos (hash BLOB PRIMARY KEY, duration REAL NOT NULL, "
+                 "codec TEXT NOT NULL, fps REAL, moments INTEGER NOT NULL) WITHOUT ROWID")
+    conn.execute("CREATE TABLE IF NOT EXISTS moments (hash BLOB NOT NULL, n INTEGER NOT NULL, t REAL NOT NULL, "
+                 "moment BLOB NOT NULL, PRIMARY KEY (hash, n)) WITHOUT ROWID")
 
 
 STEPS: tuple[Step, ...] = (
@@ -251,7 +267,9 @@ STEPS: tuple[Step, ...] = (
     Step("exclusions follow a .gitignore's rules (a name matches at any depth, a / anchors)", _gitignore_exclusions),
     Step("stored vectors and index files carry checksums, so that damage is found and never served", _checksums),
     Step("a re-embedding is built beside the vectors searches use, and swapped in whole", _reembedding_beside),
+    Step("a photo indexed as far as it decodes keeps the decoder's note (info --failed lists it)", _content_notes),
     Step("photos keep the words in and around them (text in the picture, keywords, names), searchable", _words),
+    Step("videos are indexed as moments: frames with their times, and the container's facts", _videos),
 )
 SUMS_FROM = 10  # the first format whose segments and derived files carry checksums
 CURRENT = FIRST + len(STEPS)

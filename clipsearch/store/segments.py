@@ -40,8 +40,8 @@ MAGIC = b"CSVSEG01"
 HEADER = 64  # bytes before the first row: MAGIC, dimensions (uint32), bytes per number (uint32: 2 or 4), zeros
 # A search reads a few hundred scattered rows (re-ranking, "more like this") with pread, not through the map: each
 # row touched through the map brought the 64 KB around it into the process (the kernel's fault-around;
-# MADV_RANDOM did not stop it and only turned read-ahead off for bulk reads): 12 GB of page cache in a search
-# process's resident set after 1,000 queries at 10M photos (bench/store_scale.py). Bulk reads (a build, the
+# MADV_RANDOM did not stop it and only turned read-ahead off for bulk reads): a search process's resident set
+# grew without bound at 10M photos (bench/store_scale.py; figures in docs/benchmarks.md). Bulk reads (a build, the
 # training sample) go through the map.
 FEW_ROWS = 4096
 ROWS_PER_SEGMENT = 1 << 20  # 1 GiB at 512 dimensions: few files at 100M photos, and compaction rewrites little at once
@@ -146,7 +146,7 @@ class Segments:
                 raise SegmentError(f"segment {segment} holds {rows} rows; the catalog points at row {need - 1}; "
                                    f"{_REPAIR}")
             raw = np.memmap(self.path(segment), dtype=_dtype(itemsize), mode="r", offset=HEADER, shape=(rows, dim))
-            mapped = np.asarray(raw)  # a plain array over the map (keeping it alive): memmap's indexing costs ~1 ms
+            mapped = np.asarray(raw)  # a plain array over the map (keeping it alive): memmap's indexing is slow per call
             self._maps[segment] = mapped
         return mapped
 

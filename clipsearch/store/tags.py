@@ -99,7 +99,8 @@ def clear(conn: sqlite3.Connection) -> None:
 
 def untagged(conn: sqlite3.Connection, stored: StoredVectors, chunk: int) -> Iterator[tuple[list[bytes], np.ndarray]]:
     """The stored contents whose tags are not computed yet, with their vectors, in blocks of ``chunk``."""
-    digests = [bytes(r[0]) for r in conn.execute("SELECT hash FROM vectors WHERE hash NOT IN (SELECT hash FROM tagged)")]
+    digests = [bytes(r[0]) for r in conn.execute("SELECT hash FROM vectors WHERE hash NOT IN (SELECT hash FROM tagged) "
+                                                 "AND hash IN (SELECT hash FROM files)")]  # not a video's moments
     for start in range(0, len(digests), chunk):
         part = digests[start : start + chunk]
         rows: dict[bytes, tuple[object, ...]] = {}

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import faiss
     import numpy as np
 
-EXACT_MAX = 200_000  # exact search is still fast enough for a person at this size (bench/search_scale.py)
+FLAT_INDEX_MAX = 200_000  # vectors up to which the index is Flat: exact search is fast enough (bench/search_scale.py)
 DEFAULT_BUDGET = 1 << 30  # bytes of vector codes to keep in memory
 RETRAIN_GROWTH = 4  # an IVF index trained at n vectors is retrained once the collection passes 4n
 
@@ -34,7 +34,7 @@ def choose(n: int, dim: int, budget: int = DEFAULT_BUDGET) -> str:
     Held in memory while 8-bit codes fit the budget; past that the large index (``large_index``): lists on disk,
     an HNSW coarse quantizer over 2^14-2^18 lists, product codes of dim/4 bytes (4 dimensions a byte: dim/8 bytes
     put a third of the true top-10 past 640 candidates, bench/store_scale.py) re-ranked with the exact vectors."""
-    if n <= EXACT_MAX and n * dim * 4 <= budget:
+    if n <= FLAT_INDEX_MAX and n * dim * 4 <= budget:
         return "Flat"
     nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
     m = max(d for d in range(1, dim // 4 + 1) if dim % d == 0)  # sub-quantisers of 8 bits, dim/4 of them
@@ -192,7 +192,7 @@ def prepare_for_queries(index: faiss.Index) -> faiss.Index:
     """Settings a search needs that the index file does not keep.
 
     An IVF index splits a batch of queries over the cores but runs one query on one core; a person
-    searching sends one query, so we split its probed lists over the cores instead (1.7x faster here).
+    searching sends one query, so we split its probed lists over the cores instead (bench/search_scale.py).
     """
     import faiss
 

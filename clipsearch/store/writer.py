@@ -17,7 +17,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipsearch.errors import UserError
-from clipsearch.store import file_sums, index_changes, large_index, metadata, migrations, segments, signatures, tags, words
+from clipsearch.store import (
+    file_sums,
+    index_changes,
+    large_index,
+    metadata,
+    migrations,
+    moments,
+    notes,
+    segments,
+    signatures,
+    tags,
+    words,
+)
 from clipsearch.store.catalog import FileRecord, ModelRecord, connect
 from clipsearch.store.index_upkeep import IndexFileUpkeep
 from clipsearch.store.layout import Layout
@@ -108,10 +120,10 @@ class StoreWriter(IndexFileUpkeep):
     def _drop_files(self, ids: Sequence[int]) -> None:
         conn = self._txn()
         index_changes.record(conn, ids)
-        for file_id in ids:
-            conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
-            self._removed_ids.add(int(file_id))
-            self._added_ids.discard(int(file_id))
+        gone = [*map(int, ids), *self.moments.ids_of(ids)]  # a video's moments go from the FAISS index with it
+        conn.executemany("DELETE FROM files WHERE id = ?", [(i,) for i in ids])
+        self._removed_ids.update(gone)
+        self._added_ids.difference_update(gone)
         self._dirty = self._dirty or bool(ids)
 
     # -- model ---------------------------------------------------------------
@@ -242,13 +254,19 @@ class StoreWriter(IndexFileUpkeep):
         )
 
     def put(self, record: FileRecord, embedding: np.ndarray | None, meta: PhotoMeta | None = None,
-            signature: Signature | None = None) -> int:
+            signature: Signature | None = None, note: str | None = None, video: moments.Video | None = None) -> int:
         """Insert or replace a file's row; ``embedding`` None means the vector for ``record.hash`` is already stored.
-        ``meta``: what the content's header says, read by the decoder; ``signature``: its picture's."""
+        ``meta``: what the content's header says, read by the decoder; ``signature``: its picture's; ``note``: what
+        the decoder had to say of a content it decoded anyway (``clipsearch.store.notes``); ``video``: a video's
+        (``moments``)."""
         conn = self._txn()
+        if note is not None:
+            notes.put(conn, record.hash, note)
         if embedding is not None:
             self._segment_writer().put(record.hash, embedding)
             self._vectors_put += 1
+        if video is not None and embedding is not None:
+            moments.put(conn, record.hash, video, self._segment_writer().put)
         if meta is not None:
             metadata.put(conn, record.hash, meta)
         if signature is not None:
@@ -262,15 +280,15 @@ class StoreWriter(IndexFileUpkeep):
             conn.execute("UPDATE files SET seen = ? WHERE id = ?", (self._run_id, old[0]))
             return int(old[0])
         if old is not None:
-            conn.execute("UPDATE files SET size=?, mtime_ns=?, hash=?, width=?, height=?, seen=? WHERE id=?", (*values, old[0]))
             file_id = int(old[0])
+            self._removed_ids.update((file_id, *moments.ids_for(conn, file_id, bytes(old[3]))))
+            conn.execute("UPDATE files SET size=?, mtime_ns=?, hash=?, width=?, height=?, seen=? WHERE id=?", (*values, old[0]))
             index_changes.record(conn, [file_id])
-            self._removed_ids.add(file_id)
         else:
             cur = conn.execute(f"INSERT INTO files (path, size, mtime_ns, hash, width, height, seen) VALUES ({PATH},?,?,?,?,?,?)",
                                (path, *values))
             file_id = int(cur.lastrowid or 0)
-        self._added_ids.add(file_id)
+        self._added_ids.update((file_id, *moments.ids_for(conn, file_id, record.hash)))
         self._dirty = True
         return file_id
 
@@ -371,12 +389,13 @@ class StoreWriter(IndexFileUpkeep):
     def finish(self, report: dict[str, Any]) -> None:
         """Drop unreferenced vectors, commit, bring the FAISS file up to date and log the run."""
         conn = self._txn()
-        orphans = [bytes(r[0]) for r in conn.execute("SELECT hash FROM vectors WHERE hash NOT IN (SELECT hash FROM files)")]
+        moments.drop_orphans(conn)
+        orphans = [bytes(r[0]) for r in conn.execute(f"SELECT hash FROM vectors WHERE hash NOT IN ({moments.LIVE})")]
         if orphans:
-            conn.execute("DELETE FROM vectors WHERE hash NOT IN (SELECT hash FROM files)")
+            conn.execute(f"DELETE FROM vectors WHERE hash NOT IN ({moments.LIVE})")
             tags.drop_orphans(conn)
             self._dirty = True
-        conn.execute("DELETE FROM vectors_next WHERE hash NOT IN (SELECT hash FROM files)")
+        conn.execute(f"DELETE FROM vectors_next WHERE hash NOT IN ({moments.LIVE})")
         for table in (metadata, signatures, words):
             table.drop_orphans(conn)
         finished = time.time()

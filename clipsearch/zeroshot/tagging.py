@@ -16,7 +16,7 @@ that share the mass (a beach and the sea) all pass; a photo the vocabulary does 
 its mass thin and gets no tag (as does every photo under a model that knows nothing: random weights
 give at most 0.03 over 54 labels). What it costs: labels that are near-synonyms split their mass, so
 a vocabulary should name each concept once (the built-in one does). Measured precision and recall
-(demo model, held-out renderings): tests/test_tags.py and bench/tags.py; figures in docs/benchmarks.md.
+(demo model, held-out renderings): tests/test_tags.py and bench/zeroshot.py; figures in docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@
 const PAGE = 60;
 const $ = (id) => document.getElementById(id);
 const form = $("search"), q = $("q"), folder = $("folder"), statusLine = $("status"), grid = $("grid");
+const bigVideo = $("big-video");
 const viewer = $("viewer"), big = $("big"), dropZone = $("drop"), queryImage = $("query-image");
 
 // What is being searched: {kind: "text", q} | {kind: "like", id, name} | {kind: "image", blob, name},
@@ -101,7 +102,7 @@ function tile(hit, index) {
   img.loading = index < PAGE ? "eager" : "lazy";
   if (index < 6) img.fetchPriority = "high";  // the first row first
   img.alt = hit.name;
-  img.src = `/thumb/${hit.id}`;
+  img.src = thumbUrl(hit);
   if (index === 0) {
     const mine = serial;
     img.addEventListener("load", () => {
@@ -255,11 +256,53 @@ function searchByImage(file) {
 
 // ---- the viewer -------------------------------------------------------------------------------
 
+// A video's tile is its best moment's frame (``t``, seconds); a photo's is the photo.
+function thumbUrl(hit) {
+  return hit.t === undefined || hit.t === null ? `/thumb/${hit.id}` : `/thumb/${hit.id}?t=${hit.t}`;
+}
+
+function isVideo(hit) { return hit.t !== undefined && hit.t !== null; }
+
+// A video plays from its best moment: the server answers the player's range requests (206), so it seeks there.
+function showVideo(hit) {
+  big.hidden = true;
+  big.removeAttribute("src");
+  bigVideo.hidden = false;
+  bigVideo.src = `/file/${hit.id}#t=${hit.t}`;
+  bigVideo.addEventListener("loadedmetadata", () => { bigVideo.currentTime = hit.t; bigVideo.play().catch(() => {}); },
+                            { once: true });
+  const holder = $("viewer-moments");
+  holder.replaceChildren(...(hit.moments || []).map((moment) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "moment";
+    button.textContent = `${moment.t.toFixed(1)} s`;
+    button.title = `Play from ${moment.t.toFixed(1)} s (score ${moment.score.toFixed(3)})`;
+    button.addEventListener("click", () => { bigVideo.currentTime = moment.t; bigVideo.play().catch(() => {}); });
+    return button;
+  }));
+  holder.hidden = !(hit.moments || []).length;
+}
+
+function hideVideo() {
+  bigVideo.pause();
+  bigVideo.removeAttribute("src");
+  bigVideo.load();
+  bigVideo.hidden = true;
+  $("viewer-moments").hidden = true;
+  big.hidden = false;
+}
+
 function openViewer(index) {
   if (index < 0 || index >= hits.length) return;
   current = index;
   const hit = hits[index];
-  big.src = `/file/${hit.id}`;
+  if (isVideo(hit)) {
+    showVideo(hit);
+  } else {
+    if (!bigVideo.hidden) hideVideo();
+    big.src = `/file/${hit.id}`;
+  }
   big.alt = hit.name;
   $("viewer-name").textContent = hit.name;
   $("viewer-path").textContent = hit.path;
@@ -331,6 +374,7 @@ function closeViewer() {
   viewer.hidden = true;
   big.removeAttribute("src");
   $("big-boxes").replaceChildren();
+  if (!bigVideo.hidden) hideVideo();
   const tileButton = grid.querySelector(`.tile[data-index="${current}"]`);
   if (tileButton) tileButton.focus();
 }
