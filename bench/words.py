@@ -61,7 +61,8 @@ PLAIN_SKIMAGE = ["astronaut.png", "brick.png", "camera.png", "chelsea.png", "cof
                  "rocket.jpg", "clock_motion.png", "cell.png"]
 SHOPS = ["Hardware", "Bakery", "Pharmacy", "Bookshop", "Florist", "Garage", "Laundry", "Optician", "Butcher", "Cafe"]
 NAMES = ["ACME", "Zenith", "Orion", "Baltic", "Juniper", "Maple", "Granite", "Harbor", "Cobalt", "Sierra", "Falcon",
-         "Willow"]
+         "Willow", "Amber", "Boreal", "Cedar", "Delta", "Ember", "Fjord", "Gable", "Heron", "Indigo", "Jasper", "Kestrel",
+         "Lumen"]  # one per rendering, so that each phrase is on one photo only (a first run shared three)
 
 
 def fonts() -> list[Path]:
@@ -269,7 +270,7 @@ def recall(index: Path, truth: dict[str, dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="ViT-B-32-quickgelu:none")
-    parser.add_argument("--renderings", type=int, default=24)
+    parser.add_argument("--renderings", type=int, default=len(NAMES))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="words-bench-"))
     folder = work / "photos"

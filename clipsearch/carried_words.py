@@ -30,10 +30,11 @@ _SEPARATORS = re.compile(r"[_\-.+]+")
 
 
 def names_of(path: str, roots: Iterable[str]) -> str:
-    """A file's name and its folders' names (from the indexed folder's own name down), as words: IMG_2041 and
-    paris-2019 become "IMG 2041", "paris 2019"."""
+    """A file's name and its folders' names below the indexed folder, as words: IMG_2041 and paris-2019 become
+    "IMG 2041", "paris 2019". The indexed folder's own name ("Pictures", "photos") is every file's: it would tell
+    none apart, and would match every query that names it."""
     root = max((r for r in roots if path.startswith(r.rstrip(os.sep) + os.sep)), key=len, default=os.path.dirname(path))
-    parts = [os.path.basename(root.rstrip(os.sep)), *os.path.relpath(path, root).split(os.sep)]
+    parts = os.path.relpath(path, root).split(os.sep)
     parts[-1] = os.path.splitext(parts[-1])[0]
     return " ".join(" ".join(_SEPARATORS.sub(" ", part).split()) for part in parts if part)
 

@@ -65,9 +65,16 @@ class WordsStage:
             self.report.words_named += len(block)
         if self.mode != "on":
             return
+        todo = words.pictures_unread()
+        try:
+            if todo:
+                reader()
+        except ImportError as exc:  # an install without rapidocr: the run is done, its words wait for it
+            self.report.notes.append(f"the text in photos was not read: {exc} (pip install rapidocr)")
+            return
         pending: list[tuple[bytes, str, list, str]] = []
         last = time.monotonic()
-        for digest, image in bounded_map(self._decoded, words.pictures_unread(), 1, 2):
+        for digest, image in bounded_map(self._decoded, todo, 1, 2):
             if image is None:
                 continue  # changed since it was indexed, or gone: the next run
             seen = Seen("", [], image) if isinstance(image, str) else reader().read(image)

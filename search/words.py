@@ -100,6 +100,8 @@ def hybrid(store: StoreReader, query: Query, vector: np.ndarray, allowed: Sequen
     words = Words.parse(typed, strict=False) if typed and query.text is None else None
     needed = query.k + query.offset
     found = store.words.matching(words.match, words.like, needed + len(query.excluded)) if words else []
+    if found and words and store.words.matching(words.match, words.like, (common := store.count() // 2) + 1, True) > common:
+        found = []  # words that half the photos hold ("photo" in a folder of photos) tell nothing apart
     if allowed is not None and found:
         passing = set(allowed)
         found = [i for i in found if i in passing]

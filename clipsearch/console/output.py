@@ -179,6 +179,11 @@ def print_info(info: Info, as_json: bool) -> None:
     elif data.get("vocabulary"):
         typer.echo(f"{'tags:':15} {data['tags']} tags on {data['tagged_images']} images, from the "
                    f"{shown(data['vocabulary'])} vocabulary" + ("  (clipsearch tags lists them)" if data["tags"] else ""))
+    words = data.get("words") or {}
+    if words.get("mode"):
+        typer.echo(f"{'words:':15} text read in {words['pictures_with_text']} of {words['pictures_read']} pictures read"
+                   + (f", {words['pictures_waiting']} waiting" if words["pictures_waiting"] else "")
+                   + ("" if words["mode"] == "on" else f" (index --words {words['mode']})"))
     for root, settings in data.get("root_settings", {}).items():
         said = (["hidden files included"] if settings.get("include_hidden") else []) + (
             [f"excluding {', '.join(settings['exclude'])}"] if settings.get("exclude") else [])

@@ -57,11 +57,12 @@ class WordsReader(OptionalTable):
             if self.available else None
         return {**seen, "carried": row[0] if row else "", "names": row[1] if row else ""}
 
-    def matching(self, match: str | None, like: Sequence[str], limit: int) -> list[int]:
+    def matching(self, match: str | None, like: Sequence[str], limit: int, count: bool = False) -> Any:
         """The ids of the files whose words match, best first (bm25): ``match`` an FTS5 query over the folded text,
-        ``like`` folded fragments each of which must appear (too short for trigrams). Only files still indexed."""
+        ``like`` folded fragments each of which must appear (too short for trigrams). Only files still indexed.
+        ``count``: how many there are, up to ``limit``, instead."""
         if not self.available or (match is None and not like):
-            return []
+            return 0 if count else []
         where = ["files.id = words_fts.rowid"]
         params: list[Any] = []
         if match is not None:
@@ -71,13 +72,14 @@ class WordsReader(OptionalTable):
             escaped = fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             where.append("(names || ' ' || carried || ' ' || seen) LIKE ? ESCAPE '\\'")
             params.append(f"%{escaped}%")
-        order = "bm25(words_fts)" if match is not None else "words_fts.rowid"
+        order = "bm25(words_fts), words_fts.rowid" if match is not None and not count else "words_fts.rowid"
+        query = f"SELECT words_fts.rowid FROM words_fts, files WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?"
         try:
-            rows = self._conn.execute(f"SELECT words_fts.rowid FROM words_fts, files WHERE {' AND '.join(where)} "
-                                      f"ORDER BY {order}, words_fts.rowid LIMIT ?", (*params, limit)).fetchall()
+            if count:
+                return self._conn.execute(f"SELECT count(*) FROM ({query})", (*params, limit)).fetchone()[0]
+            return [int(r[0]) for r in self._conn.execute(query, (*params, limit))]
         except sqlite3.OperationalError:  # a query FTS5 cannot parse finds nothing (they are built quoted)
-            return []
-        return [int(r[0]) for r in rows]
+            return 0 if count else []
 
     def summary(self) -> dict[str, Any]:
         """For ``info``: the words mode, and how many contents were looked at and hold text."""
