@@ -14,7 +14,7 @@ from tests import imagegen
 from tests.conftest import Cli, cosine, index_folder, open_image, search_json
 
 REPORT_KEYS = {"added", "updated", "removed", "renamed", "unchanged", "headers_read", "signed", "tagged", "failed", "seconds",
-               "model_seconds"}
+               "model_seconds", "words"}  # words: the words stage is on by default (faces, off, adds none)
 
 
 def index_json(cli: Cli, *args: str) -> dict:

@@ -120,8 +120,10 @@ def put_seen(conn: sqlite3.Connection, found: Sequence[tuple[bytes, str, list[An
 
 
 def put_named(conn: sqlite3.Connection, found: Sequence[tuple[int, bytes, str, str]]) -> None:
-    """(file id, the content hash read, names, carried words) per file, and its FTS row."""
-    conn.executemany("INSERT OR REPLACE INTO file_words VALUES (?, ?, ?, ?)", found)
+    """(file id, the content hash read, names, carried words) per file, and its FTS row. A name that is not valid
+    UTF-8 (an old camera card's) is kept as words with its stray bytes as U+FFFD: searched by its other letters."""
+    conn.executemany("INSERT OR REPLACE INTO file_words VALUES (?, ?, ?, ?)",
+                     [(file_id, digest, _words_of(names), _words_of(carried)) for file_id, digest, names, carried in found])
     refresh(conn, [file_id for file_id, *_ in found])
 
 
@@ -173,3 +175,7 @@ class WordsWriter:
 
     def set_mode(self, mode: str) -> None:
         set_mode(self._txn(), mode)
+
+
+def _words_of(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
