@@ -101,6 +101,11 @@ def read_what_remains(catalog: Path, scratch: Path) -> Salvage:
     try:
         conn.execute("PRAGMA writable_schema=ON")
         conn.execute("DELETE FROM sqlite_master WHERE rootpage > ?", (pages,))
+        # A virtual table (the words' FTS5) whose shadow tables were cut off leaves a schema SQLite will not load;
+        # the salvage reads none of them (a run makes the words again), so they all go.
+        for (virtual,) in conn.execute("SELECT name FROM sqlite_master WHERE sql LIKE 'CREATE VIRTUAL TABLE%'").fetchall():
+            conn.execute("DELETE FROM sqlite_master WHERE name = ? OR name LIKE ? ESCAPE '!'",
+                         (virtual, virtual.replace(b"!", b"!!").replace(b"_", b"!_").replace(b"%", b"!%") + b"!_%"))
         conn.execute("PRAGMA writable_schema=OFF")
     except sqlite3.DatabaseError:
         raise UserError(f"the schema of {catalog} is lost: nothing can be saved from it; restore it from a backup, "
