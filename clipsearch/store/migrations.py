@@ -233,7 +233,7 @@ def _faces(conn: sqlite3.Connection, _: Path) -> None:
     next one. People group faces; a user's names, merges and splits are rows here that runs never undo
     (``not_person``: a face the user took out of a person never goes back). Empty here: the faces stage is off
     until ``index --faces on``, and then finds the faces of the photos indexed before (no re-embedding)."""
-    conn.execute("""CREATE TABLE faces (
+    conn.execute("""CREATE TABLE IF NOT EXISTS faces (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     hash BLOB NOT NULL,
     x INTEGER NOT NULL,
@@ -244,12 +244,13 @@ def _faces(conn: sqlite3.Connection, _: Path) -> None:
     descriptor BLOB NOT NULL,
     person INTEGER
 )""")
-    conn.execute("CREATE INDEX faces_by_hash ON faces(hash)")
-    conn.execute("CREATE INDEX faces_by_person ON faces(person)")
-    conn.execute("CREATE TABLE faced (hash BLOB PRIMARY KEY, error TEXT) WITHOUT ROWID")
-    conn.execute("CREATE TABLE people (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE COLLATE NOCASE)")
-    conn.execute("CREATE TABLE not_person (face INTEGER NOT NULL, person INTEGER NOT NULL, PRIMARY KEY (face, person)) "
-                 "WITHOUT ROWID")
+    conn.execute("CREATE INDEX IF NOT EXISTS faces_by_hash ON faces(hash)")
+    conn.execute("CREATE INDEX IF NOT EXISTS faces_by_person ON faces(person)")
+    conn.execute("CREATE TABLE IF NOT EXISTS faced (hash BLOB PRIMARY KEY, error TEXT) WITHOUT ROWID")
+    conn.execute("CREATE TABLE IF NOT EXISTS people (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                 "name TEXT UNIQUE COLLATE NOCASE)")
+    conn.execute("CREATE TABLE IF NOT EXISTS not_person (face INTEGER NOT NULL, person INTEGER NOT NULL, "
+                 "PRIMARY KEY (face, person)) WITHOUT ROWID")
 
 STEPS: tuple[Step, ...] = (
     Step("photo ids are never handed out again after a photo leaves the index", _ids_never_reused),  # 1 -> 2
