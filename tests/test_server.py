@@ -110,12 +110,12 @@ def test_thumbnails_upright_and_cached(library: Library) -> None:
     full = srv.get(f"/file/{hit['id']}")
     assert full.status == 200 and full.body == rotated.read_bytes()  # sent as is: the browser applies EXIF
 
-    # with the photo gone from disk, the cached thumbnail still answers, and the full file is a 404
+    assert srv.get(f"/thumb/{hit['id']}").body == first.body  # from the cache
+    # with the photo gone from disk, neither its cached thumbnail nor the file is shown (the guide: both refuse)
     moved = library.root.parent / "rotated-away.jpg"
     rotated.rename(moved)
     try:
-        again = srv.get(f"/thumb/{hit['id']}")
-        assert again.status == 200 and again.body == first.body
+        assert srv.get(f"/thumb/{hit['id']}").status == 404
         assert srv.get(f"/file/{hit['id']}").status == 404
     finally:
         moved.rename(rotated)

@@ -45,7 +45,7 @@ def test_a_search_that_nothing_can_match_says_why(cli: Cli, tmp_path: Path, mode
     """An unknown type, a score no cosine reaches and an empty date range printed a plain "no results", exit 0."""
     photos = make_photos(tmp_path / "p", ["a.png", "b.jpg"])
     assert cli("index", photos, "--model", model_spec).exit_code == 0
-    one_line(cli("search", "a star", "--type", "xyz"), "--type xyz: clipsearch indexes no such files (types: avif, bmp")
+    one_line(cli("search", "a star", "--type", "xyz"), "--type xyz: clipsearch indexes no such files (types: 3gp, avi, avif, bmp")
     one_line(cli("search", "a star", "--min-score", "2"), "--min-score 2 keeps nothing: scores are cosines, at most 1")
     one_line(cli("search", "a star", "--after", "2024-01-01", "--before", "2023-01-01"),
              "--after 2024-01-01 is not before --before 2023-01-01: no photo can be taken in that range")
