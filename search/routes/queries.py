@@ -42,9 +42,7 @@ def _answer(request: Request, terms: list[Term]) -> list[dict[str, Any]]:
     question = questions.make_query(terms, filters(request), number(request, "k", 10), number(request, "offset", 0),
                                     sort, relevant, min_score, p.get("text"))
     state = server(request)
-    with state.lock:
-        state.index.searcher.follow_model()
-    state.index.searcher.prepare(question.terms)  # a model's load, an upload's decode: no lock held (Searcher.prepare)
+    state.prepare(question.terms)
     with state.lock:
         hits = state.index.answer(question)
     return [{**hit.as_dict(), "name": os.path.basename(hit.path)} for hit in hits]
@@ -90,9 +88,7 @@ def _classified(request: Request, labels: str | None, templates: str, top: int, 
     state = server(request)
     matrix = state.zero_shot.label_matrix(chosen, prompt.by_name(templates))
     if image is not None:
-        with state.lock:
-            state.index.searcher.follow_model()
-        state.index.searcher.prepare([image])
+        state.prepare([image])
     with state.lock:
         classifier = Classifier(chosen, matrix, state.zero_shot.logit_scale())
         if image is None:

@@ -39,6 +39,13 @@ class ServerState:
     def __post_init__(self) -> None:
         self.zero_shot = ZeroShot(searcher=self.index.searcher)
 
+    def prepare(self, terms: Any) -> None:
+        """What a query needs that takes long (a model's load, an upload's decode), done without the lock once the
+        model is in step with the index (``Searcher.prepare``); the caller then takes the lock to answer."""
+        with self.lock:
+            self.index.searcher.follow_model()
+        self.index.searcher.prepare(terms)
+
 
 def server(request: Any) -> ServerState:
     return request.app.state.server
