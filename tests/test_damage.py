@@ -180,3 +180,30 @@ def test_a_faiss_file_whose_checksum_is_lost_is_rebuilt(cli: Cli, index: Path) -
     assert cli("check", "--repair", "--json").exit_code == 0
     assert cli("check", "--json").json()["ok"] is True  # type: ignore[index]
     assert os.path.exists(next(index.glob("vectors-*.faiss")).with_suffix(".faiss.crc"))
+
+
+@pytest.mark.parametrize("spoilt", ["page 1", "the model record's page"])
+def test_a_catalog_whose_schema_or_model_record_is_unreadable_is_read_again_with_the_copy_beside_it(
+        cli: Cli, index: Path, spoilt: str) -> None:
+    """Page 1 (the file header and the start of the schema) or page 2 (``meta``: the model record) zeroed made
+    the whole catalog unreadable: every photo lost though its rows were whole."""
+    before = top(cli)
+    catalog = index / "catalog.sqlite"
+    data = bytearray(catalog.read_bytes())
+    page = 4096
+    at = 0 if spoilt == "page 1" else page
+    data[at:at + page] = bytes(page)
+    catalog.write_bytes(bytes(data))
+    found = cli("check", "--json")
+    assert found.exit_code == 1 and any("catalog database" in p for p in found.json()["problems"])  # type: ignore[index]
+    repaired = cli("check", "--repair", "--json")
+    if spoilt == "page 1":  # every row whole: nothing lost, and it says how the catalog was read
+        assert repaired.exit_code == 0 and "saved 54 files and 54 stored vectors" in repaired.json()["notes"][0]  # type: ignore[index]
+        assert "read with the copy beside it" in repaired.json()["notes"][0]  # type: ignore[index]
+    else:  # the run's counters are lost with meta; the model record and the settings are not
+        assert repaired.exit_code == 1 and "read from the schema copy" in repaired.json()["lost"]  # type: ignore[index]
+    assert not [n for n in repaired.json().get("notes", []) if "no FAISS file" in n]  # type: ignore[union-attr]
+    assert (index / "catalog.schema.json").is_file()
+    assert cli("check", "--json").json()["ok"] is True  # type: ignore[index]
+    assert top(cli) == before  # the same photos, the same scores: nothing re-embedded, nothing else served
+    assert cli("index", "--json").json()["added"] == 0  # type: ignore[index]

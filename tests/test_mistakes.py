@@ -305,10 +305,6 @@ def test_the_cli_and_the_api_follow_one_set_of_rules(cli: Cli, sample: Path, ind
     one_line(cli("search", "--like", "99999").stderr, "no indexed photo has id 99999")
 
 
-@pytest.mark.xfail(strict=True, reason="a regression of formats 13-15 (issue 31): the schema grew to 38 rows, so "
-                   "sqlite_master spills past page 1 among the tables' pages, and a catalog cut at a third loses it; "
-                   "the salvage cannot read rows without it (next: a larger page for new catalogs, or a schema "
-                   "rebuilt from the code's own for the recorded format)")
 def test_a_damaged_catalog_is_checked_salvaged_and_never_reported_whole(cli: Cli, sample: Path, index_dir: Path) -> None:
     """A truncated catalog left every command at "database disk image is malformed", check --repair included; a
     0-byte one was "repaired" into an empty index with exit 0."""

@@ -22,7 +22,7 @@ def check(directory: Path, repair: bool = False) -> CheckResult:
 
     if not index_exists(directory):
         raise UserError(f"no index at {directory}")
-    lost, salvaged_away = None, 0
+    lost, salvaged, salvaged_away = None, None, 0
     if (damaged := salvage.damage(directory)) is not None:
         found = salvage.repair(directory) if repair else salvage.inspect(directory)
         if not repair:
@@ -33,6 +33,7 @@ def check(directory: Path, repair: bool = False) -> CheckResult:
                                if found.files_without_vector else [])
         salvaged_away = found.files_without_vector
         lost = f"catalog database was damaged ({damaged}); {found.summary()}" if found.lost_anything else None
+        salvaged = None if found.lost_anything else f"catalog database was damaged ({damaged}); {found.summary()}"
     try:
         store: StoreReader | StoreWriter = StoreWriter.open(directory)  # no run halfway through meanwhile
     except ReadOnlyIndex:
@@ -42,11 +43,13 @@ def check(directory: Path, repair: bool = False) -> CheckResult:
     with store:
         found_now = diagnosis.diagnose(store)
         remaining = found_now.problems
+        found_now.rebuild = found_now.rebuild or (repair and damaged is not None)  # the salvage left no FAISS file
         if repair and (found_now.problems or found_now.rebuild):
             assert isinstance(store, StoreWriter)
             diagnosis.repair(store, found_now)
-            remaining = diagnosis.diagnose(store).problems
+            after = diagnosis.diagnose(store)
+            remaining, found_now.notes = after.problems, after.notes
     problems = ([f"catalog database: {damaged}"] if damaged is not None else []) + found_now.problems
     lost_paths = found_now.lost_paths + ([f"({salvaged_away} photos of the damaged catalog)"] if salvaged_away else [])
     return CheckResult(problems, remaining, repaired=bool(repair and problems), lost=lost, lost_paths=lost_paths,
-                       notes=found_now.notes)
+                       notes=([salvaged] if salvaged else []) + found_now.notes)

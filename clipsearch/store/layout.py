@@ -1,6 +1,7 @@
 """The files of an index directory, by name: the only place that knows them.
 
     catalog.sqlite        files, model record, roots, runs, where each vector lies (the source of truth)
+    catalog.schema.json   a copy of the catalog's schema and model record, for the salvage (``schema_copy``)
     segments/<id>.seg     the vectors: append-only float32 (float16 when large) rows the catalog points at
     vectors-<gen>.faiss   FAISS index over file ids, derived from the catalog at generation <gen>
     write.lock            held (flock) by the one process that writes
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CATALOG_NAME = "catalog.sqlite"
+SCHEMA_COPY_NAME = "catalog.schema.json"
 LOCK_NAME = "write.lock"
 RUN_LOG_NAME = "runs.log"
 THUMBS_NAME = "thumbs"
@@ -32,6 +34,10 @@ class Layout:
     @property
     def catalog(self) -> Path:
         return self.directory / CATALOG_NAME
+
+    @property
+    def schema_copy(self) -> Path:
+        return self.directory / SCHEMA_COPY_NAME
 
     @property
     def lock(self) -> Path:

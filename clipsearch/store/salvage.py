@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clipsearch.errors import UserError
-from clipsearch.store import migrations, segments
+from clipsearch.store import file_sums, migrations, schema_copy, segments
 from clipsearch.store.catalog import connect
 from clipsearch.store.layout import Layout
 from clipsearch.store.lock import WriteLock
@@ -47,6 +47,8 @@ class Salvage:
     rows: dict[str, list[tuple[object, ...]]] = field(default_factory=dict)
     incomplete: list[str] = field(default_factory=list)  # tables a missing page cut short (or lost whole)
     files_without_vector: int = 0
+    schema_from_copy: bool = False  # the catalog's own schema was unreadable: the copy beside it stood in
+    copied_meta: dict[str, str] = field(default_factory=dict)  # model record and settings, as the schema copy has them
 
     @property
     def lost_anything(self) -> bool:
@@ -55,8 +57,11 @@ class Salvage:
     def summary(self) -> str:
         files, vectors = len(self.rows.get("files", [])), len(self.rows.get("vectors", []))
         lost = f"; lost: {', '.join(self.incomplete)} (cut short by the damage)" if self.incomplete else ""
+        if "meta" in self.incomplete and self.copied_meta:
+            lost += "; the model record and settings read from the schema copy"
+        copied = " (its schema unreadable, read with the copy beside it)" if self.schema_from_copy else ""
         return (f"saved {files} files and {vectors} stored vectors{lost}; {self.files_without_vector} files whose "
-                "vector was lost are left for the next index run to embed again")
+                f"vector was lost are left for the next index run to embed again{copied}")
 
 
 def damage(directory: Path) -> str | None:
@@ -84,20 +89,33 @@ def damage(directory: Path) -> str | None:
 
 def read_what_remains(catalog: Path, scratch: Path) -> Salvage:
     """Every row SQLite can still read from the damaged ``catalog``, read from a patched copy at ``scratch`` (which
-    may lie outside the index: a read-only one can be inspected too)."""
-    shutil.copyfile(catalog, scratch)
-    data = bytearray(scratch.read_bytes())
-    if len(data) < 100 or not data.startswith(b"SQLite format 3\0"):
+    may lie outside the index: a read-only one can be inspected too). Where the catalog's own schema cannot be read
+    (its pages cut off or spoilt, its header gone), the schema copy beside it (``schema_copy``) stands in for it."""
+    copy = schema_copy.load(Layout(catalog.parent).schema_copy)
+    data = bytearray(catalog.read_bytes())
+    header_whole = len(data) >= 100 and data.startswith(schema_copy.HEADER)
+    page_size = schema_copy.page_size_in(data) if header_whole else int(copy["page_size"]) if copy else 0
+    pages = len(data) // page_size if page_size else 0
+    if pages < 2 or (not header_whole and copy is None):  # no page past the first: no table's row is left
         raise UserError(f"{catalog} is not an SQLite catalog any more (its header is gone): nothing can be saved "
                         "from it; restore it from a backup, or index again into a new --index")
-    page_size = struct.unpack(">H", data[16:18])[0]
-    page_size = 65536 if page_size == 1 else page_size
-    pages = len(data) // page_size
+    del data[pages * page_size:]
     data[28:32] = struct.pack(">I", pages)  # the pages there are, not the pages there were
-    scratch.write_bytes(bytes(data[: pages * page_size]))
+    out = Salvage()
+    if not header_whole or not _schema_readable(scratch, data):
+        if copy is None:
+            raise UserError(f"the schema of {catalog} is lost: nothing can be saved from it; restore it from a "
+                            "backup, or index again into a new --index")
+        scratch.write_bytes(bytes(schema_copy.restore_first_page(data, copy)))
+        conn = sqlite3.connect(scratch, isolation_level=None)
+        conn.execute("PRAGMA writable_schema=ON")
+        schema_copy.put_back(conn, copy)
+        conn.close()
+        out.schema_from_copy = True
+    if copy is not None:
+        out.copied_meta = dict(copy.get("meta", {}))
     conn = sqlite3.connect(scratch, isolation_level=None)
     conn.text_factory = bytes
-    out = Salvage()
     try:
         conn.execute("PRAGMA writable_schema=ON")
         conn.execute("DELETE FROM sqlite_master WHERE rootpage > ?", (pages,))
@@ -120,6 +138,19 @@ def read_what_remains(catalog: Path, scratch: Path) -> Salvage:
         out.rows[table] = rows
     conn.close()
     return out
+
+
+def _schema_readable(scratch: Path, data: bytearray) -> bool:
+    """Write ``data`` to ``scratch``; whether SQLite reads its whole schema table there."""
+    scratch.write_bytes(bytes(data))
+    conn = sqlite3.connect(scratch, isolation_level=None)
+    try:
+        conn.execute("SELECT type, name, tbl_name, rootpage, sql FROM sqlite_master").fetchall()
+        return True
+    except sqlite3.DatabaseError:
+        return False
+    finally:
+        conn.close()
 
 
 def inspect(directory: Path) -> Salvage:
@@ -159,6 +190,7 @@ def _keep_whole(found: Salvage, directory: Path) -> tuple[dict[str, str], int, d
     record cannot be read (the vectors would mean nothing)."""
     catalog = Layout(directory).catalog
     meta = {bytes(k).decode(): bytes(v).decode() for k, v in found.rows["meta"]}  # type: ignore[arg-type]
+    meta = {**{k: v for k, v in found.copied_meta.items() if k != "format_version"}, **meta}  # the catalog's own first
     if "model_spec" not in meta or "dim" not in meta:
         raise UserError(f"the model record of {catalog} is lost: the saved vectors could not be used; "
                         "index again into a new --index (the damaged catalog is left as it is)")
@@ -223,8 +255,9 @@ def salvage(directory: Path) -> Salvage:
             Path(str(layout.catalog) + suffix).unlink(missing_ok=True)
         os.replace(layout.catalog, directory / f"catalog.sqlite.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
         os.replace(fresh, layout.catalog)
-        for stale in layout.faiss_files():  # built from the old catalog: rebuilt from the saved vectors
+        for stale in list(layout.faiss_files()):  # built from the old catalog: rebuilt from the saved vectors
             stale.unlink(missing_ok=True)
+            Path(str(stale) + file_sums.SUFFIX).unlink(missing_ok=True)
         return found
     finally:
         scratch.unlink(missing_ok=True)

@@ -26,6 +26,7 @@ from clipsearch.store import (
     migrations,
     moments,
     notes,
+    schema_copy,
     segments,
     signatures,
     tags,
@@ -67,6 +68,7 @@ class StoreWriter(IndexFileUpkeep):
         self._retired: list[int] = []  # segments dropped in the open transaction: their files go after the commit
         self._compact_due = False
         self._vectors_put = 0  # vectors stored by this writer (``HOLD_AFTER_COMMIT`` counts them)
+        self._schema_copy = schema_copy.keep(conn, self.layout.schema_copy, None)  # what the salvage reads
 
     @classmethod
     def open(cls, directory: Path, on_wait: Callable[[str], None] | None = None) -> StoreWriter:
@@ -312,6 +314,7 @@ class StoreWriter(IndexFileUpkeep):
             self._conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
         self._conn.execute("COMMIT")
         self._dirty = False
+        self._schema_copy = schema_copy.keep(self._conn, self.layout.schema_copy, self._schema_copy)
         segments.remove(self._segments, self._retired)
         self._retired.clear()
         if hold := os.environ.get(HOLD_AFTER_COMMIT):
