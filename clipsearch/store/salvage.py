@@ -14,7 +14,6 @@ next ``index`` run embeds them again; nothing else is re-embedded.
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import struct
 import tempfile
