@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from clipsearch.encoders import onnx_text
 from clipsearch.errors import UserError
-from clipsearch.store.words import MODES
+from clipsearch.store.words import MODES, check_default_mode
 from clipsearch.zeroshot import vocabulary
 from indexer.options import Options
 from indexer.report import Progress, Report
@@ -100,6 +100,7 @@ class IndexJob:
         tag_vocabulary = vocabulary.setting(self.vocabulary) if self.vocabulary is not None else None
         if self.words is not None and self.words not in MODES:
             raise UserError(f"--words must be one of {', '.join(MODES)}, not {self.words[:20]!r}")
+        check_default_mode()
         _check_faces(self.faces)
         if not index_exists(self.directory):
             resolve_roots(self.folders, [])

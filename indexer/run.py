@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from clipsearch.display import counted
 from clipsearch.errors import Terminated, UserError
+from clipsearch.store.words import default_mode as words_default_mode
 from indexer.backfill import MetadataBackfill, SignatureBackfill
 from indexer.faces import FaceStage
 from indexer.options import Options
@@ -104,7 +105,7 @@ class IndexRun:
                 SignatureBackfill(self.store, self.report, self.options.decode_workers()).run()
                 if self.store.pending_model is None:  # tags come from the vectors searches use, with their model
                     TagStage(self.store, self.stages.encoder.if_made, self.stages.encoder, self.report).run()
-                WordsStage(self.store, self.report, self.store.meta("words") or "on").run()
+                WordsStage(self.store, self.report, self.store.meta("words") or words_default_mode()).run()
                 FaceStage(self.store, self.report, self.options.decode_workers(),  # index --faces on
                           self.ray.faces_runner() if self.ray is not None else None).run()
             except KeyboardInterrupt as stop:

@@ -30,16 +30,25 @@ ARCH = "clipsearch-demo"  # the small architecture shipped in clipsearch/model_c
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Keep exported text towers out of the user's ~/.cache, and skip the export (seconds per model)
-    except in the tests about it (tests/test_fast_text.py turns it on)."""
-    saved = {k: os.environ.get(k) for k in ("CLIPSEARCH_CACHE", "CLIPSEARCH_TEXT_EXPORT")}
+    except in the tests about it (tests/test_fast_text.py turns it on). Pictures are read for their text (OCR: 3x
+    the CPU of a run on the sample) only in the tests about words, which say ``--words on`` or set
+    ``CLIPSEARCH_WORDS`` back (``words_on``)."""
+    saved = {k: os.environ.get(k) for k in ("CLIPSEARCH_CACHE", "CLIPSEARCH_TEXT_EXPORT", "CLIPSEARCH_WORDS")}
     os.environ["CLIPSEARCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     os.environ["CLIPSEARCH_TEXT_EXPORT"] = "0"
+    os.environ["CLIPSEARCH_WORDS"] = "later"
     yield
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture
+def words_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An index that has not chosen a words mode reads pictures, as a user's does (the suite defers it elsewhere)."""
+    monkeypatch.delenv("CLIPSEARCH_WORDS")
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from tests.conftest import Cli, search_json
 from tests.serving import Server
 from tests.test_migrations import v1_index  # noqa: F401 - the format-1 fixture, for the backfill
 
+pytestmark = pytest.mark.usefixtures("words_on")  # pictures are read here, as in a user's index
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 
 
@@ -155,6 +156,18 @@ def test_words_later_and_off_are_remembered_and_the_stage_resumes(cli: Cli, inde
     assert search_json(cli, "a photo")[0]["text"] is None
     wrong = cli("index", "--words", "sometimes")
     assert wrong.exit_code == 2 and "--words must be one of on, later, off" in wrong.stderr
+
+
+def test_clipsearch_words_is_the_mode_of_an_index_that_chose_none(cli: Cli, index_dir: Path, words_folder: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLIPSEARCH_WORDS", "later")
+    report = cli("index", words_folder, "--model", "demo", "--json").json()
+    assert report["words"]["read"] == 0 and cli("info", "--json").json()["words"]["mode"] == "later"  # type: ignore
+    monkeypatch.setenv("CLIPSEARCH_WORDS", "sometimes")
+    wrong = cli("index")
+    assert wrong.exit_code == 2 and wrong.stderr == "clipsearch: error: $CLIPSEARCH_WORDS must be one of on, later, off, not 'sometimes'\n"
+    monkeypatch.delenv("CLIPSEARCH_WORDS")  # the default: on
+    assert cli("index", "--json").json()["words"]["read"] == 6  # type: ignore[index]
 
 
 def test_a_picture_the_models_choke_on_costs_its_words_only(cli: Cli, index_dir: Path, words_folder: Path,

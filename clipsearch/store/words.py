@@ -15,15 +15,32 @@ calls it whenever either changes. Readers of older formats see no words (``avail
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from clipsearch.errors import UserError
 from clipsearch.store.migrations import OptionalTable
 
 _IN_CHUNK = 500
 MODES = ("on", "later", "off")  # meta.words: read pictures each run; not yet (keep what was read); never (dropped)
+DEFAULT_MODE_VARIABLE = "CLIPSEARCH_WORDS"
+
+
+def default_mode() -> str:
+    """The words mode of an index that has not chosen one (``index --words``): ``on``, unless $CLIPSEARCH_WORDS
+    names another (an operator's default for new indexes; the test suite's, which reads pictures only in the tests
+    about words). A value that is not a mode is refused by ``index`` (``check_default_mode``)."""
+    chosen = os.environ.get(DEFAULT_MODE_VARIABLE, "on")
+    return chosen if chosen in MODES else "on"
+
+
+def check_default_mode() -> None:
+    chosen = os.environ.get(DEFAULT_MODE_VARIABLE)
+    if chosen is not None and chosen not in MODES:
+        raise UserError(f"${DEFAULT_MODE_VARIABLE} must be one of {', '.join(MODES)}, not {chosen[:20]!r}")
 
 def fold(text: str) -> str:
     """Text as the FTS table holds it and queries are matched: accents dropped, case folded, spaces collapsed."""
@@ -88,7 +105,7 @@ class WordsReader(OptionalTable):
         mode = self._conn.execute("SELECT value FROM meta WHERE key = 'words'").fetchone()
         read, with_text = self._conn.execute("SELECT count(*), coalesce(sum(text != ''), 0) FROM seen_text").fetchone()
         waiting = self._conn.execute("SELECT count(*) FROM vectors WHERE hash NOT IN (SELECT hash FROM seen_text)")
-        return {"mode": mode[0] if mode else "on", "pictures_read": read, "pictures_with_text": with_text,
+        return {"mode": mode[0] if mode else default_mode(), "pictures_read": read, "pictures_with_text": with_text,
                 "pictures_waiting": waiting.fetchone()[0]}
 
 
