@@ -57,6 +57,8 @@ def test_searches_during_a_reindex_are_answered_in_full_by_the_old_model_until_o
         assert answers(index) == before  # in full, by the old model, while the new vectors are being built
         info = json.loads(run_cli("info", "--json", env=cli_env(index)).stdout)
         assert info["model"] == "demo" and info["images"] == N
+        assert info["reembedding"]["model"] == model_spec and info["reembedding"]["vectors_done"] >= 8
+        assert f"re-embedding:   with {model_spec}: " in run_cli("info", env=cli_env(index)).stdout
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     finally:
@@ -71,7 +73,7 @@ def test_searches_during_a_reindex_are_answered_in_full_by_the_old_model_until_o
     assert any("re-embedded with" in note for note in report["notes"]), report["notes"]
     assert 0 < report["model_seconds"]
     info = json.loads(run_cli("info", "--json", env=cli_env(index)).stdout)
-    assert info["model"] == model_spec and info["images"] == N
+    assert info["model"] == model_spec and info["images"] == N and info["reembedding"] is None
     after = answers(index)
     assert sorted(p for p, _ in after) == sorted(p for p, _ in before) and after != before  # the new model's answers
     assert json.loads(run_cli("check", "--json", env=cli_env(index)).stdout)["ok"] is True

@@ -184,6 +184,9 @@ def print_info(info: Info, as_json: bool) -> None:
         typer.echo(f"{'words:':15} text read in {words['pictures_with_text']} of {words['pictures_read']} pictures read"
                    + (f", {words['pictures_waiting']} waiting" if words["pictures_waiting"] else "")
                    + ("" if words["mode"] == "on" else f" (index --words {words['mode']})"))
+    if again := data.get("reembedding"):
+        typer.echo(f"{'re-embedding:':15} with {again['model']}: {again['vectors_done']} of {again['vectors']} vectors "
+                   "made, unfinished (searches use the old vectors until a run finishes it: clipsearch index)")
     for root, settings in data.get("root_settings", {}).items():
         said = (["hidden files included"] if settings.get("include_hidden") else []) + (
             [f"excluding {', '.join(settings['exclude'])}"] if settings.get("exclude") else [])
