@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clipsearch.errors import UserError
-from clipsearch.store import file_sums, migrations, schema_copy, segments
+from clipsearch.store import file_sums, migrations, schema_copy, segments, words
 from clipsearch.store.catalog import connect
 from clipsearch.store.layout import Layout
 from clipsearch.store.lock import WriteLock
@@ -40,10 +40,22 @@ _VALUES = {
     "failures": f"{T}, ?, ?, {T}, ?", "runs": f"?, ?, ?, {T}, {T}",
 }
 
+# Kept as read, beside the core tables above (columns by name, so any format's): what each content and file was
+# found to hold, and the user's own rows (people's names, faces taken out of a person). Not kept: ``segments``
+# (recorded from the segment files), ``vectors_next`` (an unfinished re-embedding starts over, as the next run
+# does), ``changed_after_build`` and the words' FTS table (made again from what is kept).
+CARRIED = ("sqlite_sequence", "tags", "tagged", "photo_meta", "signatures", "content_notes", "seen_text",
+           "file_words", "videos", "moments", "faces", "faced", "people", "not_person")
+# A table and the one that says which contents it was made for: cut short, both go (a run makes them again), or
+# contents would be marked done without their rows.
+PAIRED = {"tags": "tagged", "tagged": "tags", "faces": "faced", "faced": "faces", "videos": "moments",
+          "moments": "videos"}
+
 
 @dataclass
 class Salvage:
     rows: dict[str, list[tuple[object, ...]]] = field(default_factory=dict)
+    columns: dict[str, list[str]] = field(default_factory=dict)  # of the ``CARRIED`` tables, as read
     incomplete: list[str] = field(default_factory=list)  # tables a missing page cut short (or lost whole)
     files_without_vector: int = 0
     schema_from_copy: bool = False  # the catalog's own schema was unreadable: the copy beside it stood in
@@ -135,6 +147,20 @@ def read_what_remains(catalog: Path, scratch: Path) -> Salvage:
         except sqlite3.DatabaseError:
             out.incomplete.append(table)
         out.rows[table] = rows
+    present = {bytes(n).decode() for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    for table in CARRIED:
+        if table in present:
+            rows = []
+            try:
+                cursor = conn.execute(f"SELECT * FROM {table}")
+                out.columns[table] = [d[0] for d in cursor.description]
+                rows.extend(cursor)
+            except sqlite3.DatabaseError:
+                out.incomplete.append(table)
+            out.rows[table] = rows
+    for table in out.incomplete:
+        if (other := PAIRED.get(table)) in out.rows:
+            out.rows[table], out.rows[other] = [], []
     conn.close()
     return out
 
@@ -206,10 +232,44 @@ def _keep_whole(found: Salvage, directory: Path) -> tuple[dict[str, str], int, d
 
     found.rows["vectors"] = [r for r in found.rows["vectors"] if whole(r)]
     stored = {bytes(r[0]) for r in found.rows["vectors"]}  # type: ignore[arg-type]
-    files = [r for r in found.rows["files"] if bytes(r[4]) in stored]  # type: ignore[arg-type]
+    videos_whole = _videos_whole(found, stored)
+    files = [r for r in found.rows["files"] if bytes(r[4]) in stored or bytes(r[4]) in videos_whole]  # type: ignore[arg-type]
     found.files_without_vector = len(found.rows["files"]) - len(files)
     found.rows["files"] = files
     return meta, dim, in_files
+
+
+def _videos_whole(found: Salvage, stored: set[bytes]) -> set[bytes]:
+    """The videos (content hashes) whose every moment was read with its vector whole (``clipsearch.store.moments``)."""
+    if not found.rows.get("videos"):
+        return set()
+    expected = {bytes(r[0]): int(r[found.columns["videos"].index("moments")]) for r in found.rows["videos"]}  # type: ignore[arg-type,call-overload]
+    at = found.columns["moments"].index("moment")
+    seen: dict[bytes, list[bytes]] = {}
+    for row in found.rows["moments"]:
+        seen.setdefault(bytes(row[0]), []).append(bytes(row[at]))  # type: ignore[arg-type]
+    return {video for video, count in expected.items()
+            if len(moments := seen.get(video, [])) == count and all(m in stored for m in moments)}
+
+
+def _put_back_carried(conn: sqlite3.Connection, found: Salvage) -> None:
+    """The ``CARRIED`` rows into the new catalog, by column name; text columns as the bytes they were."""
+    for table in CARRIED:
+        rows, names = found.rows.get(table), found.columns.get(table, [])
+        if not rows:
+            continue
+        if table == "sqlite_sequence":  # ids handed out stay handed out (files, faces, people): never again
+            for name, seq in rows:
+                name = bytes(name).decode()  # type: ignore[arg-type]
+                if not conn.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?", (seq, name)).rowcount:
+                    conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (name, seq))
+            continue
+        types = {r[1]: str(r[2]).upper() for r in conn.execute(f"PRAGMA table_info({table})")}
+        kept = [i for i, name in enumerate(names) if name in types]
+        marks = ", ".join(T if types[names[i]] == "TEXT" else "?" for i in kept)
+        conn.executemany(f"INSERT OR IGNORE INTO {table} ({', '.join(names[i] for i in kept)}) VALUES ({marks})",
+                         [tuple(row[i] for i in kept) for row in rows])
+    words.refresh(conn, [int(r[0]) for r in found.rows["files"]])  # type: ignore[call-overload]
 
 
 def salvage(directory: Path) -> Salvage:
@@ -246,6 +306,7 @@ def salvage(directory: Path) -> Salvage:
                     ("format_version", str(migrations.CURRENT))]
             if rows:
                 conn.executemany(f"INSERT OR IGNORE INTO {table} ({_COLUMNS[table]}) VALUES ({_VALUES[table]})", rows)
+        _put_back_carried(conn, found)
         conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
         conn.execute("COMMIT")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
