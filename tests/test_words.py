@@ -82,6 +82,8 @@ def test_words_in_pictures_in_files_and_in_names_are_found(cli: Cli, index_dir: 
     assert by_name(search_json(cli, "--text", "ardwar")) == ["sign.jpg"]  # inside a word
     assert by_name(search_json(cli, "--text", '"Total: 23.95"')) == ["receipt.png"]  # a phrase, exactly
     assert search_json(cli, "--text", '"Total 23.95"') == []  # ... and only exactly
+    assert by_name(search_json(cli, "--text", "Open 9")) == ["sign.jpg"]  # a word too short for trigrams
+    assert by_name(search_json(cli, "--text", "4711 23")) == ["receipt.png"]
     assert by_name(search_json(cli, "--text", "bakery")) == ["huge.jpg"]  # a 21 MP picture, read at a bounded size
     assert by_name(search_json(cli, "--text", "grandmother")) == ["IMG_2041.jpg"]  # XMP dc:subject
     assert by_name(search_json(cli, "--text", "cafe florian")) == ["IMG_2041.jpg"]  # dc:title, across the accent

@@ -87,7 +87,8 @@ class WordsReader(OptionalTable):
             params.append(match)
         for fragment in like:
             escaped = fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            where.append("(names || ' ' || carried || ' ' || seen) LIKE ? ESCAPE '\\'")
+            # qualified: ``files`` has a ``seen`` column too (an ambiguous name failed every query with a short word)
+            where.append("(words_fts.names || ' ' || words_fts.carried || ' ' || words_fts.seen) LIKE ? ESCAPE '\\'")
             params.append(f"%{escaped}%")
         order = "bm25(words_fts), words_fts.rowid" if match is not None and not count else "words_fts.rowid"
         query = f"SELECT words_fts.rowid FROM words_fts, files WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?"
@@ -95,7 +96,9 @@ class WordsReader(OptionalTable):
             if count:
                 return self._conn.execute(f"SELECT count(*) FROM ({query})", (*params, limit)).fetchone()[0]
             return [int(r[0]) for r in self._conn.execute(query, (*params, limit))]
-        except sqlite3.OperationalError:  # a query FTS5 cannot parse finds nothing (they are built quoted)
+        except sqlite3.OperationalError as exc:  # a query FTS5 cannot parse finds nothing (they are built quoted)
+            if "fts5" not in str(exc):
+                raise  # anything else is a defect to see, not "no results"
             return 0 if count else []
 
     def summary(self) -> dict[str, Any]:
