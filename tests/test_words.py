@@ -167,7 +167,8 @@ def test_clipsearch_words_is_the_mode_of_an_index_that_chose_none(cli: Cli, inde
     assert report["words"]["read"] == 0 and cli("info", "--json").json()["words"]["mode"] == "later"  # type: ignore
     monkeypatch.setenv("CLIPSEARCH_WORDS", "sometimes")
     wrong = cli("index")
-    assert wrong.exit_code == 2 and wrong.stderr == "clipsearch: error: $CLIPSEARCH_WORDS must be one of on, later, off, not 'sometimes'\n"
+    said = "clipsearch: error: $CLIPSEARCH_WORDS must be one of on, later, off, not 'sometimes'\n"
+    assert wrong.exit_code == 2 and wrong.stderr == said
     monkeypatch.delenv("CLIPSEARCH_WORDS")  # the default: on
     assert cli("index", "--json").json()["words"]["read"] == 6  # type: ignore[index]
 

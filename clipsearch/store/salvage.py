@@ -58,12 +58,13 @@ class Salvage:
     columns: dict[str, list[str]] = field(default_factory=dict)  # of the ``CARRIED`` tables, as read
     incomplete: list[str] = field(default_factory=list)  # tables a missing page cut short (or lost whole)
     files_without_vector: int = 0
+    files_misrecorded: int = 0  # rows whose path disagrees with the paths' index: left for the next run to find
     schema_from_copy: bool = False  # the catalog's own schema was unreadable: the copy beside it stood in
     copied_meta: dict[str, str] = field(default_factory=dict)  # model record and settings, as the schema copy has them
 
     @property
     def lost_anything(self) -> bool:
-        return bool(self.incomplete or self.files_without_vector)
+        return bool(self.incomplete or self.files_without_vector or self.files_misrecorded)
 
     def summary(self) -> str:
         files, vectors = len(self.rows.get("files", [])), len(self.rows.get("vectors", []))
@@ -71,6 +72,9 @@ class Salvage:
         if "meta" in self.incomplete and self.copied_meta:
             lost += "; the model record and settings read from the schema copy"
         copied = " (its schema unreadable, read with the copy beside it)" if self.schema_from_copy else ""
+        if self.files_misrecorded:
+            copied += (f"; {self.files_misrecorded} files whose path was damaged are left out (the next index run "
+                       "finds them again, re-embedding nothing)")
         return (f"saved {files} files and {vectors} stored vectors{lost}; {self.files_without_vector} files whose "
                 f"vector was lost are left for the next index run to embed again{copied}")
 
@@ -147,6 +151,7 @@ def read_what_remains(catalog: Path, scratch: Path) -> Salvage:
         except sqlite3.DatabaseError:
             out.incomplete.append(table)
         out.rows[table] = rows
+    out.rows["files"], out.files_misrecorded = _paths_as_indexed(conn, out.rows["files"])
     present = {bytes(n).decode() for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     for table in CARRIED:
         if table in present:
@@ -163,6 +168,21 @@ def read_what_remains(catalog: Path, scratch: Path) -> Salvage:
             out.rows[table], out.rows[other] = [], []
     conn.close()
     return out
+
+
+def _paths_as_indexed(conn: sqlite3.Connection, files: list[tuple[object, ...]]) -> tuple[list[tuple[object, ...]], int]:
+    """The file rows whose path is also in the paths' own index (``path UNIQUE``), and how many are not: a byte
+    changed in a row's path would otherwise be saved as a photo that is not there, served until a run noticed.
+    A file left out here is found again by the next run, its vector reused (same content): nothing is re-embedded.
+    An index that cannot be read whole vouches for nothing: the rows are kept as read."""
+    try:
+        (index,) = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'files' "
+                                "AND sql IS NULL AND name LIKE 'sqlite_autoindex_files_%'").fetchone()
+        indexed = {bytes(p) for (p,) in conn.execute(f"SELECT path FROM files INDEXED BY {bytes(index).decode()}")}
+    except (TypeError, ValueError, sqlite3.DatabaseError):
+        return files, 0
+    kept = [row for row in files if bytes(row[1]) in indexed]  # type: ignore[arg-type]
+    return kept, len(files) - len(kept)
 
 
 def _schema_readable(scratch: Path, data: bytearray) -> bool:
