@@ -267,7 +267,7 @@ class Catalog:
             "index": str(self.directory),
             "images": self.count(),
             "vectors": self._conn.execute("SELECT count(*) FROM vectors").fetchone()[0],
-            "vector_rows_to_reclaim": self.stored_vectors.unreferenced_rows(),
+            "vector_rows_to_reclaim": (stored := self.stored_vectors).unreferenced_rows(),
             "model": model.spec if model else None,
             "dim": model.dim if model else None,
             "fingerprint": json.loads(model.fingerprint) if model and model.fingerprint else None,
@@ -277,8 +277,7 @@ class Catalog:
             "vocabulary": self.meta("vocabulary") or ("builtin" if self.tags.available else None),
             "tags": len(self.tags.counts()),
             "tagged_images": self.tags.tagged_files(),
-            "words": self.words.summary(),
-            "reembedding": self._reembedding(),
+            "words": self.words.summary(), "reembedding": stored.reembedding(self.pending_model),
             "index_type": self.meta("index_built_as"),
             "index_type_setting": self.pinned_index_type(),
             "index_type_note": self.index_type_note(),
@@ -286,15 +285,6 @@ class Catalog:
             "format_version": self.format_version,
             "last_run": self.last_run(),
         }
-
-    def _reembedding(self) -> dict[str, Any] | None:
-        """An unfinished ``index --reindex``: its model and how many of the stored vectors it has made again."""
-        pending = self.pending_model
-        if pending is None:
-            return None
-        done = self._conn.execute("SELECT count(*) FROM vectors_next WHERE hash IN (SELECT hash FROM vectors)")
-        return {"model": pending.spec, "vectors_done": done.fetchone()[0],
-                "vectors": self._conn.execute("SELECT count(*) FROM vectors").fetchone()[0]}
 
     # -- vectors (``clipsearch.store.stored_vectors``) ---------------------------------
     @property

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from clipsearch.store.segments import Segments
 
@@ -44,6 +44,15 @@ class StoredVectors:
             return self.segments.gather(segments, positions, self.dim)
         blobs = b"".join(r[start] for r in rows)  # type: ignore[misc]
         return np.frombuffer(blobs, dtype="<f4").reshape(len(rows), self.dim).astype("float32")
+
+    def reembedding(self, pending: Any) -> dict[str, Any] | None:
+        """An unfinished ``index --reindex`` with the ``pending`` model (``Catalog.pending_model``): its model and how
+        many of the stored vectors it has made again (``vectors_next``)."""
+        if pending is None:
+            return None
+        done = self._conn.execute("SELECT count(*) FROM vectors_next WHERE hash IN (SELECT hash FROM vectors)")
+        return {"model": pending.spec, "vectors_done": done.fetchone()[0],
+                "vectors": self._conn.execute("SELECT count(*) FROM vectors").fetchone()[0]}
 
     def damaged(self, table: str = "vectors") -> list[bytes]:
         """Content hashes whose vector cannot be trusted: a blob of the wrong size (formats 1-6), or a row that is past
