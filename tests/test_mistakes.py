@@ -246,7 +246,7 @@ def first_changes_watched(root: Path, changes: Callable[[], None], **watch: Any)
     try:
         assert started.wait(30)
         changes()
-        wait_for(lambda: batches, 30, "the watcher reporting a change")
+        wait_for(lambda: batches, 180, "the watcher reporting a change")
     finally:
         stop.set()
         watcher.join(30)
@@ -447,9 +447,9 @@ def test_the_watch_command_ignores_its_index_hidden_and_excluded_folders(cli: Cl
         imagegen.photo(3).save(root / ".hidden" / "h.jpg")
         imagegen.photo(4).save(root / "trash" / "t.jpg")
         imagegen.photo(5).save(root / "album" / "two.jpg")
-        wait_for(lambda: any(r["added"] for r in runs()[before:]), 60, "a run for the new photo")
+        wait_for(lambda: any(r["added"] for r in runs()[before:]), 180, "a run for the new photo")
         imagegen.photo(6).save(root / "album" / "three.jpg")
-        wait_for(lambda: sum(r["added"] for r in runs()[before:]) == 2, 60, "a run for the second photo")
+        wait_for(lambda: sum(r["added"] for r in runs()[before:]) == 2, 180, "a run for the second photo")
         new = runs()[before:]
         assert [r["added"] for r in new] == [1, 1], new  # no run for the index, hidden or excluded folders
     finally:
