@@ -22,16 +22,16 @@ def check(directory: Path, repair: bool = False) -> CheckResult:
 
     if not index_exists(directory):
         raise UserError(f"no index at {directory}")
-    lost, salvaged, salvaged_away = None, None, 0
+    lost, salvaged = None, None
+    salvaged_away: list[str] = []  # the files a salvage left out: the next run finds them again
     if (damaged := salvage.damage(directory)) is not None:
         found = salvage.repair(directory) if repair else salvage.inspect(directory)
         if not repair:
             problems = [f"catalog database: {damaged}", f"'check --repair' would save what can be read: "
                         f"{found.summary()}"]
             return CheckResult(problems, problems, repaired=False,
-                               lost_paths=[f"({found.files_without_vector} photos of the damaged catalog)"]
-                               if found.files_without_vector else [])
-        salvaged_away = found.files_without_vector
+                               lost_paths=found.left_out)
+        salvaged_away = found.left_out
         lost = f"catalog database was damaged ({damaged}); {found.summary()}" if found.lost_anything else None
         salvaged = None if found.lost_anything else f"catalog database was damaged ({damaged}); {found.summary()}"
     try:
@@ -50,6 +50,6 @@ def check(directory: Path, repair: bool = False) -> CheckResult:
             after = diagnosis.diagnose(store)
             remaining, found_now.notes = after.problems, after.notes
     problems = ([f"catalog database: {damaged}"] if damaged is not None else []) + found_now.problems
-    lost_paths = found_now.lost_paths + ([f"({salvaged_away} photos of the damaged catalog)"] if salvaged_away else [])
+    lost_paths = found_now.lost_paths + salvaged_away
     return CheckResult(problems, remaining, repaired=bool(repair and problems), lost=lost, lost_paths=lost_paths,
                        notes=([salvaged] if salvaged else []) + found_now.notes)

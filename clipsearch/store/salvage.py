@@ -59,6 +59,7 @@ class Salvage:
     incomplete: list[str] = field(default_factory=list)  # tables a missing page cut short (or lost whole)
     files_without_vector: int = 0
     files_misrecorded: int = 0  # rows whose path disagrees with the paths' index: left for the next run to find
+    left_out: list[str] = field(default_factory=list)  # the paths of the files left out (as read: maybe damaged)
     schema_from_copy: bool = False  # the catalog's own schema was unreadable: the copy beside it stood in
     copied_meta: dict[str, str] = field(default_factory=dict)  # model record and settings, as the schema copy has them
 
@@ -151,7 +152,8 @@ def read_what_remains(catalog: Path, scratch: Path) -> Salvage:
         except sqlite3.DatabaseError:
             out.incomplete.append(table)
         out.rows[table] = rows
-    out.rows["files"], out.files_misrecorded = _paths_as_indexed(conn, out.rows["files"])
+    out.rows["files"], misrecorded = _paths_as_indexed(conn, out.rows["files"])
+    out.files_misrecorded, out.left_out = len(misrecorded), misrecorded
     present = {bytes(n).decode() for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     for table in CARRIED:
         if table in present:
@@ -170,9 +172,10 @@ def read_what_remains(catalog: Path, scratch: Path) -> Salvage:
     return out
 
 
-def _paths_as_indexed(conn: sqlite3.Connection, files: list[tuple[object, ...]]) -> tuple[list[tuple[object, ...]], int]:
-    """The file rows whose path is also in the paths' own index (``path UNIQUE``), and how many are not: a byte
-    changed in a row's path would otherwise be saved as a photo that is not there, served until a run noticed.
+def _paths_as_indexed(conn: sqlite3.Connection, files: list[tuple[object, ...]]) -> tuple[list[tuple[object, ...]], list[str]]:
+    """The file rows whose path is also in the paths' own index (``path UNIQUE``) or names a file of the recorded
+    size and time, and the paths of the others: a byte changed in a row's path would otherwise be saved as a photo
+    that is not there, served until a run noticed (a byte changed in the index's entry instead leaves the row whole).
     A file left out here is found again by the next run, its vector reused (same content): nothing is re-embedded.
     An index that cannot be read whole vouches for nothing: the rows are kept as read."""
     try:
@@ -180,9 +183,22 @@ def _paths_as_indexed(conn: sqlite3.Connection, files: list[tuple[object, ...]])
                                 "AND sql IS NULL AND name LIKE 'sqlite_autoindex_files_%'").fetchone()
         indexed = {bytes(p) for (p,) in conn.execute(f"SELECT path FROM files INDEXED BY {bytes(index).decode()}")}
     except (TypeError, ValueError, sqlite3.DatabaseError):
-        return files, 0
-    kept = [row for row in files if bytes(row[1]) in indexed]  # type: ignore[arg-type]
-    return kept, len(files) - len(kept)
+        return files, []
+    def vouched(row: tuple[object, ...]) -> bool:  # by the index, or by the file itself at that path, as recorded
+        path = bytes(row[1])  # type: ignore[arg-type]
+        if path in indexed:
+            return True
+        try:
+            found = os.stat(path)
+        except OSError:
+            return False
+        return (found.st_size, found.st_mtime_ns) == (row[2], row[3])
+
+    kept: list[tuple[object, ...]] = []
+    left: list[tuple[object, ...]] = []
+    for row in files:
+        (kept if vouched(row) else left).append(row)
+    return kept, [os.fsdecode(bytes(row[1])) for row in left]  # type: ignore[arg-type]
 
 
 def _schema_readable(scratch: Path, data: bytearray) -> bool:
@@ -255,6 +271,8 @@ def _keep_whole(found: Salvage, directory: Path) -> tuple[dict[str, str], int, d
     videos_whole = _videos_whole(found, stored)
     files = [r for r in found.rows["files"] if bytes(r[4]) in stored or bytes(r[4]) in videos_whole]  # type: ignore[arg-type]
     found.files_without_vector = len(found.rows["files"]) - len(files)
+    kept_ids = {r[0] for r in files}
+    found.left_out += [os.fsdecode(bytes(r[1])) for r in found.rows["files"] if r[0] not in kept_ids]  # type: ignore[arg-type]
     found.rows["files"] = files
     return meta, dim, in_files
 
