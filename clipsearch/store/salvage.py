@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clipsearch.errors import UserError
-from clipsearch.store import file_sums, migrations, schema_copy, segments, words
+from clipsearch.store import file_sums, migrations, schema_copy, segments, words, write_ahead_log
 from clipsearch.store.catalog import connect
 from clipsearch.store.layout import Layout
 from clipsearch.store.lock import WriteLock
@@ -106,9 +106,13 @@ def damage(directory: Path) -> str | None:
 def read_what_remains(catalog: Path, scratch: Path) -> Salvage:
     """Every row SQLite can still read from the damaged ``catalog``, read from a patched copy at ``scratch`` (which
     may lie outside the index: a read-only one can be inspected too). Where the catalog's own schema cannot be read
-    (its pages cut off or spoilt, its header gone), the schema copy beside it (``schema_copy``) stands in for it."""
+    (its pages cut off or spoilt, its header gone), the schema copy beside it (``schema_copy``) stands in for it.
+    The write-ahead log's committed pages are laid over the file's first (``write_ahead_log``)."""
     copy = schema_copy.load(Layout(catalog.parent).schema_copy)
     data = bytearray(catalog.read_bytes())
+    log = Path(str(catalog) + "-wal")  # the commits since the last checkpoint are there, not in the file yet
+    if data and (logged := write_ahead_log.committed(log.read_bytes() if log.is_file() else b"")) is not None:
+        data = write_ahead_log.lay_over(data, logged)
     header_whole = len(data) >= 100 and data.startswith(schema_copy.HEADER)
     page_size = schema_copy.page_size_in(data) if header_whole else int(copy["page_size"]) if copy else 0
     pages = len(data) // page_size if page_size else 0
@@ -349,9 +353,11 @@ def salvage(directory: Path) -> Salvage:
         conn.execute("COMMIT")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.close()
-        for suffix in ("-wal", "-shm"):
-            Path(str(layout.catalog) + suffix).unlink(missing_ok=True)
-        os.replace(layout.catalog, directory / f"catalog.sqlite.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        kept = directory / f"catalog.sqlite.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+        if (log := Path(str(layout.catalog) + "-wal")).is_file():
+            os.replace(log, str(kept) + "-wal")  # the damaged catalog is kept whole: with its log
+        Path(str(layout.catalog) + "-shm").unlink(missing_ok=True)
+        os.replace(layout.catalog, kept)
         os.replace(fresh, layout.catalog)
         for stale in list(layout.faiss_files()):  # built from the old catalog: rebuilt from the saved vectors
             stale.unlink(missing_ok=True)
