@@ -1,8 +1,9 @@
 """The words of photos (format 12): what the picture shows written in it, what the file carries, what it is called.
 
-    seen_text   per content (hash), like its vector: the text read from the picture (``indexer.words``), its
-                boxes, and how the reading went (``read``, ``none``: no text found, ``failed: ...``). A content
-                with a row was looked at; one without is read by the next run whose words mode is ``on``.
+    seen_text   per content (hash), like its vector: the text read from the picture (``indexer.words``; a video's
+                from its moments' frames, each box with the ``t`` it was read at), its boxes, and how the reading
+                went (``read``, ``none``: no text found, ``failed: ...``). A content with a row was looked at;
+                one without is read by the next run whose words mode is ``on``.
     file_words  per file (id): its name and folders' names, and the words its header carries (XMP, IPTC,
                 EXIF), read for the content ``hash`` it had then: a file whose content changed is read again.
     words_fts   FTS5 (trigram) over both, one row per file (rowid = ``files.id``), in ``fold``ed form: a word
@@ -102,12 +103,13 @@ class WordsReader(OptionalTable):
             return 0 if count else []
 
     def summary(self) -> dict[str, Any]:
-        """For ``info``: the words mode, and how many contents were looked at and hold text."""
+        """For ``info``: the words mode, and how many contents were looked at and hold text, and how many contents of
+        files (a video's moments are read with their video) wait to be."""
         if not self.available:
             return {"mode": None}
         mode = self._conn.execute("SELECT value FROM meta WHERE key = 'words'").fetchone()
         read, with_text = self._conn.execute("SELECT count(*), coalesce(sum(text != ''), 0) FROM seen_text").fetchone()
-        waiting = self._conn.execute("SELECT count(*) FROM vectors WHERE hash NOT IN (SELECT hash FROM seen_text)")
+        waiting = self._conn.execute("SELECT count(DISTINCT hash) FROM files WHERE hash NOT IN (SELECT hash FROM seen_text)")
         return {"mode": mode[0] if mode else default_mode(), "pictures_read": read, "pictures_with_text": with_text,
                 "pictures_waiting": waiting.fetchone()[0]}
 
