@@ -4,7 +4,7 @@ photos, in the same run.
     nice -n 10 .venv/bin/python bench/video_words.py [--seconds 60] [--size 1280x720]
 
 Two videos made here (tests/videogen.py), H.264 at ``--size``: "signs", a new sign every 6 s (each shot held, as a
-phone films one), and "plain", soft gradients with no text that change every 6 s. For each:
+phone films one), and "plain", soft gradients with no text, turned another way every 6 s. For each:
   baseline   every chosen moment's frame (``indexer.words.spread``) saved as a JPEG and read as the words stage
              reads a photo (decode at a bounded size, ``clipsearch.ocr.Reader.read``)
   stage      the stage's way: ``clipsearch.video.frames_at`` at those times, then ``indexer.words.read_moments``
@@ -20,9 +20,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+
+def turned(picture: Any, n: int) -> Any:
+    """The gradient turned a quarter of the ways, so that each shot differs from the one before (a new scene)."""
+    from PIL import Image
+
+    ways = [None, Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.FLIP_TOP_BOTTOM, Image.Transpose.ROTATE_180]
+    return picture if ways[n % 4] is None else picture.transpose(ways[n % 4])
 
 
 def main() -> None:
@@ -44,8 +53,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         made = {"signs": make_video(Path(tmp) / "signs.mp4", [(6.0 * n, sign([p], size=size, height=size[1] // 8))
                                                                for n, p in enumerate(phrases)], args.seconds, size, fps=5),
-                "plain": make_video(Path(tmp) / "plain.mp4", [(6.0 * n, plain(n % 5, size)) for n in range(shots)],
-                                    args.seconds, size, fps=5)}
+                "plain": make_video(Path(tmp) / "plain.mp4", [(6.0 * n, turned(plain(n % 5, size), n))
+                                                              for n in range(shots)], args.seconds, size, fps=5)}
         for name, path in made.items():
             clip = video.sample(str(path), lambda image: None)  # the indexer's moments for it
             times = stage.spread([t for t, _ in clip.moments])

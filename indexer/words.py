@@ -50,7 +50,9 @@ COMMIT_SECONDS = 20.0  # and a commit at least this often: a killed run loses at
 # (docs/benchmarks.md, bench/video_words.py). Text shown for less than the spacing may be missed in a long video.
 MOMENTS_READ = 12
 VIDEO_SIDE = 1280  # the longest side a video's frame is read at (a 4K frame is scaled down by FFmpeg)
-SAME_FRAME = 0.02  # mean difference (0-1) of two 16x16 copies below which a frame shows what the last one read did
+# A frame shows what the last one read did when no cell of a 64x36 grid of their block means (grey, 0-1) differs by
+# more than this: new words on the same board change some cell by 0.2 or more, a codec's noise by about 0.01.
+SAME_FRAME = 0.1
 _READER: Reader | None = None  # the models, loaded once per process (about 3 s) and kept for later runs
 
 
@@ -143,13 +145,14 @@ def read_moments(frames: list[tuple[float, Image.Image]]) -> Seen:
     moment's ``t``; a frame like the last one read is not read again (a held shot costs one reading). ``how``:
     ``read`` where any frame was, else ``none``, else the first frame's failure."""
     import numpy as np
+    from PIL import Image
 
     lines: dict[str, dict] = {}
     hows: list[str] = []
     last = None
     for t, image in frames:
-        small = np.asarray(image.convert("RGB").resize((16, 16)), dtype="float32") / 255.0
-        if last is not None and float(np.abs(small - last).mean()) < SAME_FRAME:
+        small = np.asarray(image.convert("L").resize((64, 36), Image.Resampling.BOX), dtype="float32") / 255.0
+        if last is not None and float(np.abs(small - last).max()) < SAME_FRAME:
             continue
         last = small
         seen = reader().read(image)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, Cli, search_json
+from tests.serving import Server
 from tests.test_words import plain, sign
 from tests.videogen import make_video
 
@@ -31,7 +32,7 @@ def _index(cli: Cli, *args: object) -> dict:
 
 
 @pytest.mark.usefixtures("words_on")
-def test_the_text_in_a_video_is_read_at_its_moments_and_found_there(cli: Cli, tmp_path: Path,
+def test_the_text_in_a_video_is_read_at_its_moments_and_found_there(cli: Cli, tmp_path: Path, index_dir: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from clipsearch import ocr
     from indexer import words as stage
@@ -57,6 +58,15 @@ def test_the_text_in_a_video_is_read_at_its_moments_and_found_there(cli: Cli, tm
     assert info["words"] == {"mode": "on", "pictures_read": 2, "pictures_with_text": 2,  # type: ignore[index]
                              "pictures_waiting": 0}
     assert _index(cli).get("words") is None  # read once: not again until it changes
+
+    server = Server(index_dir).start()  # HTTP: the same hit, and each line with the time and the box it was read at
+    try:
+        found = server.get("/search?text=gate").json()
+        assert [(h["id"], h["t"]) for h in found] == [(hits[0]["id"], hits[0]["t"])]  # type: ignore[index]
+        (line,) = server.get(f"/words/{hits[0]['id']}").json()["boxes"]  # type: ignore[index]
+        assert line["text"] == "GATE 42 BOARDING" and line["t"] == hits[0]["t"] and len(line["box"]) == 4
+    finally:
+        server.stop()
 
 
 def test_info_counts_the_contents_waiting_to_be_read_not_the_moments(cli: Cli, tmp_path: Path) -> None:
