@@ -81,6 +81,7 @@ class WordsStage:
             self.report.words_named += len(block)
         if self.mode != "on":
             return
+        words.videos_read_again()
         todo = [(row, spread(self.store.moments.times_of(row[0]))) for row in words.pictures_unread()]
         try:
             if todo:

@@ -5,6 +5,7 @@ per moment), and the faces stage leaves videos alone instead of counting them as
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,25 @@ def test_the_text_in_a_video_is_read_at_its_moments_and_found_there(cli: Cli, tm
         assert line["text"] == "GATE 42 BOARDING" and line["t"] == hits[0]["t"] and len(line["box"]) == 4
     finally:
         server.stop()
+
+
+@pytest.mark.usefixtures("words_on")
+def test_a_video_an_earlier_words_stage_failed_on_as_a_picture_is_read_once_more(cli: Cli, tmp_path: Path,
+                                                                                  index_dir: Path) -> None:
+    airport(tmp_path / "clips")
+    assert _index(cli, tmp_path / "clips", "--model", "demo", "--words", "later")["added"] == 1
+    conn = sqlite3.connect(index_dir / "catalog.sqlite")  # what the stage before videos left: the video "failed"
+    with conn:
+        conn.execute("INSERT INTO seen_text SELECT hash, '', '[]', 'failed: cannot identify image file' FROM files")
+    conn.close()
+    report = _index(cli, "--words", "on")
+    assert report["words"]["read"] == 1 and report["words"]["failed"] == 0 and report["words"]["with_text"] == 1
+    assert [Path(h["path"]).name for h in search_json(cli, "--text", "boarding")] == ["airport.mp4"]
+    conn = sqlite3.connect(index_dir / "catalog.sqlite")  # once: a video that fails now stays failed until it changes
+    with conn:
+        conn.execute("UPDATE seen_text SET how = 'failed: cannot decode this video'")
+    conn.close()
+    assert _index(cli).get("words") is None
 
 
 def test_info_counts_the_contents_waiting_to_be_read_not_the_moments(cli: Cli, tmp_path: Path) -> None:

@@ -122,6 +122,16 @@ def pictures_unread(conn: sqlite3.Connection) -> list[tuple[bytes, str, int, int
     return [(bytes(h), p, s, m) for h, p, s, m in rows]
 
 
+def videos_read_again(conn: sqlite3.Connection) -> int:
+    """Once per index (``meta.words_videos``): the videos that a words stage from before videos were read at their
+    moments marked ``failed`` (it decoded them as pictures) are made unread, for this run to read; how many."""
+    if conn.execute("SELECT 1 FROM meta WHERE key = 'words_videos'").fetchone():
+        return 0
+    dropped = conn.execute("DELETE FROM seen_text WHERE how LIKE 'failed:%' AND hash IN (SELECT hash FROM videos)")
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('words_videos', '1')")
+    return dropped.rowcount
+
+
 def files_unnamed(conn: sqlite3.Connection) -> list[tuple[int, bytes, str]]:
     """(id, hash, path) of the files whose names and carried words are not kept for their current content."""
     rows = conn.execute("SELECT files.id, files.hash, files.path FROM files LEFT JOIN file_words w ON w.id = files.id "
@@ -185,6 +195,9 @@ class WordsWriter:
 
     def pictures_unread(self) -> list[tuple[bytes, str, int, int]]:
         return pictures_unread(self._txn())
+
+    def videos_read_again(self) -> int:
+        return videos_read_again(self._txn())
 
     def files_unnamed(self) -> list[tuple[int, bytes, str]]:
         return files_unnamed(self._txn())
