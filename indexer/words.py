@@ -45,9 +45,9 @@ NAMES_BLOCK = 500  # files named per commit
 PICTURES_BLOCK = 64  # pictures read per commit, at most
 COMMIT_SECONDS = 20.0  # and a commit at least this often: a killed run loses at most this much reading
 # A video's text is read from at most this many of its moments, spread evenly over them (the first and last among
-# them): a video sampled every 2 s (``clipsearch.video.Rule``) is read about every 2-10 s up to a 1-minute video, and
-# its cost stays bounded whatever its length: at most ``MOMENTS_READ`` readings, each what a picture's costs
-# (docs/benchmarks.md, bench/video_words.py). Text shown for less than the spacing may be missed in a long video.
+# them): with a moment every 2 s (``clipsearch.video.Rule``) a video up to ~24 s is read at each, a 1-minute one about
+# every 5 s, a 2-minute one every 10 s, and its cost stays bounded whatever its length: at most 12 readings, each what
+# a picture's costs (docs/benchmarks.md, bench/video_words.py). Text shown for less than the spacing may be missed.
 MOMENTS_READ = 12
 VIDEO_SIDE = 1280  # the longest side a video's frame is read at (a 4K frame is scaled down by FFmpeg)
 # A frame shows what the last one read did when no cell of a 64x36 grid of their block means (grey, 0-1) differs by
