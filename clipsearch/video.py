@@ -19,7 +19,8 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -27,8 +28,6 @@ from typing import Any
 from clipsearch.photo_meta import PhotoMeta
 
 EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".3gp", ".mts"})
-
-
 _MEDIA_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
                 ".mkv": "video/x-matroska", ".avi": "video/x-msvideo", ".3gp": "video/3gpp", ".mts": "video/mp2t"}
 
@@ -40,8 +39,7 @@ def media_type(path: str) -> str | None:
 
 
 def is_video(path: str) -> bool:
-    dot = path.rfind(".")
-    return dot >= 0 and path[dot:].lower() in EXTENSIONS
+    return media_type(path) is not None
 
 
 class VideoError(Exception):
@@ -179,9 +177,7 @@ def _grey(frame: Any) -> Any:
 def _picture(frame: Any, min_side: int | None, rotation: int) -> Any:
     """The frame as an RGB PIL image whose shorter side is about twice ``min_side`` (FFmpeg scales it)."""
     width, height = frame.width, frame.height
-    scale = 1.0
-    if min_side:
-        scale = min(1.0, 2 * min_side / max(1, min(width, height)))
+    scale = min(1.0, 2 * min_side / max(1, min(width, height))) if min_side else 1.0
     w, h = max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
     image = frame.to_image(width=w, height=h) if (w, h) != (width, height) else frame.to_image()
     if rotation in (90, 180, 270):
@@ -194,15 +190,13 @@ class _Sampler:
 
     def __init__(self, rule: Rule, duration: float, plan: Callable[[Any], Any], min_side: int | None,
                  rotation: int) -> None:
-        self.rule = rule
+        self.rule, self.plan = rule, plan
         self.step = max(rule.every, duration / max(1, rule.most_by_time))
-        self.plan = plan
         self.picture = lambda frame: _picture(frame, min_side, rotation)
         self.moments: list[tuple[float, Any]] = []
         self.poster: Any = None
         self._next_time = 0.0
-        self._by_time = 0
-        self._by_scene = 0
+        self._by_time = self._by_scene = 0
         self._last_grey: Any = None
         self._last_t = -math.inf
         self.seen_until = 0.0  # the last candidate's time
@@ -324,26 +318,32 @@ def _by_seeking(container: Any, stream: Any, step: float, duration: float) -> It
 
 
 def frame_at(path: Any, t: float, size: int = 512) -> Any:
-    """The picture shown at ``t`` seconds (the keyframe at or before it, then decoded up to it), at most ``size``
-    pixels on its longer side: a moment's thumbnail. ``path``: a path or an open binary file."""
+    """The picture shown at ``t`` seconds, at most ``size`` pixels on its longer side: a moment's thumbnail."""
+    with closing(frames_at(path, [t], size)) as frames:
+        for _, image in frames:
+            return image
+    raise VideoError("no frame at that time")
+
+
+def frames_at(path: Any, times: Iterable[float], size: int = 512) -> Iterator[tuple[float, Any]]:
+    """(t, picture) shown at each of ``times`` (the keyframe at or before it, decoded up to it), at most ``size`` px
+    on its longer side, from one opened container (a time with no frame is left out). ``path``: or an open file."""
     import av
 
     container = _open(path)
     try:
         stream = container.streams.video[0]
-        rotation = _rotation(stream)
-        target = int(t / stream.time_base) + (stream.start_time or 0) if stream.time_base else 0
-        container.seek(max(0, target), stream=stream, backward=True)
-        chosen = None
-        for frame in container.decode(stream):
-            chosen = frame
-            if frame.pts is None or frame.pts >= target:
-                break
-        if chosen is None:
-            raise VideoError("no frame at that time")
-        image = _picture(chosen, None, rotation)
-        image.thumbnail((size, size))
-        return image
+        for t in times:
+            target = int(t / stream.time_base) + (stream.start_time or 0) if stream.time_base else 0
+            container.seek(max(0, target), stream=stream, backward=True)
+            chosen = None
+            for chosen in container.decode(stream):
+                if chosen.pts is None or chosen.pts >= target:
+                    break
+            if chosen is not None:
+                image = _picture(chosen, None, _rotation(stream))
+                image.thumbnail((size, size))
+                yield t, image
     except av.FFmpegError as exc:
         raise VideoError(f"cannot decode this video: {_reason(exc)}") from None
     finally:

@@ -7,6 +7,11 @@
                               it decoded at a bounded size, checked to still be that content, and read
                               (``clipsearch.ocr``: a small detection pass first, the whole reading only where it
                               finds text)
+    text in a video           per video content not read yet: the frames at up to ``MOMENTS_READ`` of its moments
+                              (``clipsearch.store.moments``, decoded by ``clipsearch.video.frames_at``), each read
+                              like a picture unless it shows what the frame read before it did; each line is kept
+                              once, with the box it had and the time ``t`` of the first moment that showed it (a
+                              ``search --text`` hit is placed there: ``search.words.placed``)
 
 Like the tag stage it needs no model and re-embeds nothing, so an index made before words existed is filled in
 by its next run (the backfill), and a run with ``--words later`` leaves the pictures to a later one. Work is
@@ -21,8 +26,8 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from clipsearch import carried_words, images
-from clipsearch.hashing import content_hash
+from clipsearch import carried_words, images, video
+from clipsearch.hashing import content_hash, file_content_hash
 from clipsearch.ocr import Seen
 from indexer.concurrency import bounded_map, chunked
 from indexer.cpu_decode import read_file
@@ -34,9 +39,20 @@ if TYPE_CHECKING:
     from clipsearch.store import StoreWriter
     from indexer.report import Report
 
+    Picture = Image.Image | list[tuple[float, Image.Image]]  # a photo, or a video's frames at their moments' times
+
 NAMES_BLOCK = 500  # files named per commit
 PICTURES_BLOCK = 64  # pictures read per commit, at most
 COMMIT_SECONDS = 20.0  # and a commit at least this often: a killed run loses at most this much reading
+# A video's text is read from at most this many of its moments, spread evenly over them (the first and last among
+# them): with a moment every 2 s (``clipsearch.video.Rule``) a video up to ~24 s is read at each, a 1-minute one about
+# every 5 s, a 2-minute one every 10 s, and its cost stays bounded whatever its length: at most 12 readings, each what
+# a picture's costs (docs/benchmarks.md, bench/video_words.py). Text shown for less than the spacing may be missed.
+MOMENTS_READ = 12
+VIDEO_SIDE = 1280  # the longest side a video's frame is read at (a 4K frame is scaled down by FFmpeg)
+# A frame shows what the last one read did when no cell of a 64x36 grid of their block means (grey, 0-1) differs by
+# more than this: new words on the same board change some cell by 0.2 or more, a codec's noise by about 0.01.
+SAME_FRAME = 0.1
 _READER: Reader | None = None  # the models, loaded once per process (about 3 s) and kept for later runs
 
 
@@ -65,7 +81,8 @@ class WordsStage:
             self.report.words_named += len(block)
         if self.mode != "on":
             return
-        todo = words.pictures_unread()
+        words.videos_read_again()
+        todo = [(row, spread(self.store.moments.times_of(row[0]))) for row in words.pictures_unread()]
         try:
             if todo:
                 reader()
@@ -77,7 +94,10 @@ class WordsStage:
         for digest, image in bounded_map(self._decoded, todo, 1, 2):
             if image is None:
                 continue  # changed since it was indexed, or gone: the next run
-            seen = Seen("", [], image) if isinstance(image, str) else reader().read(image)
+            if isinstance(image, str):
+                seen = Seen("", [], image)
+            else:
+                seen = read_moments(image) if isinstance(image, list) else reader().read(image)
             pending.append((digest, seen.text, seen.boxes, seen.how))
             self.report.words_read += 1
             self.report.words_with_text += bool(seen.text)
@@ -91,20 +111,54 @@ class WordsStage:
         self.store.commit()
 
     @staticmethod
-    def _decoded(row: tuple[bytes, str, int, int]) -> tuple[bytes, Image.Image | str | None]:
-        """One file of the content, decoded at about the size it is read at; None if it is not that content now (or
-        is gone), and why where it no longer decodes."""
+    def _decoded(item: tuple[tuple[bytes, str, int, int], list[float]]) -> tuple[bytes, Picture | str | None]:
+        """One file of the content, decoded at about the size it is read at (a video: its frames at ``times``); None
+        if it is not that content now (or is gone), and why where it no longer decodes."""
         from clipsearch.ocr import READ_SIDE
 
-        digest, path, size, _ = row
+        (digest, path, size, _), times = item
         try:
             if os.stat(path).st_size != size:
                 return digest, None
+            if times:
+                if file_content_hash(path) != digest:
+                    return digest, None
+                return digest, list(video.frames_at(path, times, VIDEO_SIDE)) or "failed: no frame could be decoded"
             data = read_file(path, size)
             if content_hash(data) != digest:
                 return digest, None
             return digest, images.decode(data, READ_SIDE // 2).image
-        except images.ImageError as exc:
+        except (images.ImageError, video.VideoError) as exc:
             return digest, f"failed: {exc}"[:200]
         except OSError:
             return digest, None
+
+
+def spread(times: list[float], most: int = MOMENTS_READ) -> list[float]:
+    """At most ``most`` of a video's moment times, evenly spread, the first and the last kept (none: a photo)."""
+    if len(times) <= most:
+        return times
+    return sorted({times[round(i * (len(times) - 1) / (most - 1))] for i in range(most)})
+
+
+def read_moments(frames: list[tuple[float, Image.Image]]) -> Seen:
+    """A video's text from its frames: each line once, with its box in the first frame that showed it and that
+    moment's ``t``; a frame like the last one read is not read again (a held shot costs one reading). ``how``:
+    ``read`` where any frame was, else ``none``, else the first frame's failure."""
+    import numpy as np
+    from PIL import Image
+
+    lines: dict[str, dict] = {}
+    hows: list[str] = []
+    last = None
+    for t, image in frames:
+        small = np.asarray(image.convert("L").resize((64, 36), Image.Resampling.BOX), dtype="float32") / 255.0
+        if last is not None and float(np.abs(small - last).max()) < SAME_FRAME:
+            continue
+        last = small
+        seen = reader().read(image)
+        hows.append(seen.how)
+        for box in seen.boxes:
+            lines.setdefault(box["text"], {**box, "t": t})
+    how = "read" if "read" in hows else "none" if "none" in hows else (hows or ["failed: no frame"])[0]
+    return Seen("\n".join(lines), list(lines.values()), how)

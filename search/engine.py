@@ -223,7 +223,7 @@ class Searcher:
             passing = self._passing(query.filters, dates=not query.terms)
             passing = passing if query.text is None else words.narrowed(self.store, query.text, passing, not query.terms)
             if not query.terms:
-                return self._with_meta(self._browse(passing, query))
+                return words.placed(self.store, self._with_meta(self._browse(passing, query)), query.text)
             index = self._current_index()
             vector = combine([self.embed(t) for t in query.terms], [t.weight for t in query.terms])
             allowed = moments.with_moments(self.store, None if passing is None else [file_id for file_id, _ in passing])

@@ -41,6 +41,7 @@ class Words:
 
     match: str | None
     like: tuple[str, ...]
+    parts: tuple[str, ...] = ()  # every word and phrase, folded
 
     @classmethod
     def parse(cls, text: str, strict: bool = True) -> Words | None:
@@ -59,7 +60,29 @@ class Words:
         long = [p for p in parts if len(p) >= 3]
         short = tuple(p for p in parts if len(p) < 3)
         match = " AND ".join('"' + p.replace('"', '""') + '"' for p in long) if long else None
-        return cls(match, short)
+        return cls(match, short, tuple(parts))
+
+
+def placed(store: StoreReader, hits: list[Hit], text: str | None) -> list[Hit]:
+    """``search --text`` hits with a video among them: the video at the moment that showed the words (the one whose
+    lines, each kept at the first moment it was read: ``indexer.words``, hold the most of them; the earliest of
+    equals), where its words matched in its frames (else, in its name or carried words, as it was)."""
+    words = Words.parse(text, strict=False) if text else None
+    videos = [h.id for h in hits if "t" in h.meta]
+    if words is None or not videos:
+        return hits
+    seen = store.words.seen_of_ids(videos)
+    out = []
+    for hit in hits:
+        held: dict[float, int] = {}
+        for line in seen.get(hit.id, {}).get("boxes", []):
+            if "t" in line:
+                folded = fold(line["text"])
+                held[line["t"]] = held.get(line["t"], 0) + sum(part in folded for part in words.parts)
+        best = min(held, key=lambda t: (-held[t], t)) if held else None
+        found = best is not None and held[best] > 0
+        out.append(Hit(hit.rank, hit.path, hit.score, hit.id, {**hit.meta, "t": best}) if found else hit)
+    return out
 
 
 def fuse(meaning: Sequence[int], words: Sequence[int]) -> list[int]:

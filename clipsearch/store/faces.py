@@ -98,9 +98,11 @@ class FaceTable(OptionalTable):
                 conn.execute(f"DELETE FROM {table}")
 
     def unfaced(self) -> list[tuple[bytes, str, int, int]]:
-        """(hash, path, size, mtime_ns) of one file of each content whose faces were not looked for yet."""
+        """(hash, path, size, mtime_ns) of one file of each photo content whose faces were not looked for yet. Videos
+        (``clipsearch.store.moments``) are not looked at: a face's box is in a picture, and a video has many."""
         rows = self._conn.execute("SELECT hash, path, size, mtime_ns FROM files WHERE id IN (SELECT min(id) FROM files "
-                                  "WHERE hash NOT IN (SELECT hash FROM faced) GROUP BY hash)").fetchall()
+                                  "WHERE hash NOT IN (SELECT hash FROM faced) AND hash NOT IN (SELECT hash FROM videos) "
+                                  "GROUP BY hash)").fetchall()
         return [(bytes(digest), path, size, mtime_ns) for digest, path, size, mtime_ns in rows]
 
     def put(self, digest: bytes, faces: Sequence[Face], error: str | None = None) -> None:

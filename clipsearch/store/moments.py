@@ -92,6 +92,12 @@ class MomentReader(OptionalTable):
                 out.setdefault(int(f), {})[int(n)] = float(t)
         return out
 
+    def times_of(self, video: bytes) -> list[float]:
+        """The times of a content's moments, in order (none: a photo); the words stage reads the frames there."""
+        if not self.available:
+            return []
+        return [float(t) for (t,) in self._conn.execute("SELECT t FROM moments WHERE hash = ? ORDER BY n", (video,))]
+
     def facts(self, file_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
         """file id -> {"duration", "codec", "fps", "moments"} for the videos among ``file_ids``."""
         if not self.available:

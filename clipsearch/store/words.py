@@ -1,8 +1,9 @@
 """The words of photos (format 12): what the picture shows written in it, what the file carries, what it is called.
 
-    seen_text   per content (hash), like its vector: the text read from the picture (``indexer.words``), its
-                boxes, and how the reading went (``read``, ``none``: no text found, ``failed: ...``). A content
-                with a row was looked at; one without is read by the next run whose words mode is ``on``.
+    seen_text   per content (hash), like its vector: the text read from the picture (``indexer.words``; a video's
+                from its moments' frames, each box with the ``t`` it was read at), its boxes, and how the reading
+                went (``read``, ``none``: no text found, ``failed: ...``). A content with a row was looked at;
+                one without is read by the next run whose words mode is ``on``.
     file_words  per file (id): its name and folders' names, and the words its header carries (XMP, IPTC,
                 EXIF), read for the content ``hash`` it had then: a file whose content changed is read again.
     words_fts   FTS5 (trigram) over both, one row per file (rowid = ``files.id``), in ``fold``ed form: a word
@@ -102,12 +103,13 @@ class WordsReader(OptionalTable):
             return 0 if count else []
 
     def summary(self) -> dict[str, Any]:
-        """For ``info``: the words mode, and how many contents were looked at and hold text."""
+        """For ``info``: the words mode, and how many contents were looked at and hold text, and how many contents of
+        files (a video's moments are read with their video) wait to be."""
         if not self.available:
             return {"mode": None}
         mode = self._conn.execute("SELECT value FROM meta WHERE key = 'words'").fetchone()
         read, with_text = self._conn.execute("SELECT count(*), coalesce(sum(text != ''), 0) FROM seen_text").fetchone()
-        waiting = self._conn.execute("SELECT count(*) FROM vectors WHERE hash NOT IN (SELECT hash FROM seen_text)")
+        waiting = self._conn.execute("SELECT count(DISTINCT hash) FROM files WHERE hash NOT IN (SELECT hash FROM seen_text)")
         return {"mode": mode[0] if mode else default_mode(), "pictures_read": read, "pictures_with_text": with_text,
                 "pictures_waiting": waiting.fetchone()[0]}
 
@@ -118,6 +120,16 @@ def pictures_unread(conn: sqlite3.Connection) -> list[tuple[bytes, str, int, int
     rows = conn.execute("SELECT hash, path, size, mtime_ns FROM files WHERE id IN (SELECT min(id) FROM files WHERE "
                         "hash NOT IN (SELECT hash FROM seen_text) GROUP BY hash) ORDER BY id").fetchall()
     return [(bytes(h), p, s, m) for h, p, s, m in rows]
+
+
+def videos_read_again(conn: sqlite3.Connection) -> int:
+    """Once per index (``meta.words_videos``): the videos that a words stage from before videos were read at their
+    moments marked ``failed`` (it decoded them as pictures) are made unread, for this run to read; how many."""
+    if conn.execute("SELECT 1 FROM meta WHERE key = 'words_videos'").fetchone():
+        return 0
+    dropped = conn.execute("DELETE FROM seen_text WHERE how LIKE 'failed:%' AND hash IN (SELECT hash FROM videos)")
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('words_videos', '1')")
+    return dropped.rowcount
 
 
 def files_unnamed(conn: sqlite3.Connection) -> list[tuple[int, bytes, str]]:
@@ -183,6 +195,9 @@ class WordsWriter:
 
     def pictures_unread(self) -> list[tuple[bytes, str, int, int]]:
         return pictures_unread(self._txn())
+
+    def videos_read_again(self) -> int:
+        return videos_read_again(self._txn())
 
     def files_unnamed(self) -> list[tuple[int, bytes, str]]:
         return files_unnamed(self._txn())

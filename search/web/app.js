@@ -363,7 +363,8 @@ function showWords(hit) {
   const id = hit.id;
   fetch(`/words/${id}`).then((r) => (r.ok ? r.json() : null)).then((words) => {
     if (!words || hits[current] === undefined || hits[current].id !== id) return;  // another photo is open by now
-    boxes.replaceChildren(...words.boxes.map((line) => {
+    // a video's lines were read in frames at their moments (line.t): no box is drawn over the video as it plays
+    boxes.replaceChildren(...words.boxes.filter((line) => line.t === undefined).map((line) => {
       const shape = document.createElementNS("http://www.w3.org/2000/svg", "polygon");
       shape.setAttribute("points", line.box.map(([x, y]) => `${x * hit.width},${y * hit.height}`).join(" "));
       const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
