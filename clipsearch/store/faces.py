@@ -96,7 +96,7 @@ class FaceTable(OptionalTable):
     # -- the writer's side ----------------------------------------------------------------------------------
     def switch(self, setting: str) -> dict[str, Any] | None:
         """The stage's setting; off drops every face, person and name (what the user asked not to keep) and returns
-        what went, for the run to say: ``{"faces", "people", "named"}`` (None when nothing is dropped)."""
+        what went, for the run to say: ``{"faces", "people", "named"}`` (None when there was nothing to drop)."""
         assert setting in SETTINGS, setting
         conn = begin(self._conn)
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('faces', ?)", (setting,))
@@ -107,7 +107,7 @@ class FaceTable(OptionalTable):
                    "named": [n for (n,) in conn.execute("SELECT name FROM people WHERE name IS NOT NULL ORDER BY id")]}
         for table in ("faces", "faced", "people", "not_person"):
             conn.execute(f"DELETE FROM {table}")
-        return dropped
+        return dropped if dropped["faces"] or dropped["people"] else None
 
     def unfaced(self) -> list[tuple[bytes, str, int, int]]:
         """(hash, path, size, mtime_ns) of one file of each content whose faces were not looked for yet."""
