@@ -104,7 +104,8 @@ class FaceTable(OptionalTable):
             return None
         dropped = {"faces": int(conn.execute("SELECT count(*) FROM faces").fetchone()[0]),
                    "people": int(conn.execute("SELECT count(*) FROM people").fetchone()[0]),
-                   "named": [n for (n,) in conn.execute("SELECT name FROM people WHERE name IS NOT NULL ORDER BY id")]}
+                   "named": [n for (n,) in conn.execute(
+                       "SELECT name FROM people WHERE name IS NOT NULL ORDER BY name COLLATE NOCASE")]}  # ids vary
         for table in ("faces", "faced", "people", "not_person"):
             conn.execute(f"DELETE FROM {table}")
         return dropped if dropped["faces"] or dropped["people"] else None
