@@ -487,6 +487,7 @@ def people(ctx: typer.Context, index_dir: IndexOpt = None, as_json: JsonOpt = Fa
       clipsearch people show Mom                   # her faces, by face id
       clipsearch people split Mom 41 42            # faces 41 and 42 are someone else
       clipsearch people remove Mom 43              # face 43 is not Mom
+      clipsearch people remove Mom 44 --not-a-face # face 44 is a badge: no one's, ever
       clipsearch search "beach" --person Mom
     """
     if ctx.invoked_subcommand is not None:
@@ -538,10 +539,9 @@ def people_merge(person: PersonArg, others: Annotated[list[str], typer.Argument(
 
         with Index(index_dir) as index:
             done = index.merge_people(person, others)
-    from clipsearch.console.people_output import print_decision
+    from clipsearch.console.people_output import merged_line, print_decision
 
-    dropped = f"; the names {', '.join(done['names_dropped'])} went" if done["names_dropped"] else ""
-    print_decision(done, as_json, f"{', '.join(map(str, done['merged']))} merged into person {done['person']}{dropped}")
+    print_decision(done, as_json, merged_line(done))
 
 
 @people_app.command("split")
@@ -552,23 +552,26 @@ def people_split(person: PersonArg, faces: FacesArg, index_dir: IndexOpt = None,
 
         with Index(index_dir) as index:
             done = index.split_person(person, faces)
-    from clipsearch.console.people_output import print_decision
+    from clipsearch.console.people_output import print_decision, split_line
 
-    print_decision(done, as_json, f"{counted(len(done['faces']), 'face')} of person {done['person']} are now person "
-                                  f"{done['new_person']}")
+    print_decision(done, as_json, split_line(done))
 
 
 @people_app.command("remove")
-def people_remove(person: PersonArg, faces: FacesArg, index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
-    """Not this person: these faces leave them and never come back (the next 'index' places them elsewhere)."""
+def people_remove(person: PersonArg, faces: FacesArg, index_dir: IndexOpt = None, as_json: JsonOpt = False,
+                  not_a_face: Annotated[bool, typer.Option(
+                      "--not-a-face", help="They are not faces at all (a badge, a pattern): no run groups them again."
+                  )] = False) -> None:
+    """Not this person: these faces leave them and never come back (the next 'index' places them elsewhere).
+    With --not-a-face, they are no one's, ever."""
     with user_errors():
         from clipsearch.app import Index
 
         with Index(index_dir) as index:
-            done = index.not_this_person(person, faces)
-    from clipsearch.console.people_output import print_decision
+            done = index.not_this_person(person, faces, not_a_face=not_a_face)
+    from clipsearch.console.people_output import print_decision, removed_line
 
-    print_decision(done, as_json, f"{counted(len(done['removed']), 'face')} are not person {done['person']} any more")
+    print_decision(done, as_json, removed_line(done))
 
 
 @app.command(**command_options(short_help='Drop folders from the index (the files are not touched).'))

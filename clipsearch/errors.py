@@ -9,8 +9,16 @@ class IndexLocked(UserError):
     """Another process is writing to the same index."""
 
 
-class NoSuchPhoto(UserError):
+class NotInIndex(UserError):
+    """Something asked for by its id (or name) that the index does not hold: the server answers 404."""
+
+
+class NoSuchPhoto(NotInIndex):
     """A photo id the index does not hold (the server answers 404)."""
+
+
+class NoSuchPerson(NotInIndex):
+    """A person id or name the index does not hold (the server answers 404, as for a photo)."""
 
 
 class FileGone(UserError):

@@ -144,13 +144,16 @@ class IndexJob:
                 store.remember("vocabulary", tag_vocabulary)
             if self.words is not None:
                 store.words_writer().set_mode(self.words)
+            dropped = None
             if self.faces is not None and self.faces != store.faces.setting():
-                store.faces.switch(self.faces)  # off: every face, person and name dropped
+                dropped = store.faces.switch(self.faces)  # off: every face, person and name dropped
             store.commit()  # the settings, before the run (a no-op when nothing changed)
             if scan is None:
                 report = IndexRun(store, roots, get_encoder, self.options, progress).run()
             else:
                 report = IndexRun(store, scan, get_encoder, self.options, progress, record_roots=False).run()
+            if dropped is not None:
+                report.dropped_faces(dropped)  # said, not silent: the names were the user's
             if store.upgraded_from is not None:
                 report.notes.insert(0, f"the index was upgraded in place from format {store.upgraded_from} to "
                                        f"{FORMAT_VERSION}; nothing was re-embedded")

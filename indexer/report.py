@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from clipsearch.display import counted
+
 
 @dataclass
 class Report:
@@ -25,6 +27,7 @@ class Report:
     faces_found: int = 0
     faces_failed: int = 0  # contents the detector could not look at (they stay indexed, without faces)
     faces_grouped: int = 0  # faces placed with a person, known or new
+    faces_dropped: dict[str, Any] | None = None  # --faces off: {"faces", "people", "named"} that went with it
     failed: list[dict[str, str]] = field(default_factory=list)
     noted: list[dict[str, str]] = field(default_factory=list)  # indexed, with a note ({path, note}): a JPEG cut short
     seconds: float = 0.0
@@ -33,6 +36,15 @@ class Report:
     terminated: bool = False  # by SIGTERM
     gpu_decoded: int | None = None  # JPEGs nvJPEG decoded; None when the GPU decoded none by design
     notes: list[str] = field(default_factory=list)  # what the run changed on its own (a smaller batch), for the user
+
+    def dropped_faces(self, dropped: dict[str, Any]) -> None:
+        """``index --faces off`` deleted these ({"faces", "people", "named"}): said in --json and as a note, for
+        every name the user gave went with them."""
+        self.faces_dropped = dropped
+        named = dropped["named"]
+        who = f" ({len(named)} named: {', '.join(named[:8])}{', ...' if len(named) > 8 else ''})" if named else ""
+        self.notes.insert(0, f"faces off: dropped {counted(dropped['faces'], 'face')} and "
+                             f"{counted(dropped['people'], 'person', 'people')}{who}")
 
     def fail(self, path: str, error: str) -> None:
         self.failed.append({"path": path, "error": error})
@@ -48,6 +60,8 @@ class Report:
         if self.faces_on:
             out["faces"] = {"photos": self.faced, "found": self.faces_found, "failed": self.faces_failed,
                             "grouped": self.faces_grouped}
+        if self.faces_dropped is not None:
+            out["faces_dropped"] = dict(self.faces_dropped)
         if self.gpu_decoded is not None:
             out["gpu_decoded"] = self.gpu_decoded
         if self.interrupted:

@@ -57,6 +57,7 @@ class Collection:
     edges: list[bytes] | None = None  # each one's edge harmonics (b"": none)
     grids: Callable[[list[int]], dict[int, bytes]] | None = None  # content indices -> their grids, read on demand
     dims: np.ndarray | None = None  # (n, 2) widths and heights, made from ``files`` when first asked (dims_of)
+    videos: np.ndarray | None = None  # (n,) bool: a video (its signature and grid are its first moment's)
 
     @classmethod
     def of(cls, store: StoreReader, within: str | None = None) -> Collection:
@@ -73,12 +74,14 @@ class Collection:
         signs = np.array([known[g[0].hash].dct if g[0].hash in known else -1 for g in files], dtype=np.int64)
         edges = [known[g[0].hash].edges if g[0].hash in known else b"" for g in files]
         hashes = [g[0].hash for g in files]
+        video_hashes = store.moments.video_hashes()
+        videos = np.array([h in video_hashes for h in hashes], dtype=bool)
 
         def grids(indices: list[int]) -> dict[int, bytes]:
             found = store.signatures.grids([hashes[i] for i in indices])
             return {i: found[hashes[i]] for i in indices if hashes[i] in found}
 
-        return cls(files, vectors, signs, edges, grids)
+        return cls(files, vectors, signs, edges, grids, videos=videos)
 
 
 @dataclass
@@ -184,10 +187,12 @@ def _popcount(values: np.ndarray) -> np.ndarray:
 
 def levels(pairs: Pairs, edges: list[bytes] | None = None,
            grids: Callable[[list[int]], dict[int, bytes]] | None = None,
-           featureless: np.ndarray | None = None, dims: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+           featureless: np.ndarray | None = None, dims: np.ndarray | None = None,
+           videos: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Which candidate pairs are copies, and which are similar shots (or copies). ``featureless``: per content,
     a flat or tiny picture, which is never a copy or a similar shot of another (only identical bytes are).
-    ``dims``: per content, its width and height (0: unknown)."""
+    ``dims``: per content, its width and height (0: unknown). ``videos``: per content, a video; copies are of one
+    medium (``one_medium``)."""
     spread = (1.0 - pairs.score) / pairs.yardstick
     copy = (pairs.bits <= COPY_BITS) & (spread <= COPY_SPREAD)
     similar = (spread <= SIMILAR_SPREAD) | ((pairs.bits <= SIMILAR_BITS) & (spread <= COPY_SPREAD))
@@ -202,11 +207,21 @@ def levels(pairs: Pairs, edges: list[bytes] | None = None,
             angle = _turn(edges[pairs.a[at]], edges[pairs.b[at]])
             if angle is not None and abs(angle) > MAX_COPY_TURN + 1e-6:  # the angles are a grid of 0.05 degrees
                 copy[at] = False
+    if videos is not None:
+        copy &= one_medium(videos, pairs.a, pairs.b)
     if featureless is not None:
         flat = featureless[pairs.a] | featureless[pairs.b]
         copy &= ~flat
         similar &= ~flat
     return copy, similar
+
+
+def one_medium(videos: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per pair: both photos, or both videos. A photo and a video are never copies of each other, however alike:
+    a video's signature and grid are its first moment's, and a video that opens on a photo of the folder (letterboxed,
+    30 s long) passed every rule against it and was made its keeper, so ``duplicates --paths-only`` listed the
+    photo to be deleted (issue 35). They may still be similar shots, which nothing lists for deletion."""
+    return videos[a] == videos[b]
 
 
 def _turn(a: bytes, b: bytes) -> float | None:
@@ -270,7 +285,7 @@ def judge(collection: Collection, a: np.ndarray, b: np.ndarray, yardstick: float
     if len(a) == 0:
         return np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
     pairs = pairs_of(collection, np.asarray(a), np.asarray(b), yardstick)
-    copy, similar = levels(pairs, collection.edges, collection.grids, flat, dims_of(collection))
+    copy, similar = levels(pairs, collection.edges, collection.grids, flat, dims_of(collection), collection.videos)
     out_copy, out_similar = {}, {}
     for x, y, c, s in zip(pairs.a.tolist(), pairs.b.tolist(), copy.tolist(), similar.tolist()):
         out_copy[(x, y)], out_similar[(x, y)] = c, s

@@ -20,6 +20,10 @@ collection is always the whole index: a folder filter (``within``) changes what 
 or which pairs are judged (a folder of three pictures once made its own yardstick and called a flat blue
 picture, a transparent one and a red pixel copies).
 
+Copies are of one medium: photos among photos, videos among videos (``copy_rules.one_medium``). A video is judged
+by its first moment's signature and grid, and one that opens on a photo of the folder was that photo's keeper
+(issue 35); a photo and a video may at most be similar shots.
+
 A featureless picture (a flat colour, a transparent picture shown on black, fewer pixels than a grid has cells)
 carries no evidence of being a copy: it is never a copy or a similar shot of another; identical bytes still are.
 
@@ -159,7 +163,7 @@ def find(collection: Collection, similar: bool = False, rank: Callable[[list[int
     n = len(collection.files)
     rank = rank or default_rank(collection)
     pairs = candidate_pairs(collection)
-    copy, close = levels(pairs, collection.edges, collection.grids, None, dims_of(collection))
+    copy, close = levels(pairs, collection.edges, collection.grids, None, dims_of(collection), collection.videos)
     either = copy | close  # only these pictures' grids are read for flatness (not a million of them)
     flat = featureless(collection, sorted({int(i) for i in pairs.a[either]} | {int(i) for i in pairs.b[either]}))
     unfit = flat[pairs.a] | flat[pairs.b]

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from clipsearch.display import to_json
-from clipsearch.errors import DamagedIndex, NoSuchPhoto, UserError
+from clipsearch.errors import DamagedIndex, NotInIndex, UserError
 
 TOKEN_COOKIE = "clipsearch_token"
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -112,7 +112,7 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
 
     @app.exception_handler(UserError)
     async def user_error(_: Request, exc: UserError) -> JSONResponse:
-        status = 404 if isinstance(exc, NoSuchPhoto) else 503 if isinstance(exc, DamagedIndex) else 400
+        status = 404 if isinstance(exc, NotInIndex) else 503 if isinstance(exc, DamagedIndex) else 400
         return Json({"error": in_http_words(str(exc))}, status_code=status)
 
     @app.exception_handler(Exception)

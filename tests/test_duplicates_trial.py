@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from PIL import Image, ImageDraw
 
 from tests import duplicate_sets
 from tests.conftest import cli_env, run_cli
+from tests.videogen import make_video, sample_picture
 
 CHAIN = 9  # trims of 6% each, one from another: two steps apart still align (0.88), three do not (0.83 < 0.86)
 
@@ -140,3 +142,33 @@ def test_similar_groups_list_no_copy_twice(trial: tuple[Path, Path]) -> None:
         for m in group["members"]:
             seen[m["path"]] = seen.get(m["path"], 0) + 1
     assert all(n == 1 or path in keepers for path, n in seen.items()), seen
+
+
+def test_a_photo_and_a_video_that_shows_it_are_never_copies(tmp_path: Path) -> None:
+    """Issue 35: a video whose first seconds show a photo of the folder was the photo's keeper, and
+    --paths-only listed the photo (to be trashed). Copies are of one medium: photos among photos, videos among
+    videos; a real copy of each is still one."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    photo = duplicate_sets.scene(21, (480, 360))
+    (root / "coffee.jpg").write_bytes(_jpeg(photo))
+    (root / "coffee-chat.jpg").write_bytes(_jpeg(photo.resize((360, 270), Image.Resampling.LANCZOS), 70))
+    later = [(8.0, sample_picture("red-star")), (10.0, sample_picture("green-square"))]
+    # the photo for its first 8 s, in more pixels than the photo has: it was the keeper, coffee.jpg a copy to trash
+    make_video(root / "trip_h264.mp4", [(0.0, photo), *later], 12, size=(640, 480), gop=10)
+    shutil.copy(root / "trip_h264.mp4", root / "trip-copy.mov")
+    for seed in range(4):  # a few unrelated photos: the collection's yardstick
+        (root / f"other{seed}.jpg").write_bytes(_jpeg(duplicate_sets.scene(40 + seed, (640, 480))))
+    index = tmp_path / "index"
+    done = run_cli("index", root, "--index", index, "--model", "demo", "--vocabulary", "none", "--quiet")
+    assert done.returncode == 0, done.stderr
+    groups = duplicates(index)
+    assert sorted(sorted(names(g)) for g in groups) == [["coffee-chat.jpg", "coffee.jpg"],
+                                                       ["trip-copy.mov", "trip_h264.mp4"]]
+    listed = run_cli("duplicates", "--index", index, "--paths-only", env=cli_env())
+    trashed = {Path(p).name for p in listed.stdout.splitlines()}
+    assert listed.returncode == 0 and len(trashed) == 2 and "coffee-chat.jpg" in trashed, trashed  # never coffee.jpg
+    assert len(trashed & {"trip-copy.mov", "trip_h264.mp4"}) == 1, trashed
+    for group in duplicates(index, "--similar"):  # similar at most, never a keeper over the other medium
+        if group["level"] != "similar":
+            assert names(group) in ({"coffee.jpg", "coffee-chat.jpg"}, {"trip_h264.mp4", "trip-copy.mov"}), group

@@ -79,6 +79,12 @@ def test_paging_and_more_like_this(library: Library) -> None:
     assert like[0]["name"] == "red-star.png" and like[0]["score"] >= 0.999  # type: ignore[index]
     assert srv.get("/search?like=999999&k=3").status == 404  # an id the index does not hold
     assert srv.get("/search?like=abc&k=3").status == 400  # not an id at all
+    # as docs/guide.md says: 404 for a person id the index does not hold (was 400), 400 for a t that is no time (was
+    # 422); the body one line of JSON either way
+    for path, status in (("/people/999", 404), (f"/thumb/{star['id']}?t=abc", 400), ("/people/Nobody", 400)):
+        response = srv.get(path)
+        assert (response.status, list(response.json())) == (status, ["error"]), (path, response.body[:200])  # type: ignore[arg-type]
+        assert "\n" not in response.json()["error"]  # type: ignore[index]
 
     reds = srv.get("/search?q=" + quote("a star") + "&k=100&in=" + quote(str(library.root / "reds"))).json()
     assert len(reds) == 6 and all(h["path"].startswith(str(library.root / "reds") + "/") for h in reds)  # type: ignore[union-attr,index,arg-type]

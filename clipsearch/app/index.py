@@ -208,9 +208,10 @@ class Index:
         """``faces`` (ids from ``person_faces``) leave ``person`` for a new person; they never go back."""
         return self._decided(people.split(self.directory, str(person), faces))
 
-    def not_this_person(self, person: str | int, faces: Sequence[int]) -> dict[str, Any]:
-        """``faces`` are not ``person``: they leave and never go back; the next update places them elsewhere."""
-        return self._decided(people.remove(self.directory, str(person), faces))
+    def not_this_person(self, person: str | int, faces: Sequence[int], not_a_face: bool = False) -> dict[str, Any]:
+        """``faces`` are not ``person``: they leave and never go back; the next update places them elsewhere.
+        ``not_a_face``: they are no face at all (a badge, a pattern): no update groups them again."""
+        return self._decided(people.remove(self.directory, str(person), faces, not_a_face))
 
     def _decided(self, result: dict[str, Any]) -> dict[str, Any]:
         self._drop_searcher()  # the next read sees the decision

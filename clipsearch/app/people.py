@@ -26,7 +26,7 @@ class People:
     people: list[Person]
     setting: str  # the faces stage: on, later, off
     faces: int  # faces found in all
-    ungrouped: int  # faces seen once so far: nobody yet
+    ungrouped: int  # faces seen once so far: nobody yet (not those the user said are no face)
 
     def as_dict(self) -> dict[str, Any]:
         return {"people": [p.as_dict() for p in self.people], "faces": self.setting, "faces_found": self.faces,
@@ -38,7 +38,7 @@ def listing(store: StoreReader) -> People:
     people = table.people.listing()
     grouped = sum(p.faces for p in people)
     found = table.counts()["faces"]
-    return People(people, table.setting(), found, found - grouped)
+    return People(people, table.setting(), found, found - grouped - table.not_faces())
 
 
 def faces_of(store: StoreReader, person: str) -> tuple[int, list[dict[str, Any]]]:
@@ -84,10 +84,10 @@ def split(directory: Path, person: str, faces: Sequence[int]) -> dict[str, Any]:
     return _decide(directory, act)
 
 
-def remove(directory: Path, person: str, faces: Sequence[int]) -> dict[str, Any]:
+def remove(directory: Path, person: str, faces: Sequence[int], not_a_face: bool = False) -> dict[str, Any]:
     def act(store: StoreWriter) -> dict[str, Any]:
         (found,) = store.faces.people.resolve([person])
-        store.faces.people.remove(found, faces)
-        return {"person": found, "removed": sorted(set(faces))}
+        store.faces.people.remove(found, faces, not_a_face)
+        return {"person": found, "removed": sorted(set(faces)), "not_a_face": not_a_face}
 
     return _decide(directory, act)

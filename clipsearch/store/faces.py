@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from clipsearch.store.migrations import OptionalTable
-from clipsearch.store.people import PeopleTable, begin
+from clipsearch.store.people import NO_ONE, PeopleTable, begin
 
 if TYPE_CHECKING:
     import numpy as np
@@ -62,6 +62,12 @@ class FaceTable(OptionalTable):
                    "faces": "SELECT count(*) FROM faces", "people": "SELECT count(*) FROM people"}
         return {key: int(self._conn.execute(sql).fetchone()[0]) for key, sql in queries.items()}
 
+    def not_faces(self) -> int:
+        """How many faces the user said are not faces (``people remove --not-a-face``): no one's, ever."""
+        if not self.available:
+            return 0
+        return int(self._conn.execute("SELECT count(*) FROM not_person WHERE person = ?", (NO_ONE,)).fetchone()[0])
+
     def of_ids(self, ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
         """Each file's faces that belong to a person: ``{"person", "name", "face", "box"}``, left to right (files with none
         are left out). Faces not grouped yet (seen once so far) are not anyone yet."""
@@ -88,14 +94,21 @@ class FaceTable(OptionalTable):
         return None if row is None or row[0] is None else (int(row[0]), (row[1], row[2], row[3], row[4]))
 
     # -- the writer's side ----------------------------------------------------------------------------------
-    def switch(self, setting: str) -> None:
-        """The stage's setting; off drops every face, person and name (what the user asked not to keep)."""
+    def switch(self, setting: str) -> dict[str, Any] | None:
+        """The stage's setting; off drops every face, person and name (what the user asked not to keep) and returns
+        what went, for the run to say: ``{"faces", "people", "named"}`` (None when there was nothing to drop)."""
         assert setting in SETTINGS, setting
         conn = begin(self._conn)
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('faces', ?)", (setting,))
-        if setting == "off":
-            for table in ("faces", "faced", "people", "not_person"):
-                conn.execute(f"DELETE FROM {table}")
+        if setting != "off" or not self.available:
+            return None
+        dropped = {"faces": int(conn.execute("SELECT count(*) FROM faces").fetchone()[0]),
+                   "people": int(conn.execute("SELECT count(*) FROM people").fetchone()[0]),
+                   "named": [n for (n,) in conn.execute(
+                       "SELECT name FROM people WHERE name IS NOT NULL ORDER BY name COLLATE NOCASE")]}  # ids vary
+        for table in ("faces", "faced", "people", "not_person"):
+            conn.execute(f"DELETE FROM {table}")
+        return dropped if dropped["faces"] or dropped["people"] else None
 
     def unfaced(self) -> list[tuple[bytes, str, int, int]]:
         """(hash, path, size, mtime_ns) of one file of each photo content whose faces were not looked for yet. Videos
@@ -118,10 +131,11 @@ class FaceTable(OptionalTable):
 
     def descriptors(self, assigned: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(face ids, person ids, descriptors) of the faces that belong to a person, or (``assigned`` False) of
-        those that belong to none yet (person ids -1)."""
+        those that belong to none yet (person ids -1); never those the user said are not faces (``NO_ONE``)."""
         import numpy as np
 
-        where = "person IS NOT NULL" if assigned else "person IS NULL"
+        where = "person IS NOT NULL" if assigned else \
+            f"person IS NULL AND id NOT IN (SELECT face FROM not_person WHERE person = {NO_ONE})"
         rows = self._conn.execute(f"SELECT id, COALESCE(person, -1), descriptor FROM faces WHERE {where} "
                                   "ORDER BY id").fetchall()
         ids = np.array([r[0] for r in rows], dtype="int64")

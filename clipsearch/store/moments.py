@@ -112,6 +112,12 @@ class MomentReader(OptionalTable):
                 out[int(f)] = {"duration": duration, "codec": codec, "fps": fps, "moments": count}
         return out
 
+    def video_hashes(self) -> set[bytes]:
+        """The content hashes of the videos (``search.copy_rules``: a photo is never a copy of a video)."""
+        if not self.available:
+            return set()
+        return {bytes(h) for (h,) in self._conn.execute("SELECT hash FROM videos")}
+
     def rows(self, select: str, file_ids: Sequence[int] | None, between: tuple[int, int]) -> list[Any]:
         """(files.id, moments.n, ``select``...) of the moments joined to their vectors: of ``file_ids``, or of every
         file with an id ``between`` the two."""

@@ -3,9 +3,10 @@
 A run only ever places faces that belong to nobody yet (``indexer.faces``, ``clipsearch.faces.grouping``):
 it never moves a face, renames, merges or splits a person. So what the user decides here is never undone
 by a later run. A face taken out of a person (``split``, ``remove``) is recorded in ``not_person`` and
-never joins that person again. A person is named by a name (any case) or by its id: ids are never handed
-out again (AUTOINCREMENT), so a saved ``--person 7`` never finds someone else. A person left with no face
-(their photos forgotten) goes, with their name.
+never joins that person again; one the user says is no face at all (``remove(..., not_a_face=True)``: a badge,
+a pattern dlib took for one) is also recorded against ``NO_ONE``, and no run groups it again. A person is named
+by a name (any case) or by its id: ids are never handed out again (AUTOINCREMENT), so a saved ``--person 7``
+never finds someone else. A person left with no face (their photos forgotten) goes, with their name.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from clipsearch.errors import UserError
+from clipsearch.errors import NoSuchPerson, UserError
 
 MAX_NAME = 100
+NO_ONE = 0  # ``not_person``'s person for a face that is no one, ever: ids start at 1 (AUTOINCREMENT), so no one has it
 
 
 def begin(conn: sqlite3.Connection) -> sqlite3.Connection:
@@ -101,8 +103,9 @@ class PeopleTable:
                                 "): give the whole name or the id")
         names = sorted(named.values())
         known = f" (named: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''})" if names else ""
-        raise UserError(f"no person is {'numbered' if text.isdigit() else 'named'} {text[:MAX_NAME]!r}{known}: "
-                        "'clipsearch people' lists them")
+        unknown = NoSuchPerson if text.isdigit() else UserError  # an id the index does not hold: the server's 404
+        raise unknown(f"no person is {'numbered' if text.isdigit() else 'named'} {text[:MAX_NAME]!r}{known}: "
+                      "'clipsearch people' lists them")
 
     def faces_of(self, person: int) -> list[dict[str, Any]]:
         """A person's faces, each with a photo that shows it: what a user picks from to split them."""
@@ -165,10 +168,14 @@ class PeopleTable:
         self._move(person, faces, new)
         return new
 
-    def remove(self, person: int, faces: Sequence[int]) -> None:
+    def remove(self, person: int, faces: Sequence[int], not_a_face: bool = False) -> None:
         """"Not this person": ``faces`` leave ``person`` and never join them again; the next run places them with
-        someone else, or with no one."""
-        self._move(person, self._owned(person, faces), None)
+        someone else, or with no one. ``not_a_face``: they are no one's, ever (``NO_ONE``): no run groups them again
+        (``FaceTable.descriptors`` leaves them out)."""
+        owned = self._owned(person, faces)
+        self._move(person, owned, None)
+        if not_a_face:
+            begin(self._conn).executemany("INSERT OR IGNORE INTO not_person VALUES (?, ?)", [(f, NO_ONE) for f in owned])
 
     def _move(self, person: int, faces: list[int], to: int | None) -> None:
         conn = begin(self._conn)

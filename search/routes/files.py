@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
 
-from clipsearch.errors import FileChanged, FileGone
+from clipsearch.errors import FileChanged, FileGone, UserError
 from clipsearch.indexed_file import open_indexed, stream_indexed
 from search.routes.state import file_id, not_found, server
 
@@ -51,7 +51,7 @@ def _seconds(raw: str | None) -> float | None:
     except ValueError:
         value = -1.0
     if not 0 <= value <= 1e7:
-        raise HTTPException(422, "t must be a time in seconds (0 or more)")
+        raise UserError("t must be a time in seconds (0 or more)")  # 400, as every parameter that cannot be read
     return value
 
 

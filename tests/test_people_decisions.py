@@ -1,0 +1,86 @@
+"""What `people merge`, `split` and `remove` say, for one and for several (issue 33); "not a face", which no later
+run groups again; and `index --faces off`, which says what it dropped (issue 38). Through the real CLI, on the real
+faces of tests/fixtures/faces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image, ImageOps
+
+from tests.conftest import Cli
+from tests.test_faces import BIDEN, FACES, OBAMA, _folder, _index, _people, _who
+
+pytest.importorskip("dlib")
+
+
+def _named_pair(cli: Cli, tmp_path: Path, *extra: str) -> tuple[Path, int, int, dict[int, dict[str, Any]]]:
+    photos = _folder(tmp_path / "photos", "obama-1.jpg", "obama-2.jpg", "biden-1.jpg", "biden-2.jpg",
+                     "obama-and-biden.jpg", *extra)
+    _index(cli, photos, "--model", "demo", "--faces", "on")
+    people = _people(cli)
+    obama = next(p for p, row in people.items() if OBAMA - {"obama-and-biden.jpg"} <= row["files"])
+    biden = _who(people, BIDEN)
+    assert cli("people", "name", obama, "Barack Obama").exit_code == 0
+    assert cli("people", "name", biden, "Joe Biden").exit_code == 0
+    return photos, obama, biden, people
+
+
+def test_decisions_read_right_for_one_and_for_several(cli: Cli, tmp_path: Path) -> None:
+    _, obama, biden, people = _named_pair(cli, tmp_path)
+    faces = people[biden]["face_ids"]
+    one = cli("people", "split", biden, faces["biden-1.jpg"])
+    assert one.stdout.strip().startswith(f"1 face of person {biden} is now person "), one.stdout
+    parted = int(one.stdout.split()[-1])
+    assert cli("people", "name", parted, "Cameraman").exit_code == 0
+    merged = cli("people", "merge", biden, parted)  # was "4 merged into person 1; the names Cameraman went"
+    assert merged.stdout.strip() == f"person {parted} merged into person {biden}; its name Cameraman was dropped"
+    two = cli("people", "split", biden, faces["biden-1.jpg"], faces["biden-2.jpg"], "--json").json()
+    assert cli("people", "name", two["new_person"], "Stand-in").exit_code == 0  # type: ignore[index]
+    gone = cli("people", "remove", obama, people[obama]["face_ids"]["obama-1.jpg"])
+    assert gone.stdout.strip() == f"1 face is not person {obama} any more"
+    several = cli("people", "merge", obama, biden, two["new_person"])  # type: ignore[index]
+    assert several.stdout.strip() == (f"people {biden} and {two['new_person']} merged into person {obama}; their "  # type: ignore[index]
+                                      "names Joe Biden and Stand-in were dropped")
+    left = _people(cli)[obama]["face_ids"]
+    both = cli("people", "remove", obama, left["obama-2.jpg"], left["biden-2.jpg"])
+    assert both.stdout.strip() == f"2 faces are not person {obama} any more"
+
+
+def test_not_a_face_is_never_grouped_again(cli: Cli, tmp_path: Path) -> None:
+    """A face the user removed was put into another named person by the next run; one removed as not a face is no
+    one's from then on, whatever later runs find."""
+    photos, obama, _, people = _named_pair(cli, tmp_path, "obama-3.jpg")
+    faces = people[obama]["face_ids"]
+    double = cli("people", "split", obama, faces["obama-3.jpg"], "--json").json()["new_person"]  # type: ignore[index]
+    assert cli("people", "name", double, "Obama's double").exit_code == 0
+    ungrouped = cli("people", "--json").json()["faces_ungrouped"]  # type: ignore[index]
+    badge = faces["obama-2.jpg"]
+    said = cli("people", "remove", "barack obama", badge, "--not-a-face", "--json")
+    assert said.exit_code == 0 and said.json() == {"person": obama, "removed": [badge], "not_a_face": True}
+    assert _index(cli)["faces"]["grouped"] == 0  # a plain remove: the face joined Obama's double here
+    with Image.open(FACES / "obama-1.jpg") as im:  # a new photo of him (mirrored: another content): a run that groups
+        ImageOps.mirror(im).save(photos / "obama-1-mirrored.jpg", quality=95)
+    assert _index(cli)["faces"]["grouped"] == 1
+    after = _people(cli)
+    assert all(badge not in row["face_ids"].values() for row in after.values())
+    assert after[double]["files"] == {"obama-3.jpg"}
+    assert after[obama]["files"] == {"obama-1.jpg", "obama-1-mirrored.jpg", "obama-and-biden.jpg"}
+    assert cli("people", "--json").json()["faces_ungrouped"] == ungrouped  # type: ignore[index]
+    text = cli("people", "remove", obama, after[obama]["face_ids"]["obama-1.jpg"], "--not-a-face")
+    assert text.stdout.strip() == f"1 face of person {obama} is not a face: never grouped again"
+
+
+def test_faces_off_says_what_it_dropped(cli: Cli, tmp_path: Path) -> None:
+    _named_pair(cli, tmp_path)
+    listed = cli("people", "--json").json()
+    found = listed["faces_found"]  # type: ignore[index]
+    report = _index(cli, "--faces", "off")
+    assert report["faces_dropped"] == {"faces": found, "people": 2, "named": ["Barack Obama", "Joe Biden"]}
+    assert report["notes"][0] == f"faces off: dropped {found} faces and 2 people (2 named: Barack Obama, Joe Biden)"
+    assert "faces_dropped" not in _index(cli, "--faces", "off")  # nothing left to drop, nothing said
+    _index(cli, "--faces", "on")
+    text = cli("index", "--faces", "off")
+    assert text.exit_code == 0 and f"clipsearch: note: faces off: dropped {found} faces and 2 people\n" in text.stderr
