@@ -118,8 +118,10 @@ def hybrid(store: StoreReader, query: Query, vector: np.ndarray, allowed: Sequen
            nearest: Callable[[int, int, Sequence[int] | None, set[int]], list[Hit]]) -> list[Hit]:
     """A plain search's page: the meaning's ranking (``nearest(k, offset, allowed, excluded)``) fused with the
     words' where the query's words match any photo's (``fuse``), else the meaning's alone. Each hit keeps its
-    cosine score (from its stored vector for a photo found by its words alone): ``score`` means what it did."""
-    typed = " ".join(str(t.value) for t in query.terms if t.kind == "text" and t.weight > 0)
+    cosine score (from its stored vector for a photo found by its words alone): ``score`` means what it did. A query
+    that holds an image or a photo (``like``) is arithmetic on vectors: its ranking is the meaning's alone."""
+    plain = all(t.kind == "text" for t in query.terms)
+    typed = " ".join(str(t.value) for t in query.terms if t.kind == "text" and t.weight > 0) if plain else ""
     words = Words.parse(typed, strict=False) if typed and query.text is None else None
     needed = query.k + query.offset
     found = store.words.matching(words.match, words.like, needed + len(query.excluded)) if words else []

@@ -17,14 +17,14 @@ from clipsearch.errors import ReadOnlyIndex, UserError
 
 
 def check(directory: Path, repair: bool = False) -> CheckResult:
-    from clipsearch.store import StoreReader, StoreWriter, index_exists, salvage
+    from clipsearch.store import StoreReader, StoreWriter, index_exists, remains, salvage
     from clipsearch.store import check as diagnosis
 
     if not index_exists(directory):
         raise UserError(f"no index at {directory}")
     lost, salvaged = None, None
     salvaged_away: list[str] = []  # the files a salvage left out: the next run finds them again
-    if (damaged := salvage.damage(directory)) is not None:
+    if (damaged := remains.damage(directory)) is not None:
         found = salvage.repair(directory) if repair else salvage.inspect(directory)
         if not repair:
             problems = [f"catalog database: {damaged}", f"'check --repair' would save what can be read: "

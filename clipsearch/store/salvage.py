@@ -1,34 +1,29 @@
 """``check --repair`` on a damaged catalog (a truncated file, a bad sector): save what SQLite can still read.
 
-SQLite refuses the whole file once a page it needs is missing, schema included. So the salvage works on
-a copy: the header's page count is set to the pages the file has, the schema rows of tables whose root
-page is gone are dropped (``writable_schema``), and each table is read row by row until a missing page
-stops it. What was read goes into a new catalog of the current format; the damaged file is kept beside
-it (``catalog.sqlite.damaged-<time>``), never deleted. The vectors of a catalog of format 7 on are in
-segment files, which the damage does not reach: each saved pointer into them is kept if its row is in
-the file (the segments' row counts are read from the files themselves); a catalog of an older format
-has its readable vectors copied into segment files. Files whose vector was lost are left out, so the
-next ``index`` run embeds them again; nothing else is re-embedded.
+What can be read of it (``clipsearch.store.remains``) goes into a new catalog of the current format; the damaged
+file is kept beside it (``catalog.sqlite.damaged-<time>``, with its log), never deleted. The vectors of a
+catalog of format 7 on are in segment files, which the damage does not reach: each saved pointer into them is
+kept if its row is in the file (the segments' row counts are read from the files themselves); a catalog of an
+older format has its readable vectors copied into segment files. Files whose vector was lost are left out, so
+the next ``index`` run embeds them again; nothing else is re-embedded.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-import struct
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from clipsearch.errors import UserError
-from clipsearch.store import file_sums, migrations, schema_copy, segments, words, write_ahead_log
+from clipsearch.store import file_sums, migrations, segments, words
 from clipsearch.store.catalog import connect
 from clipsearch.store.layout import Layout
 from clipsearch.store.lock import WriteLock
+from clipsearch.store.remains import CARRIED, TABLES, Salvage, read_what_remains
 from clipsearch.store.segments import SegmentAppender, SegmentError, Segments
 
-TABLES = ("meta", "roots", "vectors", "files", "failures", "runs")
 _COLUMNS = {
     "meta": "key, value", "roots": "path, added, settings", "vectors": "hash, segment, row",
     "files": "id, path, size, mtime_ns, hash, width, height, seen", "failures": "path, size, mtime_ns, error, seen",
@@ -39,183 +34,6 @@ _VALUES = {
     "meta": f"{T}, {T}", "roots": f"{T}, ?, {T}", "vectors": "?, ?, ?", "files": f"?, {T}, ?, ?, ?, ?, ?, ?",
     "failures": f"{T}, ?, ?, {T}, ?", "runs": f"?, ?, ?, {T}, {T}",
 }
-
-# Kept as read, beside the core tables above (columns by name, so any format's): what each content and file was
-# found to hold, and the user's own rows (people's names, faces taken out of a person). Not kept: ``segments``
-# (recorded from the segment files), ``vectors_next`` (an unfinished re-embedding starts over, as the next run
-# does), ``changed_after_build`` and the words' FTS table (made again from what is kept).
-CARRIED = ("sqlite_sequence", "tags", "tagged", "photo_meta", "signatures", "content_notes", "seen_text",
-           "file_words", "videos", "moments", "faces", "faced", "people", "not_person")
-# A table and the one that says which contents it was made for: cut short, both go (a run makes them again), or
-# contents would be marked done without their rows.
-PAIRED = {"tags": "tagged", "tagged": "tags", "faces": "faced", "faced": "faces", "videos": "moments",
-          "moments": "videos"}
-
-
-@dataclass
-class Salvage:
-    rows: dict[str, list[tuple[object, ...]]] = field(default_factory=dict)
-    columns: dict[str, list[str]] = field(default_factory=dict)  # of the ``CARRIED`` tables, as read
-    incomplete: list[str] = field(default_factory=list)  # tables a missing page cut short (or lost whole)
-    files_without_vector: int = 0
-    files_misrecorded: int = 0  # rows whose path disagrees with the paths' index: left for the next run to find
-    left_out: list[str] = field(default_factory=list)  # the paths of the files left out (as read: maybe damaged)
-    schema_from_copy: bool = False  # the catalog's own schema was unreadable: the copy beside it stood in
-    copied_meta: dict[str, str] = field(default_factory=dict)  # model record and settings, as the schema copy has them
-
-    @property
-    def lost_anything(self) -> bool:
-        return bool(self.incomplete or self.files_without_vector or self.files_misrecorded)
-
-    def summary(self) -> str:
-        files, vectors = len(self.rows.get("files", [])), len(self.rows.get("vectors", []))
-        lost = f"; lost: {', '.join(self.incomplete)} (cut short by the damage)" if self.incomplete else ""
-        if "meta" in self.incomplete and self.copied_meta:
-            lost += "; the model record and settings read from the schema copy"
-        copied = " (its schema unreadable, read with the copy beside it)" if self.schema_from_copy else ""
-        if self.files_misrecorded:
-            copied += (f"; {self.files_misrecorded} files whose path was damaged are left out (the next index run "
-                       "finds them again, re-embedding nothing)")
-        return (f"saved {files} files and {vectors} stored vectors{lost}; {self.files_without_vector} files whose "
-                f"vector was lost are left for the next index run to embed again{copied}")
-
-
-def damage(directory: Path) -> str | None:
-    """What SQLite says is wrong with the index's catalog, or None when it reads it whole. A catalog with no tables
-    yet (a first run killed before its first commit) is not damaged: there is nothing in it to lose."""
-    catalog = Layout(directory).catalog
-    for immutable in (False, True):  # with its write-ahead log (a killed run's commits are there), else as it lies
-        try:
-            conn = connect(catalog, readonly=True, immutable=immutable)
-            try:
-                if migrations.version_of(conn) is None:
-                    return None
-                conn.execute("SELECT count(*) FROM files").fetchone()
-                verdict = [r[0] for r in conn.execute("PRAGMA integrity_check(20)")]  # indexes against tables too
-                return None if verdict == ["ok"] else "; ".join(verdict)
-            finally:
-                conn.close()
-        except sqlite3.OperationalError:
-            if immutable:  # not a question of damage (a directory we may not write to, even immutable fails)
-                raise
-        except sqlite3.DatabaseError as exc:
-            return str(exc)
-    return None
-
-
-def read_what_remains(catalog: Path, scratch: Path) -> Salvage:
-    """Every row SQLite can still read from the damaged ``catalog``, read from a patched copy at ``scratch`` (which
-    may lie outside the index: a read-only one can be inspected too). Where the catalog's own schema cannot be read
-    (its pages cut off or spoilt, its header gone), the schema copy beside it (``schema_copy``) stands in for it.
-    The write-ahead log's committed pages are laid over the file's first (``write_ahead_log``)."""
-    copy = schema_copy.load(Layout(catalog.parent).schema_copy)
-    data = bytearray(catalog.read_bytes())
-    log = Path(str(catalog) + "-wal")  # the commits since the last checkpoint are there, not in the file yet
-    if data and (logged := write_ahead_log.committed(log.read_bytes() if log.is_file() else b"")) is not None:
-        data = write_ahead_log.lay_over(data, logged)
-    header_whole = len(data) >= 100 and data.startswith(schema_copy.HEADER)
-    page_size = schema_copy.page_size_in(data) if header_whole else int(copy["page_size"]) if copy else 0
-    pages = len(data) // page_size if page_size else 0
-    if pages < 2 or (not header_whole and copy is None):  # no page past the first: no table's row is left
-        raise UserError(f"{catalog} is not an SQLite catalog any more (its header is gone): nothing can be saved "
-                        "from it; restore it from a backup, or index again into a new --index")
-    del data[pages * page_size:]
-    data[28:32] = struct.pack(">I", pages)  # the pages there are, not the pages there were
-    out = Salvage()
-    if not header_whole or not _schema_readable(scratch, data):
-        if copy is None:
-            raise UserError(f"the schema of {catalog} is lost: nothing can be saved from it; restore it from a "
-                            "backup, or index again into a new --index")
-        scratch.write_bytes(bytes(schema_copy.restore_first_page(data, copy)))
-        conn = sqlite3.connect(scratch, isolation_level=None)
-        conn.execute("PRAGMA writable_schema=ON")
-        schema_copy.put_back(conn, copy)
-        conn.close()
-        out.schema_from_copy = True
-    if copy is not None:
-        out.copied_meta = dict(copy.get("meta", {}))
-    conn = sqlite3.connect(scratch, isolation_level=None)
-    conn.text_factory = bytes
-    try:
-        conn.execute("PRAGMA writable_schema=ON")
-        conn.execute("DELETE FROM sqlite_master WHERE rootpage > ?", (pages,))
-        # A virtual table (the words' FTS5) whose shadow tables were cut off leaves a schema SQLite will not load;
-        # the salvage reads none of them (a run makes the words again), so they all go.
-        for (virtual,) in conn.execute("SELECT name FROM sqlite_master WHERE sql LIKE 'CREATE VIRTUAL TABLE%'").fetchall():
-            conn.execute("DELETE FROM sqlite_master WHERE name = ? OR name LIKE ? ESCAPE '!'",
-                         (virtual, virtual.replace(b"!", b"!!").replace(b"_", b"!_").replace(b"%", b"!%") + b"!_%"))
-        conn.execute("PRAGMA writable_schema=OFF")
-    except sqlite3.DatabaseError:
-        raise UserError(f"the schema of {catalog} is lost: nothing can be saved from it; restore it from a backup, "
-                        "or index again into a new --index") from None
-    for table in TABLES:
-        rows: list[tuple[object, ...]] = []
-        try:
-            for row in conn.execute(f"SELECT * FROM {table}"):  # the columns of the format it was written in
-                rows.append(row + (b"{}",) if table == "roots" and len(row) == 2 else row)
-        except sqlite3.DatabaseError:
-            out.incomplete.append(table)
-        out.rows[table] = rows
-    out.rows["files"], misrecorded = _paths_as_indexed(conn, out.rows["files"])
-    out.files_misrecorded, out.left_out = len(misrecorded), misrecorded
-    present = {bytes(n).decode() for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    for table in CARRIED:
-        if table in present:
-            rows = []
-            try:
-                cursor = conn.execute(f"SELECT * FROM {table}")
-                out.columns[table] = [d[0] for d in cursor.description]
-                rows.extend(cursor)
-            except sqlite3.DatabaseError:
-                out.incomplete.append(table)
-            out.rows[table] = rows
-    for table in out.incomplete:
-        if (other := PAIRED.get(table)) in out.rows:
-            out.rows[table], out.rows[other] = [], []
-    conn.close()
-    return out
-
-
-def _paths_as_indexed(conn: sqlite3.Connection, files: list[tuple[object, ...]]) -> tuple[list[tuple[object, ...]], list[str]]:
-    """The file rows whose path is also in the paths' own index (``path UNIQUE``) or names a file of the recorded
-    size and time, and the paths of the others: a byte changed in a row's path would otherwise be saved as a photo
-    that is not there, served until a run noticed (a byte changed in the index's entry instead leaves the row whole).
-    A file left out here is found again by the next run, its vector reused (same content): nothing is re-embedded.
-    An index that cannot be read whole vouches for nothing: the rows are kept as read."""
-    try:
-        (index,) = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'files' "
-                                "AND sql IS NULL AND name LIKE 'sqlite_autoindex_files_%'").fetchone()
-        indexed = {bytes(p) for (p,) in conn.execute(f"SELECT path FROM files INDEXED BY {bytes(index).decode()}")}
-    except (TypeError, ValueError, sqlite3.DatabaseError):
-        return files, []
-    def vouched(row: tuple[object, ...]) -> bool:  # by the index, or by the file itself at that path, as recorded
-        path = bytes(row[1])  # type: ignore[arg-type]
-        if path in indexed:
-            return True
-        try:
-            found = os.stat(path)
-        except OSError:
-            return False
-        return (found.st_size, found.st_mtime_ns) == (row[2], row[3])
-
-    kept: list[tuple[object, ...]] = []
-    left: list[tuple[object, ...]] = []
-    for row in files:
-        (kept if vouched(row) else left).append(row)
-    return kept, [os.fsdecode(bytes(row[1])) for row in left]  # type: ignore[arg-type]
-
-
-def _schema_readable(scratch: Path, data: bytearray) -> bool:
-    """Write ``data`` to ``scratch``; whether SQLite reads its whole schema table there."""
-    scratch.write_bytes(bytes(data))
-    conn = sqlite3.connect(scratch, isolation_level=None)
-    try:
-        conn.execute("SELECT type, name, tbl_name, rootpage, sql FROM sqlite_master").fetchall()
-        return True
-    except sqlite3.DatabaseError:
-        return False
-    finally:
-        conn.close()
 
 
 def inspect(directory: Path) -> Salvage:
