@@ -112,5 +112,9 @@ def test_index_in_int8_through_the_cli(cli: Cli, tmp_path: Path, export_on: Path
     assert list(export_on.glob("image/*/image-int8.onnx"))
     hits = cli("search", "a red star", "--json", "-k", "1").json()
     assert hits[0]["path"] == str(photos / "red-star.png")  # type: ignore[index]
+    [demo] = [row for row in cli("models", "--json").json() if row["spec"] == "demo"]  # type: ignore[union-attr]
+    assert demo["int8"]["photos"] >= 32 and 0.99 <= demo["int8"]["min_cosine"] <= demo["int8"]["mean_cosine"] <= 1
+    listed = cli("models", "--cached").stdout
+    assert f"{demo['int8']['mean_cosine']:.4f}" in listed and "int8: --precision int8's mean cosine" in listed
     wrong = cli("index", photos, "--precision", "int8", "--device", "cuda")
     assert wrong.exit_code == 2 and "int8 runs on the CPU" in wrong.stderr

@@ -146,6 +146,7 @@ class OnnxImageEncoder(Encoder):
         self._session = ort.InferenceSession(str(directory / FILES[precision]), options,
                                              providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
+        self._compare = precision == "int8" and "int8_agreement" not in config  # measured once, on the first batch
 
     def start_images(self, batch: Any) -> Done:  # type: ignore[override]
         import numpy as np
@@ -153,8 +154,30 @@ class OnnxImageEncoder(Encoder):
         started = time.perf_counter()
         if not isinstance(batch, np.ndarray):  # a torch tensor (search --image): its numpy view
             batch = batch.detach().cpu().float().numpy()
-        features = self._session.run(None, {self._input: np.ascontiguousarray(batch, dtype="float32")})[0]
-        return Done(unit_rows(features), time.perf_counter() - started)
+        batch = np.ascontiguousarray(batch, dtype="float32")
+        vectors = unit_rows(self._session.run(None, {self._input: batch})[0])
+        if self._compare:
+            self._compare = False
+            self._record_agreement(batch, vectors)
+        return Done(vectors, time.perf_counter() - started)
+
+    def _record_agreement(self, batch: np.ndarray, vectors: np.ndarray) -> None:
+        """int8 against fp32 on the user's own first photos (one batch, once per model): what `clipsearch models`
+        shows beside the figures of docs/benchmarks.md."""
+        import numpy as np
+        import onnxruntime as ort
+
+        try:
+            fp32 = ort.InferenceSession(str(self.directory / FILES["fp32"]), providers=["CPUExecutionProvider"])
+            cosines = np.sum(vectors * unit_rows(fp32.run(None, {self._input: batch})[0]), axis=1)
+            config = json.loads((self.directory / "config.json").read_text())
+            config["int8_agreement"] = {"photos": len(batch), "mean_cosine": round(float(cosines.mean()), 5),
+                                        "min_cosine": round(float(cosines.min()), 5)}
+            temporary = self.directory / f".config.{os.getpid()}.json"
+            temporary.write_text(json.dumps(config))
+            os.replace(temporary, self.directory / "config.json")
+        except (OSError, ValueError, RuntimeError):
+            pass  # a read-only cache, a removed export: nothing measured, nothing lost
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         if self._text is None:
@@ -206,6 +229,19 @@ class Handoff(Encoder):
 
     def export_text_tower(self, quiet: bool = False) -> Path | None:
         return self._then.export_text_tower(quiet) if self._then is not None else None
+
+
+def int8_agreements() -> dict[str, dict[str, float]]:
+    """Model spec -> int8's agreement with fp32 measured on this machine's photos, for `clipsearch models`."""
+    out = {}
+    for path in (default_cache_dir() / "image").glob("*/config.json"):
+        try:
+            config = json.loads(path.read_text())
+            if "int8_agreement" in config:
+                out[str(config["spec"])] = dict(config["int8_agreement"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return out
 
 
 def load(fingerprint: str, precision: str = "fp32", fallback: Callable[[], Encoder] | None = None
