@@ -53,6 +53,19 @@ def test_export_agrees_with_the_model_in_fp32_and_int8(export_on: Path, capsys: 
     assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
     assert float(np.min(np.sum(ours * theirs, axis=1))) >= 0.999  # per photo
 
+    # An index run with its recorded model: the export, all of it in fp32, or its first images where auto means bf16
+    from clipsearch.encoders import cpu_has_bf16
+
+    chosen = load_encoder("demo", "cpu", "auto", fingerprint=model.fingerprint)
+    assert chosen.array_kind == "numpy" and chosen.fingerprint == model.fingerprint
+    assert isinstance(chosen, onnx_image.Handoff) == cpu_has_bf16()
+    assert isinstance(load_encoder("demo", "cpu", "fp32", fingerprint=model.fingerprint), onnx_image.OnnxImageEncoder)
+    handoff = onnx_image.Handoff(fast, lambda: model, limit=4)
+    inputs = fast.staged_transform.finish(pixels)  # type: ignore[union-attr]
+    first, rest = handoff.encode_images(inputs[:4]), handoff.encode_images(inputs[4:])
+    assert handoff.precision == "fp32" and np.array_equal(rest, model.encode_images(torch.from_numpy(inputs[4:])))
+    assert float(np.min(np.sum(np.concatenate([first, rest]) * theirs, axis=1))) >= 0.999
+
     int8 = load_encoder("demo", "cpu", "int8", fingerprint=model.fingerprint)
     assert int8.precision == "int8" and (directory / onnx_image.FILES["int8"]).is_file()
     quantized = int8.encode_images(int8.staged_transform.finish(pixels))  # type: ignore[union-attr]

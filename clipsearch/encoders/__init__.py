@@ -18,8 +18,8 @@ from clipsearch.encoders.base import Encoder, cpu_has_bf16
 from clipsearch.encoders.spec import DEFAULT_MODEL, DEMO_WEIGHTS, PRESETS, ModelSpec, parse_spec
 from clipsearch.errors import UserError
 
-__all__ = ["DEFAULT_MODEL", "DEMO_WEIGHTS", "PRESETS", "Encoder", "ModelSpec", "check_runtime", "load_encoder",
-           "parse_spec"]
+__all__ = ["DEFAULT_MODEL", "DEMO_WEIGHTS", "PRESETS", "Encoder", "ModelSpec", "check_runtime", "cpu_has_bf16",
+           "load_encoder", "parse_spec"]
 
 
 SMALL_RUN = 256  # images a run embeds on the exported fp32 tower before it loads the faster bf16 model, if it has one

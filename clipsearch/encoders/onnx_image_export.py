@@ -62,11 +62,14 @@ def export(encoder: Encoder, model: Any, compose: Any, quiet: bool = False) -> P
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
     try:
         large = sum(p.numel() * 4 for p in tower.parameters()) > _LARGE
-        with torch.inference_mode(False), torch.no_grad():
+        # With gradients on: without them torch's MultiheadAttention takes its fused fast path
+        # (aten::_native_multi_head_attention), which the ONNX exporter does not know.
+        with torch.inference_mode(False), torch.enable_grad():
             _quietly(lambda: torch.onnx.export(
                 tower, (probe[:2],), str(work / FILES["fp32"]), input_names=["pixels"], output_names=["features"],
                 dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}}, opset_version=17, dynamo=False,
                 external_data=large))
+        with torch.no_grad():
             reference = torch.nn.functional.normalize(tower(probe).float(), dim=-1).numpy()
         config = {"format": FORMAT, "fingerprint": encoder.fingerprint, "spec": encoder.spec, "dim": encoder.dim,
                   "image_size": encoder.image_size, "logit_scale": encoder.logit_scale,
@@ -110,7 +113,12 @@ def quantize(directory: Path) -> Path:
 
 
 def _quietly(fn: Any) -> Any:
-    """The exporter and the quantizer print warnings and progress: keep them off the user's terminal."""
+    """The exporter and the quantizer print warnings, progress and (on failure) whole graphs: keep them off the
+    user's terminal."""
+    import contextlib
+    import io
+
     from clipsearch.encoders.onnx_text import _quietly as quietly
 
-    return quietly(fn)
+    with contextlib.redirect_stderr(io.StringIO()):
+        return quietly(fn)
