@@ -131,3 +131,23 @@ def test_index_in_int8_through_the_cli(cli: Cli, tmp_path: Path, export_on: Path
     assert f"{demo['int8']['mean_cosine']:.4f}" in listed and "int8: --precision int8's mean cosine" in listed
     wrong = cli("index", photos, "--precision", "int8", "--device", "cuda")
     assert wrong.exit_code == 2 and "int8 runs on the CPU" in wrong.stderr
+
+
+def test_an_export_of_a_checkpoint_that_changed_is_not_used(model_spec: str, export_on: Path) -> None:
+    import os
+
+    from clipsearch.encoders import load_encoder
+
+    model = load_encoder(model_spec, "cpu", "fp32")
+    assert model.export_image_tower(quiet=True) is not None
+    assert isinstance(load_encoder(model_spec, "cpu", "fp32", fingerprint=model.fingerprint),
+                      onnx_image.OnnxImageEncoder)
+    checkpoint = model_spec.split(":", 1)[1]
+    stat = os.stat(checkpoint)
+    os.utime(checkpoint, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the file was replaced
+    try:
+        assert onnx_image.exported(model.fingerprint) is None
+        assert not isinstance(load_encoder(model_spec, "cpu", "fp32", fingerprint=model.fingerprint),
+                              onnx_image.OnnxImageEncoder)
+    finally:
+        os.utime(checkpoint, ns=(stat.st_atime_ns, stat.st_mtime_ns))

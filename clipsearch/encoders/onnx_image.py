@@ -46,6 +46,21 @@ def cache_dir(fingerprint: str) -> Path:
     return default_cache_dir() / "image" / key
 
 
+def weights_stamp(spec: str) -> list[int] | None:
+    """(size, mtime) of a model's checkpoint file, for a spec that names one: an export of a file that has changed
+    since is not used (the torch path then sees the new weights, and says the index's model changed)."""
+    from clipsearch.encoders.spec import parse_spec
+
+    path = parse_spec(spec).weights_path
+    if path is None:
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return [-1, -1]
+    return [stat.st_size, stat.st_mtime_ns]
+
+
 def exported(fingerprint: str, precision: str = "fp32") -> Path | None:
     """The export directory of this model, if it holds a usable tower in ``precision`` (fp32 or int8)."""
     directory = cache_dir(fingerprint)
@@ -53,9 +68,11 @@ def exported(fingerprint: str, precision: str = "fp32") -> Path | None:
         return None
     try:
         config = json.loads((directory / "config.json").read_text())
-    except (OSError, ValueError):
+        current = config.get("format") == FORMAT and config.get("fingerprint") == fingerprint \
+            and config.get("weights_stamp") == weights_stamp(config["spec"])
+    except (OSError, ValueError, KeyError):
         return None
-    return directory if config.get("format") == FORMAT and config.get("fingerprint") == fingerprint else None
+    return directory if current else None
 
 
 def plan_to_json(plan: geometry.Plan) -> list[dict[str, Any]]:
@@ -123,7 +140,7 @@ class OnnxImageEncoder(Encoder):
     array_kind = "numpy"
 
     def __init__(self, directory: Path, precision: str = "fp32",
-                 fallback: Callable[[], Encoder] | None = None) -> None:
+                 fallback: Callable[[], Encoder] | None = None, threads: int | None = None) -> None:
         import onnxruntime as ort
 
         config = json.loads((directory / "config.json").read_text())
@@ -143,6 +160,8 @@ class OnnxImageEncoder(Encoder):
         self._text: Any = None
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
         self._session = ort.InferenceSession(str(directory / FILES[precision]), options,
                                              providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name

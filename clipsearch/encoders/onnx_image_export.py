@@ -17,7 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clipsearch.encoders.onnx_image import FILES, FORMAT, MIN_COSINE, OnnxImageEncoder, cache_dir, exported, plan_to_json
+from clipsearch.encoders import onnx_image
+from clipsearch.encoders.onnx_image import FILES, MIN_COSINE, OnnxImageEncoder, cache_dir, exported
 
 if TYPE_CHECKING:
     from clipsearch.encoders.base import Encoder
@@ -71,10 +72,10 @@ def export(encoder: Encoder, model: Any, compose: Any, quiet: bool = False) -> P
                 external_data=large))
         with torch.no_grad():
             reference = torch.nn.functional.normalize(tower(probe).float(), dim=-1).numpy()
-        config = {"format": FORMAT, "fingerprint": encoder.fingerprint, "spec": encoder.spec, "dim": encoder.dim,
+        config = {"format": onnx_image.FORMAT, "fingerprint": encoder.fingerprint, "spec": encoder.spec, "dim": encoder.dim,
                   "image_size": encoder.image_size, "logit_scale": encoder.logit_scale,
-                  "plan": plan_to_json(staged.plan), "mean": normalisation[0], "std": normalisation[1],
-                  "external_data": large}
+                  "plan": onnx_image.plan_to_json(staged.plan), "mean": normalisation[0], "std": normalisation[1],
+                  "external_data": large, "weights_stamp": onnx_image.weights_stamp(encoder.spec)}
         (work / "config.json").write_text(json.dumps(config))
         mine = OnnxImageEncoder(work).encode_images(probe.numpy())
         if float((mine * reference).sum(axis=1).min()) < MIN_COSINE:
