@@ -22,7 +22,9 @@ __all__ = ["DEFAULT_MODEL", "DEMO_WEIGHTS", "PRESETS", "Encoder", "ModelSpec", "
            "load_encoder", "parse_spec"]
 
 
-SMALL_RUN = 256  # images a run embeds on the exported fp32 tower before it loads the faster bf16 model, if it has one
+# Images a run embeds on the exported fp32 tower before it loads the model with torch for the rest: about where
+# torch's start-up is repaid (bench/onnx_image.py); a longer run then embeds as it did before the export.
+SMALL_RUN = 256
 
 
 def load_encoder(spec: str | ModelSpec, device: str = "auto", precision: str = "auto",
@@ -31,20 +33,17 @@ def load_encoder(spec: str | ModelSpec, device: str = "auto", precision: str = "
 
     The one place that picks the runtime. ``--precision int8`` runs the quantized exported image tower on
     onnxruntime (exported first, with torch, where it is not yet). Given ``fingerprint`` (an index run with the
-    model its index records) and a CPU, an exported tower embeds without importing torch: all of the run in
-    fp32, or its first ``SMALL_RUN`` images where "auto" would pick bf16 (faster than onnxruntime's fp32 on
-    such CPUs once torch is loaded; bench/onnx_image.py).
+    model its index records) and a CPU, an exported tower embeds the first ``SMALL_RUN`` images of the run without
+    importing torch, and the model in ``precision`` the rest (``onnx_image.Handoff``).
     """
     parsed = parse_spec(spec) if isinstance(spec, str) else spec
     if precision == "int8":
         return _int8(parsed, device, fingerprint)
-    if fingerprint is not None and precision in ("auto", "fp32") and _cpu_only(device):
-        from clipsearch.encoders import onnx_image
+    from clipsearch.encoders import onnx_image
 
+    if fingerprint is not None and precision in ("auto", "fp32") and _cpu_only(device) and onnx_image.export_enabled():
         first = onnx_image.load(fingerprint, "fp32", lambda: _torch(parsed, "cpu", precision))
         if first is not None:
-            if precision == "fp32" or not cpu_has_bf16():
-                return first
             return onnx_image.Handoff(first, lambda: _torch(parsed, "cpu", precision), SMALL_RUN)
     return _torch(parsed, device, precision)
 

@@ -37,7 +37,8 @@ _STEPS = {cls.__name__: cls for cls in (geometry.Resize, geometry.KeepRatio, geo
 
 
 def export_enabled() -> bool:
-    """CLIPSEARCH_IMAGE_EXPORT=0 skips exporting image towers (disk space, or tests): runs keep loading torch."""
+    """CLIPSEARCH_IMAGE_EXPORT=0 neither exports image towers nor embeds with them (disk space, tests, benches):
+    runs load the model with torch, as before (``--precision int8`` still needs one)."""
     return os.environ.get("CLIPSEARCH_IMAGE_EXPORT", "1").lower() not in ("0", "no", "off", "false")
 
 
@@ -217,9 +218,10 @@ class OnnxImageEncoder(Encoder):
 class Handoff(Encoder):
     """The exported tower for the first ``limit`` images of a run, the torch model (``later``) for the rest.
 
-    For a few new photos the torch import and model build cost more than onnxruntime's slower fp32 (where the CPU has
-    native bf16, bench/onnx_image.py); a run with more than ``limit`` photos to embed loads the model once it has
-    embedded them, and goes on with it. Decoders made for the start keep handing numpy arrays.
+    For a few new photos, importing torch and building the model cost more than embedding them (bench/onnx_image.py);
+    a run with more than ``limit`` photos to embed loads the model once it has embedded them and goes on with it, as
+    runs did before the export (torch's rate against onnxruntime's depends on the CPU and its load: measured both
+    ways). Decoders made for the start keep handing numpy arrays.
     """
 
     array_kind = "numpy"
