@@ -68,11 +68,16 @@ class ProcessDecoder:
     """Sends the files of a call to one worker process together (one call's overhead for several photos); the
     child reads each file again (the page cache has it) and checks it is the content hashed here."""
 
-    def __init__(self, pool: DecodePool) -> None:
+    def __init__(self, pool: DecodePool, array_kind: str = "torch") -> None:
         self.pool = pool
+        self.array_kind = array_kind  # what the encoder takes: torch tensors, or the workers' numpy arrays as they are
 
     def decode_many(self, reads: Sequence[Read]) -> list[Decoded | DecodedVideo | Failed]:
-        import torch
+        if self.array_kind == "numpy":
+            def as_tensor(array: Any) -> Any:
+                return array
+        else:
+            from torch import from_numpy as as_tensor
 
         results = self.pool.decode_many([(read.task.path, len(read.data), read.digest) for read in reads])
         out: list[Decoded | DecodedVideo | Failed] = []
@@ -80,10 +85,10 @@ class ProcessDecoder:
             if isinstance(result, images.ImageError):
                 out.append(Failed(read.task, str(result)))
             elif read.video:
-                out.append(video_item(read, result, torch.from_numpy))  # type: ignore[arg-type]
+                out.append(video_item(read, result, as_tensor))  # type: ignore[arg-type]
             else:
                 width, height, picture, meta, sign, note = result
-                out.append(Decoded(read.task, read.digest, width, height, torch.from_numpy(picture), meta, sign, note))
+                out.append(Decoded(read.task, read.digest, width, height, as_tensor(picture), meta, sign, note))
         return out
 
     def close(self) -> None:
@@ -135,5 +140,5 @@ def cpu_decoder_for(options: Options, encoder: Encoder, notes: list[str]) -> Cpu
         notes.append(f"decode worker processes could not start ({exc}): this run decoded in threads")
         pool = None
     if pool is not None:
-        return ProcessDecoder(pool)
+        return ProcessDecoder(pool, encoder.array_kind)
     return ThreadDecoder.for_encoder(encoder, options.max_pixels, slots=workers)

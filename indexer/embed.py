@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 def model_batch(pixels: list[torch.Tensor], encoder: Encoder) -> torch.Tensor:
     """One batch for ``encoder`` from what the decoders left: uint8 pictures from the CPU workers (normalised
     here, together, after one pinned copy to the GPU when the model runs there) and finished inputs, some of
-    them already on the GPU (nvJPEG's)."""
+    them already on the GPU (nvJPEG's). An encoder that runs without torch (``array_kind`` numpy) gets a numpy batch."""
+    if encoder.array_kind == "numpy":
+        return _numpy_batch(pixels, encoder)
     import torch
 
     on_gpu = torch.device(encoder.device) if encoder.device.startswith("cuda") else None
@@ -39,6 +41,15 @@ def model_batch(pixels: list[torch.Tensor], encoder: Encoder) -> torch.Tensor:
         for j, i in enumerate(at):
             pixels[i] = moved[j]
     return torch.stack(pixels)
+
+
+def _numpy_batch(pixels: list[Any], encoder: Encoder) -> Any:
+    """``model_batch`` for an encoder on numpy: the CPU decoders handed it uint8 (H, W, 3) arrays."""
+    import numpy as np
+
+    staged = encoder.staged_transform
+    assert staged is not None, "a numpy encoder stages its preprocessing"
+    return staged.finish(np.stack(pixels))
 
 
 @dataclass(frozen=True)
@@ -138,9 +149,12 @@ class BatchEmbedder:
         """Queue ``items`` on the model. A GPU out of memory (a large model, a small GPU, nvJPEG's pictures beside
         it) hands on what is in flight, frees the cache and tries again in halves, and later batches stay as small:
         the run goes on at the size that fits instead of failing."""
+        encoder = self._encoder()
+        if encoder.array_kind == "numpy":  # the CPU: no out-of-memory retries (and no torch to import)
+            self._in_flight.append((items, encoder.start_images(model_batch([i.pixels for i in items], encoder))))
+            return
         import torch
 
-        encoder = self._encoder()
         try:
             self._in_flight.append((items, encoder.start_images(model_batch([i.pixels for i in items], encoder))))
             return

@@ -67,8 +67,10 @@ class IndexJob:
             if root not in recorded or after != before:
                 store.set_root_settings(root, after.settings())
 
-    def _load(self, spec: ModelSpec) -> Encoder:
-        """The model for ``spec``, loaded once and kept between runs of a long-lived job (--every, watch)."""
+    def _load(self, spec: ModelSpec, fingerprint: str | None = None) -> Encoder:
+        """The model for ``spec``, loaded once and kept between runs of a long-lived job (--every, watch).
+
+        ``fingerprint``: the model the index records, whose exported image tower may then embed without torch."""
         from clipsearch.encoders import load_encoder
 
         if self._encoder is None or self._encoder.spec != spec.text:
@@ -76,12 +78,13 @@ class IndexJob:
             # to them and embeds the tag stage's labels, on the CPU, leaving a GPU here to a local Ray's actors.
             on_ray = self.options.engine == "ray"
             self._encoder = load_encoder(spec, device="cpu" if on_ray else self.device,
-                                         precision="auto" if on_ray else self.precision)
+                                         precision="auto" if on_ray else self.precision,
+                                         fingerprint=None if on_ray else fingerprint)
         return self._encoder
 
     def run(self, progress: Progress | None = None, scan: Sequence[str] | None = None) -> Report:
         """One incremental run over the job's folders, or only over ``scan`` (folders inside them)."""
-        from clipsearch.encoders import DEFAULT_MODEL, parse_spec
+        from clipsearch.encoders import DEFAULT_MODEL, check_runtime, parse_spec
         from clipsearch.store import FORMAT_VERSION, ModelRecord, StoreWriter, index_exists, vector_index
 
         # Mistakes are found before anything is written: a model name that does not parse, an index type this
@@ -90,6 +93,7 @@ class IndexJob:
         # no catalog, no folder and no setting behind): the model name, the index type (against the model's size),
         # the vocabulary, the folders, and for a new index that the model loads.
         asked = parse_spec(self.model) if self.model else None
+        check_runtime(self.device, self.precision)
         if self.options.engine == "ray":
             import importlib.util
 
@@ -125,7 +129,7 @@ class IndexJob:
                 vector_index.canonical(self.index_type, dim)
 
             def get_encoder() -> Encoder:
-                encoder = self._load(wanted)
+                encoder = self._load(wanted, recorded.fingerprint if keep and recorded else None)
                 if keep and recorded and encoder.fingerprint != recorded.fingerprint:
                     raise UserError(f"the weights or preprocessing of {wanted.text} changed since this index was "
                                     "built; to re-embed everything with them: clipsearch index --reindex")
@@ -161,7 +165,18 @@ class IndexJob:
             # The model is loaded anyway: export its text tower once, so that later `search "words"`
             # runs start without torch (encoders/onnx_text.py). After the lock is released.
             self._encoder.export_text_tower(quiet=self.quiet)
+        self._export_image_tower()
         return report
+
+    def _export_image_tower(self) -> None:
+        """The model is loaded on the CPU: export its image tower once, so that later small runs embed without torch
+        and ``--precision int8`` can quantize it (encoders/onnx_image.py)."""
+        from clipsearch.encoders import onnx_image
+
+        encoder = self._encoder
+        if encoder is not None and encoder.device == "cpu" and self.options.engine != "ray" \
+                and onnx_image.export_enabled():
+            encoder.export_image_tower(quiet=self.quiet)
 
 
 def _check_faces(setting: str | None) -> None:

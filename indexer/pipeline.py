@@ -47,7 +47,7 @@ class DecodeEmbed:
         self.embedder = BatchEmbedder(self.encoder, self.options.batch_size)
 
     def _make_device_decoder(self) -> DeviceDecoder | None:
-        if self.options.decode == "cpu":
+        if self.options.decode == "cpu" or self.encoder().array_kind == "numpy":  # numpy: the CPU, and no torch
             return None
         from indexer.device_decode import DeviceDecoder
 

@@ -29,13 +29,15 @@ ARCH = "clipsearch-demo"  # the small architecture shipped in clipsearch/model_c
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Keep exported text towers out of the user's ~/.cache, and skip the export (seconds per model)
-    except in the tests about it (tests/test_fast_text.py turns it on). Pictures are read for their text (OCR: 3x
-    the CPU of a run on the sample) only in the tests about words, which say ``--words on`` or set
+    """Keep exported text and image towers out of the user's ~/.cache, and skip the exports (seconds per model)
+    except in the tests about them (tests/test_fast_text.py and tests/test_onnx_image.py turn them on). Pictures are
+    read for their text (OCR: 3x the CPU of a run on the sample) only in the tests about words, which say ``--words on`` or set
     ``CLIPSEARCH_WORDS`` back (``words_on``)."""
-    saved = {k: os.environ.get(k) for k in ("CLIPSEARCH_CACHE", "CLIPSEARCH_TEXT_EXPORT", "CLIPSEARCH_WORDS")}
+    saved = {k: os.environ.get(k) for k in ("CLIPSEARCH_CACHE", "CLIPSEARCH_TEXT_EXPORT", "CLIPSEARCH_IMAGE_EXPORT",
+                                        "CLIPSEARCH_WORDS")}
     os.environ["CLIPSEARCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     os.environ["CLIPSEARCH_TEXT_EXPORT"] = "0"
+    os.environ["CLIPSEARCH_IMAGE_EXPORT"] = "0"
     os.environ["CLIPSEARCH_WORDS"] = "later"
     yield
     for key, value in saved.items():

@@ -147,11 +147,15 @@ def print_models(rows: list[dict[str, Any]], as_json: bool) -> None:
         print_json(rows)
         return
     width = max(len(r["spec"]) for r in rows) if rows else 10
-    typer.echo(f"{'model':{width}}  {'dim':>5}  {'res':>4}  {'cost':>5}  here")
+    typer.echo(f"{'model':{width}}  {'dim':>5}  {'res':>4}  {'cost':>5}  here  int8")
     for r in rows:
         cost = f"{r['cost']:g}" if r["cost"] else "?"
+        int8 = f"{r['int8']['mean_cosine']:.4f}" if "int8" in r else "-"
         typer.echo(f"{r['spec']:{width}}  {r['dim'] or '?':>5}  {r['resolution'] or '?':>4}  {cost:>5}  "
-                   f"{'yes' if r['cached'] else '-'}" + (f"  = {r['preset_of']}" if "preset_of" in r else ""))
+                   f"{'yes' if r['cached'] else '-':>4}  {int8:>6}" + (f"  = {r['preset_of']}" if "preset_of" in r else ""))
+    if any("int8" in r for r in rows):
+        typer.echo("int8: --precision int8's mean cosine with fp32 on the first photos it embedded here "
+                   "(docs/benchmarks.md: its search quality)")
 
 
 def print_failures(rows: list[Failure], as_json: bool) -> None:

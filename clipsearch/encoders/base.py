@@ -81,6 +81,16 @@ class Pending:
         return self._seconds
 
 
+def cpu_has_bf16() -> bool:
+    """Native bf16 matmuls (AVX512-BF16 or AMX): there torch's bf16 is several times faster than fp32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def to_model(batch: torch.Tensor, device: str, dtype: torch.dtype) -> torch.Tensor:
     """A batch on the model's device and dtype; a CPU batch headed for a GPU is page-locked first so the copy
     runs asynchronously, a batch already there (decoded by nvJPEG) stays where it is."""
@@ -116,6 +126,9 @@ class Encoder(ABC):
     image_transform: Callable[[Image.Image], torch.Tensor]
     device_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
     staged_transform: Split | None = None
+    # What ``encode_images`` takes and the decoders hand over: torch tensors, or numpy arrays for a backend that runs
+    # without torch (``onnx_image``).
+    array_kind: str = "torch"
 
     def encode_images(self, batch: torch.Tensor) -> np.ndarray:
         """(N, 3, H, W) preprocessed pixels -> (N, dim) L2-normalised float32."""
@@ -131,4 +144,8 @@ class Encoder(ABC):
 
     def export_text_tower(self, quiet: bool = False) -> Path | None:
         """Export the text side for torch-free searches (``encoders.onnx_text``); None where a backend has none."""
+        return None
+
+    def export_image_tower(self, quiet: bool = False) -> Path | None:
+        """Export the image tower for torch-free runs (``encoders.onnx_image``); None where a backend has none."""
         return None

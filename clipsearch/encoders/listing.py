@@ -149,7 +149,11 @@ def _make_open_clip_rows() -> list[dict[str, Any]]:
 
 
 def list_models() -> list[dict[str, Any]]:
-    """One row per model: spec, backend, dim, input resolution, cost relative to ViT-B/32, weights on this machine."""
+    """One row per model: spec, backend, dim, input resolution, cost relative to ViT-B/32, weights on this machine,
+    and where `--precision int8` ran here, its agreement with fp32 on the first photos it embedded."""
+    from clipsearch.encoders.onnx_image import int8_agreements
+
+    int8 = int8_agreements()
     rows: list[dict[str, Any]] = []
     for row in _open_clip_rows():
         weights = row.pop("weights")
@@ -157,7 +161,7 @@ def list_models() -> list[dict[str, Any]]:
             row["preset_of"] = PRESETS[row["spec"]]
             weights = parse_spec(row["preset_of"]).weights_path or weights
         here = os.path.isfile(weights) if isinstance(weights, str) else hub.cached_pretrained_file(weights) is not None
-        rows.append({**row, "cached": here})
+        rows.append({**row, "cached": here, **({"int8": int8[row["spec"]]} if row["spec"] in int8 else {})})
     for repo, (dim, resolution, cost, what) in KNOWN_HF.items():
         rows.append({"spec": f"hf:{repo}", "backend": "hf", "dim": dim, "resolution": resolution, "cost": cost,
                      "cached": hub.hf_cached(repo, "config.json") is not None, "note": what})

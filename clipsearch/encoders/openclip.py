@@ -16,7 +16,7 @@ import torch
 
 from clipsearch import assets
 from clipsearch.encoders import hub, tensor_preprocess
-from clipsearch.encoders.base import Encoder, Pending, to_model, unit
+from clipsearch.encoders.base import Encoder, Pending, cpu_has_bf16, to_model, unit
 from clipsearch.encoders.spec import ModelSpec
 from clipsearch.errors import UserError
 from clipsearch.hashing import file_content_hash
@@ -61,23 +61,13 @@ def pick_device(device: str) -> str:
     return device
 
 
-def _cpu_has_bf16() -> bool:
-    """Native bf16 matmuls (AVX512-BF16 or AMX): there bf16 is several times faster than fp32."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def pick_precision(precision: str, device: str) -> str:
     if precision == "auto":
         if device.startswith("cuda"):
             return "fp16"
-        return "bf16" if _cpu_has_bf16() else "fp32"
+        return "bf16" if cpu_has_bf16() else "fp32"
     if precision not in ("fp32", "bf16", "fp16"):
-        raise UserError(f"unknown --precision '{precision}' (auto, fp32, bf16, fp16)")
+        raise UserError(f"unknown --precision '{precision}' (auto, fp32, bf16, fp16, int8)")
     if precision == "fp16" and not device.startswith("cuda"):
         raise UserError("--precision fp16 needs a CUDA GPU; on the CPU use bf16 or fp32")
     return precision
@@ -314,3 +304,9 @@ class OpenClipEncoder(Encoder):
         from clipsearch.encoders import onnx_text
 
         return onnx_text.export(self.fingerprint, self.dim, self._model, self._tokenizer, quiet=quiet)
+
+    def export_image_tower(self, quiet: bool = False) -> Path | None:
+        """Export the image tower for torch-free runs and ``--precision int8`` (``onnx_image``); None where it cannot."""
+        from clipsearch.encoders import onnx_image_export
+
+        return onnx_image_export.export(self, self._model, self.image_transform, quiet=quiet)
