@@ -145,6 +145,19 @@ def run_cli(*args: object, env: dict[str, str] | None = None, timeout: float = 3
                           timeout=timeout, **kwargs)
 
 
+def run_cli_watching_torch(index_dir: Path, *args: str, timeout: float = 600) -> tuple[str, bool, str]:
+    """`python cli.py ARGS` in a fresh process, to its end (exit 0 asserted): (stdout, whether torch got imported,
+    stderr). For the commands that must stay torch-free (tests/test_fast_text.py, tests/test_onnx_image.py)."""
+    code = ("import atexit, runpy, sys\n"
+            "atexit.register(lambda: sys.stderr.write('\\nTORCH=%s\\n' % ('torch' in sys.modules)))\n"
+            f"sys.argv = ['cli.py', *{list(args)!r}]\n"
+            f"runpy.run_path({str(ROOT / 'cli.py')!r}, run_name='__main__')\n")
+    done = subprocess.run([sys.executable, "-c", code], env=cli_env(index_dir), capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return done.stdout, "TORCH=True" in done.stderr, done.stderr
+
+
 def start_cli(*args: object, env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[str]:
     """`python cli.py ARGS` started, its output on pipes."""
     return subprocess.Popen(cli_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

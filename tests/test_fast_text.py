@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from clipsearch.encoders import onnx_text
-from tests.conftest import ROOT, Cli, cli_env
+from tests.conftest import ROOT, Cli, run_cli_watching_torch
 
 SAMPLE = ROOT / "data" / "sample"
 QUERIES = ["a red star", "Blue CIRCLE!!", "", "x", "the 3 green squares near Müller's café", "½ of a ² yellow cross",
@@ -64,14 +62,8 @@ def test_export_reproduces_the_model(model_spec: str, export_on: Path) -> None:
 
 def cold_search(query: str, index_dir: Path, *extra: str) -> tuple[list[dict], bool, str]:
     """`python cli.py search` in a fresh process: the hits, whether torch got imported, stderr."""
-    code = ("import atexit, runpy, sys\n"
-            "atexit.register(lambda: sys.stderr.write('\\nTORCH=%s\\n' % ('torch' in sys.modules)))\n"
-            f"sys.argv = ['cli.py', 'search', {query!r}, '--json', '-k', '54', *{list(extra)!r}]\n"
-            f"runpy.run_path({str(ROOT / 'cli.py')!r}, run_name='__main__')\n")
-    done = subprocess.run([sys.executable, "-c", code], env=cli_env(index_dir), capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout), "TORCH=True" in done.stderr, done.stderr
+    out, used_torch, err = run_cli_watching_torch(index_dir, "search", query, "--json", "-k", "54", *extra, timeout=300)
+    return json.loads(out), used_torch, err
 
 
 def test_cold_cli_search_without_torch(cli: Cli, index_dir: Path, tmp_path: Path, export_on: Path) -> None:

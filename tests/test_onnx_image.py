@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +11,7 @@ import pytest
 from PIL import Image
 
 from clipsearch.encoders import onnx_image
-from tests.conftest import ROOT, Cli, cli_env
+from tests.conftest import ROOT, Cli, run_cli_watching_torch
 
 SAMPLE = ROOT / "data" / "sample"
 
@@ -73,14 +71,8 @@ def test_export_agrees_with_the_model_in_fp32_and_int8(export_on: Path, capsys: 
 
 def small_run(index_dir: Path, *args: str, as_json: bool = True) -> tuple[dict, bool, str]:
     """`python cli.py index [--json] ...` in a fresh process: its report, whether torch got imported, stderr."""
-    code = ("import atexit, runpy, sys\n"
-            "atexit.register(lambda: sys.stderr.write('\\nTORCH=%s\\n' % ('torch' in sys.modules)))\n"
-            f"sys.argv = ['cli.py', 'index', *{(['--json'] if as_json else []) + list(args)!r}]\n"
-            f"runpy.run_path({str(ROOT / 'cli.py')!r}, run_name='__main__')\n")
-    done = subprocess.run([sys.executable, "-c", code], env=cli_env(index_dir), capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout) if as_json else {"stdout": done.stdout}, "TORCH=True" in done.stderr, done.stderr
+    out, used_torch, err = run_cli_watching_torch(index_dir, "index", *(["--json"] if as_json else []), *args)
+    return json.loads(out) if as_json else {"stdout": out}, used_torch, err
 
 
 def _new_photo(source: Path, target: Path, mark: int = 1) -> None:
