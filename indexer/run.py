@@ -120,9 +120,7 @@ class IndexRun:
             files = counted(self.plan.aliases, "file") + (" was" if self.plan.aliases == 1 else " were")
             self.report.notes.append(f"{files} reached again through a link or another folder and indexed once, "
                                      "under the first path found without a link")
-        if self.ray is not None:
-            self.store.shard_runner = self.ray.shard_runner()
-        self.writer.finish(started)
+        self.writer.finish(started, self.ray.shard_runner() if self.ray is not None else None)
         self.progress.close()
         return self.report
 

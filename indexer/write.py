@@ -13,6 +13,7 @@ from indexer.report import Progress, Report
 
 if TYPE_CHECKING:
     from clipsearch.store import StoreWriter
+    from clipsearch.store.large_index import ShardRunner
 
 
 class RunWriter:
@@ -83,12 +84,12 @@ class RunWriter:
         self.report.added += sum(self._reused_new.values()) - renamed
         self.report.removed += removed - renamed
 
-    def finish(self, started: float) -> None:
+    def finish(self, started: float, shard_runner: ShardRunner | None = None) -> None:
         """Log the run in the catalog and runs.log, and bring the FAISS file up to date."""
         self.report.seconds = time.monotonic() - started
         summary = self.report.as_dict()
         summary["failed"] = len(self.report.failed)
         if self.report.noted:
             summary["noted"] = len(self.report.noted)
-        self.store.finish(summary)
+        self.store.finish(summary, shard_runner)
         self.report.notes.extend(self.store.notes)  # what building the index files had to say

@@ -242,9 +242,7 @@ def test_the_large_index_is_built_in_shards_run_as_ray_tasks(tmp_path: Path, ray
                 store.begin_run([])
                 for i, vector in enumerate(data):
                     store.put(FileRecord(path(i), 1, 1, i.to_bytes(16, "little"), 1, 1), vector)
-                if cluster is not None:
-                    store.shard_runner = RayShards(lambda c=cluster: c)
-                store.finish({})
+                store.finish({}, RayShards(lambda c=cluster: c) if cluster is not None else None)
                 built[where] = store.notes
         finally:
             if cluster is not None:

@@ -390,8 +390,10 @@ class StoreWriter(IndexFileUpkeep):
         self._segments.forget_maps()
         self.sync_vector_index()
 
-    def finish(self, report: dict[str, Any]) -> None:
-        """Drop unreferenced vectors, commit, bring the FAISS file up to date and log the run."""
+    def finish(self, report: dict[str, Any], shard_runner: large_index.ShardRunner | None = None) -> None:
+        """Drop unreferenced vectors, commit, bring the FAISS file up to date and log the run.
+
+        ``shard_runner``: where a new large base's shards are built (the Ray engine's cluster; None: processes here)."""
         conn = self._txn()
         moments.drop_orphans(conn)
         orphans = [bytes(r[0]) for r in conn.execute(f"SELECT hash FROM vectors WHERE hash NOT IN ({moments.LIVE})")]
@@ -410,6 +412,7 @@ class StoreWriter(IndexFileUpkeep):
             self.compact()
         for digest in orphans:  # after the commit, so a killed run leaves at worst a stale cache file
             self.thumbnails.drop(digest)
+        self.shard_runner = shard_runner
         self.sync_vector_index()
         try:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # keep the WAL small; the main file whole
