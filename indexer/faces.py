@@ -49,7 +49,7 @@ class FaceStage:
         self.on_ray = runner is not None
 
     def run(self) -> None:
-        table = self.store.faces
+        table = self.store.catalog.faces
         if not table.available or table.setting() != "on":
             return
         from clipsearch.faces import detect

@@ -43,7 +43,7 @@ class IndexJob:
         from clipsearch.store import StoreReader
 
         with StoreReader.open(self.directory) as store:
-            return {root: Rules.from_settings(settings) for root, settings in store.root_settings().items()}
+            return {root: Rules.from_settings(settings) for root, settings in store.catalog.root_settings().items()}
 
     def roots(self) -> list[str]:
         """The folders this job covers: the ones given, or every folder the index holds."""
@@ -52,14 +52,14 @@ class IndexJob:
         recorded: list[str] = []
         if index_exists(self.directory) and not self.folders:
             store = StoreReader.open(self.directory)
-            recorded = store.roots()
+            recorded = store.catalog.roots()
             store.close()
         return resolve_roots(self.folders, recorded)
 
     def _record_settings(self, store: StoreWriter, roots: Sequence[str]) -> None:
         """Apply what this job's options change (hidden files, exclusions) to its folders' recorded rules: a later
         plain `index` or `watch` follows them. A folder seen for the first time is recorded with its rules."""
-        recorded = store.root_settings()
+        recorded = store.catalog.root_settings()
         options = self.options
         for root in roots:
             before = Rules.from_settings(recorded.get(root, {}))
@@ -85,7 +85,7 @@ class IndexJob:
     def run(self, progress: Progress | None = None, scan: Sequence[str] | None = None) -> Report:
         """One incremental run over the job's folders, or only over ``scan`` (folders inside them)."""
         from clipsearch.encoders import DEFAULT_MODEL, check_runtime, parse_spec
-        from clipsearch.store import FORMAT_VERSION, ModelRecord, StoreWriter, index_exists, vector_index
+        from clipsearch.store import FORMAT_VERSION, ModelRecord, StoreWriter, embedding_model, index_exists, vector_index
 
         # Mistakes are found before anything is written: a model name that does not parse, an index type this
         # code does not build, and for a new index, folders that do not exist and a model that does not load.
@@ -112,18 +112,11 @@ class IndexJob:
             if self.index_type is not None:
                 vector_index.canonical(self.index_type, encoder.dim)
         with StoreWriter.open(self.directory, on_wait=self.on_wait) as store:
-            recorded = store.pending_model or store.model  # a re-embedding under way is what runs go on with
-            roots = resolve_roots(self.folders, store.roots())
+            recorded = store.catalog.pending_model or store.catalog.model  # a re-embedding under way is what runs go on with
+            roots = resolve_roots(self.folders, store.catalog.roots())
             wanted = asked or parse_spec(recorded.spec if recorded else DEFAULT_MODEL)
-            keep = recorded is not None and store.count() > 0 and wanted.text == recorded.spec
-            if recorded and store.count() and not keep and not self.reindex:
-                if store.pending_model is not None:
-                    raise UserError(f"a re-embedding with --model {recorded.spec} is under way (searches use "
-                                    f"{store.model.spec if store.model else '?'} until it is done): 'clipsearch index' "
-                                    f"finishes it; to re-embed with {wanted.text} instead: clipsearch index --reindex "
-                                    f"--model {wanted.text}")
-                raise UserError(f"this index was built with --model {recorded.spec}; to re-embed everything with "
-                                f"{wanted.text}: clipsearch index --reindex --model {wanted.text} (or use another --index)")
+            keep = recorded is not None and store.catalog.count() > 0 and wanted.text == recorded.spec
+            embedding_model.refuse_switch(store.catalog, wanted.text, self.reindex)  # before the model loads
             if self.index_type is not None:
                 dim = recorded.dim if keep and recorded else self._load(wanted).dim
                 vector_index.canonical(self.index_type, dim)
@@ -149,8 +142,8 @@ class IndexJob:
             if self.words is not None:
                 store.words_writer().set_mode(self.words)
             dropped = None
-            if self.faces is not None and self.faces != store.faces.setting():
-                dropped = store.faces.switch(self.faces)  # off: every face, person and name dropped
+            if self.faces is not None and self.faces != store.catalog.faces.setting():
+                dropped = store.catalog.faces.switch(self.faces)  # off: every face, person and name dropped
             store.commit()  # the settings, before the run (a no-op when nothing changed)
             if scan is None:
                 report = IndexRun(store, roots, get_encoder, self.options, progress).run()

@@ -33,13 +33,13 @@ class Planner:
     def __init__(self, store: StoreWriter, roots: Sequence[str], report: Report, progress: Progress) -> None:
         self.store = store
         self.roots = list(roots)
-        self.settings = store.root_settings()
+        self.settings = store.catalog.root_settings()
         self.report = report
         self.progress = progress
         self.walked_fully: dict[str, int] = {}  # root -> image files found, set only once its walk finished
         self.aliases = 0  # files found again under another path (a symlink, a linked folder added as a root)
         # During a re-embedding an unchanged file whose content has no new vector yet is read again for it
-        self.reembedding = store.pending_model is not None
+        self.reembedding = store.catalog.pending_model is not None
 
     def tasks(self) -> Iterator[Task]:
         extensions = images.supported_extensions() | video.EXTENSIONS
@@ -77,9 +77,9 @@ class Planner:
     def plan(self, found: Found) -> Task | None:
         """The task for one file found, or None when it is unchanged (marked seen) or failed before."""
         self.progress.found()
-        previous = self.store.file_row(found.path)
+        previous = self.store.catalog.file_row(found.path)
         if previous is not None and (previous.size, previous.mtime_ns) == (found.size, found.mtime_ns) and not (
-                self.reembedding and not self.store.has_target_vector(previous.hash)):
+                self.reembedding and not self.store.catalog.has_target_vector(previous.hash)):
             self.store.mark_seen(previous.id)
             self.report.unchanged += 1
             self.progress.done()
@@ -102,7 +102,7 @@ class Planner:
         for root in self.roots:
             if root not in self.walked_fully:
                 continue
-            if self.walked_fully[root] == 0 and root in recorded and self.store.ids_under(root):
+            if self.walked_fully[root] == 0 and root in recorded and self.store.catalog.ids_under(root):
                 self.report.fail(root, "no images found any more, so the indexed ones were kept (an unmounted drive?); "
                                  "'clipsearch forget FOLDER' drops them")
                 continue

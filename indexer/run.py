@@ -56,14 +56,14 @@ class IndexRun:
         self.progress = progress or Progress()
         self.record_roots = record_roots
         self.report = Report()
-        contents = Contents(store.vector_lookup())
+        contents = Contents(store.catalog.vector_lookup())
         self.plan = Planner(store, self.roots, self.report, self.progress)
         self.ray: RayDecodeEmbed | None = None  # the Ray engine, whose cluster also builds the index's shards
         if self.options.engine == "ray":
             from indexer.ray_engine import RayDecodeEmbed
 
             self.stages: DecodeEmbed | RayDecodeEmbed = RayDecodeEmbed(get_encoder, self.options, contents,
-                                                                       store.content_prefixes, self.roots)
+                                                                       store.catalog.content_prefixes, self.roots)
             self.ray = self.stages
         else:
             self.stages = DecodeEmbed(get_encoder, self.options, contents)
@@ -80,7 +80,7 @@ class IndexRun:
     def _run(self) -> Report:
         started = time.monotonic()
         self.store.begin_run(self.roots if self.record_roots else [])
-        recorded = self.store.roots()
+        recorded = self.store.catalog.roots()
         try:
             for outcome in self.stages.run(self.plan.tasks()):
                 self.writer.take(outcome)
@@ -95,17 +95,18 @@ class IndexRun:
         if not self.report.interrupted:
             self.writer.sweep(self.plan.roots_to_sweep(recorded))
             if self.store.swap_pending():  # every file has its new vector: the re-embedding takes their place
-                self.report.notes.append(f"re-embedded with {self.store.model.spec if self.store.model else '?'}: "
+                model = self.store.catalog.model
+                self.report.notes.append(f"re-embedded with {model.spec if model else '?'}: "
                                          "searches use the new vectors from now on")
-            elif self.store.pending_model is not None:
-                self.report.notes.append(f"the re-embedding with {self.store.pending_model.spec} is not finished: "
+            elif self.store.catalog.pending_model is not None:
+                self.report.notes.append(f"the re-embedding with {self.store.catalog.pending_model.spec} is not finished: "
                                          "searches use the old vectors until a run finishes it")
             try:  # Ctrl-C or SIGTERM in these: what was done is committed, the next run does the rest
                 MetadataBackfill(self.store, self.report).run()
                 SignatureBackfill(self.store, self.report, self.options.decode_workers()).run()
-                if self.store.pending_model is None:  # tags come from the vectors searches use, with their model
+                if self.store.catalog.pending_model is None:  # tags come from the vectors searches use, with their model
                     TagStage(self.store, self.stages.encoder.if_made, self.stages.encoder, self.report).run()
-                WordsStage(self.store, self.report, self.store.meta("words") or words_default_mode()).run()
+                WordsStage(self.store, self.report, self.store.catalog.meta("words") or words_default_mode()).run()
                 FaceStage(self.store, self.report, self.options.decode_workers(),  # index --faces on
                           self.ray.faces_runner() if self.ray is not None else None).run()
             except KeyboardInterrupt as stop:
@@ -114,7 +115,7 @@ class IndexRun:
         self.report.model_seconds = self.stages.model_seconds
         self.report.gpu_decoded = self.stages.gpu_decoded
         self.report.notes.extend(self.stages.all_notes())
-        if (note := self.store.index_type_note()) is not None:
+        if (note := self.store.index_files.type_note()) is not None:
             self.report.notes.append(note)
         if self.plan.aliases:
             files = counted(self.plan.aliases, "file") + (" was" if self.plan.aliases == 1 else " were")

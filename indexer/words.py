@@ -73,7 +73,7 @@ class WordsStage:
 
     def run(self) -> None:
         words = self.store.words_writer()
-        roots = self.store.roots()
+        roots = self.store.catalog.roots()
         for block in chunked(words.files_unnamed(), NAMES_BLOCK):
             words.put_named([(file_id, digest, carried_words.names_of(path, roots), carried_words.read(path))
                              for file_id, digest, path in block])
@@ -82,7 +82,7 @@ class WordsStage:
         if self.mode != "on":
             return
         words.videos_read_again()
-        todo = [(row, spread(self.store.moments.times_of(row[0]))) for row in words.pictures_unread()]
+        todo = [(row, spread(self.store.catalog.moments.times_of(row[0]))) for row in words.pictures_unread()]
         try:
             if todo:
                 reader()

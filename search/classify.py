@@ -86,7 +86,7 @@ class ZeroShot:
 
     def logit_scale(self) -> float:
         if self.searcher is not None:
-            recorded = self.searcher.store.meta("logit_scale")
+            recorded = self.searcher.store.catalog.meta("logit_scale")
             if recorded is not None:
                 return float(recorded)
         return self.encoder.logit_scale
@@ -121,7 +121,7 @@ class ZeroShot:
         store = self.searcher.store
         rows = []
         for file_id in ids:
-            row, vector = store.indexed_file(file_id), store.embedding_of_id(file_id)
+            row, vector = store.catalog.indexed_file(file_id), store.vectors.of_id(file_id)
             if row is None or vector is None:
                 raise NoSuchPhoto(f"no indexed photo has id {file_id}")
             rows.append((row, vector))
@@ -136,14 +136,14 @@ class ZeroShot:
         if self.searcher is None:
             return None
         store = self.searcher.store
-        row = store.file_row(path)
+        row = store.catalog.file_row(path)
         if row is None:
             return None
         try:
             st = os.stat(path)
         except OSError:
             return None
-        vector = store.embedding_of(path) if (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns) else None
+        vector = store.vectors.of_path(path) if (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns) else None
         return None if vector is None else (row.id, vector)
 
     def _embedded(self, paths: Sequence[str], wanted: list[int], results: list[Classified]) -> dict[int, np.ndarray]:

@@ -49,8 +49,8 @@ class Searcher:
 
     def __init__(self, index_dir: Path, device: str = "auto", precision: str = "auto", resident: bool = False) -> None:
         self.store = StoreReader.open(index_dir)
-        model = self.store.model
-        if model is None or self.store.count() == 0:
+        model = self.store.catalog.model
+        if model is None or self.store.catalog.count() == 0:
             self.store.close()
             raise UserError(f"the index at {index_dir} holds no images yet: run 'clipsearch index FOLDER'")
         self.model = model
@@ -178,7 +178,7 @@ class Searcher:
 
     def embed_indexed(self, file_id: int) -> np.ndarray:
         """The stored embedding of an indexed file ("more like this"): no model, no decoding."""
-        vector = self.store.embedding_of_id(file_id)
+        vector = self.store.vectors.of_id(file_id)
         if vector is None:
             raise NoSuchPhoto(f"no indexed photo has id {file_id}")
         return vector
@@ -190,9 +190,9 @@ class Searcher:
         rebuilds: a new committed generation is loaded on the next query, and a model switch
         (--reindex) drops the loaded model too.
         """
-        generation = self.store.generation
+        generation = self.store.catalog.generation
         if self._index is None or self._index[0] != generation:
-            model = self.store.model
+            model = self.store.catalog.model
             if model is not None and model != self.model:
                 self.model, self._encoder, self._fast_text = model, None, None
             self._index = (generation, self.store.vector_index())
@@ -257,7 +257,7 @@ class Searcher:
             fetch = min(fetch * 4, MAX_K)
         kept = [h for h in hits if (h.score or 0) >= cut]
         if query.sort != "relevance":
-            dated = self.store.metadata.of_ids([h.id for h in kept])
+            dated = self.store.catalog.metadata.of_ids([h.id for h in kept])
             kept.sort(key=lambda h: (dated.get(h.id, {}).get("taken") or "", h.id), reverse=query.sort == "-date")
         page = kept[query.offset : query.offset + query.k]
         return [Hit(rank, h.path, h.score, h.id) for rank, h in enumerate(page, start=query.offset + 1)]
@@ -269,11 +269,11 @@ class Searcher:
 
         from search import relevance
 
-        generation = self.store.generation
+        generation = self.store.catalog.generation
         if self._sample is None or self._sample[0] != generation:
-            ids = sorted(self.store.file_ids())
+            ids = sorted(self.store.catalog.file_ids())
             step = max(1, len(ids) // relevance.SAMPLE)
-            blocks = [matrix for _, matrix in self.store.iter_vectors(ids[::step][: relevance.SAMPLE])]
+            blocks = [matrix for _, matrix in self.store.vectors.iter_vectors(ids[::step][: relevance.SAMPLE])]
             self._sample = (generation, np.concatenate(blocks) if blocks else np.zeros((1, self.model.dim), "float32"))
         return self._sample[1]
 
@@ -281,7 +281,7 @@ class Searcher:
         """``filters.passing``, remembered for the last few filters while the generation holds: evaluating a filter
         over a million catalog rows takes seconds of SQL (bench/filters.py), and the page asks again for every
         page of results and every new query under the same filters."""
-        key = (self.store.generation, filters.criteria(), dates)
+        key = (self.store.catalog.generation, filters.criteria(), dates)
         if filters.people:  # people are named and merged without a new generation: asked each time (an index look-up)
             return filters.passing(self.store, dates)
         if key not in self._filtered:
@@ -292,19 +292,19 @@ class Searcher:
 
     def _browse(self, passing: list[tuple[int, str]] | None, query: Query) -> list[Hit]:
         """Every photo that passes, by date: oldest first, or newest with -date (or as given: ``search.words``)."""
-        rows = passing if passing is not None else self.store.metadata.matching(Filters().criteria())
+        rows = passing if passing is not None else self.store.catalog.metadata.matching(Filters().criteria())
         if query.sort != "relevance":  # relevance without terms: ``search --text`` alone, in the words' order
             rows = sorted(rows, key=lambda row: (row[1] or "", row[0]), reverse=query.sort == "-date")
         page = rows[query.offset : query.offset + query.k]
-        paths = self.store.paths(i for i, _ in page)
+        paths = self.store.catalog.paths(i for i, _ in page)
         return [Hit(rank, paths[i], None, i) for rank, (i, _) in enumerate(page, start=query.offset + 1)]
 
     def _with_meta(self, hits: list[Hit], vector: np.ndarray | None = None) -> list[Hit]:
         """Each hit with its metadata, its tags, the text read in it (None: not read) and who is in it, as --json
         and the server give them; a video's moments too."""
         ids = [h.id for h in hits]
-        meta, tagged = self.store.metadata.of_ids(ids), self.store.tags.of_ids(ids)
-        seen, people = self.store.words.seen_of_ids(ids), self.store.faces.of_ids(ids)
+        meta, tagged = self.store.catalog.metadata.of_ids(ids), self.store.catalog.tags.of_ids(ids)
+        seen, people = self.store.catalog.words.seen_of_ids(ids), self.store.catalog.faces.of_ids(ids)
         return moments.attach(self.store, [Hit(h.rank, h.path, h.score, h.id, {
             **meta.get(h.id, {}), "tags": [t for t, _ in tagged.get(h.id, [])],
             "text": seen.get(h.id, {}).get("text"), "people": people.get(h.id, [])}) for h in hits], vector)
@@ -393,7 +393,7 @@ class Searcher:
                                "stored vectors")
         found.sort(key=lambda hit: (-hit[1], hit[0]))
         found = [hit for hit in found if hit[0] not in exclude][offset : offset + k]
-        paths = self.store.paths(i for i, _ in found)
+        paths = self.store.catalog.paths(i for i, _ in found)
         return [Hit(rank, paths[i], score, i) for rank, (i, score) in enumerate(found, start=offset + 1)]
 
     def _exact(self, query: np.ndarray, k: int, offset: int, allowed: Sequence[int], exclude: set[int]) -> list[Hit]:
@@ -403,7 +403,7 @@ class Searcher:
         vector = np.asarray(query, dtype="float32").reshape(-1)
         needed = k + offset + len(exclude)
         found: list[tuple[int, float]] = []
-        for ids, matrix in self.store.iter_vectors(allowed):
+        for ids, matrix in self.store.vectors.iter_vectors(allowed):
             scores = matrix @ vector
             found = moments.collapse([*found, *zip(ids.tolist(), scores.tolist())])  # a video once, at its best
             if len(found) > 4 * needed + 4096:  # keep memory bounded: the best so far, ties kept (sorted by id later)

@@ -57,7 +57,7 @@ def test_text_queries_find_the_right_shapes(cli: Cli, held_out: Path, index_dir:
     # zero-shot classification of every held-out image over the 54 class prompts
     texts = searcher.encoder.encode_texts([f"a {c} {s}" for c, s in shapes.CLASSES])
     paths = sorted(held_out.iterdir())
-    vectors = np.stack([searcher.store.embedding_of(str(p)) for p in paths])
+    vectors = np.stack([searcher.store.vectors.of_path(str(p)) for p in paths])
     predicted = (vectors @ texts.T).argmax(axis=1)
     accuracy = float(np.mean([shapes.CLASSES[i] == label(str(p)) for i, p in zip(predicted, paths)]))
     worst = sorted(precisions.items(), key=lambda kv: kv[1])[:5]

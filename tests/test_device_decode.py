@@ -228,7 +228,7 @@ def _index(root: Path, index: Path, spec: str, device: str, decode: str):  # noq
     encoder = load_encoder(spec, device=device, precision="fp32")
     report, vectors = index_folder(root, index, encoder, Options(decode=decode, batch_size=4, workers=2))
     with StoreReader.open(index) as store:
-        rows = [store.file_row(str(root / name)) for name in vectors]
+        rows = [store.catalog.file_row(str(root / name)) for name in vectors]
     return report, vectors, {Path(row.path).name: (row.width, row.height) for row in rows if row is not None}
 
 

@@ -65,7 +65,7 @@ def test_index_and_search_with_a_saved_hf_model(cli: Cli, hf_model: Path, tmp_pa
     ref_images, ref_texts = reference(hf_model, paths, ["a photo of a dog", "a red circle"])
     store = StoreReader.open(index_dir)
     for path, ref in zip(paths, ref_images):
-        assert cosine(store.embedding_of(str(path)), ref) >= 0.999, path.name
+        assert cosine(store.vectors.of_path(str(path)), ref) >= 0.999, path.name
 
     from search.engine import Searcher
 

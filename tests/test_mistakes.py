@@ -456,7 +456,7 @@ def test_the_watch_command_ignores_its_index_hidden_and_excluded_folders(cli: Cl
         said = interrupt(proc)
     assert "Traceback" not in said
     with StoreReader.open(index) as store:
-        names = sorted(Path(p).name for p in store.paths(store.file_ids()).values())
+        names = sorted(Path(p).name for p in store.catalog.paths(store.catalog.file_ids()).values())
     assert names == ["one.jpg", "three.jpg", "two.jpg"]
 
 

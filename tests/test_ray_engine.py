@@ -67,13 +67,13 @@ def index(folder: Path, index_dir: Path, *extra: object, model: str) -> dict:
 def catalog(index_dir: Path) -> tuple[dict[str, tuple], dict[str, str], dict[str, np.ndarray]]:
     """Each file's row (less its id), each failure's error, each file's vector: what two engines must agree on."""
     with StoreReader.open(index_dir) as store:
-        vectors = store.vectors_by_path()
+        vectors = store.vectors.by_path()
         rows = {}
         for path in vectors:
-            f = store.file_row(path)
+            f = store.catalog.file_row(path)
             assert f is not None
             rows[path] = (f.size, f.mtime_ns, f.hash, f.width, f.height)
-        failures = {f["path"]: f["error"] for f in store.failures()}
+        failures = {f["path"]: f["error"] for f in store.catalog.failures()}
     return rows, failures, vectors
 
 
@@ -138,15 +138,15 @@ def test_a_killed_driver_loses_nothing_committed_and_a_second_writer_is_refused(
     proc.kill()
     proc.wait()
     with StoreReader.open(index_dir) as store:  # it opens; what was committed is there
-        committed = store.vectors_by_path()
+        committed = store.vectors.by_path()
     total = len(list(many_photos.iterdir()))
     assert 16 <= len(committed) < total
 
     resumed = index(many_photos, index_dir, "--engine", "ray", "--address", ray_address, model=SLOW_MODEL)
     assert resumed["added"] == total - len(committed)  # nothing committed was embedded again
     with StoreReader.open(index_dir) as store:
-        assert store.count() == total
-        now = store.vectors_by_path()
+        assert store.catalog.count() == total
+        now = store.vectors.by_path()
     for path, vector in committed.items():
         assert np.array_equal(now[path], vector)
 
