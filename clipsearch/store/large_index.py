@@ -132,7 +132,8 @@ def train(factory: str, dim: int, sample: np.ndarray) -> faiss.Index:
     codes = faiss.downcast_index(ivf)
     if hasattr(codes, "do_polysemous_training"):
         codes.do_polysemous_training = False  # codes sorted for Hamming filtering, which a search here never uses:
-    index.train(sample)  # 13x the rest of the training. The quantizer holds its lists: only the codebooks train
+    # it cost most of the training (bench/store_scale.py). The quantizer holds its lists: only the codebooks train
+    index.train(sample)
     return index
 
 
