@@ -67,6 +67,9 @@ def test_faces_are_found_grouped_and_searched_by_one_person_and_by_two(cli: Cli,
     obama, biden = _who(people, OBAMA), _who(people, BIDEN)
     assert people[obama]["photos"] == 3 and people[obama]["faces"] == 3 and people[obama]["name"] is None
     assert cli("people", "--json").json()["faces_ungrouped"] == 1  # type: ignore[index]
+    assert cli("info", "--json").json()["faces"] == {  # type: ignore[index]
+        "setting": "on", "faced_photos": 6, "faces": 7, "people": 2, "not_faces": 0}
+    assert "faces:          7 faces in 6 photos looked at, 2 people  (clipsearch people lists them)" in cli("info").stdout
 
     assert cli("people", "name", obama, "Barack Obama").stdout.strip() == f"person {obama} is Barack Obama"
     assert cli("people", "name", biden, "Joe Biden", "--json").json() == {"person": biden, "name": "Joe Biden"}

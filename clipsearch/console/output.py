@@ -188,6 +188,12 @@ def print_info(info: Info, as_json: bool) -> None:
         typer.echo(f"{'words:':15} text read in {words['pictures_with_text']} of {words['pictures_read']} pictures read"
                    + (f", {words['pictures_waiting']} waiting" if words["pictures_waiting"] else "")
                    + ("" if words["mode"] == "on" else f" (index --words {words['mode']})"))
+    faces = data.get("faces") or {}
+    if faces.get("setting", "off") != "off" or faces.get("faces"):
+        typer.echo(f"{'faces:':15} {counted(faces['faces'], 'face')} in {faces['faced_photos']} photos looked at, "
+                   f"{counted(faces['people'], 'person', 'people')}"
+                   + ("  (clipsearch people lists them)" if faces["people"] else "")
+                   + ("" if faces["setting"] == "on" else f" (index --faces {faces['setting']})"))
     if again := data.get("reembedding"):
         typer.echo(f"{'re-embedding:':15} with {again['model']}: {again['vectors_done']} of {again['vectors']} vectors "
                    "made, unfinished (searches use the old vectors until a run finishes it: clipsearch index)")

@@ -118,6 +118,8 @@ class StoreReader:
             "tags": len(catalog.tags.counts()),
             "tagged_images": catalog.tags.tagged_files(),
             "words": catalog.words.summary(), "reembedding": stored.reembedding(catalog.pending_model),
+            "faces": {"setting": catalog.faces.setting(), **catalog.faces.counts(),
+                      "not_faces": catalog.faces.not_faces()},
             "index_type": catalog.meta("index_built_as"),
             "index_type_setting": self.index_files.pinned_type(),
             "index_type_note": self.index_files.type_note(),
