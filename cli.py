@@ -344,7 +344,9 @@ def search(
             else:
                 print_hits(hits, as_json, dates=sort != "relevance", places=near is not None,
                            preview=thumbnails(index) if preview and not as_json else None)
-            for note in index.why_empty(question) if not hits else []:
+            if (left_out := hits.gone_note()) is not None:  # gone since the last run (search.engine._stand_behind)
+                typer.echo(f"clipsearch: warning: {shown(left_out)}", err=True)
+            for note in index.why_empty(question) if not hits and not hits.gone else []:
                 typer.echo(f"clipsearch: note: {shown(note)}", err=True)
             # The model had to be loaded with torch this time: make the next text search start without it.
             index.searcher.prepare_fast_text(quiet=as_json)

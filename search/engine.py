@@ -14,7 +14,7 @@ from clipsearch.errors import DamagedIndex, NoSuchPhoto, UserError
 from clipsearch.store import StoreReader, vector_index
 from search import moments, words
 from search.filters import Filters
-from search.query import MAX_K, Hit, Query, Term, check_page, combine
+from search.query import MAX_K, Hit, Hits, Query, Term, check_page, combine
 
 if TYPE_CHECKING:
     import faiss
@@ -215,25 +215,52 @@ class Searcher:
             return self.embed_image_bytes(term.value, term.label)  # type: ignore[arg-type]
         return self.embed_indexed(int(term.value))  # type: ignore[arg-type]
 
-    def answer(self, query: Query) -> list[Hit]:
+    def answer(self, query: Query) -> Hits:
         """The hits for ``query``, from one committed snapshot: the model is brought in step with that snapshot
         before any term is embedded, so a rebuild with another model (--reindex) never meets a vector of the old one.
         Each hit carries its metadata; ``query.sort`` orders the page (or, with no terms, browses)."""
         with self.store.snapshot():
-            passing = self._passing(query.filters, dates=not query.terms)
-            passing = passing if query.text is None else words.narrowed(self.store, query.text, passing, not query.terms)
-            if not query.terms:
-                return words.placed(self.store, self._with_meta(self._browse(passing, query)), query.text)
-            index = self._current_index()
-            vector = combine([self.embed(t) for t in query.terms], [t.weight for t in query.terms])
-            allowed = moments.with_moments(self.store, None if passing is None else [file_id for file_id, _ in passing])
-            if query.relevant or query.min_score is not None:
-                return self._with_meta(self._cut(index, vector, query, allowed), vector)
-            nearest = lambda *a: self._nearest(index, vector, *a)  # noqa: E731
-            hits = self._with_meta(words.hybrid(self.store, query, vector, allowed, nearest), vector)
-            if query.sort != "relevance":
-                hits.sort(key=lambda h: (h.meta["taken"] or "", h.id), reverse=query.sort == "-date")
-            return hits
+            return self._stand_behind(self._hits(query))
+
+    def _hits(self, query: Query) -> list[Hit]:
+        """``answer``'s hits, unchecked: call inside ``store.snapshot()``."""
+        passing = self._passing(query.filters, dates=not query.terms)
+        passing = passing if query.text is None else words.narrowed(self.store, query.text, passing, not query.terms)
+        if not query.terms:
+            return words.placed(self.store, self._with_meta(self._browse(passing, query)), query.text)
+        index = self._current_index()
+        vector = combine([self.embed(t) for t in query.terms], [t.weight for t in query.terms])
+        allowed = moments.with_moments(self.store, None if passing is None else [file_id for file_id, _ in passing])
+        if query.relevant or query.min_score is not None:
+            return self._with_meta(self._cut(index, vector, query, allowed), vector)
+        nearest = lambda *a: self._nearest(index, vector, *a)  # noqa: E731
+        hits = self._with_meta(words.hybrid(self.store, query, vector, allowed, nearest), vector)
+        if query.sort != "relevance":
+            hits.sort(key=lambda h: (h.meta["taken"] or "", h.id), reverse=query.sort == "-date")
+        return hits
+
+    def _stand_behind(self, hits: list[Hit]) -> Hits:
+        """The hits a search can stand behind, checked just before they are handed out (the page only, never a scan:
+        one index look-up and one ``stat`` per hit; tests/test_damage.py).
+
+        A hit whose row disagrees with the catalog's own index of paths (a changed byte in the catalog) fails the
+        whole search in one line naming ``check --repair`` (HTTP 503), as a damaged stored vector does: the damage is
+        the index's, the cure is one command that loses nothing (the file is found again under its real path), and a
+        catalog found damaged here may be wrong where no look-up reaches, so no answer from it is given as sound.
+        A hit whose file is simply not there any more (deleted or moved since the last run, a drive not mounted) is
+        not damage: it is left out, and ``Hits.gone`` says which (a warning on stderr, a header over HTTP), so that
+        ``--paths | xargs`` never meets a path that is not there and the rest of the answer still comes."""
+        bad = self.store.path_check.disagreeing((h.id, h.path) for h in hits)
+        if bad:
+            file_id, path = bad[0]
+            raise DamagedIndex(f"the index at {self.store.directory} is damaged (the catalog's record of photo "
+                               f"{file_id}, {path!r}, disagrees with its own index of paths): "
+                               "'clipsearch check --repair' mends it (nothing is re-embedded)")
+        gone = [h.path for h in hits if not os.path.exists(h.path)]
+        if not gone:
+            return Hits(hits)
+        missing = set(gone)
+        return Hits([h for h in hits if h.path not in missing], gone)
 
     def _cut(self, index: faiss.Index, vector: np.ndarray, query: Query, allowed: Sequence[int] | None) -> list[Hit]:
         """The matches past the cutoff (``--relevant``: the query's own, ``search.relevance``; or ``--min-score``),
@@ -321,7 +348,7 @@ class Searcher:
             index = self._current_index()
             allowed = moments.with_moments(store, Filters(within).allowed_ids(store))
             found = self._nearest(index, query, k, offset, allowed, set() if exclude is None else {exclude})
-            return moments.attach(store, found, query)
+            return self._stand_behind(moments.attach(store, found, query))
 
     def _nearest(self, index: faiss.Index, query: np.ndarray, k: int, offset: int, allowed: Sequence[int] | None,
                  exclude: set[int]) -> list[Hit]:
