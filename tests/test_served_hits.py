@@ -6,7 +6,6 @@ real ``clipsearch serve`` process."""
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import urllib.parse
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cli
+from tests.damaging import change_a_byte_in_a_stored_path
 from tests.serving import SAMPLE, Server
 
 
@@ -44,20 +44,10 @@ def _hits(cli: Cli, *args: str) -> tuple[int, list[str], str]:
     return result.exit_code, [h["path"] for h in json.loads(result.stdout or "[]")], result.stderr
 
 
-def _change_a_byte_in_a_stored_path(index: Path, photos: Path, where: str) -> None:
-    catalog = index / "catalog.sqlite"
-    data = bytearray(catalog.read_bytes())
-    full = str(photos / "red-star.png").encode()
-    spots = [m.start() for m in re.finditer(re.escape(full), bytes(data))]
-    assert len(spots) >= 2, spots  # the row's copy and the paths' index's copy
-    data[(spots[0] if where == "row" else spots[-1]) + len(full) - len("red-star.png")] = ord("R")
-    catalog.write_bytes(bytes(data))
-
-
 @pytest.mark.parametrize("where", ["row", "index"])
 def test_a_changed_byte_in_a_stored_path_is_never_served_before_a_check(cli: Cli, photos: Path, index_dir: Path,
                                                                          where: str) -> None:
-    _change_a_byte_in_a_stored_path(index_dir, photos, where)
+    change_a_byte_in_a_stored_path(index_dir / "catalog.sqlite", photos / "red-star.png", where)
     code, served, err = _hits(cli)
     assert code != 0 and served == [], served
     assert "damaged" in err and "clipsearch check --repair" in err and len(err.strip().splitlines()) == 1, err

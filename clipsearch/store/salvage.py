@@ -92,9 +92,8 @@ def _keep_whole(found: Salvage, directory: Path) -> tuple[dict[str, str], int, d
     stored = {bytes(r[0]) for r in found.rows["vectors"]}  # type: ignore[arg-type]
     videos_whole = _videos_whole(found, stored)
     files = [r for r in found.rows["files"] if bytes(r[4]) in stored or bytes(r[4]) in videos_whole]  # type: ignore[arg-type]
-    found.files_without_vector = len(found.rows["files"]) - len(files)
     kept_ids = {r[0] for r in files}
-    found.left_out += [os.fsdecode(bytes(r[1])) for r in found.rows["files"] if r[0] not in kept_ids]  # type: ignore[arg-type]
+    found.without_vector = [os.fsdecode(bytes(r[1])) for r in found.rows["files"] if r[0] not in kept_ids]  # type: ignore[arg-type]
     found.rows["files"] = files
     return meta, dim, in_files
 
