@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from clipsearch.errors import DamagedIndex, NoSuchPhoto, UserError
 from clipsearch.store import StoreReader, vector_index
-from search import moments, words
+from search import moments, vouch, words
 from search.filters import Filters
-from search.query import MAX_K, Hit, Hits, Query, Term, check_page, combine
+from search.query import MAX_K, Hit, Query, Term, check_page, combine
 
 if TYPE_CHECKING:
     import faiss
@@ -184,12 +184,9 @@ class Searcher:
         return vector
 
     def _current_index(self) -> faiss.Index:
-        """The FAISS index of the snapshot being read, kept while the generation does not move.
-
-        Call inside ``store.snapshot()``. A long-lived searcher (the server) thus follows
-        rebuilds: a new committed generation is loaded on the next query, and a model switch
-        (--reindex) drops the loaded model too.
-        """
+        """The FAISS index of the snapshot being read, kept while the generation does not move. Call inside
+        ``store.snapshot()``. A long-lived searcher (the server) thus follows rebuilds: a new committed generation is
+        loaded on the next query, and a model switch (--reindex) drops the loaded model too."""
         generation = self.store.generation
         if self._index is None or self._index[0] != generation:
             model = self.store.model
@@ -215,15 +212,14 @@ class Searcher:
             return self.embed_image_bytes(term.value, term.label)  # type: ignore[arg-type]
         return self.embed_indexed(int(term.value))  # type: ignore[arg-type]
 
-    def answer(self, query: Query) -> Hits:
+    def answer(self, query: Query) -> vouch.Hits:
         """The hits for ``query``, from one committed snapshot: the model is brought in step with that snapshot
         before any term is embedded, so a rebuild with another model (--reindex) never meets a vector of the old one.
         Each hit carries its metadata; ``query.sort`` orders the page (or, with no terms, browses)."""
         with self.store.snapshot():
-            return self._stand_behind(self._hits(query))
+            return vouch.stand_behind(self.store, self._hits(query))
 
-    def _hits(self, query: Query) -> list[Hit]:
-        """``answer``'s hits, unchecked: call inside ``store.snapshot()``."""
+    def _hits(self, query: Query) -> list[Hit]:  # unchecked (``search.vouch``): call inside ``store.snapshot()``
         passing = self._passing(query.filters, dates=not query.terms)
         passing = passing if query.text is None else words.narrowed(self.store, query.text, passing, not query.terms)
         if not query.terms:
@@ -238,29 +234,6 @@ class Searcher:
         if query.sort != "relevance":
             hits.sort(key=lambda h: (h.meta["taken"] or "", h.id), reverse=query.sort == "-date")
         return hits
-
-    def _stand_behind(self, hits: list[Hit]) -> Hits:
-        """The hits a search can stand behind, checked just before they are handed out (the page only, never a scan:
-        one index look-up and one ``stat`` per hit; tests/test_damage.py).
-
-        A hit whose row disagrees with the catalog's own index of paths (a changed byte in the catalog) fails the
-        whole search in one line naming ``check --repair`` (HTTP 503), as a damaged stored vector does: the damage is
-        the index's, the cure is one command that loses nothing (the file is found again under its real path), and a
-        catalog found damaged here may be wrong where no look-up reaches, so no answer from it is given as sound.
-        A hit whose file is simply not there any more (deleted or moved since the last run, a drive not mounted) is
-        not damage: it is left out, and ``Hits.gone`` says which (a warning on stderr, a header over HTTP), so that
-        ``--paths | xargs`` never meets a path that is not there and the rest of the answer still comes."""
-        bad = self.store.path_check.disagreeing((h.id, h.path) for h in hits)
-        if bad:
-            file_id, path = bad[0]
-            raise DamagedIndex(f"the index at {self.store.directory} is damaged (the catalog's record of photo "
-                               f"{file_id}, {path!r}, disagrees with its own index of paths): "
-                               "'clipsearch check --repair' mends it (nothing is re-embedded)")
-        gone = [h.path for h in hits if not os.path.exists(h.path)]
-        if not gone:
-            return Hits(hits)
-        missing = set(gone)
-        return Hits([h for h in hits if h.path not in missing], gone)
 
     def _cut(self, index: faiss.Index, vector: np.ndarray, query: Query, allowed: Sequence[int] | None) -> list[Hit]:
         """The matches past the cutoff (``--relevant``: the query's own, ``search.relevance``; or ``--min-score``),
@@ -337,18 +310,16 @@ class Searcher:
             "text": seen.get(h.id, {}).get("text"), "people": people.get(h.id, [])}) for h in hits], vector)
 
     def search(self, query: np.ndarray, k: int = 10, within: str | None = None, offset: int = 0,
-               exclude: int | None = None) -> list[Hit]:
-        """The ``k`` nearest files to a vector, best first, optionally only those under folder ``within``.
-
-        ``offset`` skips that many best hits (the next page); ``exclude`` leaves out one file id
-        (the photo a "more like this" started from). Ranks count from 1 at the best hit overall.
-        """
+               exclude: int | None = None) -> vouch.Hits:
+        """The ``k`` nearest files to a vector, best first, optionally only those under folder ``within`` (the hits
+        whose file is gone left out: ``search.vouch``). ``offset`` skips that many best hits (the next page);
+        ``exclude`` leaves out one file id (a "more like this"'s own). Ranks count from 1 at the best hit overall."""
         check_page(k, offset)
         with self.store.snapshot() as store:  # a writer committing meanwhile is not seen half-way
             index = self._current_index()
             allowed = moments.with_moments(store, Filters(within).allowed_ids(store))
             found = self._nearest(index, query, k, offset, allowed, set() if exclude is None else {exclude})
-            return self._stand_behind(moments.attach(store, found, query))
+            return vouch.stand_behind(store, moments.attach(store, found, query))
 
     def _nearest(self, index: faiss.Index, query: np.ndarray, k: int, offset: int, allowed: Sequence[int] | None,
                  exclude: set[int]) -> list[Hit]:

@@ -132,20 +132,3 @@ class Hit:
 
     def as_dict(self) -> dict[str, Any]:
         return {"rank": self.rank, "path": self.path, "score": self.score, "id": self.id, **self.meta}
-
-
-class Hits(list):  # type: ignore[type-arg]  # list[Hit], and what was left out of it
-    """A page of hits (``Searcher.answer``), and the paths left out of it because no file is there any more
-    (``gone``: deleted or moved since the last index run, or a drive not mounted); the CLI and the server say so."""
-
-    def __init__(self, hits: list[Hit], gone: list[str] | None = None) -> None:
-        super().__init__(hits)
-        self.gone: list[str] = gone or []
-
-    def gone_note(self) -> str | None:
-        """One line for stderr (the CLI) or a header (the server), or None when nothing was left out."""
-        if not self.gone:
-            return None
-        return (f"{len(self.gone)} {'hit' if len(self.gone) == 1 else 'hits'} left out: no file is there any more "
-                f"({self.gone[0]}{', ...' if len(self.gone) > 1 else ''}; moved, deleted, or a drive not mounted): "
-                "'clipsearch index' brings the index up to date")

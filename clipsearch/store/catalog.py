@@ -24,7 +24,6 @@ from clipsearch.store.layout import Layout
 from clipsearch.store.metadata import MetadataReader
 from clipsearch.store.moments import MomentReader, moment_blocks, split_ids
 from clipsearch.store.notes import NotesReader
-from clipsearch.store.path_check import PathCheck
 from clipsearch.store.paths import PATH, path_param, text, under
 from clipsearch.store.segments import Segments
 from clipsearch.store.signatures import SignatureReader
@@ -156,7 +155,6 @@ class Catalog:
         return SignatureReader(self._conn)
 
     faces = property(lambda self: FaceTable(self._conn), doc="Faces and people (``clipsearch.store.faces``).")
-    path_check = property(lambda self: PathCheck(self._conn), doc="Hits' paths against the paths' index.")
 
     @property
     def metadata(self) -> MetadataReader:

@@ -13,6 +13,7 @@ from clipsearch.store import large_index, migrations, vector_index
 from clipsearch.store.catalog import Catalog, connect
 from clipsearch.store.large_index import LargeIndex
 from clipsearch.store.layout import Layout
+from clipsearch.store.path_check import PathCheck
 
 if TYPE_CHECKING:
     import faiss
@@ -24,6 +25,8 @@ _HINT = " ('clipsearch check' says what can be saved)"
 
 class StoreReader(Catalog):
     """Read-only view used by search."""
+
+    path_check = property(lambda self: PathCheck(self._conn), doc="Hits' paths against the paths' index.")
 
     @classmethod
     def open(cls, directory: Path) -> StoreReader:
