@@ -107,3 +107,27 @@ def test_not_a_face_follows_the_face_when_its_photo_changes_and_restore_undoes_i
     _index(cli)
     assert "obama-2.jpg" in _people(cli)[obama]["files"]  # a face again, grouped with him as before
     assert cli("people", "restore", badge).exit_code == 2  # nothing left to undo
+
+
+def test_names_outlive_a_repair_that_lost_every_face_and_come_back_with_the_faces(cli: Cli, tmp_path: Path,
+                                                                                 index_dir: Path) -> None:
+    """The second trial cut the catalog to a third: the faces table was cut, faces and faced went together, and the
+    names the user gave went with them without a word."""
+    import sqlite3
+
+    _named_pair(cli, tmp_path)
+    before = {p["name"]: p["photos"] for p in cli("people", "--json").json()["people"]}  # type: ignore[index]
+    catalog = index_dir / "catalog.sqlite"
+    conn = sqlite3.connect(catalog)
+    (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'faces'").fetchone()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = bytearray(catalog.read_bytes())
+    data[(root - 1) * 4096 : root * 4096] = bytes(4096)  # the faces table's page: every face lost, the names' page whole
+    catalog.write_bytes(bytes(data))
+    repaired = cli("check", "--repair", "--json")
+    told = repaired.json()["lost"]  # type: ignore[index]
+    assert repaired.exit_code == 1 and "the names Barack Obama, Joe Biden (their faces were lost" in told, told
+    report = _index(cli)
+    assert report["faces"]["photos"] == 6  # every photo looked at again
+    assert {p["name"]: p["photos"] for p in cli("people", "--json").json()["people"]} == before  # type: ignore[index]

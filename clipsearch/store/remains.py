@@ -26,7 +26,7 @@ TABLES = ("meta", "roots", "vectors", "files", "failures", "runs")
 # (recorded from the segment files), ``vectors_next`` (an unfinished re-embedding starts over, as the next run
 # does), ``changed_after_build`` and the words' FTS table (made again from what is kept).
 CARRIED = ("sqlite_sequence", "tags", "tagged", "photo_meta", "signatures", "content_notes", "seen_text",
-           "file_words", "videos", "moments", "faces", "faced", "people", "not_person")
+           "file_words", "videos", "moments", "faces", "faced", "people", "not_person", "face_memory")
 # A table and the one that says which contents it was made for: cut short, both go (a run makes them again), or
 # contents would be marked done without their rows.
 PAIRED = {"tags": "tagged", "tagged": "tags", "faces": "faced", "faced": "faces", "videos": "moments",
@@ -47,6 +47,9 @@ class Salvage:
     mended: list[str] = field(default_factory=list)  # damaged paths read again from the paths' index, the file vouching
     schema_from_copy: bool = False  # the catalog's own schema was unreadable: the copy beside it stood in
     copied_meta: dict[str, str] = field(default_factory=dict)  # model record and settings, as the schema copy has them
+    copied_people: list[list[object]] = field(default_factory=list)  # (id, name, a face's descriptor in hex) named
+    awaited: list[tuple[int, str, bytes]] = field(default_factory=list)  # named, their faces lost: found again by a run
+    names_lost: list[str] = field(default_factory=list)  # named, their faces lost, and no face of theirs known
 
     @property
     def left_out(self) -> list[str]:
@@ -55,7 +58,7 @@ class Salvage:
 
     @property
     def lost_anything(self) -> bool:
-        return bool(self.incomplete or self.without_vector or self.misrecorded or self.unknown)
+        return bool(self.incomplete or self.without_vector or self.misrecorded or self.unknown or self.names_lost)
 
     def story(self) -> str:
         """What was kept, what was lost, and what the next index run will do: one account, in that order, so that no
@@ -78,6 +81,11 @@ class Salvage:
             told = f" ({len(self.unknown)} of them past telling: no file has the recorded size and time)" if \
                 self.unknown else ""
             lost.append(f"{_counted(len(self.misrecorded) + len(self.unknown), 'file')} whose path was damaged{told}")
+        if self.names_lost:
+            lost.append(f"the names {', '.join(sorted(self.names_lost))} (no face of theirs is known any more)")
+        if self.awaited:
+            kept += (f"; the names {', '.join(sorted(n for _, n, _ in self.awaited))} (their faces were lost: the next run "
+                     "with faces on gives each back to their face when it finds it again)")
         account = kept + ("; lost: " + "; ".join(lost) if lost else "; nothing lost")
         again = self.without_vector or "vectors" in self.incomplete
         refind = bool(self.misrecorded or self.unknown or "files" in self.incomplete)
@@ -89,7 +97,7 @@ class Salvage:
             nxt += ", and finds the files whose record was lost again under their paths, their vectors reused"
         if self.incomplete and not {"meta", "files", "vectors"} >= set(self.incomplete):
             nxt += "; what was cut short of tags, faces, words or videos is made again"
-        return f"{account}; the next index run {nxt}" if (lost or self.mended) else account
+        return f"{account}; the next index run {nxt}" if (lost or self.mended or self.awaited) else account
 
 
 def _counted(n: int, what: str) -> str:
@@ -149,7 +157,7 @@ def read_what_remains(catalog: Path, scratch: Path) -> Salvage:
         conn.close()
         out.schema_from_copy = True
     if copy is not None:
-        out.copied_meta = dict(copy.get("meta", {}))
+        out.copied_meta, out.copied_people = dict(copy.get("meta", {})), list(copy.get("people", []))
     conn = sqlite3.connect(scratch, isolation_level=None)
     conn.text_factory = bytes
     try:
