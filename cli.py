@@ -344,7 +344,9 @@ def search(
             else:
                 print_hits(hits, as_json, dates=sort != "relevance", places=near is not None,
                            preview=thumbnails(index) if preview and not as_json else None)
-            for note in index.why_empty(question) if not hits else []:
+            if (left_out := hits.gone_note()) is not None:  # gone since the last run (search.engine._stand_behind)
+                typer.echo(f"clipsearch: warning: {shown(left_out)}", err=True)
+            for note in index.why_empty(question) if not hits and not hits.gone else []:
                 typer.echo(f"clipsearch: note: {shown(note)}", err=True)
             # The model had to be loaded with torch this time: make the next text search start without it.
             index.searcher.prepare_fast_text(quiet=as_json)
@@ -489,6 +491,7 @@ def people(ctx: typer.Context, index_dir: IndexOpt = None, as_json: JsonOpt = Fa
       clipsearch people split Mom 41 42            # faces 41 and 42 are someone else
       clipsearch people remove Mom 43              # face 43 is not Mom
       clipsearch people remove Mom 44 --not-a-face # face 44 is a badge: no one's, ever
+      clipsearch people restore 44                 # it is a face after all
       clipsearch search "beach" --person Mom
     """
     if ctx.invoked_subcommand is not None:
@@ -573,6 +576,22 @@ def people_remove(person: PersonArg, faces: FacesArg, index_dir: IndexOpt = None
     from clipsearch.console.people_output import print_decision, removed_line
 
     print_decision(done, as_json, removed_line(done))
+
+
+@people_app.command("restore")
+def people_restore(faces: FacesArg, index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """Undo 'remove --not-a-face': these are faces after all (the next 'index' groups them)."""
+    with user_errors():
+        from clipsearch.app import Index
+        from clipsearch.app import people as decisions
+
+        with Index(index_dir) as index:
+            done = decisions.restore(index.directory, faces)
+    from clipsearch.console.people_output import print_decision
+
+    n = len(done["restored"])
+    print_decision(done, as_json, f"{n} {'face is a face' if n == 1 else 'faces are faces'} again: the next index run "
+                   "groups them")
 
 
 @app.command(**command_options(short_help='Drop folders from the index (the files are not touched).'))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from clipsearch.errors import DamagedIndex, NoSuchPhoto, UserError
 from clipsearch.store import StoreReader, vector_index
-from search import moments, words
+from search import moments, vouch, words
 from search.filters import Filters
 from search.query import MAX_K, Hit, Query, Term, check_page, combine
 
@@ -184,12 +184,9 @@ class Searcher:
         return vector
 
     def _current_index(self) -> faiss.Index:
-        """The FAISS index of the snapshot being read, kept while the generation does not move.
-
-        Call inside ``store.snapshot()``. A long-lived searcher (the server) thus follows
-        rebuilds: a new committed generation is loaded on the next query, and a model switch
-        (--reindex) drops the loaded model too.
-        """
+        """The FAISS index of the snapshot being read, kept while the generation does not move. Call inside
+        ``store.snapshot()``. A long-lived searcher (the server) thus follows rebuilds: a new committed generation is
+        loaded on the next query, and a model switch (--reindex) drops the loaded model too."""
         generation = self.store.catalog.generation
         if self._index is None or self._index[0] != generation:
             model = self.store.catalog.model
@@ -215,25 +212,28 @@ class Searcher:
             return self.embed_image_bytes(term.value, term.label)  # type: ignore[arg-type]
         return self.embed_indexed(int(term.value))  # type: ignore[arg-type]
 
-    def answer(self, query: Query) -> list[Hit]:
+    def answer(self, query: Query) -> vouch.Hits:
         """The hits for ``query``, from one committed snapshot: the model is brought in step with that snapshot
         before any term is embedded, so a rebuild with another model (--reindex) never meets a vector of the old one.
         Each hit carries its metadata; ``query.sort`` orders the page (or, with no terms, browses)."""
         with self.store.snapshot():
-            passing = self._passing(query.filters, dates=not query.terms)
-            passing = passing if query.text is None else words.narrowed(self.store, query.text, passing, not query.terms)
-            if not query.terms:
-                return words.placed(self.store, self._with_meta(self._browse(passing, query)), query.text)
-            index = self._current_index()
-            vector = combine([self.embed(t) for t in query.terms], [t.weight for t in query.terms])
-            allowed = moments.with_moments(self.store, None if passing is None else [file_id for file_id, _ in passing])
-            if query.relevant or query.min_score is not None:
-                return self._with_meta(self._cut(index, vector, query, allowed), vector)
-            nearest = lambda *a: self._nearest(index, vector, *a)  # noqa: E731
-            hits = self._with_meta(words.hybrid(self.store, query, vector, allowed, nearest), vector)
-            if query.sort != "relevance":
-                hits.sort(key=lambda h: (h.meta["taken"] or "", h.id), reverse=query.sort == "-date")
-            return hits
+            return vouch.stand_behind(self.store, self._hits(query))
+
+    def _hits(self, query: Query) -> list[Hit]:  # unchecked (``search.vouch``): call inside ``store.snapshot()``
+        passing = self._passing(query.filters, dates=not query.terms)
+        passing = passing if query.text is None else words.narrowed(self.store, query.text, passing, not query.terms)
+        if not query.terms:
+            return words.placed(self.store, self._with_meta(self._browse(passing, query)), query.text)
+        index = self._current_index()
+        vector = combine([self.embed(t) for t in query.terms], [t.weight for t in query.terms])
+        allowed = moments.with_moments(self.store, None if passing is None else [file_id for file_id, _ in passing])
+        if query.relevant or query.min_score is not None:
+            return self._with_meta(self._cut(index, vector, query, allowed), vector)
+        nearest = lambda *a: self._nearest(index, vector, *a)  # noqa: E731
+        hits = self._with_meta(words.hybrid(self.store, query, vector, allowed, nearest), vector)
+        if query.sort != "relevance":
+            hits.sort(key=lambda h: (h.meta["taken"] or "", h.id), reverse=query.sort == "-date")
+        return hits
 
     def _cut(self, index: faiss.Index, vector: np.ndarray, query: Query, allowed: Sequence[int] | None) -> list[Hit]:
         """The matches past the cutoff (``--relevant``: the query's own, ``search.relevance``; or ``--min-score``),
@@ -310,18 +310,16 @@ class Searcher:
             "text": seen.get(h.id, {}).get("text"), "people": people.get(h.id, [])}) for h in hits], vector)
 
     def search(self, query: np.ndarray, k: int = 10, within: str | None = None, offset: int = 0,
-               exclude: int | None = None) -> list[Hit]:
-        """The ``k`` nearest files to a vector, best first, optionally only those under folder ``within``.
-
-        ``offset`` skips that many best hits (the next page); ``exclude`` leaves out one file id
-        (the photo a "more like this" started from). Ranks count from 1 at the best hit overall.
-        """
+               exclude: int | None = None) -> vouch.Hits:
+        """The ``k`` nearest files to a vector, best first, optionally only those under folder ``within`` (the hits
+        whose file is gone left out: ``search.vouch``). ``offset`` skips that many best hits (the next page);
+        ``exclude`` leaves out one file id (a "more like this"'s own). Ranks count from 1 at the best hit overall."""
         check_page(k, offset)
         with self.store.snapshot() as store:  # a writer committing meanwhile is not seen half-way
             index = self._current_index()
             allowed = moments.with_moments(store, Filters(within).allowed_ids(store))
             found = self._nearest(index, query, k, offset, allowed, set() if exclude is None else {exclude})
-            return moments.attach(store, found, query)
+            return vouch.stand_behind(store, moments.attach(store, found, query))
 
     def _nearest(self, index: faiss.Index, query: np.ndarray, k: int, offset: int, allowed: Sequence[int] | None,
                  exclude: set[int]) -> list[Hit]:

@@ -91,3 +91,8 @@ def remove(directory: Path, person: str, faces: Sequence[int], not_a_face: bool 
         return {"person": found, "removed": sorted(set(faces)), "not_a_face": not_a_face}
 
     return _decide(directory, act)
+
+
+def restore(directory: Path, faces: Sequence[int]) -> dict[str, Any]:
+    """Undo ``remove(..., not_a_face=True)``: the faces are faces again; the next run groups them."""
+    return _decide(directory, lambda store: {"restored": store.catalog.faces.people.restore(faces)})

@@ -131,8 +131,13 @@ def print_check(result: CheckResult, as_json: bool) -> None:
     if result.lost_paths:
         listed = ", ".join(shown(p) for p in result.lost_paths[:5]) + (" …" if len(result.lost_paths) > 5 else "")
         verb = "dropped" if result.repaired else "'check --repair' would drop"
-        typer.echo(f"{verb} {counted(len(result.lost_paths), 'photo')} whose stored vector is lost or damaged (the next "
-                   f"index run embeds {'it' if len(result.lost_paths) == 1 else 'them'} again): {listed}")
+        many, again = len(result.lost_paths), result.reembeds
+        them = "it" if many == 1 else "them"
+        nxt = (f"its stored vector lost: the next index run embeds {them} again" if again == many else
+               f"its record's path damaged: the next index run finds {them} again, re-embedding nothing" if not again
+               else f"the next index run embeds {again} of them again (their vectors lost) and finds the others again "
+               "(their paths damaged), re-embedding nothing for them")
+        typer.echo(f"{verb} {counted(many, 'photo')} ({nxt.replace('its ', 'their ') if many > 1 else nxt}): {listed}")
     if result.lost:
         typer.echo(f"repaired with losses: {shown(result.lost)}")
     elif result.repaired:

@@ -23,6 +23,7 @@ from clipsearch.store.faces import FaceTable
 from clipsearch.store.metadata import MetadataReader
 from clipsearch.store.moments import MomentReader
 from clipsearch.store.notes import NotesReader
+from clipsearch.store.path_check import PathCheck
 from clipsearch.store.paths import PATH, path_param, text, under
 from clipsearch.store.signatures import SignatureReader
 from clipsearch.store.tags import TagReader
@@ -155,6 +156,7 @@ class Catalog:
         return SignatureReader(self._conn)
 
     faces = property(lambda self: FaceTable(self._conn), doc="Faces and people (``clipsearch.store.faces``).")
+    path_check = property(lambda self: PathCheck(self._conn), doc="Hits' paths against the paths' index.")
 
     @property
     def metadata(self) -> MetadataReader:
