@@ -349,7 +349,7 @@ def search(
             for note in index.why_empty(question) if not hits and not hits.gone else []:
                 typer.echo(f"clipsearch: note: {shown(note)}", err=True)
             # The model had to be loaded with torch this time: make the next text search start without it.
-            index.searcher.prepare_fast_text(quiet=as_json)
+            index.searcher.query_model.prepare_fast_text(quiet=as_json)
 
 
 @app.command(**command_options(short_help='Rank labels for photos (zero-shot): scores and probabilities.'))

@@ -70,18 +70,18 @@ class ZeroShot:
 
     @property
     def encoder(self) -> Encoder:
-        return self.searcher.encoder if self.searcher is not None else self._encoder  # type: ignore[return-value]
+        return self.searcher.query_model.encoder if self.searcher is not None else self._encoder  # type: ignore[return-value]
 
     @property
     def fingerprint(self) -> str:
-        return self.searcher.model.fingerprint if self.searcher is not None else self.encoder.fingerprint
+        return self.searcher.query_model.model.fingerprint if self.searcher is not None else self.encoder.fingerprint
 
     def classifier(self, labels: list[str], templates: tuple[str, ...]) -> Classifier:
         return Classifier(labels, self.label_matrix(labels, templates), self.logit_scale())
 
     def label_matrix(self, labels: list[str], templates: tuple[str, ...]) -> np.ndarray:
         """The labels' vectors through the templates: the text tower's work alone (no store), cached per model."""
-        tower: TextTower = self.searcher.text_tower() if self.searcher is not None else self.encoder
+        tower: TextTower = self.searcher.query_model.text_tower() if self.searcher is not None else self.encoder
         return embed_labels(labels, templates, tower, self.fingerprint)
 
     def logit_scale(self) -> float:
@@ -195,7 +195,7 @@ def run_classify(files: Sequence[str], labels: list[str], templates: tuple[str, 
                 raise
         else:
             with searcher:
-                if asked is None or asked.text == searcher.model.spec:
+                if asked is None or asked.text == searcher.query_model.model.spec:
                     zero_shot = ZeroShot(searcher=searcher)
                     return zero_shot.classify(files, zero_shot.classifier(labels, templates), top)
     zero_shot = ZeroShot(encoder=load_encoder(asked or parse_spec(DEFAULT_MODEL), device, precision))

@@ -1,28 +1,25 @@
-"""Answer queries over the committed index: one snapshot per query, the snapshot's model for its terms."""
+"""Answer queries over the committed index: one snapshot per query, the snapshot's model for its terms
+(``search.query_model`` embeds them); the nearest, filtered, cut or paged hits, each with what the catalog holds of
+it, and only hits the catalog stands behind (``search.vouch``)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from clipsearch.errors import DamagedIndex, NoSuchPhoto, UserError
 from clipsearch.store import StoreReader, vector_index
 from search import moments, vouch, words
 from search.filters import Filters
 from search.query import MAX_K, Hit, Query, Term, check_page, combine
+from search.query_model import QueryModel
 
 if TYPE_CHECKING:
     import faiss
     import numpy as np
 
-    from clipsearch.encoders import Encoder
-    from clipsearch.encoders.onnx_text import OnnxTextEncoder
-    from clipsearch.store import ModelRecord
 
 
 # A query runs the text tower (onnxruntime's thread pool) and then FAISS (OpenMP) on the same cores.
@@ -40,7 +37,6 @@ EXACT_FILTERED_MAX = 2_000
 # A filter that keeps at least this share of the collection is applied to a plain search's hits instead
 # (asked for twice the hits the share predicts): a search under a filter scans every IVF list.
 POST_FILTER_SHARE = 0.2
-HOLD_IN_PREPARE = "CLIPSEARCH_HOLD_IN_PREPARE"  # tests: PATH; ``prepare`` touches PATH.reached, waits for PATH
 COSINE_BOUND = 1.01  # |score| past this is no cosine of two unit vectors: a damaged index file (``Searcher._page``)
 
 
@@ -53,18 +49,12 @@ class Searcher:
         if model is None or self.store.catalog.count() == 0:
             self.store.close()
             raise UserError(f"the index at {index_dir} holds no images yet: run 'clipsearch index FOLDER'")
-        self.model = model
+        self.query_model = QueryModel(model, device, precision, resident)  # what embeds the query's terms
         self._device = device
-        self._precision = precision
-        self._encoder: Encoder | None = None
-        self._fast_text: OnnxTextEncoder | bool | None = None  # None: not looked for yet; False: none
-        self._resident = resident  # a long-lived process (the server): optimise for many queries
         self._index: tuple[int, faiss.Index] | None = None
         self._gpu_index: faiss.Index | None = None  # the GPU copy of _index, made on first unfiltered search
         self._sample: tuple[int, np.ndarray] | None = None  # (generation, background sample), see _background
         self._filtered: dict[tuple[object, ...], list[tuple[int, str | None]] | None] = {}  # see _passing
-        self._loading = threading.Lock()  # the model's load, and the pictures ``prepare`` made
-        self._pictures: dict[tuple[str, bytes], Any] = {}  # (model fingerprint, image digest) -> batch of one
 
     def close(self) -> None:
         self.store.close()
@@ -75,106 +65,11 @@ class Searcher:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @property
-    def encoder(self) -> Encoder:
-        """The model, loaded once; thread-safe, so that a server can load it outside its lock (``prepare``)."""
-        encoder = self._encoder
-        if encoder is None:
-            with self._loading:
-                model = self.model
-                encoder = self._encoder if self._encoder is not None else self._load(model)
-                if self.model is model:  # not switched (--reindex) while it loaded: it is the current one
-                    self._encoder = encoder
-        return encoder
-
-    def _load(self, model: ModelRecord) -> Encoder:
-        from clipsearch.encoders import load_encoder
-
-        encoder = load_encoder(model.spec, self._device, self._precision)
-        if model.fingerprint and encoder.fingerprint != model.fingerprint:
-            raise UserError(f"the model {model.spec} no longer matches the one this index was built with "
-                            "(its weights or preprocessing changed): re-index with --reindex")
-        return encoder
-
     def follow_model(self) -> None:
         """Bring the model in step with the last committed snapshot (a --reindex swapped it): cheap, for a server
         to call under its lock before ``prepare``."""
         with self.store.snapshot():
             self._current_index()
-
-    def prepare(self, terms: Sequence[Term]) -> None:
-        """What a query needs that takes long and touches no store: the model loaded, uploaded images decoded.
-        A server calls it outside its lock, so a model's first load or a huge upload holds up no other request
-        (tests/test_server_trust.py holds a request here); ``embed`` then finds both ready."""
-        images = [t for t in terms if t.kind == "image"]
-        if not images and (all(t.kind != "text" for t in terms) or self.has_fast_text()):
-            return
-        encoder = self.encoder
-        for term in images:
-            picture = self._picture(encoder, term.value, term.label)  # type: ignore[arg-type]
-            with self._loading:
-                self._pictures[(encoder.fingerprint, _digest(term.value))] = picture  # type: ignore[arg-type]
-                while len(self._pictures) > 8:  # a request that failed after its prepare left its picture
-                    self._pictures.pop(next(iter(self._pictures)))
-        if images and (hold := os.environ.get(HOLD_IN_PREPARE)):
-            Path(hold + ".reached").touch()
-            while not os.path.exists(hold):
-                time.sleep(0.01)
-
-    def embed_text(self, text: str) -> np.ndarray:
-        """A text query's vector: from the exported text tower on onnxruntime when there is one and
-        the model is not loaded already (a cold CLI search then never imports torch), else from the model."""
-        if not text.strip():
-            raise UserError("the query is empty")
-        on_cpu = self._encoder is None or self._encoder.device == "cpu"  # a model on a GPU beats the CPU export
-        if on_cpu and self.has_fast_text():
-            return self._fast_text.encode_texts([text])[0]  # type: ignore[union-attr]
-        return self.encoder.encode_texts([text])[0]
-
-    def text_tower(self) -> OnnxTextEncoder | Encoder:
-        """What embeds many texts (labels) for this index: as ``embed_text`` chooses, for a batch."""
-        on_cpu = self._encoder is None or self._encoder.device == "cpu"
-        if on_cpu and self.has_fast_text():
-            return self._fast_text  # type: ignore[return-value]
-        return self.encoder
-
-    def has_fast_text(self) -> bool:
-        """Whether text queries run on the exported text tower (no model load needed for them)."""
-        if self._fast_text is None and self._device in ("auto", "cpu") and self._precision == "auto":
-            from clipsearch.encoders import onnx_text
-
-            self._fast_text = onnx_text.load(self.model.fingerprint, self._resident) or False
-        return bool(self._fast_text)
-
-    def prepare_fast_text(self, quiet: bool = False) -> None:
-        """Export the text tower if this search had to load the model (once per model; see onnx_text)."""
-        from clipsearch.encoders import onnx_text
-
-        if self._encoder is not None and not self._fast_text and onnx_text.export_enabled():
-            self._encoder.export_text_tower(quiet=quiet)
-
-    def embed_image(self, path: str) -> np.ndarray:
-        """Embed a query image file exactly as the indexer embeds photos."""
-        term = Term.image_file(path)
-        return self.embed_image_bytes(term.value, term.label)  # type: ignore[arg-type]
-
-    def embed_image_bytes(self, data: bytes, label: str = "the uploaded image") -> np.ndarray:
-        encoder = self.encoder
-        picture = self._pictures.pop((encoder.fingerprint, _digest(data)), None)  # made by ``prepare``
-        return encoder.encode_images(picture if picture is not None else self._picture(encoder, data, label))[0]
-
-    @staticmethod
-    def _picture(encoder: Encoder, data: bytes, label: str) -> Any:
-        """A query image as the model takes it: a batch of one, decoded exactly as the indexer decodes photos."""
-        import torch
-
-        from clipsearch import images
-
-        try:
-            decoded = images.decode(data, encoder.image_size)
-        except images.ImageError as exc:
-            raise UserError(f"cannot use {label} as a query image: {exc}") from None
-        return torch.stack([encoder.image_transform(decoded.image)])
 
     def embed_indexed(self, file_id: int) -> np.ndarray:
         """The stored embedding of an indexed file ("more like this"): no model, no decoding."""
@@ -189,9 +84,8 @@ class Searcher:
         loaded on the next query, and a model switch (--reindex) drops the loaded model too."""
         generation = self.store.catalog.generation
         if self._index is None or self._index[0] != generation:
-            model = self.store.catalog.model
-            if model is not None and model != self.model:
-                self.model, self._encoder, self._fast_text = model, None, None
+            if (model := self.store.catalog.model) is not None:
+                self.query_model.follow(model)
             self._index = (generation, self.store.vector_index())
             self._gpu_index = None
         return self._index[1]
@@ -207,9 +101,9 @@ class Searcher:
     def embed(self, term: Term) -> np.ndarray:
         """One term's unit vector, with the model this searcher holds now."""
         if term.kind == "text":
-            return self.embed_text(str(term.value))
+            return self.query_model.embed_text(str(term.value))
         if term.kind == "image":
-            return self.embed_image_bytes(term.value, term.label)  # type: ignore[arg-type]
+            return self.query_model.embed_image_bytes(term.value, term.label)  # type: ignore[arg-type]
         return self.embed_indexed(int(term.value))  # type: ignore[arg-type]
 
     def answer(self, query: Query) -> vouch.Hits:
@@ -274,7 +168,8 @@ class Searcher:
             ids = sorted(self.store.catalog.file_ids())
             step = max(1, len(ids) // relevance.SAMPLE)
             blocks = [matrix for _, matrix in self.store.vectors.iter_vectors(ids[::step][: relevance.SAMPLE])]
-            self._sample = (generation, np.concatenate(blocks) if blocks else np.zeros((1, self.model.dim), "float32"))
+            dim = self.query_model.model.dim
+            self._sample = (generation, np.concatenate(blocks) if blocks else np.zeros((1, dim), "float32"))
         return self._sample[1]
 
     def _passing(self, filters: Filters, dates: bool) -> list[tuple[int, str | None]] | None:
@@ -410,6 +305,3 @@ class Searcher:
                 found = [hit for hit in found if hit[1] >= cut]
         return self._page(found, k, offset, exclude)
 
-
-def _digest(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=16).digest()

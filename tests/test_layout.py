@@ -15,9 +15,8 @@ MAX_LINES = 350  # cli.py holds only the commands' declarations and calls, and m
 # Past the guide, each for a reason of its own (a bound, not a quota). segments: the format's one owner (layout,
 # checksums, append, compaction, cut to the last commit). writer: the one writer's transaction coordinates the
 # catalog's rows, the segments and the index files' changes (issue 30 gave each of those parts its own owner, the
-# model's rule to ``embedding_model``). search.engine: until the searcher is split by responsibility.
-LONGER = {"clipsearch.store.segments": 460, "clipsearch.store.writer": 405, "search.engine": 417,
-          "clipsearch.store.migrations": 360}
+# model's rule to ``embedding_model``).
+LONGER = {"clipsearch.store.segments": 460, "clipsearch.store.writer": 405, "clipsearch.store.migrations": 360}
 
 
 def _modules() -> dict[str, Path]:

@@ -103,7 +103,7 @@ def test_searches_during_a_run_see_only_committed_states(many_photos: Path, inde
     assert first.wait(timeout=300) == 0, first.stderr.read() if first.stderr else ""
 
     searcher = Searcher(index_dir)
-    query = searcher.embed_text("a photo")
+    query = searcher.query_model.embed_text("a photo")
     go = tmp_path / "go"
     proc = start_index(index_dir, many_photos, hold=f"16:{go}")  # held part-way: a middle state is seen for sure
     sizes, errors = [], []
