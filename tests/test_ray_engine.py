@@ -192,22 +192,22 @@ def test_a_file_whose_hash_prefix_matches_a_stored_content_is_still_embedded(
     expected = catalog(tmp_path / "first")[2]
 
     forged = {file_content_hash(folder / "1.jpg")[:8]}  # "stored", as far as the decode tasks can tell
-    from clipsearch.store import StoreWriter
+    from clipsearch.store.catalog import Catalog
     from indexer.pipeline import DecodeEmbed
 
-    real, local_run, done_here = StoreWriter.content_prefixes, DecodeEmbed.run, []
+    real, local_run, done_here = Catalog.content_prefixes, DecodeEmbed.run, []
 
     def recorded(self: DecodeEmbed, tasks: list) -> Iterator:
         done_here.extend(Path(task.path).name for task in tasks)
         return local_run(self, tasks)
 
     try:
-        StoreWriter.content_prefixes = lambda self: b"".join(forged) + real(self)  # type: ignore[method-assign]
+        Catalog.content_prefixes = lambda self: b"".join(forged) + real(self)  # type: ignore[method-assign]
         DecodeEmbed.run = recorded  # type: ignore[method-assign]
         report, _ = index_folder(folder, tmp_path / "ray", encoder,
                                  Options(engine="ray", ray=RayOptions(address=ray_address)))
     finally:
-        StoreWriter.content_prefixes, DecodeEmbed.run = real, local_run  # type: ignore[method-assign]
+        Catalog.content_prefixes, DecodeEmbed.run = real, local_run  # type: ignore[method-assign]
     assert done_here == ["1.jpg"]  # only the misjudged file was done in the driver
     assert report.added == 3 and report.failed == []
     vectors = catalog(tmp_path / "ray")[2]
