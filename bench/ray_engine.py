@@ -55,8 +55,8 @@ def commit_rate(n: int, dim: int = 512) -> float:
     import numpy as np
 
     from clipsearch.store import ModelRecord, StoreWriter
+    from indexer.engine import Contents
     from indexer.items import Embedded, Task
-    from indexer.plan import Contents
     from indexer.report import Progress, Report
     from indexer.walk import Found
     from indexer.write import RunWriter

@@ -43,7 +43,8 @@ from typing import Any
 
 from clipsearch import images, video
 from clipsearch.hashing import content_hash, file_content_hash
-from indexer.cpu_decode import Film, decode_pixels, decode_video, read_file
+from indexer.cpu_decode import Film, decode_pixels, decode_video
+from indexer.file_bytes import read_file
 
 Picture = tuple[int, int, Any, Any, Any, Any]  # displayed width, height, uint8 (H, W, 3) array, PhotoMeta, Signature, note
 Plan = Callable[[Any], Any]  # upright RGB PIL image -> uint8 (H, W, 3) numpy array; picklable (``geometry.Plan``)

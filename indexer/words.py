@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING
 from clipsearch import carried_words, images, video
 from clipsearch.hashing import content_hash, file_content_hash
 from clipsearch.ocr import Seen
+from clipsearch.store.words import default_mode
 from indexer.concurrency import bounded_map, chunked
-from indexer.cpu_decode import read_file
+from indexer.file_bytes import read_file
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -66,12 +67,15 @@ def reader() -> Reader:
 
 
 class WordsStage:
-    def __init__(self, store: StoreWriter, report: Report, mode: str) -> None:
+    """``mode``: on, later or off (``clipsearch.store.words.MODES``); None: the index's."""
+
+    def __init__(self, store: StoreWriter, report: Report, mode: str | None = None) -> None:
         self.store = store
         self.report = report
-        self.mode = mode  # the index's words mode (``clipsearch.store.words.MODES``)
+        self.mode = mode
 
     def run(self) -> None:
+        mode = self.mode or self.store.meta("words") or default_mode()
         words = self.store.words_writer()
         roots = self.store.roots()
         for block in chunked(words.files_unnamed(), NAMES_BLOCK):
@@ -79,7 +83,7 @@ class WordsStage:
                              for file_id, digest, path in block])
             self.store.commit()
             self.report.words_named += len(block)
-        if self.mode != "on":
+        if mode != "on":
             return
         words.videos_read_again()
         todo = [(row, spread(self.store.moments.times_of(row[0]))) for row in words.pictures_unread()]

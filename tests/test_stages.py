@@ -47,8 +47,8 @@ def test_decode_and_embed_run_on_a_list_of_files_with_no_index(tmp_path: Path, m
 
 def test_one_rule_says_whether_a_content_needs_the_model() -> None:
     from clipsearch.store import IndexedFile
+    from indexer.engine import Contents
     from indexer.items import Reused, Task
-    from indexer.plan import Contents
     from indexer.walk import Found
 
     committed = {b"c" * 16, b"o" * 16}
