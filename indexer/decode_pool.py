@@ -17,9 +17,9 @@ its resize and crop, a picklable ``geometry.Plan``: it never imports torch, so i
 starts in a fraction of a second and holds little memory of its own.
 
 Photos go to a child several at a time (``decode_many``): each call through a process
-pool costs the indexing process about a millisecond of Python (pickling, the pool's
-feeder and result threads, a future and its wake-up), as much as decoding a small
-photo and all of it under the GIL that every thread of the run shares. One call per
+pool costs the indexing process Python (pickling, the pool's feeder and result threads,
+a future and its wake-up) about as costly as decoding a small photo, and all of it under
+the GIL that every thread of the run shares. One call per
 8 photos cuts that several-fold (bench/pipeline_ceiling.py; docs/benchmarks.md).
 
 A child killed by a hostile file (a segfault in a decoder library) breaks the

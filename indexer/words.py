@@ -52,9 +52,10 @@ COMMIT_SECONDS = 20.0  # and a commit at least this often: a killed run loses at
 MOMENTS_READ = 12
 VIDEO_SIDE = 1280  # the longest side a video's frame is read at (a 4K frame is scaled down by FFmpeg)
 # A frame shows what the last one read did when no cell of a 64x36 grid of their block means (grey, 0-1) differs by
-# more than this: new words on the same board change some cell by 0.2 or more, a codec's noise by about 0.01.
+# more than this: between what new words on the same board change in a cell and a codec's noise (bench/video_words.py;
+# docs/benchmarks.md).
 SAME_FRAME = 0.1
-_READER: Reader | None = None  # the models, loaded once per process (about 3 s) and kept for later runs
+_READER: Reader | None = None  # the models, loaded once per process (seconds: docs/benchmarks.md) and kept for later runs
 
 
 def reader() -> Reader:
