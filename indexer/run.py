@@ -72,6 +72,8 @@ class IndexRun:
                                 self.options.commit_seconds)
 
     def run(self) -> Report:
+        """plan -> route -> decode -> embed -> write, file by file as the engine hands them on; the sweep; the stages
+        after it. Ctrl-C or SIGTERM: what was done is committed, the next run does the rest."""
         started = time.monotonic()
         self.store.begin_run(self.roots if self.record_roots else [])
         recorded = self.store.roots()
