@@ -137,8 +137,8 @@ def index(
     replicas: Annotated[Optional[int], typer.Option(
         "--replicas", min=1, help="Model replicas (actors) [default: one per GPU, else one per 8 CPUs].",
         show_default=False, rich_help_panel="Ray")] = None,
-    gpus_per_worker: Annotated[Optional[float], typer.Option(
-        "--gpus-per-worker", min=0, help="GPUs each model replica holds (0.5: two share one) [default: 1 where the "
+    gpus_per_replica: Annotated[Optional[float], typer.Option(
+        "--gpus-per-replica", "--gpus-per-worker", min=0, help="GPUs each model replica holds (0.5: two share one) [default: 1 where the "
         "cluster has GPUs, else 0].", show_default=False, rich_help_panel="Ray")] = None,
     decode_cpus: Annotated[float, typer.Option(
         "--decode-cpus", min=0.1, help="CPUs each decode task reserves.", rich_help_panel="Ray")] = 1.0,
@@ -172,7 +172,7 @@ def index(
                        Options(include_hidden=include_hidden, exclude=tuple(exclude or ()), clear_excludes=clear_excludes,
                                batch_size=batch_size, workers=workers,
                                commit_every=commit_every, decode=decode, worker_kind=worker_kind, engine=engine,
-                               ray=RayOptions(address, replicas, gpus_per_worker, decode_cpus, device=device,
+                               ray=RayOptions(address, replicas, gpus_per_replica, decode_cpus, device=device,
                                               precision=precision)),
                        on_wait=waiting if wait or every else None, index_type=index_type, vocabulary=vocabulary,
                        words=words, faces=faces, quiet=quiet or as_json)

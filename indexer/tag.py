@@ -47,7 +47,7 @@ class TagStage:
 
     def run(self) -> None:
         model = self.store.catalog.model
-        if model is None:
+        if model is None or self.store.catalog.pending_model is not None:  # tags come from the vectors searches use
             return
         recorded = self.store.catalog.meta("vocabulary") or "builtin"
         try:

@@ -91,7 +91,8 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_no_import_circle_among_the_projects_modules() -> None:
     modules = _modules()
     graph = {name: _imports(name, path, set(modules)) for name, path in modules.items()}
-    assert graph["indexer.run"] >= {"indexer.plan", "indexer.pipeline", "indexer.write"}  # the checker sees imports
+    # the checker sees imports
+    assert graph["indexer.run"] >= {"indexer.plan", "indexer.engine", "indexer.pipeline", "indexer.write"}
     assert _cycles(graph) == []
 
 

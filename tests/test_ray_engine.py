@@ -108,6 +108,19 @@ def test_the_ray_engine_builds_the_local_engines_index_and_then_embeds_only_what
     assert again["unchanged"] == len(folder.good) + 1 - 3
 
 
+def test_gpus_per_replica_on_a_cluster_without_a_gpu_is_refused_in_one_line(
+        tmp_path: Path, model_spec: str, ray_address: str) -> None:
+    """``--gpus-per-replica`` (``RayOptions.gpus_per_replica``: one name) is checked against the cluster; the run
+    lets the cluster go and says why in one line."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    imagegen.photo(8200).save(folder / "a.jpg", quality=90)
+    done = run_cli("index", folder, "--model", model_spec, "--engine", "ray", "--address", ray_address,
+                   "--gpus-per-replica", "1", env=cli_env(tmp_path / "index"), timeout=300)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "--gpus-per-replica 1: the Ray cluster has no GPU" in done.stderr
+
+
 def test_a_model_worker_killed_mid_run_is_replaced_and_the_run_indexes_every_file(
         many_photos: Path, index_dir: Path, ray_address: str) -> None:
     proc = start_cli("index", many_photos, "--model", SLOW_MODEL, "--engine", "ray", "--address", ray_address,
