@@ -26,6 +26,23 @@ def export_on(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return cache
 
 
+@pytest.fixture(scope="module")
+def demo_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache holding the demo model's exported text tower, made once for the tests that need one there and do not
+    test the export itself (an export costs seconds; tests/test_fast_text.py's others make theirs)."""
+    import os
+
+    from clipsearch.encoders import load_encoder
+
+    cache, saved = tmp_path_factory.mktemp("demo-export"), os.environ["CLIPSEARCH_CACHE"]
+    os.environ["CLIPSEARCH_CACHE"] = str(cache)
+    try:
+        assert load_encoder("demo", "cpu", "fp32").export_text_tower(quiet=True) is not None
+    finally:
+        os.environ["CLIPSEARCH_CACHE"] = saved
+    return cache
+
+
 def test_bpe_matches_open_clip_tokenizer(tmp_path: Path) -> None:
     import open_clip
 
@@ -106,12 +123,14 @@ def test_missing_or_damaged_export_falls_back_to_the_model(cli: Cli, index_dir: 
 
 
 def test_server_answers_words_from_the_export_and_images_from_the_model(cli: Cli, index_dir: Path, tmp_path: Path,
-                                                                        export_on: Path) -> None:
+                                                                        export_on: Path, demo_export: Path) -> None:
     from tests.serving import Server
 
+    shutil.copytree(demo_export, export_on)  # the export is there already (test_cold_cli_search: index makes it)
     photos = tmp_path / "photos"
     shutil.copytree(SAMPLE, photos)
     assert cli("index", photos, "--model", "demo").exit_code == 0
+    assert len(list(export_on.glob("text/*/config.json"))) == 1  # that one: the index run made no other
     server = Server(index_dir).start()
     try:
         hits = server.get("/search?k=1&q=a+red+star").json()

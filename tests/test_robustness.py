@@ -18,8 +18,6 @@ from clipsearch.store import StoreReader
 from tests import imagegen
 from tests.conftest import Cli, cli_env, interrupt, lines, run_cli, start_cli, wait_for, wait_for_line
 
-# A model big enough that a run lasts seconds on this CPU (random weights: the cost is the same).
-SLOW_MODEL = "ViT-B-32:none"
 N_IMAGES = 96
 
 
@@ -33,11 +31,12 @@ def many_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def start_index(index_dir: Path, folder: Path, *extra: str, hold: str | None = None,
                 **popen: object) -> subprocess.Popen[str]:
-    """A run of the slow model, without tags: embedding the built-in vocabulary with this model would take a
-    minute of every run killed before it cached it (tests/test_tags.py interrupts the tag stage itself). ``hold``
-    ("N:PATH"): the run waits after the commit that stores its N-th vector until PATH exists (never raced)."""
+    """A run of the demo model, without tags (tests/test_tags.py interrupts the tag stage itself). A run lasts a
+    moment: a test that must catch one part-way holds it with ``hold`` ("N:PATH": the run waits after the commit that
+    stores its N-th vector until PATH exists; "0:PATH", after its first commit, which begins the run), never by
+    racing it."""
     env = cli_env(index_dir, **({"CLIPSEARCH_HOLD_AFTER_COMMIT": hold} if hold else {}))
-    return start_cli("index", folder, "--model", SLOW_MODEL, "--batch-size", "8", "--commit-every", "8", "--json",
+    return start_cli("index", folder, "--model", "demo", "--batch-size", "8", "--commit-every", "8", "--json",
                      "--vocabulary", "none", *extra, env=env, **popen)
 
 
@@ -143,14 +142,14 @@ def test_second_writer_waits_with_wait(cli: Cli, tmp_path: Path, index_dir: Path
     assert proc.wait(timeout=300) == 0, lines(proc).text()
 
 
-def test_lock_left_by_a_killed_run_is_taken_over(cli: Cli, many_photos: Path, index_dir: Path, model_spec: str) -> None:
-    proc = start_index(index_dir, many_photos)
+def test_lock_left_by_a_killed_run_is_taken_over(cli: Cli, many_photos: Path, index_dir: Path) -> None:
+    proc = start_index(index_dir, many_photos, hold=f"0:{index_dir}.never")  # held with the lock: never raced
     lock = index_dir / "write.lock"
     wait_for(lambda: holds_the_lock(index_dir, proc), 120, "the run taking the lock")
     proc.kill()
     proc.wait()
     assert lock.read_text().strip() == str(proc.pid)  # the dead run's PID is still written there
-    result = cli("index", many_photos, "--model", model_spec, "--json")
+    result = cli("index", many_photos, "--model", "demo", "--json")
     assert result.exit_code == 0, result.stderr
 
 
@@ -276,12 +275,11 @@ def _wait_until_ended(pids: dict[int, int]) -> None:
 def test_a_killed_run_leaves_no_decode_worker_behind_and_the_index_unlocked(many_photos: Path, index_dir: Path) -> None:
     from clipsearch.store import StoreWriter
 
-    proc = start_index(index_dir, many_photos, "--worker-kind", "processes", "--workers", "2")
-    children: dict[int, int] = {}
-    deadline = time.monotonic() + 60
-    while sum(depth >= 2 for depth in children.values()) < 2 and time.monotonic() < deadline and proc.poll() is None:
-        children.update(_descendants(proc.pid))
-        time.sleep(0.05)
+    proc = start_index(index_dir, many_photos, "--worker-kind", "processes", "--workers", "2",
+                       hold=f"8:{index_dir}.never")  # held with its workers started: never raced
+    wait_for(lambda: proc.poll() is not None or committed_count(index_dir) >= 8, 300, "8 photos committed")
+    assert proc.poll() is None, "the run is held part-way through"
+    children = _descendants(proc.pid)
     assert sum(depth >= 2 for depth in children.values()) >= 2, "the run should have started its decode workers"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -295,14 +293,15 @@ def test_ctrl_c_on_the_terminal_commits_and_stops_the_run_and_its_workers(many_p
     import json
 
     proc = start_index(index_dir, many_photos, "--worker-kind", "processes", "--workers", "2",
+                       hold=f"16:{index_dir}.never",  # held part-way with its workers started: never raced
                        start_new_session=True)  # its own process group, as a terminal's foreground job has
-    wait_for(lambda: proc.poll() is not None or committed_count(index_dir) >= 16, 120, "16 photos committed")
+    wait_for(lambda: proc.poll() is not None or Path(f"{index_dir}.never.reached").exists(), 300, "the run held")
     committed = committed_count(index_dir)
     assert proc.poll() is None and committed >= 16, "the run should be part-way through"
     children = _descendants(proc.pid)
     assert children, "the run should have started its decode workers"
-    os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    os.killpg(proc.pid, signal.SIGINT)  # in the hold: it holds once, its last commit goes through
+    out, err = proc.communicate(timeout=180)  # a bound for a failure: ending takes seconds, more on a loaded machine
     assert "Traceback" not in err
     report = json.loads(out)
     assert report["interrupted"] is True and report["added"] >= committed
@@ -319,11 +318,11 @@ def test_sigterm_commits_what_is_done_writes_the_index_and_logs_the_run(cli: Cli
     """What systemd and `docker stop` send: before, the run died at once, unlogged, its FAISS file a generation behind."""
     import json
 
-    proc = start_index(index_dir, many_photos)
-    wait_for(lambda: proc.poll() is not None or committed_count(index_dir) >= 16, 120, "16 photos committed")
+    proc = start_index(index_dir, many_photos, hold=f"16:{index_dir}.never")  # held part-way: never raced
+    wait_for(lambda: proc.poll() is not None or Path(f"{index_dir}.never.reached").exists(), 300, "the run held")
     assert proc.poll() is None, "the run should be part-way through"
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    proc.send_signal(signal.SIGTERM)  # in the hold: it holds once, its last commit goes through
+    out, err = proc.communicate(timeout=180)  # a bound for a failure, as above
     assert proc.returncode == 143
     assert err.strip().splitlines()[-1] == "clipsearch: terminated; what was done is committed, run again to continue"
     report = json.loads(out)

@@ -48,7 +48,8 @@ if TYPE_CHECKING:
     from clipsearch.signature import Signature
 
 # A point tests hold a run at, instead of racing it ("N:PATH"): after the first commit by which this writer has stored
-# N vectors, it waits until PATH exists (a test kills it there, or creates PATH to let it go on).
+# N vectors, it creates PATH.reached and waits until PATH exists (a test kills or signals it there, or creates PATH to
+# let it go on); it holds once, so a run stopped there ends with its last commit.
 HOLD_AFTER_COMMIT = "CLIPSEARCH_HOLD_AFTER_COMMIT"
 WRITER_CACHE_KB = 262_144  # SQLite's page cache for the writer: the catalog's random-keyed indexes (path, hash) stay
 # in it to ~10M files, where the 2 MB default made each insert a read (bench/store_scale.py's insert rate)
@@ -76,6 +77,7 @@ class StoreWriter:
         self._retired: list[int] = []  # segments dropped in the open transaction: their files go after the commit
         self._compact_due = False
         self._vectors_put = 0  # vectors stored by this writer (``HOLD_AFTER_COMMIT`` counts them)
+        self._held = False  # ``HOLD_AFTER_COMMIT`` has held this writer (it holds once)
         self._schema_copy = schema_copy.keep(conn, self.layout.schema_copy, None)  # what the salvage reads
 
     @classmethod
@@ -299,10 +301,13 @@ class StoreWriter:
         self._schema_copy = schema_copy.keep(self.catalog.conn, self.layout.schema_copy, self._schema_copy)
         segments.remove(self._segments, self._retired)
         self._retired.clear()
-        if hold := os.environ.get(HOLD_AFTER_COMMIT):
+        if (hold := os.environ.get(HOLD_AFTER_COMMIT)) and not self._held:
             count, _, path = hold.partition(":")
-            while self._vectors_put >= int(count) and not os.path.exists(path):
-                time.sleep(0.01)
+            if self._vectors_put >= int(count):
+                self._held = True
+                Path(f"{path}.reached").touch()
+                while not os.path.exists(path):
+                    time.sleep(0.01)
 
     def _segment_writer(self, dim: int | None = None) -> SegmentWriter:
         """Float16 rows once the collection takes the large index (``segments``), float32 before."""
