@@ -138,8 +138,8 @@ def index(
         "--replicas", min=1, help="Model replicas (actors) [default: one per GPU, else one per 8 CPUs].",
         show_default=False, rich_help_panel="Ray")] = None,
     gpus_per_replica: Annotated[Optional[float], typer.Option(
-        "--gpus-per-replica", "--gpus-per-worker", min=0, help="GPUs each model replica holds (0.5: two share one) [default: 1 where the "
-        "cluster has GPUs, else 0].", show_default=False, rich_help_panel="Ray")] = None,
+        "--gpus-per-replica", "--gpus-per-worker", min=0, help="GPUs each model replica holds (0.5: two share one) "
+        "[default: 1 where the cluster has GPUs, else 0].", show_default=False, rich_help_panel="Ray")] = None,
     decode_cpus: Annotated[float, typer.Option(
         "--decode-cpus", min=0.1, help="CPUs each decode task reserves.", rich_help_panel="Ray")] = 1.0,
 ) -> None:
