@@ -137,9 +137,9 @@ def index(
     replicas: Annotated[Optional[int], typer.Option(
         "--replicas", min=1, help="Model replicas (actors) [default: one per GPU, else one per 8 CPUs].",
         show_default=False, rich_help_panel="Ray")] = None,
-    gpus_per_worker: Annotated[Optional[float], typer.Option(
-        "--gpus-per-worker", min=0, help="GPUs each model replica holds (0.5: two share one) [default: 1 where the "
-        "cluster has GPUs, else 0].", show_default=False, rich_help_panel="Ray")] = None,
+    gpus_per_replica: Annotated[Optional[float], typer.Option(
+        "--gpus-per-replica", "--gpus-per-worker", min=0, help="GPUs each model replica holds (0.5: two share one) "
+        "[default: 1 where the cluster has GPUs, else 0].", show_default=False, rich_help_panel="Ray")] = None,
     decode_cpus: Annotated[float, typer.Option(
         "--decode-cpus", min=0.1, help="CPUs each decode task reserves.", rich_help_panel="Ray")] = 1.0,
 ) -> None:
@@ -172,7 +172,7 @@ def index(
                        Options(include_hidden=include_hidden, exclude=tuple(exclude or ()), clear_excludes=clear_excludes,
                                batch_size=batch_size, workers=workers,
                                commit_every=commit_every, decode=decode, worker_kind=worker_kind, engine=engine,
-                               ray=RayOptions(address, replicas, gpus_per_worker, decode_cpus, device=device,
+                               ray=RayOptions(address, replicas, gpus_per_replica, decode_cpus, device=device,
                                               precision=precision)),
                        on_wait=waiting if wait or every else None, index_type=index_type, vocabulary=vocabulary,
                        words=words, faces=faces, quiet=quiet or as_json)
@@ -344,10 +344,12 @@ def search(
             else:
                 print_hits(hits, as_json, dates=sort != "relevance", places=near is not None,
                            preview=thumbnails(index) if preview and not as_json else None)
-            for note in index.why_empty(question) if not hits else []:
+            if (left_out := hits.gone_note()) is not None:  # gone since the last run (search.engine._stand_behind)
+                typer.echo(f"clipsearch: warning: {shown(left_out)}", err=True)
+            for note in index.why_empty(question) if not hits and not hits.gone else []:
                 typer.echo(f"clipsearch: note: {shown(note)}", err=True)
             # The model had to be loaded with torch this time: make the next text search start without it.
-            index.searcher.prepare_fast_text(quiet=as_json)
+            index.searcher.query_model.prepare_fast_text(quiet=as_json)
 
 
 @app.command(**command_options(short_help='Rank labels for photos (zero-shot): scores and probabilities.'))
@@ -489,6 +491,7 @@ def people(ctx: typer.Context, index_dir: IndexOpt = None, as_json: JsonOpt = Fa
       clipsearch people split Mom 41 42            # faces 41 and 42 are someone else
       clipsearch people remove Mom 43              # face 43 is not Mom
       clipsearch people remove Mom 44 --not-a-face # face 44 is a badge: no one's, ever
+      clipsearch people restore 44                 # it is a face after all
       clipsearch search "beach" --person Mom
     """
     if ctx.invoked_subcommand is not None:
@@ -573,6 +576,22 @@ def people_remove(person: PersonArg, faces: FacesArg, index_dir: IndexOpt = None
     from clipsearch.console.people_output import print_decision, removed_line
 
     print_decision(done, as_json, removed_line(done))
+
+
+@people_app.command("restore")
+def people_restore(faces: FacesArg, index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """Undo 'remove --not-a-face': these are faces after all (the next 'index' groups them)."""
+    with user_errors():
+        from clipsearch.app import Index
+        from clipsearch.app import people as decisions
+
+        with Index(index_dir) as index:
+            done = decisions.restore(index.directory, faces)
+    from clipsearch.console.people_output import print_decision
+
+    n = len(done["restored"])
+    print_decision(done, as_json, f"{n} {'face is a face' if n == 1 else 'faces are faces'} again: the next index run "
+                   "groups them")
 
 
 @app.command(**command_options(short_help='Drop folders from the index (the files are not touched).'))

@@ -37,9 +37,9 @@ def main() -> None:
     from clipsearch.hashing import content_hash
     from indexer import device_decode
     from indexer.decoders import ThreadDecoder
+    from indexer.engine import Contents
     from indexer.items import OnDevice, Task
-    from indexer.plan import Contents
-    from indexer.reader import Reader
+    from indexer.route import Router
 
     encoder = load_encoder(args.model)
     files = sorted(p for p in args.folder.iterdir() if p.suffix == ".jpg")[: args.limit]
@@ -65,9 +65,9 @@ def main() -> None:
 
     def run(name: str, gpu: device_decode.DeviceDecoder | None, fn=None, workers: int = workers,  # noqa: ANN001
             window: int = 256) -> None:
-        reader = Reader(lambda: encoder, Contents(), lambda: threads, lambda: gpu)
+        reader = Router(lambda: encoder, Contents(), lambda: threads, lambda: gpu)
         started = time.perf_counter()
-        decode_through(fn or reader.read_many, gpu, tasks, workers, window)
+        decode_through(fn or reader.route_and_decode, gpu, tasks, workers, window)
         took = time.perf_counter() - started
         extra = f", nvJPEG took {gpu.decoded}" if gpu is not None else ""
         print(f"{name:<52} {len(tasks) / took:8.1f} images/s{extra}", flush=True)

@@ -36,7 +36,7 @@ TASKS: list[Any] = []
 
 def decode_one(i: int) -> tuple[int, ...]:
     """The reader on task ``i``; in a process, the picture comes back as a numpy array (what a pool would send)."""
-    (loaded,) = READER.read_many([TASKS[i]])
+    (loaded,) = READER.route_and_decode([TASKS[i]])
     assert hasattr(loaded, "pixels"), loaded
     return tuple(loaded.pixels.numpy().shape)
 

@@ -42,7 +42,7 @@ def scale(n: int, queries: int, reuse: Path | None) -> None:
     if reuse is not None:
         directory = reuse
         with StoreReader.open(directory) as store:
-            n = store.count()
+            n = store.catalog.count()
         print(f"reusing {directory} ({n:,} photos)")
     else:
         directory = Path(tempfile.mkdtemp(prefix="filters-bench-"))

@@ -50,14 +50,14 @@ def photo_tasks(given: Path | None, count: int) -> tuple[Path, list[Path], list[
 
 
 def cpu_reader(encoder: Any, pool: Any = None) -> Any:
-    """The run's Reader with nothing stored yet, decoding in the calling threads, or in ``pool`` (a DecodePool)."""
+    """The run's Router with nothing stored yet, decoding in the calling threads, or in ``pool`` (a DecodePool)."""
     from clipsearch import images
     from indexer.decoders import ProcessDecoder, ThreadDecoder
-    from indexer.plan import Contents
-    from indexer.reader import Reader
+    from indexer.engine import Contents
+    from indexer.route import Router
 
     cpu = ProcessDecoder(pool) if pool is not None else ThreadDecoder.for_encoder(encoder, images.DEFAULT_MAX_PIXELS)
-    return Reader(lambda: encoder, Contents(), lambda: cpu)
+    return Router(lambda: encoder, Contents(), lambda: cpu)
 
 
 def per_photo(fn: Callable[[int], object], count: int) -> float:
@@ -117,7 +117,7 @@ def main() -> None:
         return preprocess(Image.open(io.BytesIO(files[i].read_bytes())).convert("RGB"))
 
     def ours(i: int) -> object:
-        (loaded,) = reader.read_many([tasks[i]])
+        (loaded,) = reader.route_and_decode([tasks[i]])
         assert isinstance(loaded, Decoded), loaded
         return loaded
 

@@ -25,7 +25,7 @@ timeout 240 $PY bench/index_speed.py --sizes 400,1200 --model ViT-L-14:none --no
 # with a run: without it this part says so and is skipped)
 if $PY -c "import ray.data" 2>/dev/null; then
     echo "== bench/ray_engine.py: the Ray engine with a GPU actor against the local engine, ViT-L-14"
-    timeout 150 $PY bench/ray_engine.py --sizes 200,600 --model ViT-L-14:none --gpus-per-worker 1 --commits 50000
+    timeout 150 $PY bench/ray_engine.py --sizes 200,600 --model ViT-L-14:none --gpus-per-replica 1 --commits 50000
 else
     echo "== bench/ray_engine.py: skipped (no Ray on this machine: pip install 'clipsearch[ray]')"
 fi

@@ -174,28 +174,28 @@ def decode_alone(spec: str, folder: Path, workers: int) -> tuple[float, int]:
     from clipsearch.encoders import load_encoder
     from indexer.decoders import cpu_decoder_for
     from indexer.device_decode import DeviceDecoder
+    from indexer.engine import Contents
     from indexer.items import Task
     from indexer.options import Options
-    from indexer.plan import Contents
-    from indexer.reader import Reader, reader_threads
+    from indexer.route import Router, reader_threads
 
     encoder = load_encoder(spec)
     gpu = DeviceDecoder.for_encoder(encoder)
     cpu = cpu_decoder_for(Options(workers=workers), encoder, [])  # as a run decides
-    reader = Reader(lambda: encoder, Contents(), lambda: cpu, lambda: gpu)
+    reader = Router(lambda: encoder, Contents(), lambda: cpu, lambda: gpu)
     files = sorted(p for p in folder.iterdir() if p.suffix == ".jpg")
     tasks = [Task.for_path(str(p)) for p in files]
     try:
         started = time.perf_counter()
-        assert decode_through(reader.read_many, gpu, tasks, reader_threads(workers), 256) == len(files)
+        assert decode_through(reader.route_and_decode, gpu, tasks, reader_threads(workers), 256) == len(files)
         took = time.perf_counter() - started
     finally:
         cpu.close()
     return len(files) / took, gpu.decoded if gpu is not None else 0
 
 
-def decode_through(read_many, gpu, tasks: list, workers: int, window: int) -> int:  # noqa: ANN001
-    """Run ``tasks`` through ``read_many`` (a Reader's) on ``workers`` threads, ``READ_CHUNK`` files per call as
+def decode_through(route_and_decode, gpu, tasks: list, workers: int, window: int) -> int:  # noqa: ANN001
+    """Run ``tasks`` through ``route_and_decode`` (a Router's) on ``workers`` threads, ``READ_CHUNK`` files per call as
     `clipsearch index` does, with ``gpu`` (a DeviceDecoder, or None) decoding the JPEGs the reader hands it; how
     many came out."""
     from indexer.concurrency import bounded_map, chunked
@@ -203,7 +203,7 @@ def decode_through(read_many, gpu, tasks: list, workers: int, window: int) -> in
     from indexer.options import READ_CHUNK
 
     done = 0
-    calls = bounded_map(read_many, chunked(tasks, READ_CHUNK), workers, max(workers, window // READ_CHUNK))
+    calls = bounded_map(route_and_decode, chunked(tasks, READ_CHUNK), workers, max(workers, window // READ_CHUNK))
     for loaded in (item for chunk in calls for item in chunk):  # less those the reader handed to ``gpu``
         assert not isinstance(loaded, Failed), loaded
         done += 1

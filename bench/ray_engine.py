@@ -55,8 +55,8 @@ def commit_rate(n: int, dim: int = 512) -> float:
     import numpy as np
 
     from clipsearch.store import ModelRecord, StoreWriter
+    from indexer.engine import Contents
     from indexer.items import Embedded, Task
-    from indexer.plan import Contents
     from indexer.report import Progress, Report
     from indexer.walk import Found
     from indexer.write import RunWriter
@@ -83,13 +83,13 @@ def main() -> None:
     parser.add_argument("--model", default="ViT-B-32:none")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--commits", type=int, default=20_000, help="vectors for (b); 0 skips it")
-    parser.add_argument("--gpus-per-worker", default=None, help="passed to the Ray engine (a GPU machine)")
+    parser.add_argument("--gpus-per-replica", default=None, help="passed to the Ray engine (a GPU machine)")
     parser.add_argument("--batch-size", default=None)
     args = parser.parse_args()
 
     small, large = (int(n) for n in args.sizes.split(","))
     extra = ["--batch-size", args.batch_size] if args.batch_size else []
-    ray_extra = extra + (["--gpus-per-worker", args.gpus_per_worker] if args.gpus_per_worker else [])
+    ray_extra = extra + (["--gpus-per-replica", args.gpus_per_replica] if args.gpus_per_replica else [])
     with tempfile.TemporaryDirectory() as tmp:
         folders = {n: Path(tmp) / f"photos{n}" for n in (small, large)}
         for n, folder in folders.items():

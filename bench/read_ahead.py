@@ -6,8 +6,8 @@
 first reads, hashes and routes it, then waits for the picture. With one thread per
 process, a process that finishes a photo idles until its thread has taken the
 picture, read and hashed the next file and sent it over; with two threads per
-process (`indexer.reader.reader_threads`) the next photo is already queued. This
-runs the run's own Reader and DecodePool over the same JPEGs (half 12 MP, half
+process (`indexer.route.reader_threads`) the next photo is already queued. This
+runs the run's own Router and DecodePool over the same JPEGs (half 12 MP, half
 2 MP unless --folder; no model) with N processes fed by N and by 2N threads,
 alone and beside a thread of this process that runs Python meanwhile (the indexing
 thread), interleaved --repeat times, and prints the median images/s and the ratio.
@@ -61,14 +61,14 @@ def main() -> None:
         assert pool is not None
         reader = cpu_reader(encoder, pool)
         try:
-            decode_through(reader.read_many, None, tasks[: 4 * n], n, 256)  # start the children, warm the page cache
+            decode_through(reader.route_and_decode, None, tasks[: 4 * n], n, 256)  # start the children, warm the page cache
             for busy in (False, True):
                 rates: dict[int, list[float]] = {n: [], 2 * n: []}
                 with short_gil_turns(), busy_python() if busy else nullcontext():
                     for _ in range(args.repeat):
                         for threads in rates:  # interleaved: a slow spell of the machine hits both
                             started = time.perf_counter()
-                            assert decode_through(reader.read_many, None, tasks, threads, 256) == len(tasks)
+                            assert decode_through(reader.route_and_decode, None, tasks, threads, 256) == len(tasks)
                             rates[threads].append(len(tasks) / (time.perf_counter() - started))
                 one, two = statistics.median(rates[n]), statistics.median(rates[2 * n])
                 print(f"{n:>9} {'yes' if busy else 'no':>11} {one:>14.1f} {two:>15.1f} {two / one:>6.2f}", flush=True)

@@ -152,7 +152,7 @@ def main() -> None:
     text_times = []
     for i in range(50):
         t = time.perf_counter()
-        searcher.search(searcher.embed_text(QUERIES[i % len(QUERIES)] + f" {i}"), k=10)
+        searcher.search(searcher.query_model.embed_text(QUERIES[i % len(QUERIES)] + f" {i}"), k=10)
         text_times.append(time.perf_counter() - t)
     searcher.close()
     flat = faiss.IndexFlatIP(dim)

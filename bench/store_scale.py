@@ -83,7 +83,7 @@ with searcher.store.snapshot() as store:
     index = searcher._current_index()
 base = getattr(index, "base", index)
 bare = base.search(queries, 10)[1].tolist()  # product codes alone, no re-ranking
-paths = searcher.store.paths({{int(i) for row in bare for i in row if i >= 0}})
+paths = searcher.store.catalog.paths({{int(i) for row in bare for i in row if i >= 0}})
 bare = [[int(__import__("pathlib").Path(paths[i]).stem) for i in row if i in paths] for row in bare]
 print(json.dumps({{"found": found, "bare": bare, "by_candidates": by_candidates, "times": times,
                   "first_answer": first_answer, "mb": mb, "type": type(index).__name__}}))
@@ -196,7 +196,7 @@ def main() -> None:
         t = time.perf_counter()
         store.finish({})
         finished = time.perf_counter() - t
-        index_type = store.meta("index_built_as")
+        index_type = store.catalog.meta("index_built_as")
 
     sizes: dict[str, int] = {}
     for path in directory.rglob("*"):

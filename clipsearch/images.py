@@ -190,7 +190,8 @@ def _decode(data: bytes, min_side: int | None, max_pixels: int, truncated: bool 
             warnings.simplefilter("ignore")
             im = Image.open(io.BytesIO(data))
             # The whole file to the decoder in one call, not 64 KiB blocks: each call releases the GIL, and
-            # retaking it while other threads run Python costs up to the switch interval (20 calls: ~100 ms).
+            # retaking it while other threads run Python costs up to the switch interval each time
+            # (bench/gil_contention.py).
             im.decodermaxblock = max(len(data), im.decodermaxblock)
             width, height = im.size
             if width <= 0 or height <= 0:

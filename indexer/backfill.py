@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from clipsearch import images, photo_meta, signature
 from clipsearch.hashing import content_hash
 from indexer.concurrency import bounded_map, chunked
-from indexer.cpu_decode import read_file
+from indexer.file_bytes import read_file
 
 if TYPE_CHECKING:
     from clipsearch.store import StoreWriter

@@ -17,9 +17,9 @@ its resize and crop, a picklable ``geometry.Plan``: it never imports torch, so i
 starts in a fraction of a second and holds little memory of its own.
 
 Photos go to a child several at a time (``decode_many``): each call through a process
-pool costs the indexing process about a millisecond of Python (pickling, the pool's
-feeder and result threads, a future and its wake-up), as much as decoding a small
-photo and all of it under the GIL that every thread of the run shares. One call per
+pool costs the indexing process Python (pickling, the pool's feeder and result threads,
+a future and its wake-up) about as costly as decoding a small photo, and all of it under
+the GIL that every thread of the run shares. One call per
 8 photos cuts that several-fold (bench/pipeline_ceiling.py; docs/benchmarks.md).
 
 A child killed by a hostile file (a segfault in a decoder library) breaks the
@@ -43,7 +43,8 @@ from typing import Any
 
 from clipsearch import images, video
 from clipsearch.hashing import content_hash, file_content_hash
-from indexer.cpu_decode import Film, decode_pixels, decode_video, read_file
+from indexer.cpu_decode import Film, decode_pixels, decode_video
+from indexer.file_bytes import read_file
 
 Picture = tuple[int, int, Any, Any, Any, Any]  # displayed width, height, uint8 (H, W, 3) array, PhotoMeta, Signature, note
 Plan = Callable[[Any], Any]  # upright RGB PIL image -> uint8 (H, W, 3) numpy array; picklable (``geometry.Plan``)

@@ -3,7 +3,7 @@
 Two kinds: ``ThreadDecoder`` decodes in the calling (reader) thread, ``ProcessDecoder`` sends a chunk
 of files to one of the decode worker processes (``indexer.decode_pool``). ``cpu_decoder_for`` picks
 one for a run. The GPU decoder (``indexer.device_decode``) works asynchronously and is not one of
-these; only the reader (``indexer.reader``) knows both.
+these; only the router (``indexer.route``) knows both.
 """
 
 from __future__ import annotations

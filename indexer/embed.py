@@ -3,7 +3,7 @@ and backs off when a GPU runs out of memory."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
@@ -93,7 +93,8 @@ class BatchEmbedder:
         self._in_flight: list[tuple[list[_Entry], Pending]] = []  # queued on the model, not handed on yet
         self._videos: dict[int, list[Any]] = {}  # id(video) -> its moments' vectors so far (None: not yet)
 
-    def add(self, item: Decoded | DecodedVideo) -> Iterator[Embedded]:
+    def add(self, item: Decoded | DecodedVideo) -> list[Embedded]:
+        """Add one decoded photo (a video: each of its moments); the vectors of the batches that settled meanwhile."""
         if isinstance(item, DecodedVideo):
             self._videos[id(item)] = [None] * len(item.moments)
             entries: list[_Entry] = [_Moment(item, n, pixels) for n, (_, pixels) in enumerate(item.moments)]
@@ -101,14 +102,16 @@ class BatchEmbedder:
             entries = [item]
         if not self.batch_limit:
             self.batch_limit = self._encoder().batch_size
+        out: list[Embedded] = []
         for entry in entries:
             self._batch.append(entry)
             if len(self._batch) >= self.batch_limit:
-                yield from self._flush(keep=1)
+                out += self._flush(keep=1)
+        return out
 
-    def finish(self) -> Iterator[Embedded]:
+    def finish(self) -> list[Embedded]:
         """Everything added, embedded."""
-        yield from self._flush(keep=0)
+        return self._flush(keep=0)
 
     def drop(self) -> None:
         """Forget what is not handed on yet (Ctrl-C: the next run does those files)."""
@@ -123,14 +126,17 @@ class BatchEmbedder:
         return (f"the GPU ran out of memory with {self.out_of_memory_at} images per batch; the run went on "
                 f"with {self.batch_limit} (--batch-size {self.batch_limit} starts there)")
 
-    def _flush(self, keep: int) -> Iterator[Embedded]:
+    def _flush(self, keep: int) -> list[Embedded]:
+        """Queue the batch being gathered; the vectors of the batches in flight but the last ``keep``."""
+        out: list[Embedded] = []
         if self._batch:
             items, self._batch = self._batch, []
-            yield from self._launch(items)
-        yield from self._settle(keep)
+            out += self._launch(items)
+        return out + self._settle(keep)
 
-    def _settle(self, keep: int) -> Iterator[Embedded]:
+    def _settle(self, keep: int) -> list[Embedded]:
         """Hand on the vectors of the batches in flight but the last ``keep``, oldest first."""
+        out: list[Embedded] = []
         while len(self._in_flight) > keep:
             items, done = self._in_flight.pop(0)
             for item, vector in zip(items, done.result()):
@@ -139,28 +145,29 @@ class BatchEmbedder:
                     vectors[item.n] = vector
                     if all(v is not None for v in vectors):
                         del self._videos[id(item.video)]
-                        yield _video_embedded(item.video, vectors)
+                        out.append(_video_embedded(item.video, vectors))
                     continue
-                yield Embedded(item.task, item.digest, item.width, item.height, vector, item.meta, item.signature,
-                               item.note)
+                out.append(Embedded(item.task, item.digest, item.width, item.height, vector, item.meta, item.signature,
+                                    item.note))
             self.model_seconds += done.seconds
+        return out
 
-    def _launch(self, items: list[_Entry]) -> Iterator[Embedded]:
-        """Queue ``items`` on the model. A GPU out of memory (a large model, a small GPU, nvJPEG's pictures beside
-        it) hands on what is in flight, frees the cache and tries again in halves, and later batches stay as small:
-        the run goes on at the size that fits instead of failing."""
+    def _launch(self, items: list[_Entry]) -> list[Embedded]:
+        """Queue ``items`` on the model; the vectors that had to be handed on first. A GPU out of memory (a large
+        model, a small GPU, nvJPEG's pictures beside it) hands on what is in flight, frees the cache and tries again
+        in halves, and later batches stay as small: the run goes on at the size that fits instead of failing."""
         encoder = self._encoder()
         if encoder.array_kind == "numpy":  # the CPU: no out-of-memory retries (and no torch to import)
             self._in_flight.append((items, encoder.start_images(model_batch([i.pixels for i in items], encoder))))
-            return
+            return []
         import torch
 
         try:
             self._in_flight.append((items, encoder.start_images(model_batch([i.pixels for i in items], encoder))))
-            return
+            return []
         except torch.cuda.OutOfMemoryError:
             pass  # out of the except block first: its traceback holds the failed call's tensors
-        yield from self._settle(0)
+        out = self._settle(0)
         torch.cuda.empty_cache()
         if len(items) == 1:
             raise UserError("the GPU ran out of memory with this model even one image at a time: try --device cpu "
@@ -170,5 +177,6 @@ class BatchEmbedder:
         done = 0
         while done < len(items):  # at the size that fits now, which a chunk's own retry may lower again
             chunk = items[done : done + self.batch_limit]
-            yield from self._launch(chunk)
+            out += self._launch(chunk)
             done += len(chunk)
+        return out

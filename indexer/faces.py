@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from clipsearch import images
 from clipsearch.hashing import content_hash
 from indexer.concurrency import bounded_map, chunked
-from indexer.cpu_decode import read_file
+from indexer.file_bytes import read_file
 
 if TYPE_CHECKING:
     from clipsearch.store import StoreWriter
@@ -49,7 +49,7 @@ class FaceStage:
         self.on_ray = runner is not None
 
     def run(self) -> None:
-        table = self.store.faces
+        table = self.store.catalog.faces
         if not table.available or table.setting() != "on":
             return
         from clipsearch.faces import detect

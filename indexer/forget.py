@@ -21,12 +21,12 @@ def forget_folders(directory: Path, folders: Sequence[str]) -> dict[str, dict[st
         raise UserError(f"no index at {directory}")
     dropped: dict[str, dict[str, Any]] = {}
     with StoreWriter.open(directory) as store:
-        roots = store.roots()
-        settings = store.root_settings()
+        roots = store.catalog.roots()
+        settings = store.catalog.root_settings()
         for folder in folders:
             path = os.path.abspath(os.path.expanduser(folder))
             outer = max((r for r in roots if path.startswith(r.rstrip(os.sep) + os.sep)), key=len, default=None)
-            if path not in roots and outer is None and not store.ids_under(path):
+            if path not in roots and outer is None and not store.catalog.ids_under(path):
                 raise UserError(f"{folder} is not in the index (folders: {', '.join(roots) or 'none'})")
             count = store.forget(path)
             if outer is not None:  # inside another indexed folder (a root of its own too, or not): stays out of it

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from clipsearch.encoders import onnx_text
 from clipsearch.errors import UserError
@@ -43,7 +43,7 @@ class IndexJob:
         from clipsearch.store import StoreReader
 
         with StoreReader.open(self.directory) as store:
-            return {root: Rules.from_settings(settings) for root, settings in store.root_settings().items()}
+            return {root: Rules.from_settings(settings) for root, settings in store.catalog.root_settings().items()}
 
     def roots(self) -> list[str]:
         """The folders this job covers: the ones given, or every folder the index holds."""
@@ -52,14 +52,14 @@ class IndexJob:
         recorded: list[str] = []
         if index_exists(self.directory) and not self.folders:
             store = StoreReader.open(self.directory)
-            recorded = store.roots()
+            recorded = store.catalog.roots()
             store.close()
         return resolve_roots(self.folders, recorded)
 
     def _record_settings(self, store: StoreWriter, roots: Sequence[str]) -> None:
         """Apply what this job's options change (hidden files, exclusions) to its folders' recorded rules: a later
         plain `index` or `watch` follows them. A folder seen for the first time is recorded with its rules."""
-        recorded = store.root_settings()
+        recorded = store.catalog.root_settings()
         options = self.options
         for root in roots:
             before = Rules.from_settings(recorded.get(root, {}))
@@ -84,14 +84,38 @@ class IndexJob:
 
     def run(self, progress: Progress | None = None, scan: Sequence[str] | None = None) -> Report:
         """One incremental run over the job's folders, or only over ``scan`` (folders inside them)."""
-        from clipsearch.encoders import DEFAULT_MODEL, check_runtime, parse_spec
-        from clipsearch.store import FORMAT_VERSION, ModelRecord, StoreWriter, index_exists, vector_index
+        from clipsearch.store import FORMAT_VERSION, StoreWriter
 
-        # Mistakes are found before anything is written: a model name that does not parse, an index type this
-        # code does not build, and for a new index, folders that do not exist and a model that does not load.
-        # Everything a command could be refused for is checked before anything is written (a refused command leaves
-        # no catalog, no folder and no setting behind): the model name, the index type (against the model's size),
-        # the vocabulary, the folders, and for a new index that the model loads.
+        asked, tag_vocabulary = self._check()
+        with StoreWriter.open(self.directory, on_wait=self.on_wait) as store:
+            roots = resolve_roots(self.folders, store.catalog.roots())
+            get_encoder = self._bind_model(store, asked)
+            dropped = self._apply_settings(store, roots if scan is None else [], tag_vocabulary)
+            store.commit()  # the settings, before the run (a no-op when nothing changed)
+            if scan is None:
+                report = IndexRun(store, roots, get_encoder, self.options, progress).run()
+            else:
+                report = IndexRun(store, scan, get_encoder, self.options, progress, record_roots=False).run()
+            if dropped is not None:
+                report.dropped_faces(dropped)  # said, not silent: the names were the user's
+            if store.upgraded_from is not None:
+                report.notes.insert(0, f"the index was upgraded in place from format {store.upgraded_from} to "
+                                       f"{FORMAT_VERSION}; nothing was re-embedded")
+        if self._encoder is not None and onnx_text.export_enabled():
+            # The model is loaded anyway: export its text tower once, so that later `search "words"`
+            # runs start without torch (encoders/onnx_text.py). After the lock is released.
+            self._encoder.export_text_tower(quiet=self.quiet)
+        self._export_image_tower()
+        return report
+
+    def _check(self) -> tuple[ModelSpec | None, str | None]:
+        """Everything a command could be refused for, checked before anything is written (a refused command leaves
+        no catalog, no folder and no setting behind): the model name, the runtime, the engine, the index type
+        (against the model's size), the vocabulary, the words and faces settings, and for a new index the folders
+        and that the model loads. The model asked for and the vocabulary setting to record, if any."""
+        from clipsearch.encoders import DEFAULT_MODEL, check_runtime, parse_spec
+        from clipsearch.store import index_exists, vector_index
+
         asked = parse_spec(self.model) if self.model else None
         check_runtime(self.device, self.precision)
         if self.options.engine == "ray":
@@ -111,62 +135,50 @@ class IndexJob:
             encoder = self._load(asked or parse_spec(DEFAULT_MODEL))
             if self.index_type is not None:
                 vector_index.canonical(self.index_type, encoder.dim)
-        with StoreWriter.open(self.directory, on_wait=self.on_wait) as store:
-            recorded = store.pending_model or store.model  # a re-embedding under way is what runs go on with
-            roots = resolve_roots(self.folders, store.roots())
-            wanted = asked or parse_spec(recorded.spec if recorded else DEFAULT_MODEL)
-            keep = recorded is not None and store.count() > 0 and wanted.text == recorded.spec
-            if recorded and store.count() and not keep and not self.reindex:
-                if store.pending_model is not None:
-                    raise UserError(f"a re-embedding with --model {recorded.spec} is under way (searches use "
-                                    f"{store.model.spec if store.model else '?'} until it is done): 'clipsearch index' "
-                                    f"finishes it; to re-embed with {wanted.text} instead: clipsearch index --reindex "
-                                    f"--model {wanted.text}")
-                raise UserError(f"this index was built with --model {recorded.spec}; to re-embed everything with "
-                                f"{wanted.text}: clipsearch index --reindex --model {wanted.text} (or use another --index)")
-            if self.index_type is not None:
-                dim = recorded.dim if keep and recorded else self._load(wanted).dim
-                vector_index.canonical(self.index_type, dim)
+        return asked, tag_vocabulary
 
-            def get_encoder() -> Encoder:
-                encoder = self._load(wanted, recorded.fingerprint if keep and recorded else None)
-                if keep and recorded and encoder.fingerprint != recorded.fingerprint:
-                    raise UserError(f"the weights or preprocessing of {wanted.text} changed since this index was "
-                                    "built; to re-embed everything with them: clipsearch index --reindex")
-                return encoder
+    def _bind_model(self, store: StoreWriter, asked: ModelSpec | None) -> Callable[[], Encoder]:
+        """The model this run embeds with, recorded first where it is new to the index (a new index, a model switch
+        with --reindex, --reindex): the loader the run calls once a file needs it."""
+        from clipsearch.encoders import DEFAULT_MODEL, parse_spec
+        from clipsearch.store import ModelRecord, embedding_model, vector_index
 
-            if not keep or self.reindex:  # a new index, a model switch or --reindex: record the model before any work
-                encoder = get_encoder()
-                store.bind_model(ModelRecord(encoder.spec, encoder.fingerprint, encoder.dim), reindex=self.reindex)
-                store.remember("logit_scale", repr(encoder.logit_scale))
-            self.reindex = False  # a long-lived job switches models once, not on every run
-            if scan is None:
-                self._record_settings(store, roots)
-            if self.index_type is not None:
-                store.set_index_type(self.index_type)
-            if tag_vocabulary is not None:
-                store.remember("vocabulary", tag_vocabulary)
-            if self.words is not None:
-                store.words_writer().set_mode(self.words)
-            dropped = None
-            if self.faces is not None and self.faces != store.faces.setting():
-                dropped = store.faces.switch(self.faces)  # off: every face, person and name dropped
-            store.commit()  # the settings, before the run (a no-op when nothing changed)
-            if scan is None:
-                report = IndexRun(store, roots, get_encoder, self.options, progress).run()
-            else:
-                report = IndexRun(store, scan, get_encoder, self.options, progress, record_roots=False).run()
-            if dropped is not None:
-                report.dropped_faces(dropped)  # said, not silent: the names were the user's
-            if store.upgraded_from is not None:
-                report.notes.insert(0, f"the index was upgraded in place from format {store.upgraded_from} to "
-                                       f"{FORMAT_VERSION}; nothing was re-embedded")
-        if self._encoder is not None and onnx_text.export_enabled():
-            # The model is loaded anyway: export its text tower once, so that later `search "words"`
-            # runs start without torch (encoders/onnx_text.py). After the lock is released.
-            self._encoder.export_text_tower(quiet=self.quiet)
-        self._export_image_tower()
-        return report
+        recorded = store.catalog.pending_model or store.catalog.model  # a re-embedding under way is what runs go on with
+        wanted = asked or parse_spec(recorded.spec if recorded else DEFAULT_MODEL)
+        keep = recorded is not None and store.catalog.count() > 0 and wanted.text == recorded.spec
+        embedding_model.refuse_switch(store.catalog, wanted.text, self.reindex)  # before the model loads
+        if self.index_type is not None:
+            vector_index.canonical(self.index_type, recorded.dim if keep and recorded else self._load(wanted).dim)
+
+        def get_encoder() -> Encoder:
+            encoder = self._load(wanted, recorded.fingerprint if keep and recorded else None)
+            if keep and recorded and encoder.fingerprint != recorded.fingerprint:
+                raise UserError(f"the weights or preprocessing of {wanted.text} changed since this index was "
+                                "built; to re-embed everything with them: clipsearch index --reindex")
+            return encoder
+
+        if not keep or self.reindex:  # a new index, a model switch or --reindex: record the model before any work
+            encoder = get_encoder()
+            store.bind_model(ModelRecord(encoder.spec, encoder.fingerprint, encoder.dim), reindex=self.reindex)
+            store.remember("logit_scale", repr(encoder.logit_scale))
+        self.reindex = False  # a long-lived job switches models once, not on every run
+        return get_encoder
+
+    def _apply_settings(self, store: StoreWriter, roots: Sequence[str],
+                        tag_vocabulary: str | None) -> dict[str, Any] | None:
+        """What this job's options change in the index's settings (``roots``: the folders whose rules it records;
+        none for a rescan). What ``--faces off`` dropped, if it did."""
+        if roots:
+            self._record_settings(store, roots)
+        if self.index_type is not None:
+            store.set_index_type(self.index_type)
+        if tag_vocabulary is not None:
+            store.remember("vocabulary", tag_vocabulary)
+        if self.words is not None:
+            store.words_writer().set_mode(self.words)
+        if self.faces is not None and self.faces != store.catalog.faces.setting():
+            return store.catalog.faces.switch(self.faces)  # off: every face, person and name dropped
+        return None
 
     def _export_image_tower(self) -> None:
         """The model is loaded on the CPU: export its image tower once, so that later small runs embed without torch

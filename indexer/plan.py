@@ -5,16 +5,14 @@ first path the walk finds it by without a link (a path through a link only when 
 others are counted as aliases. By its stamp (size, mtime) before it
 is opened: *unchanged* (same stamp as its row: only marked
 seen), *failed before* (same stamp as a remembered failure: skipped), or a ``Task`` (new, or
-changed). By its content once read and hashed (``Contents``): the same content as its own row (a
-touched file: *unchanged*), content whose vector is stored (a copy, a rename: *reused*), or new
-content for the model. After the sweep (``count_renames``): a reused new path whose content left
-the same run at another path was *renamed*, not added and removed.
+changed). What a task's content needs once read and hashed is the engine's to tell (``indexer.engine.Contents``);
+which reused new paths were renames, the writer's after the sweep (``indexer.write.count_renames``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from clipsearch import images, video
@@ -33,13 +31,13 @@ class Planner:
     def __init__(self, store: StoreWriter, roots: Sequence[str], report: Report, progress: Progress) -> None:
         self.store = store
         self.roots = list(roots)
-        self.settings = store.root_settings()
+        self.settings = store.catalog.root_settings()
         self.report = report
         self.progress = progress
         self.walked_fully: dict[str, int] = {}  # root -> image files found, set only once its walk finished
         self.aliases = 0  # files found again under another path (a symlink, a linked folder added as a root)
         # During a re-embedding an unchanged file whose content has no new vector yet is read again for it
-        self.reembedding = store.pending_model is not None
+        self.reembedding = store.catalog.pending_model is not None
 
     def tasks(self) -> Iterator[Task]:
         extensions = images.supported_extensions() | video.EXTENSIONS
@@ -77,9 +75,9 @@ class Planner:
     def plan(self, found: Found) -> Task | None:
         """The task for one file found, or None when it is unchanged (marked seen) or failed before."""
         self.progress.found()
-        previous = self.store.file_row(found.path)
+        previous = self.store.catalog.file_row(found.path)
         if previous is not None and (previous.size, previous.mtime_ns) == (found.size, found.mtime_ns) and not (
-                self.reembedding and not self.store.has_target_vector(previous.hash)):
+                self.reembedding and not self.store.catalog.has_target_vector(previous.hash)):
             self.store.mark_seen(previous.id)
             self.report.unchanged += 1
             self.progress.done()
@@ -102,47 +100,9 @@ class Planner:
         for root in self.roots:
             if root not in self.walked_fully:
                 continue
-            if self.walked_fully[root] == 0 and root in recorded and self.store.ids_under(root):
+            if self.walked_fully[root] == 0 and root in recorded and self.store.catalog.ids_under(root):
                 self.report.fail(root, "no images found any more, so the indexed ones were kept (an unmounted drive?); "
                                  "'clipsearch forget FOLDER' drops them")
                 continue
             out.append(root)
         return out
-
-
-class Contents:
-    """Whether a hashed file's content needs the model: the one rule, asked by the reader threads before decoding
-    and by the indexing thread before embedding.
-
-    ``committed`` answers for the catalog (a thread-safe lookup; for files away from any catalog, nothing is
-    stored). Contents embedded since the last commit are kept here in a set: the catalog does not see them yet, and
-    a set costs the indexing thread no query (each query hands the GIL to the reader threads and waits to get it
-    back)."""
-
-    def __init__(self, committed: Callable[[bytes], bool] | None = None) -> None:
-        self._committed = committed or (lambda digest: False)
-        self._since_commit: set[bytes] = set()
-
-    def stored(self, digest: bytes) -> bool:
-        """The content has a vector stored already (committed, or embedded in this run): this file's own, unchanged
-        under a new stamp (``Reused.same_file``), or another file's. Asked of the catalog even for a file's own
-        content: after ``--reindex`` its row stays but its vector is gone."""
-        return digest in self._since_commit or self._committed(digest)
-
-    def stored_since_read(self, digest: bytes) -> bool:
-        """For a file that needed the model when it was read: was its content embedded since, in this run?"""
-        return digest in self._since_commit
-
-    def embedded(self, digest: bytes) -> None:
-        self._since_commit.add(digest)
-
-    def committed(self) -> None:
-        """The catalog now answers for everything embedded so far."""
-        self._since_commit.clear()
-
-
-def count_renames(reused_new: dict[bytes, int], gone: dict[bytes, int]) -> int:
-    """How many new paths that reused a stored vector took the place of a path gone in the same run: renames.
-
-    ``reused_new`` and ``gone`` count paths by content hash."""
-    return sum(min(count, gone.get(digest, 0)) for digest, count in reused_new.items())

@@ -28,10 +28,10 @@ from clipsearch.errors import UserError
 from clipsearch.photo_meta import PhotoMeta
 from clipsearch.signature import Signature
 from indexer.concurrency import Once
+from indexer.engine import Contents
 from indexer.items import Embedded, Failed, Outcome, Reused, Task
 from indexer.options import Options
 from indexer.pipeline import DecodeEmbed
-from indexer.plan import Contents
 from indexer.ray_workers import EMBEDDED, FAILED, REUSED, EmbedPhotos, KnownContents, decode_files
 
 if TYPE_CHECKING:
@@ -96,7 +96,9 @@ class RayCluster:
 
 
 class RayDecodeEmbed:
-    """``pipeline.DecodeEmbed`` on Ray: tasks in, one outcome per task out.
+    """The Ray engine (``indexer.engine.Engine``): ``pipeline.DecodeEmbed``'s work on Ray, tasks in, one outcome per
+    task out; its cluster stays for the steps after the decoding (the index's shards, the faces stage) until
+    ``release``.
 
     ``get_encoder`` is the driver's copy of the model (loaded on the CPU): its preprocessing is what the decode
     tasks run, its fingerprint what every actor must match, and the text tower serves the tag stage after."""
@@ -106,13 +108,13 @@ class RayDecodeEmbed:
         self.options = options
         self.contents = contents
         self.roots = list(roots)
-        self.encoder: Once[Encoder] = Once(get_encoder)
+        self._encoder: Once[Encoder] = Once(get_encoder)
         self.local = DecodeEmbed(get_encoder, options, contents)  # for the few files the workers guessed wrong
         self._stored_prefixes = stored_prefixes
         self.cluster: Once[RayCluster] = Once(lambda: RayCluster(options.ray.address))
         self.model_seconds = 0.0
         self.gpu_decoded: int | None = None
-        self.notes: list[str] = []
+        self._notes: list[str] = []
         self._misjudged: list[Task] = []
 
     def run(self, tasks: Iterable[Task]) -> Iterator[Outcome]:
@@ -131,7 +133,7 @@ class RayDecodeEmbed:
         import ray
         import ray.data
 
-        encoder = self.encoder()
+        encoder = self._encoder()
         cluster = self.cluster()
         settings = self.settings(cluster, encoder)
         known = ray.put(KnownContents.of(self._stored_prefixes()).prefixes)
@@ -185,7 +187,7 @@ class RayDecodeEmbed:
             raise UserError(f"--engine ray runs open_clip models; index {encoder.spec} with the local engine")
         gpus = ray_options.gpus_per_replica if ray_options.gpus_per_replica is not None else (1.0 if cluster.gpus else 0.0)
         if gpus > 0 and not cluster.gpus:
-            raise UserError(f"--gpus-per-worker {gpus:g}: the Ray cluster has no GPU")
+            raise UserError(f"--gpus-per-replica {gpus:g}: the Ray cluster has no GPU")
         replicas = ray_options.replicas or (max(1, int(cluster.gpus / gpus)) if gpus else max(1, cluster.cpus // 8))
         threads = ray_options.threads or (1 if gpus else max(1, cluster.cpus // replicas))
         batch = self.options.batch_size or (128 if gpus else 32)
@@ -194,12 +196,19 @@ class RayDecodeEmbed:
         note = (f"embedded on Ray ({cluster.address or 'a local instance'}, {cluster.cpus} CPUs, {cluster.gpus} GPUs): "
                 f"{replicas} model replica{'s' if replicas != 1 else ''}"
                 f"{f' with {gpus:g} GPU each' if gpus else f' of {threads} threads'}, batches of {batch}")
-        if note not in self.notes:
-            self.notes.append(note)
+        if note not in self._notes:
+            self._notes.append(note)
         return decided
 
-    def all_notes(self) -> list[str]:
-        return self.notes + self.local.all_notes()
+    def encoder(self) -> Encoder:
+        return self._encoder()
+
+    def encoder_if_made(self) -> Encoder | None:
+        return self._encoder.if_made()
+
+    @property
+    def notes(self) -> list[str]:
+        return self._notes + self.local.notes
 
     def shard_runner(self) -> RayShards:
         """The cluster, for building the large index's shards (``large_index.ShardRunner``); Ray is started for
@@ -211,10 +220,11 @@ class RayDecodeEmbed:
         return RayFaces(self.cluster)
 
     def close(self) -> None:
-        """The stages; the cluster stays for the index build until ``close_cluster``."""
+        """The stages; the cluster stays for the index build and the faces stage until ``release``."""
         self.local.close()
 
-    def close_cluster(self) -> None:
+    def release(self) -> None:
+        """Disconnect from the cluster, stopping a local Ray started for the run."""
         if (cluster := self.cluster.if_made()) is not None:
             cluster.close()
 
@@ -225,7 +235,7 @@ class RayDecodeEmbed:
         try:
             self.close()
         finally:
-            self.close_cluster()
+            self.release()
 
 
 class RayShards:

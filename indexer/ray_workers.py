@@ -2,7 +2,7 @@
 
 The Ray Data batch-inference pattern: stateless CPU tasks read, hash and decode files
 (``decode_files``), a pool of actors holds the model and embeds what they decoded (``EmbedPhotos``).
-Each runs the local engine's own code for its part: ``reader.load`` (read, hash, is the content
+Each runs the local engine's own code for its part: ``route.load`` (read, hash, is the content
 stored?), ``cpu_decode.decode_pixels`` with the model's staged transform (as the decode worker
 processes do: orientation, colour, the pixel cap, draft JPEG decoding), ``embed.model_batch`` and the
 encoder. Nothing here touches the store: the driver (``indexer.ray_engine``) turns the rows that come
@@ -28,7 +28,7 @@ import numpy as np
 from clipsearch import images
 from indexer.cpu_decode import decode_pixels
 from indexer.items import Failed, Read, Reused, Task
-from indexer.reader import load
+from indexer.route import load
 from indexer.walk import Found
 
 if TYPE_CHECKING:

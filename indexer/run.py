@@ -1,17 +1,21 @@
-"""One indexing run, stage by stage: plan -> decode + embed -> write.
+"""One indexing run, read top to bottom in ``IndexRun.run``: plan -> route -> decode -> embed -> write, the sweep,
+then the stages after it.
 
     plan     (indexer.plan)      walk the roots; sort each file against the catalog by its stamp
-    decode   (indexer.reader)    read and hash in reader threads; route to the CPU or GPU decoder
+    route    (indexer.route)     read and hash in reader threads; send each file to the CPU or the GPU decoder
+    decode   (indexer.decoders, indexer.device_decode)   CPU worker processes; nvJPEG for baseline JPEGs
     embed    (indexer.embed)     batch the decoded photos on the model
     write    (indexer.write)     store, commit in chunks, sweep what is gone
-    backfill (indexer.backfill)  headers and signatures of photos indexed before they were kept (no model)
+    after the sweep, each a module, none needing the model's image tower:
+    backfill (indexer.backfill)  headers and signatures of photos indexed before they were kept
     tag      (indexer.tag)       tag every stored content that has no current tags (from its vector)
-    words    (indexer.words)     names and carried words of new files; text in pictures not read yet (no model)
+    words    (indexer.words)     names and carried words of new files; text in pictures not read yet
     faces    (indexer.faces)     find the faces of every stored content not looked at yet; group them into people
 
-Decode + embed (``indexer.pipeline.DecodeEmbed``) needs neither the catalog nor the lock: this run
-gives it the plan's tasks and the catalog's answer to "is this content stored?", and stores what it
-hands back. Ctrl-C commits what is done.
+Route, decode and embed are the engine's (``indexer.engine.Engine``: the local one, ``indexer.pipeline``, or Ray's,
+``indexer.ray_engine``), which needs neither the catalog nor the lock: this run gives it the plan's tasks and the
+catalog's answer to "is this content stored?" (``Contents``), and stores what it hands back. Ctrl-C commits what
+is done.
 """
 
 from __future__ import annotations
@@ -19,16 +23,16 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from clipsearch.display import counted
 from clipsearch.errors import Terminated, UserError
-from clipsearch.store.words import default_mode as words_default_mode
 from indexer.backfill import MetadataBackfill, SignatureBackfill
+from indexer.engine import Contents, Engine
 from indexer.faces import FaceStage
 from indexer.options import Options
 from indexer.pipeline import DecodeEmbed
-from indexer.plan import Contents, Planner
+from indexer.plan import Planner
 from indexer.report import Progress, Report
 from indexer.tag import TagStage
 from indexer.words import WordsStage
@@ -37,7 +41,12 @@ from indexer.write import RunWriter
 if TYPE_CHECKING:
     from clipsearch.encoders import Encoder
     from clipsearch.store import StoreWriter
-    from indexer.ray_engine import RayDecodeEmbed
+
+
+class Stage(Protocol):
+    """A stage after the sweep: works from what is stored, commits as it goes (a killed run keeps what it did)."""
+
+    def run(self) -> None: ...
 
 
 class IndexRun:
@@ -56,73 +65,87 @@ class IndexRun:
         self.progress = progress or Progress()
         self.record_roots = record_roots
         self.report = Report()
-        contents = Contents(store.vector_lookup())
+        contents = Contents(store.catalog.vector_lookup())
         self.plan = Planner(store, self.roots, self.report, self.progress)
-        self.ray: RayDecodeEmbed | None = None  # the Ray engine, whose cluster also builds the index's shards
-        if self.options.engine == "ray":
-            from indexer.ray_engine import RayDecodeEmbed
-
-            self.stages: DecodeEmbed | RayDecodeEmbed = RayDecodeEmbed(get_encoder, self.options, contents,
-                                                                       store.content_prefixes, self.roots)
-            self.ray = self.stages
-        else:
-            self.stages = DecodeEmbed(get_encoder, self.options, contents)
+        self.engine = engine_for(self.options, get_encoder, contents, store, self.roots)
         self.writer = RunWriter(store, contents, self.report, self.progress, self.options.commit_every,
                                 self.options.commit_seconds)
 
     def run(self) -> Report:
-        try:
-            return self._run()
-        finally:  # the Ray engine keeps its cluster through the index build, for the shards
-            if self.ray is not None:
-                self.ray.close_cluster()
-
-    def _run(self) -> Report:
+        """plan -> route -> decode -> embed -> write, file by file as the engine hands them on; the sweep; the stages
+        after it. Ctrl-C or SIGTERM: what was done is committed, the next run does the rest."""
         started = time.monotonic()
         self.store.begin_run(self.roots if self.record_roots else [])
-        recorded = self.store.roots()
+        recorded = self.store.catalog.roots()
         try:
-            for outcome in self.stages.run(self.plan.tasks()):
-                self.writer.take(outcome)
-        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (``Terminated``) where the CLI turned it into one
-            self.report.interrupted = True  # decoded but not stored: the next run does those files
-            self.report.terminated = isinstance(stop, Terminated)
-        finally:
             try:
-                self.writer.commit()
-            finally:  # even when the commit fails (a full disk): workers left running break the interpreter's exit
-                self.stages.close()
-        if not self.report.interrupted:
-            self.writer.sweep(self.plan.roots_to_sweep(recorded))
-            if self.store.swap_pending():  # every file has its new vector: the re-embedding takes their place
-                self.report.notes.append(f"re-embedded with {self.store.model.spec if self.store.model else '?'}: "
-                                         "searches use the new vectors from now on")
-            elif self.store.pending_model is not None:
-                self.report.notes.append(f"the re-embedding with {self.store.pending_model.spec} is not finished: "
-                                         "searches use the old vectors until a run finishes it")
-            try:  # Ctrl-C or SIGTERM in these: what was done is committed, the next run does the rest
-                MetadataBackfill(self.store, self.report).run()
-                SignatureBackfill(self.store, self.report, self.options.decode_workers()).run()
-                if self.store.pending_model is None:  # tags come from the vectors searches use, with their model
-                    TagStage(self.store, self.stages.encoder.if_made, self.stages.encoder, self.report).run()
-                WordsStage(self.store, self.report, self.store.meta("words") or words_default_mode()).run()
-                FaceStage(self.store, self.report, self.options.decode_workers(),  # index --faces on
-                          self.ray.faces_runner() if self.ray is not None else None).run()
-            except KeyboardInterrupt as stop:
-                self.report.interrupted = True
-                self.report.terminated = isinstance(stop, Terminated)
-        self.report.model_seconds = self.stages.model_seconds
-        self.report.gpu_decoded = self.stages.gpu_decoded
-        self.report.notes.extend(self.stages.all_notes())
-        if (note := self.store.index_type_note()) is not None:
+                for outcome in self.engine.run(self.plan.tasks()):  # plan -> route -> decode -> embed
+                    self.writer.take(outcome)  # -> write: a commit every commit_every files or commit_seconds
+            except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (``Terminated``) where the CLI turned it into one
+                self._stopped(stop)  # decoded but not stored: the next run does those files
+            finally:
+                try:
+                    self.writer.commit()
+                finally:  # even when the commit fails (a full disk): workers left running break the interpreter's exit
+                    self.engine.close()
+            if not self.report.interrupted:
+                self.writer.sweep(self.plan.roots_to_sweep(recorded))
+                self._swap_reembedding()
+                try:  # Ctrl-C or SIGTERM in these: what was done is committed, the next run does the rest
+                    for stage in self.after_sweep():
+                        stage.run()
+                except KeyboardInterrupt as stop:
+                    self._stopped(stop)
+            self._take_engine_notes()
+            self.writer.finish(started, self.engine.shard_runner())  # the run logged, the index files brought up to date
+        finally:  # what the engine lent for the index build and the faces stage (a Ray cluster)
+            self.engine.release()
+        self.progress.close()
+        return self.report
+
+    def after_sweep(self) -> list[Stage]:
+        """The stages after the sweep, in order: a new stage is a module of its own and a line here."""
+        workers = self.options.decode_workers()
+        return [MetadataBackfill(self.store, self.report),
+                SignatureBackfill(self.store, self.report, workers),
+                TagStage(self.store, self.engine.encoder_if_made, self.engine.encoder, self.report),
+                WordsStage(self.store, self.report),
+                FaceStage(self.store, self.report, workers, self.engine.faces_runner())]  # index --faces on
+
+    def _stopped(self, stop: KeyboardInterrupt) -> None:
+        self.report.interrupted = True
+        self.report.terminated = isinstance(stop, Terminated)
+
+    def _swap_reembedding(self) -> None:
+        """A re-embedding whose every file has its new vector takes the place of the old vectors; else it goes on."""
+        if self.store.swap_pending():
+            self.report.notes.append(f"re-embedded with {self.store.catalog.model.spec if self.store.catalog.model else '?'}: "
+                                     "searches use the new vectors from now on")
+        elif self.store.catalog.pending_model is not None:
+            self.report.notes.append(f"the re-embedding with {self.store.catalog.pending_model.spec} is not finished: "
+                                     "searches use the old vectors until a run finishes it")
+
+    def _take_engine_notes(self) -> None:
+        """What the engine, the index type and the walk have to tell the user."""
+        self.report.model_seconds = self.engine.model_seconds
+        self.report.gpu_decoded = self.engine.gpu_decoded
+        self.report.notes.extend(self.engine.notes)
+        if (note := self.store.index_files.type_note()) is not None:
             self.report.notes.append(note)
         if self.plan.aliases:
             files = counted(self.plan.aliases, "file") + (" was" if self.plan.aliases == 1 else " were")
             self.report.notes.append(f"{files} reached again through a link or another folder and indexed once, "
                                      "under the first path found without a link")
-        self.writer.finish(started, self.ray.shard_runner() if self.ray is not None else None)
-        self.progress.close()
-        return self.report
+
+
+def engine_for(options: Options, get_encoder: Callable[[], Encoder], contents: Contents, store: StoreWriter,
+               roots: Sequence[str]) -> Engine:
+    """The engine ``options`` asks for: the local one, or Ray's (imported only then)."""
+    if options.engine == "ray":
+        from indexer.ray_engine import RayDecodeEmbed
+
+        return RayDecodeEmbed(get_encoder, options, contents, store.catalog.content_prefixes, roots)
+    return DecodeEmbed(get_encoder, options, contents)
 
 
 def resolve_roots(folders: Sequence[str], recorded: Sequence[str]) -> list[str]:

@@ -46,10 +46,10 @@ class TagStage:
         self.report = report
 
     def run(self) -> None:
-        model = self.store.model
-        if model is None:
+        model = self.store.catalog.model
+        if model is None or self.store.catalog.pending_model is not None:  # tags come from the vectors searches use
             return
-        recorded = self.store.meta("vocabulary") or "builtin"
+        recorded = self.store.catalog.meta("vocabulary") or "builtin"
         try:
             labels = vocabulary.labels_for(recorded)
         except UserError as exc:  # the vocabulary file went away: keep the tags there are
@@ -79,7 +79,7 @@ class TagStage:
         return Classifier(labels, matrix, self._logit_scale())
 
     def _logit_scale(self) -> float:
-        recorded = self.store.meta("logit_scale")
+        recorded = self.store.catalog.meta("logit_scale")
         if recorded is not None:
             return float(recorded)
         encoder = self.loaded() or self.load()  # an index from before tags: its model says, once

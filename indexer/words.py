@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING
 from clipsearch import carried_words, images, video
 from clipsearch.hashing import content_hash, file_content_hash
 from clipsearch.ocr import Seen
+from clipsearch.store.words import default_mode
 from indexer.concurrency import bounded_map, chunked
-from indexer.cpu_decode import read_file
+from indexer.file_bytes import read_file
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -51,9 +52,10 @@ COMMIT_SECONDS = 20.0  # and a commit at least this often: a killed run loses at
 MOMENTS_READ = 12
 VIDEO_SIDE = 1280  # the longest side a video's frame is read at (a 4K frame is scaled down by FFmpeg)
 # A frame shows what the last one read did when no cell of a 64x36 grid of their block means (grey, 0-1) differs by
-# more than this: new words on the same board change some cell by 0.2 or more, a codec's noise by about 0.01.
+# more than this: between what new words on the same board change in a cell and a codec's noise (bench/video_words.py;
+# docs/benchmarks.md).
 SAME_FRAME = 0.1
-_READER: Reader | None = None  # the models, loaded once per process (about 3 s) and kept for later runs
+_READER: Reader | None = None  # the models, loaded once per process (seconds: docs/benchmarks.md) and kept for later runs
 
 
 def reader() -> Reader:
@@ -66,23 +68,26 @@ def reader() -> Reader:
 
 
 class WordsStage:
-    def __init__(self, store: StoreWriter, report: Report, mode: str) -> None:
+    """``mode``: on, later or off (``clipsearch.store.words.MODES``); None: the index's."""
+
+    def __init__(self, store: StoreWriter, report: Report, mode: str | None = None) -> None:
         self.store = store
         self.report = report
-        self.mode = mode  # the index's words mode (``clipsearch.store.words.MODES``)
+        self.mode = mode
 
     def run(self) -> None:
+        mode = self.mode or self.store.catalog.meta("words") or default_mode()
         words = self.store.words_writer()
-        roots = self.store.roots()
+        roots = self.store.catalog.roots()
         for block in chunked(words.files_unnamed(), NAMES_BLOCK):
             words.put_named([(file_id, digest, carried_words.names_of(path, roots), carried_words.read(path))
                              for file_id, digest, path in block])
             self.store.commit()
             self.report.words_named += len(block)
-        if self.mode != "on":
+        if mode != "on":
             return
         words.videos_read_again()
-        todo = [(row, spread(self.store.moments.times_of(row[0]))) for row in words.pictures_unread()]
+        todo = [(row, spread(self.store.catalog.moments.times_of(row[0]))) for row in words.pictures_unread()]
         try:
             if todo:
                 reader()

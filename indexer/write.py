@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 
 from clipsearch.store import FileRecord
 from indexer.items import Embedded, Failed, Outcome, Reused
-from indexer.plan import Contents, count_renames
 from indexer.report import Progress, Report
 
 if TYPE_CHECKING:
     from clipsearch.store import StoreWriter
     from clipsearch.store.large_index import ShardRunner
+    from indexer.engine import Contents
 
 
 class RunWriter:
@@ -93,3 +93,10 @@ class RunWriter:
             summary["noted"] = len(self.report.noted)
         self.store.finish(summary, shard_runner)
         self.report.notes.extend(self.store.notes)  # what building the index files had to say
+
+
+def count_renames(reused_new: dict[bytes, int], gone: dict[bytes, int]) -> int:
+    """How many new paths that reused a stored vector took the place of a path gone in the same run: renames.
+
+    ``reused_new`` and ``gone`` count paths by content hash."""
+    return sum(min(count, gone.get(digest, 0)) for digest, count in reused_new.items())

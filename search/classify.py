@@ -70,23 +70,23 @@ class ZeroShot:
 
     @property
     def encoder(self) -> Encoder:
-        return self.searcher.encoder if self.searcher is not None else self._encoder  # type: ignore[return-value]
+        return self.searcher.query_model.encoder if self.searcher is not None else self._encoder  # type: ignore[return-value]
 
     @property
     def fingerprint(self) -> str:
-        return self.searcher.model.fingerprint if self.searcher is not None else self.encoder.fingerprint
+        return self.searcher.query_model.model.fingerprint if self.searcher is not None else self.encoder.fingerprint
 
     def classifier(self, labels: list[str], templates: tuple[str, ...]) -> Classifier:
         return Classifier(labels, self.label_matrix(labels, templates), self.logit_scale())
 
     def label_matrix(self, labels: list[str], templates: tuple[str, ...]) -> np.ndarray:
         """The labels' vectors through the templates: the text tower's work alone (no store), cached per model."""
-        tower: TextTower = self.searcher.text_tower() if self.searcher is not None else self.encoder
+        tower: TextTower = self.searcher.query_model.text_tower() if self.searcher is not None else self.encoder
         return embed_labels(labels, templates, tower, self.fingerprint)
 
     def logit_scale(self) -> float:
         if self.searcher is not None:
-            recorded = self.searcher.store.meta("logit_scale")
+            recorded = self.searcher.store.catalog.meta("logit_scale")
             if recorded is not None:
                 return float(recorded)
         return self.encoder.logit_scale
@@ -121,7 +121,7 @@ class ZeroShot:
         store = self.searcher.store
         rows = []
         for file_id in ids:
-            row, vector = store.indexed_file(file_id), store.embedding_of_id(file_id)
+            row, vector = store.catalog.indexed_file(file_id), store.vectors.of_id(file_id)
             if row is None or vector is None:
                 raise NoSuchPhoto(f"no indexed photo has id {file_id}")
             rows.append((row, vector))
@@ -136,14 +136,14 @@ class ZeroShot:
         if self.searcher is None:
             return None
         store = self.searcher.store
-        row = store.file_row(path)
+        row = store.catalog.file_row(path)
         if row is None:
             return None
         try:
             st = os.stat(path)
         except OSError:
             return None
-        vector = store.embedding_of(path) if (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns) else None
+        vector = store.vectors.of_path(path) if (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns) else None
         return None if vector is None else (row.id, vector)
 
     def _embedded(self, paths: Sequence[str], wanted: list[int], results: list[Classified]) -> dict[int, np.ndarray]:
@@ -195,7 +195,7 @@ def run_classify(files: Sequence[str], labels: list[str], templates: tuple[str, 
                 raise
         else:
             with searcher:
-                if asked is None or asked.text == searcher.model.spec:
+                if asked is None or asked.text == searcher.query_model.model.spec:
                     zero_shot = ZeroShot(searcher=searcher)
                     return zero_shot.classify(files, zero_shot.classifier(labels, templates), top)
     zero_shot = ZeroShot(encoder=load_encoder(asked or parse_spec(DEFAULT_MODEL), device, precision))

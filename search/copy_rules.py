@@ -62,23 +62,23 @@ class Collection:
     @classmethod
     def of(cls, store: StoreReader, within: str | None = None) -> Collection:
         by_hash: dict[bytes, list[IndexedFile]] = {}
-        for row in store.file_rows(within):
+        for row in store.catalog.file_rows(within):
             by_hash.setdefault(row.hash, []).append(row)
         files = list(by_hash.values())
         first = {group[0].id: i for i, group in enumerate(files)}
-        dim = store.model.dim if store.model else 0
+        dim = store.catalog.model.dim if store.catalog.model else 0
         vectors = np.zeros((len(files), dim), dtype=np.float32)
-        for ids, block in store.iter_vectors(list(first)):
+        for ids, block in store.vectors.iter_vectors(list(first)):
             vectors[[first[int(i)] for i in ids]] = block
-        known = store.signatures.all()
+        known = store.catalog.signatures.all()
         signs = np.array([known[g[0].hash].dct if g[0].hash in known else -1 for g in files], dtype=np.int64)
         edges = [known[g[0].hash].edges if g[0].hash in known else b"" for g in files]
         hashes = [g[0].hash for g in files]
-        video_hashes = store.moments.video_hashes()
+        video_hashes = store.catalog.moments.video_hashes()
         videos = np.array([h in video_hashes for h in hashes], dtype=bool)
 
         def grids(indices: list[int]) -> dict[int, bytes]:
-            found = store.signatures.grids([hashes[i] for i in indices])
+            found = store.catalog.signatures.grids([hashes[i] for i in indices])
             return {i: found[hashes[i]] for i in indices if hashes[i] in found}
 
         return cls(files, vectors, signs, edges, grids, videos=videos)

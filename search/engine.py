@@ -1,28 +1,25 @@
-"""Answer queries over the committed index: one snapshot per query, the snapshot's model for its terms."""
+"""Answer queries over the committed index: one snapshot per query, the snapshot's model for its terms
+(``search.query_model`` embeds them); the nearest, filtered, cut or paged hits, each with what the catalog holds of
+it, and only hits the catalog stands behind (``search.vouch``)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from clipsearch.errors import DamagedIndex, NoSuchPhoto, UserError
 from clipsearch.store import StoreReader, vector_index
-from search import moments, words
+from search import moments, vouch, words
 from search.filters import Filters
 from search.query import MAX_K, Hit, Query, Term, check_page, combine
+from search.query_model import QueryModel
 
 if TYPE_CHECKING:
     import faiss
     import numpy as np
 
-    from clipsearch.encoders import Encoder
-    from clipsearch.encoders.onnx_text import OnnxTextEncoder
-    from clipsearch.store import ModelRecord
 
 
 # A query runs the text tower (onnxruntime's thread pool) and then FAISS (OpenMP) on the same cores.
@@ -40,7 +37,6 @@ EXACT_FILTERED_MAX = 2_000
 # A filter that keeps at least this share of the collection is applied to a plain search's hits instead
 # (asked for twice the hits the share predicts): a search under a filter scans every IVF list.
 POST_FILTER_SHARE = 0.2
-HOLD_IN_PREPARE = "CLIPSEARCH_HOLD_IN_PREPARE"  # tests: PATH; ``prepare`` touches PATH.reached, waits for PATH
 COSINE_BOUND = 1.01  # |score| past this is no cosine of two unit vectors: a damaged index file (``Searcher._page``)
 
 
@@ -49,22 +45,16 @@ class Searcher:
 
     def __init__(self, index_dir: Path, device: str = "auto", precision: str = "auto", resident: bool = False) -> None:
         self.store = StoreReader.open(index_dir)
-        model = self.store.model
-        if model is None or self.store.count() == 0:
+        model = self.store.catalog.model
+        if model is None or self.store.catalog.count() == 0:
             self.store.close()
             raise UserError(f"the index at {index_dir} holds no images yet: run 'clipsearch index FOLDER'")
-        self.model = model
+        self.query_model = QueryModel(model, device, precision, resident)  # what embeds the query's terms
         self._device = device
-        self._precision = precision
-        self._encoder: Encoder | None = None
-        self._fast_text: OnnxTextEncoder | bool | None = None  # None: not looked for yet; False: none
-        self._resident = resident  # a long-lived process (the server): optimise for many queries
         self._index: tuple[int, faiss.Index] | None = None
         self._gpu_index: faiss.Index | None = None  # the GPU copy of _index, made on first unfiltered search
         self._sample: tuple[int, np.ndarray] | None = None  # (generation, background sample), see _background
         self._filtered: dict[tuple[object, ...], list[tuple[int, str | None]] | None] = {}  # see _passing
-        self._loading = threading.Lock()  # the model's load, and the pictures ``prepare`` made
-        self._pictures: dict[tuple[str, bytes], Any] = {}  # (model fingerprint, image digest) -> batch of one
 
     def close(self) -> None:
         self.store.close()
@@ -75,126 +65,27 @@ class Searcher:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @property
-    def encoder(self) -> Encoder:
-        """The model, loaded once; thread-safe, so that a server can load it outside its lock (``prepare``)."""
-        encoder = self._encoder
-        if encoder is None:
-            with self._loading:
-                model = self.model
-                encoder = self._encoder if self._encoder is not None else self._load(model)
-                if self.model is model:  # not switched (--reindex) while it loaded: it is the current one
-                    self._encoder = encoder
-        return encoder
-
-    def _load(self, model: ModelRecord) -> Encoder:
-        from clipsearch.encoders import load_encoder
-
-        encoder = load_encoder(model.spec, self._device, self._precision)
-        if model.fingerprint and encoder.fingerprint != model.fingerprint:
-            raise UserError(f"the model {model.spec} no longer matches the one this index was built with "
-                            "(its weights or preprocessing changed): re-index with --reindex")
-        return encoder
-
     def follow_model(self) -> None:
         """Bring the model in step with the last committed snapshot (a --reindex swapped it): cheap, for a server
         to call under its lock before ``prepare``."""
         with self.store.snapshot():
             self._current_index()
 
-    def prepare(self, terms: Sequence[Term]) -> None:
-        """What a query needs that takes long and touches no store: the model loaded, uploaded images decoded.
-        A server calls it outside its lock, so a model's first load or a huge upload holds up no other request
-        (tests/test_server_trust.py holds a request here); ``embed`` then finds both ready."""
-        images = [t for t in terms if t.kind == "image"]
-        if not images and (all(t.kind != "text" for t in terms) or self.has_fast_text()):
-            return
-        encoder = self.encoder
-        for term in images:
-            picture = self._picture(encoder, term.value, term.label)  # type: ignore[arg-type]
-            with self._loading:
-                self._pictures[(encoder.fingerprint, _digest(term.value))] = picture  # type: ignore[arg-type]
-                while len(self._pictures) > 8:  # a request that failed after its prepare left its picture
-                    self._pictures.pop(next(iter(self._pictures)))
-        if images and (hold := os.environ.get(HOLD_IN_PREPARE)):
-            Path(hold + ".reached").touch()
-            while not os.path.exists(hold):
-                time.sleep(0.01)
-
-    def embed_text(self, text: str) -> np.ndarray:
-        """A text query's vector: from the exported text tower on onnxruntime when there is one and
-        the model is not loaded already (a cold CLI search then never imports torch), else from the model."""
-        if not text.strip():
-            raise UserError("the query is empty")
-        on_cpu = self._encoder is None or self._encoder.device == "cpu"  # a model on a GPU beats the CPU export
-        if on_cpu and self.has_fast_text():
-            return self._fast_text.encode_texts([text])[0]  # type: ignore[union-attr]
-        return self.encoder.encode_texts([text])[0]
-
-    def text_tower(self) -> OnnxTextEncoder | Encoder:
-        """What embeds many texts (labels) for this index: as ``embed_text`` chooses, for a batch."""
-        on_cpu = self._encoder is None or self._encoder.device == "cpu"
-        if on_cpu and self.has_fast_text():
-            return self._fast_text  # type: ignore[return-value]
-        return self.encoder
-
-    def has_fast_text(self) -> bool:
-        """Whether text queries run on the exported text tower (no model load needed for them)."""
-        if self._fast_text is None and self._device in ("auto", "cpu") and self._precision == "auto":
-            from clipsearch.encoders import onnx_text
-
-            self._fast_text = onnx_text.load(self.model.fingerprint, self._resident) or False
-        return bool(self._fast_text)
-
-    def prepare_fast_text(self, quiet: bool = False) -> None:
-        """Export the text tower if this search had to load the model (once per model; see onnx_text)."""
-        from clipsearch.encoders import onnx_text
-
-        if self._encoder is not None and not self._fast_text and onnx_text.export_enabled():
-            self._encoder.export_text_tower(quiet=quiet)
-
-    def embed_image(self, path: str) -> np.ndarray:
-        """Embed a query image file exactly as the indexer embeds photos."""
-        term = Term.image_file(path)
-        return self.embed_image_bytes(term.value, term.label)  # type: ignore[arg-type]
-
-    def embed_image_bytes(self, data: bytes, label: str = "the uploaded image") -> np.ndarray:
-        encoder = self.encoder
-        picture = self._pictures.pop((encoder.fingerprint, _digest(data)), None)  # made by ``prepare``
-        return encoder.encode_images(picture if picture is not None else self._picture(encoder, data, label))[0]
-
-    @staticmethod
-    def _picture(encoder: Encoder, data: bytes, label: str) -> Any:
-        """A query image as the model takes it: a batch of one, decoded exactly as the indexer decodes photos."""
-        import torch
-
-        from clipsearch import images
-
-        try:
-            decoded = images.decode(data, encoder.image_size)
-        except images.ImageError as exc:
-            raise UserError(f"cannot use {label} as a query image: {exc}") from None
-        return torch.stack([encoder.image_transform(decoded.image)])
-
     def embed_indexed(self, file_id: int) -> np.ndarray:
         """The stored embedding of an indexed file ("more like this"): no model, no decoding."""
-        vector = self.store.embedding_of_id(file_id)
+        vector = self.store.vectors.of_id(file_id)
         if vector is None:
             raise NoSuchPhoto(f"no indexed photo has id {file_id}")
         return vector
 
     def _current_index(self) -> faiss.Index:
-        """The FAISS index of the snapshot being read, kept while the generation does not move.
-
-        Call inside ``store.snapshot()``. A long-lived searcher (the server) thus follows
-        rebuilds: a new committed generation is loaded on the next query, and a model switch
-        (--reindex) drops the loaded model too.
-        """
-        generation = self.store.generation
+        """The FAISS index of the snapshot being read, kept while the generation does not move. Call inside
+        ``store.snapshot()``. A long-lived searcher (the server) thus follows rebuilds: a new committed generation is
+        loaded on the next query, and a model switch (--reindex) drops the loaded model too."""
+        generation = self.store.catalog.generation
         if self._index is None or self._index[0] != generation:
-            model = self.store.model
-            if model is not None and model != self.model:
-                self.model, self._encoder, self._fast_text = model, None, None
+            if (model := self.store.catalog.model) is not None:
+                self.query_model.follow(model)
             self._index = (generation, self.store.vector_index())
             self._gpu_index = None
         return self._index[1]
@@ -210,30 +101,33 @@ class Searcher:
     def embed(self, term: Term) -> np.ndarray:
         """One term's unit vector, with the model this searcher holds now."""
         if term.kind == "text":
-            return self.embed_text(str(term.value))
+            return self.query_model.embed_text(str(term.value))
         if term.kind == "image":
-            return self.embed_image_bytes(term.value, term.label)  # type: ignore[arg-type]
+            return self.query_model.embed_image_bytes(term.value, term.label)  # type: ignore[arg-type]
         return self.embed_indexed(int(term.value))  # type: ignore[arg-type]
 
-    def answer(self, query: Query) -> list[Hit]:
+    def answer(self, query: Query) -> vouch.Hits:
         """The hits for ``query``, from one committed snapshot: the model is brought in step with that snapshot
         before any term is embedded, so a rebuild with another model (--reindex) never meets a vector of the old one.
         Each hit carries its metadata; ``query.sort`` orders the page (or, with no terms, browses)."""
         with self.store.snapshot():
-            passing = self._passing(query.filters, dates=not query.terms)
-            passing = passing if query.text is None else words.narrowed(self.store, query.text, passing, not query.terms)
-            if not query.terms:
-                return words.placed(self.store, self._with_meta(self._browse(passing, query)), query.text)
-            index = self._current_index()
-            vector = combine([self.embed(t) for t in query.terms], [t.weight for t in query.terms])
-            allowed = moments.with_moments(self.store, None if passing is None else [file_id for file_id, _ in passing])
-            if query.relevant or query.min_score is not None:
-                return self._with_meta(self._cut(index, vector, query, allowed), vector)
-            nearest = lambda *a: self._nearest(index, vector, *a)  # noqa: E731
-            hits = self._with_meta(words.hybrid(self.store, query, vector, allowed, nearest), vector)
-            if query.sort != "relevance":
-                hits.sort(key=lambda h: (h.meta["taken"] or "", h.id), reverse=query.sort == "-date")
-            return hits
+            return vouch.stand_behind(self.store, self._hits(query))
+
+    def _hits(self, query: Query) -> list[Hit]:  # unchecked (``search.vouch``): call inside ``store.snapshot()``
+        passing = self._passing(query.filters, dates=not query.terms)
+        passing = passing if query.text is None else words.narrowed(self.store, query.text, passing, not query.terms)
+        if not query.terms:
+            return words.placed(self.store, self._with_meta(self._browse(passing, query)), query.text)
+        index = self._current_index()
+        vector = combine([self.embed(t) for t in query.terms], [t.weight for t in query.terms])
+        allowed = moments.with_moments(self.store, None if passing is None else [file_id for file_id, _ in passing])
+        if query.relevant or query.min_score is not None:
+            return self._with_meta(self._cut(index, vector, query, allowed), vector)
+        nearest = lambda *a: self._nearest(index, vector, *a)  # noqa: E731
+        hits = self._with_meta(words.hybrid(self.store, query, vector, allowed, nearest), vector)
+        if query.sort != "relevance":
+            hits.sort(key=lambda h: (h.meta["taken"] or "", h.id), reverse=query.sort == "-date")
+        return hits
 
     def _cut(self, index: faiss.Index, vector: np.ndarray, query: Query, allowed: Sequence[int] | None) -> list[Hit]:
         """The matches past the cutoff (``--relevant``: the query's own, ``search.relevance``; or ``--min-score``),
@@ -257,7 +151,7 @@ class Searcher:
             fetch = min(fetch * 4, MAX_K)
         kept = [h for h in hits if (h.score or 0) >= cut]
         if query.sort != "relevance":
-            dated = self.store.metadata.of_ids([h.id for h in kept])
+            dated = self.store.catalog.metadata.of_ids([h.id for h in kept])
             kept.sort(key=lambda h: (dated.get(h.id, {}).get("taken") or "", h.id), reverse=query.sort == "-date")
         page = kept[query.offset : query.offset + query.k]
         return [Hit(rank, h.path, h.score, h.id) for rank, h in enumerate(page, start=query.offset + 1)]
@@ -269,19 +163,20 @@ class Searcher:
 
         from search import relevance
 
-        generation = self.store.generation
+        generation = self.store.catalog.generation
         if self._sample is None or self._sample[0] != generation:
-            ids = sorted(self.store.file_ids())
+            ids = sorted(self.store.catalog.file_ids())
             step = max(1, len(ids) // relevance.SAMPLE)
-            blocks = [matrix for _, matrix in self.store.iter_vectors(ids[::step][: relevance.SAMPLE])]
-            self._sample = (generation, np.concatenate(blocks) if blocks else np.zeros((1, self.model.dim), "float32"))
+            blocks = [matrix for _, matrix in self.store.vectors.iter_vectors(ids[::step][: relevance.SAMPLE])]
+            dim = self.query_model.model.dim
+            self._sample = (generation, np.concatenate(blocks) if blocks else np.zeros((1, dim), "float32"))
         return self._sample[1]
 
     def _passing(self, filters: Filters, dates: bool) -> list[tuple[int, str | None]] | None:
         """``filters.passing``, remembered for the last few filters while the generation holds: evaluating a filter
         over a million catalog rows takes seconds of SQL (bench/filters.py), and the page asks again for every
         page of results and every new query under the same filters."""
-        key = (self.store.generation, filters.criteria(), dates)
+        key = (self.store.catalog.generation, filters.criteria(), dates)
         if filters.people:  # people are named and merged without a new generation: asked each time (an index look-up)
             return filters.passing(self.store, dates)
         if key not in self._filtered:
@@ -292,36 +187,34 @@ class Searcher:
 
     def _browse(self, passing: list[tuple[int, str]] | None, query: Query) -> list[Hit]:
         """Every photo that passes, by date: oldest first, or newest with -date (or as given: ``search.words``)."""
-        rows = passing if passing is not None else self.store.metadata.matching(Filters().criteria())
+        rows = passing if passing is not None else self.store.catalog.metadata.matching(Filters().criteria())
         if query.sort != "relevance":  # relevance without terms: ``search --text`` alone, in the words' order
             rows = sorted(rows, key=lambda row: (row[1] or "", row[0]), reverse=query.sort == "-date")
         page = rows[query.offset : query.offset + query.k]
-        paths = self.store.paths(i for i, _ in page)
+        paths = self.store.catalog.paths(i for i, _ in page)
         return [Hit(rank, paths[i], None, i) for rank, (i, _) in enumerate(page, start=query.offset + 1)]
 
     def _with_meta(self, hits: list[Hit], vector: np.ndarray | None = None) -> list[Hit]:
         """Each hit with its metadata, its tags, the text read in it (None: not read) and who is in it, as --json
         and the server give them; a video's moments too."""
         ids = [h.id for h in hits]
-        meta, tagged = self.store.metadata.of_ids(ids), self.store.tags.of_ids(ids)
-        seen, people = self.store.words.seen_of_ids(ids), self.store.faces.of_ids(ids)
+        meta, tagged = self.store.catalog.metadata.of_ids(ids), self.store.catalog.tags.of_ids(ids)
+        seen, people = self.store.catalog.words.seen_of_ids(ids), self.store.catalog.faces.of_ids(ids)
         return moments.attach(self.store, [Hit(h.rank, h.path, h.score, h.id, {
             **meta.get(h.id, {}), "tags": [t for t, _ in tagged.get(h.id, [])],
             "text": seen.get(h.id, {}).get("text"), "people": people.get(h.id, [])}) for h in hits], vector)
 
     def search(self, query: np.ndarray, k: int = 10, within: str | None = None, offset: int = 0,
-               exclude: int | None = None) -> list[Hit]:
-        """The ``k`` nearest files to a vector, best first, optionally only those under folder ``within``.
-
-        ``offset`` skips that many best hits (the next page); ``exclude`` leaves out one file id
-        (the photo a "more like this" started from). Ranks count from 1 at the best hit overall.
-        """
+               exclude: int | None = None) -> vouch.Hits:
+        """The ``k`` nearest files to a vector, best first, optionally only those under folder ``within`` (the hits
+        whose file is gone left out: ``search.vouch``). ``offset`` skips that many best hits (the next page);
+        ``exclude`` leaves out one file id (a "more like this"'s own). Ranks count from 1 at the best hit overall."""
         check_page(k, offset)
         with self.store.snapshot() as store:  # a writer committing meanwhile is not seen half-way
             index = self._current_index()
             allowed = moments.with_moments(store, Filters(within).allowed_ids(store))
             found = self._nearest(index, query, k, offset, allowed, set() if exclude is None else {exclude})
-            return moments.attach(store, found, query)
+            return vouch.stand_behind(store, moments.attach(store, found, query))
 
     def _nearest(self, index: faiss.Index, query: np.ndarray, k: int, offset: int, allowed: Sequence[int] | None,
                  exclude: set[int]) -> list[Hit]:
@@ -393,7 +286,7 @@ class Searcher:
                                "stored vectors")
         found.sort(key=lambda hit: (-hit[1], hit[0]))
         found = [hit for hit in found if hit[0] not in exclude][offset : offset + k]
-        paths = self.store.paths(i for i, _ in found)
+        paths = self.store.catalog.paths(i for i, _ in found)
         return [Hit(rank, paths[i], score, i) for rank, (i, score) in enumerate(found, start=offset + 1)]
 
     def _exact(self, query: np.ndarray, k: int, offset: int, allowed: Sequence[int], exclude: set[int]) -> list[Hit]:
@@ -403,7 +296,7 @@ class Searcher:
         vector = np.asarray(query, dtype="float32").reshape(-1)
         needed = k + offset + len(exclude)
         found: list[tuple[int, float]] = []
-        for ids, matrix in self.store.iter_vectors(allowed):
+        for ids, matrix in self.store.vectors.iter_vectors(allowed):
             scores = matrix @ vector
             found = moments.collapse([*found, *zip(ids.tolist(), scores.tolist())])  # a video once, at its best
             if len(found) > 4 * needed + 4096:  # keep memory bounded: the best so far, ties kept (sorted by id later)
@@ -412,6 +305,3 @@ class Searcher:
                 found = [hit for hit in found if hit[1] >= cut]
         return self._page(found, k, offset, exclude)
 
-
-def _digest(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=16).digest()

@@ -184,10 +184,10 @@ class Filters:
         Without ``dates``, the dates are None (cheaper)."""
         criteria = self.criteria()
         if criteria.within is not None and self.within is not None:
-            criteria = replace(criteria, within=folder_in_index(self.within, store.roots()))
+            criteria = replace(criteria, within=folder_in_index(self.within, store.catalog.roots()))
         if self.people:  # the people named now (names change without a new generation)
-            criteria = replace(criteria, people=tuple(store.faces.people.resolve(self.people)))
-        return None if criteria.empty else store.metadata.matching(criteria, dates)
+            criteria = replace(criteria, people=tuple(store.catalog.faces.people.resolve(self.people)))
+        return None if criteria.empty else store.catalog.metadata.matching(criteria, dates)
 
     def allowed_ids(self, store: StoreReader) -> list[int] | None:
         passing = self.passing(store, dates=False)

@@ -55,7 +55,7 @@ def ranking(collection: Collection, store: StoreReader) -> Callable[[list[int]],
     def rank(contents: list[int]) -> list[int]:
         todo = [f.id for c in contents for f in collection.files[c] if f.id not in taken]
         if todo:
-            meta = store.metadata.of_ids(todo)
+            meta = store.catalog.metadata.of_ids(todo)
             taken.update({i: meta.get(i, {}).get("taken") for i in todo})
         return sorted(contents, key=lambda c: min(rank_key(f, taken) for f in collection.files[c]))
 
@@ -73,7 +73,7 @@ def describe(groups: list[ContentGroup], collection: Collection, store: StoreRea
         return files[:1] if group.level == "similar" and files else files
 
     ids = [f.id for g in groups for c in g.contents for f in shown(g, c)]
-    meta = store.metadata.of_ids(ids)
+    meta = store.catalog.metadata.of_ids(ids)
     taken = {i: m.get("taken") for i, m in meta.items()}
     out = []
     for group in groups:

@@ -35,7 +35,7 @@ def with_moments(store: StoreReader, allowed: Sequence[int] | None) -> list[int]
     """The ids a filter allows, with the moments of the videos among them."""
     if allowed is None:
         return None
-    return [*allowed, *store.moments.ids_of(allowed)] if store.moments.count() else list(allowed)
+    return [*allowed, *store.catalog.moments.ids_of(allowed)] if store.catalog.moments.count() else list(allowed)
 
 
 def attach(store: StoreReader, hits: list[Hit], vector: np.ndarray | None) -> list[Hit]:
@@ -45,14 +45,14 @@ def attach(store: StoreReader, hits: list[Hit], vector: np.ndarray | None) -> li
 
     from search.query import Hit
 
-    times = store.moments.times(h.id for h in hits)
+    times = store.catalog.moments.times(h.id for h in hits)
     if not times:
         return hits
-    facts = store.moments.facts(times)
+    facts = store.catalog.moments.facts(times)
     scores: dict[int, float] = {}
     if vector is not None:
         wanted = [moment_id(f, n) for f, by_n in times.items() for n in by_n]
-        for ids, matrix in store.iter_vectors(wanted):
+        for ids, matrix in store.vectors.iter_vectors(wanted):
             scores.update(zip(ids.tolist(), (matrix @ np.asarray(vector, dtype="float32")).tolist()))
     out = []
     for hit in hits:

@@ -128,7 +128,7 @@ class Hit:
     path: str
     score: float | None  # cosine similarity of the unit-length query and image embeddings; None when browsing
     id: int  # the file's catalog id: how the server addresses thumbnails and files
-    meta: dict[str, Any] = field(default_factory=dict)  # taken, camera, width, height, ... (store.metadata)
+    meta: dict[str, Any] = field(default_factory=dict)  # taken, camera, width, height, ... (store.catalog.metadata)
 
     def as_dict(self) -> dict[str, Any]:
         return {"rank": self.rank, "path": self.path, "score": self.score, "id": self.id, **self.meta}

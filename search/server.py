@@ -91,8 +91,8 @@ def create_app(index_dir: Path, device: str = "auto", precision: str = "auto", t
     from search.routes.state import ServerState, in_http_words
 
     index = Index(index_dir, device=device, precision=precision, resident=True)
-    if not index.searcher.has_fast_text():
-        index.searcher.encoder  # noqa: B018 - load the model now, not on the first request
+    if not index.searcher.query_model.has_fast_text():
+        index.searcher.query_model.encoder  # noqa: B018 - load the model now, not on the first request
     # else text queries run on the exported text tower, and the model (torch) is loaded by the first image
     # query: a server used for words stays small.
 

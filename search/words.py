@@ -71,7 +71,7 @@ def placed(store: StoreReader, hits: list[Hit], text: str | None) -> list[Hit]:
     videos = [h.id for h in hits if "t" in h.meta]
     if words is None or not videos:
         return hits
-    seen = store.words.seen_of_ids(videos)
+    seen = store.catalog.words.seen_of_ids(videos)
     out = []
     for hit in hits:
         held: dict[float, int] = {}
@@ -106,11 +106,11 @@ def narrowed(store: StoreReader, text: str, passing: list[tuple[int, str | None]
     the dates from ``passing``, else read when ``dates``."""
     words = Words.parse(text)
     assert words is not None
-    ids = store.words.matching(words.match, words.like, MAX_MATCHES)
+    ids = store.catalog.words.matching(words.match, words.like, MAX_MATCHES)
     if passing is not None:
         kept = dict(passing)
         return [(i, kept[i]) for i in ids if i in kept]
-    taken = {i: m["taken"] for i, m in store.metadata.of_ids(ids).items()} if dates else {}
+    taken = {i: m["taken"] for i, m in store.catalog.metadata.of_ids(ids).items()} if dates else {}
     return [(i, taken.get(i)) for i in ids]
 
 
@@ -124,8 +124,9 @@ def hybrid(store: StoreReader, query: Query, vector: np.ndarray, allowed: Sequen
     typed = " ".join(str(t.value) for t in query.terms if t.kind == "text" and t.weight > 0) if plain else ""
     words = Words.parse(typed, strict=False) if typed and query.text is None else None
     needed = query.k + query.offset
-    found = store.words.matching(words.match, words.like, needed + len(query.excluded)) if words else []
-    if found and words and store.words.matching(words.match, words.like, (common := store.count() // 2) + 1, True) > common:
+    catalog = store.catalog
+    found = catalog.words.matching(words.match, words.like, needed + len(query.excluded)) if words else []
+    if found and words and catalog.words.matching(words.match, words.like, (common := catalog.count() // 2) + 1, True) > common:
         found = []  # words that half the photos hold ("photo" in a folder of photos) tell nothing apart
     if allowed is not None and found:
         passing = set(allowed)
@@ -136,8 +137,8 @@ def hybrid(store: StoreReader, query: Query, vector: np.ndarray, allowed: Sequen
     by_meaning = nearest(needed, 0, allowed, query.excluded)
     scores = {h.id: h.score for h in by_meaning}
     missing = [i for i in found if i not in scores]
-    for ids, matrix in store.iter_vectors(missing) if missing else ():
+    for ids, matrix in store.vectors.iter_vectors(missing) if missing else ():
         scores.update(zip(ids.tolist(), (matrix @ vector).tolist()))
     order = [i for i in fuse([h.id for h in by_meaning], found) if i in scores][query.offset : needed]
-    paths = store.paths(order)
+    paths = store.catalog.paths(order)
     return [Hit(rank, paths[i], scores[i], i) for rank, i in enumerate(order, start=query.offset + 1) if i in paths]

@@ -256,7 +256,7 @@ def index_folder(root: Path, index: Path, encoder: Any, options: Any = None,
 
 def vectors_by_name(store: Any) -> dict[str, np.ndarray]:
     """{file name: stored vector} of an open store (names must be unique in it)."""
-    return {Path(path).name: vector for path, vector in store.vectors_by_path().items()}
+    return {Path(path).name: vector for path, vector in store.vectors.by_path().items()}
 
 
 @dataclass

@@ -164,7 +164,7 @@ def test_a_changed_byte_in_a_stored_path_is_found_by_check(cli: Cli, index: Path
     repaired = cli("check", "--repair", "--json").json()
     left_out = [Path(p).name for p in repaired.get("lost_paths", [])]  # type: ignore[union-attr]
     assert left_out in ([], ["Red-star.png"]), repaired  # a row whose path is wrong is left out, and said
-    assert ("1 files whose path was damaged are left out" in repaired.get("lost", "")) == bool(left_out)  # type: ignore[union-attr]
+    assert ("1 file whose path was damaged" in repaired.get("lost", "")) == bool(left_out)  # type: ignore[union-attr]
     assert cli("check", "--json").json()["ok"] is True  # type: ignore[index]
     assert all(Path(p).is_file() for p, _ in top(cli, k=54))  # no photo that is not there is served
     again = cli("index", "--json").json()
@@ -209,7 +209,7 @@ def test_a_catalog_whose_schema_or_model_record_is_unreadable_is_read_again_with
     assert found.exit_code == 1 and any("catalog database" in p for p in found.json()["problems"])  # type: ignore[index]
     repaired = cli("check", "--repair", "--json")
     if spoilt == "page 1":  # every row whole: nothing lost, and it says how the catalog was read
-        assert repaired.exit_code == 0 and "saved 54 files and 54 stored vectors" in repaired.json()["notes"][0]  # type: ignore[index]
+        assert repaired.exit_code == 0 and "kept 54 files and 54 stored vectors" in repaired.json()["notes"][0]  # type: ignore[index]
         assert "read with the copy beside it" in repaired.json()["notes"][0]  # type: ignore[index]
     else:  # the run's counters are lost with meta; the model record and the settings are not
         assert repaired.exit_code == 1 and "read from the schema copy" in repaired.json()["lost"]  # type: ignore[index]

@@ -136,15 +136,15 @@ def _tasks(paths: list[Path]) -> list[object]:
 
 
 def test_a_chunk_of_files_is_one_call_to_a_child_and_each_file_fails_alone(tmp_path: Path, model_spec: str) -> None:
-    """``Reader.read_many`` sends the files a chunk must decode to one child in one call (a call through the
+    """``Router.route_and_decode`` sends the files a chunk must decode to one child in one call (a call through the
     process pool costs the indexing process about as much as decoding a small photo); the results come back in
     order, the same pictures as decoding in threads, and a bad file costs only itself."""
     from clipsearch.encoders import load_encoder
     from indexer.decode_pool import DecodePool
     from indexer.decoders import ProcessDecoder, ThreadDecoder
+    from indexer.engine import Contents
     from indexer.items import Decoded, Failed, Reused
-    from indexer.plan import Contents
-    from indexer.reader import Reader
+    from indexer.route import Router
 
     encoder = load_encoder(model_spec, device="cpu", precision="fp32")
     root = _folder(tmp_path / "p", 5)
@@ -166,11 +166,11 @@ def test_a_chunk_of_files_is_one_call_to_a_child_and_each_file_fails_alone(tmp_p
 
     stored = Contents(lambda d: d == content_hash(known))
     try:
-        by_process = Reader(lambda: encoder, stored, lambda: ProcessDecoder(pool)).read_many(_tasks(paths))
+        by_process = Router(lambda: encoder, stored, lambda: ProcessDecoder(pool)).route_and_decode(_tasks(paths))
     finally:
         pool.close()
     threads = ThreadDecoder.for_encoder(encoder, images.DEFAULT_MAX_PIXELS)
-    by_thread = Reader(lambda: encoder, stored, lambda: threads).read_many(_tasks(paths))
+    by_thread = Router(lambda: encoder, stored, lambda: threads).route_and_decode(_tasks(paths))
     assert Counting.calls == [5]  # 01, 02, 02b, 03, 04: not the stored 00, not the empty file
     assert [Path(item.task.path).name for item in by_process] == [p.name for p in paths]
     outcome = {Path(item.task.path).name: item for item in by_process}

@@ -50,14 +50,14 @@ def test_text_queries_find_the_right_shapes(cli: Cli, held_out: Path, index_dir:
     searcher = Searcher(index_dir)
     precisions = {}
     for colour, shape in shapes.CLASSES:
-        hits = searcher.search(searcher.embed_text(f"a {colour} {shape}"), k=PER_CLASS)
+        hits = searcher.search(searcher.query_model.embed_text(f"a {colour} {shape}"), k=PER_CLASS)
         precisions[(colour, shape)] = sum(label(h.path) == (colour, shape) for h in hits) / PER_CLASS
     mean = float(np.mean(list(precisions.values())))
 
     # zero-shot classification of every held-out image over the 54 class prompts
-    texts = searcher.encoder.encode_texts([f"a {c} {s}" for c, s in shapes.CLASSES])
+    texts = searcher.query_model.encoder.encode_texts([f"a {c} {s}" for c, s in shapes.CLASSES])
     paths = sorted(held_out.iterdir())
-    vectors = np.stack([searcher.store.embedding_of(str(p)) for p in paths])
+    vectors = np.stack([searcher.store.vectors.of_path(str(p)) for p in paths])
     predicted = (vectors @ texts.T).argmax(axis=1)
     accuracy = float(np.mean([shapes.CLASSES[i] == label(str(p)) for i, p in zip(predicted, paths)]))
     worst = sorted(precisions.items(), key=lambda kv: kv[1])[:5]
@@ -81,7 +81,7 @@ def test_image_queries_return_the_same_colour_and_shape(cli: Cli, held_out: Path
     searcher = Searcher(index_dir)
     same = []
     for path in sorted(held_out.iterdir()):
-        hits = searcher.search(searcher.embed_image(str(path)), k=PER_CLASS)
+        hits = searcher.search(searcher.query_model.embed_image(str(path)), k=PER_CLASS)
         assert hits[0].path == str(path)
         same += [label(h.path) == label(str(path)) for h in hits[1:]]
     assert float(np.mean(same)) >= 0.85

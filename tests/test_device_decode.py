@@ -131,9 +131,9 @@ def test_with_the_gpu_backlog_full_a_worker_decodes_without_parsing_the_header_f
     from clipsearch.encoders import load_encoder
     from indexer.decoders import ThreadDecoder
     from indexer.device_decode import DeviceDecoder
+    from indexer.engine import Contents
     from indexer.items import Decoded, Task
-    from indexer.plan import Contents
-    from indexer.reader import Reader
+    from indexer.route import Router
 
     encoder = load_encoder(model_spec, device="cpu", precision="fp32")
     gate = threading.Event()  # the GPU's first JPEG stays in its backlog until the end of the test
@@ -142,12 +142,12 @@ def test_with_the_gpu_backlog_full_a_worker_decodes_without_parsing_the_header_f
     real = images.gpu_decodable_jpeg
     monkeypatch.setattr(images, "gpu_decodable_jpeg", lambda *a: parsed.append(1) or real(*a))
     threads = ThreadDecoder.for_encoder(encoder, images.DEFAULT_MAX_PIXELS)
-    reader = Reader(lambda: encoder, Contents(), lambda: threads, lambda: decoder)
+    reader = Router(lambda: encoder, Contents(), lambda: threads, lambda: decoder)
     loaded = []
     for i in range(3):
         path = tmp_path / f"{i}.jpg"
         path.write_bytes(imagegen.jpeg_bytes(imagegen.photo(i, (320, 240))))
-        loaded.append(reader.read_many([Task.for_path(str(path))]))
+        loaded.append(reader.route_and_decode([Task.for_path(str(path))]))
     assert [len(items) for items in loaded] == [0, 1, 1]  # the first went to the GPU and fills its backlog...
     assert all(isinstance(items[0], Decoded) for items in loaded[1:])  # ...the others: the CPU, at once
     assert len(parsed) == 1
@@ -162,9 +162,9 @@ def test_a_jpeg_the_gpu_claims_reaches_it_before_the_rest_of_its_chunk_is_decode
     from clipsearch.encoders import load_encoder
     from indexer.decoders import ThreadDecoder
     from indexer.device_decode import DeviceDecoder
+    from indexer.engine import Contents
     from indexer.items import Decoded, Task
-    from indexer.plan import Contents
-    from indexer.reader import Reader
+    from indexer.route import Router
 
     encoder = load_encoder(model_spec, device="cpu", precision="fp32")
     decoder = DeviceDecoder(lambda t: t.float(), "cpu")
@@ -179,8 +179,8 @@ def test_a_jpeg_the_gpu_claims_reaches_it_before_the_rest_of_its_chunk_is_decode
             return super().decode_many(reads)
 
     after_the_gpu = AfterTheGpu.for_encoder(encoder, images.DEFAULT_MAX_PIXELS)
-    reader = Reader(lambda: encoder, Contents(), lambda: after_the_gpu, lambda: decoder)
-    loaded = reader.read_many(tasks)
+    reader = Router(lambda: encoder, Contents(), lambda: after_the_gpu, lambda: decoder)
+    loaded = reader.route_and_decode(tasks)
     assert [(type(item), item.task.path) for item in loaded] == [(Decoded, str(tmp_path / "b.png"))]
     assert gpu_done_first == [True]
     assert [item.task.path for item in decoder.finish()] == [str(tmp_path / "a.jpg")]
@@ -228,7 +228,7 @@ def _index(root: Path, index: Path, spec: str, device: str, decode: str):  # noq
     encoder = load_encoder(spec, device=device, precision="fp32")
     report, vectors = index_folder(root, index, encoder, Options(decode=decode, batch_size=4, workers=2))
     with StoreReader.open(index) as store:
-        rows = [store.file_row(str(root / name)) for name in vectors]
+        rows = [store.catalog.file_row(str(root / name)) for name in vectors]
     return report, vectors, {Path(row.path).name: (row.width, row.height) for row in rows if row is not None}
 
 

@@ -42,7 +42,7 @@ def test_stored_embeddings_match_open_clip(cli: Cli, tmp_path: Path, model_spec:
     reference = open_clip_reference(model_spec, files)
     store = StoreReader.open(index_dir)
     for path, ref in zip(files, reference):
-        stored = store.embedding_of(str(path))
+        stored = store.vectors.of_path(str(path))
         assert stored is not None and stored.shape == (128,)
         assert abs(np.linalg.norm(stored) - 1) < 1e-4
         assert cosine(stored, ref) >= 0.99, (path.name, cosine(stored, ref))

@@ -67,6 +67,9 @@ def test_faces_are_found_grouped_and_searched_by_one_person_and_by_two(cli: Cli,
     obama, biden = _who(people, OBAMA), _who(people, BIDEN)
     assert people[obama]["photos"] == 3 and people[obama]["faces"] == 3 and people[obama]["name"] is None
     assert cli("people", "--json").json()["faces_ungrouped"] == 1  # type: ignore[index]
+    assert cli("info", "--json").json()["faces"] == {  # type: ignore[index]
+        "setting": "on", "faced_photos": 6, "faces": 7, "people": 2, "not_faces": 0}
+    assert "faces:          7 faces in 6 photos looked at, 2 people  (clipsearch people lists them)" in cli("info").stdout
 
     assert cli("people", "name", obama, "Barack Obama").stdout.strip() == f"person {obama} is Barack Obama"
     assert cli("people", "name", biden, "Joe Biden", "--json").json() == {"person": biden, "name": "Joe Biden"}
@@ -147,11 +150,11 @@ def test_the_switch_defers_and_deletes_and_an_older_index_gets_its_faces_without
     assert "faces" not in plain  # off unless asked for
     assert "'clipsearch index --faces on' finds them" in cli("people").stdout
     with StoreReader.open(index_dir) as store:
-        vectors = store.vectors_by_path()
+        vectors = store.vectors.by_path()
     backfill = _index(cli, "--faces", "on")  # the photos indexed before: looked at, not embedded again
     assert backfill["added"] == 0 and backfill["model_seconds"] == 0 and backfill["faces"]["photos"] == 4
     with StoreReader.open(index_dir) as store:
-        assert {p: v.tobytes() for p, v in store.vectors_by_path().items()} == {p: v.tobytes() for p, v in vectors.items()}
+        assert {p: v.tobytes() for p, v in store.vectors.by_path().items()} == {p: v.tobytes() for p, v in vectors.items()}
     assert [row["files"] for row in _people(cli).values()] == [{"obama-1.jpg", "obama-2.jpg"}]
 
     later = _index(cli, "--faces", "later")  # keep what was found, look for no more
@@ -216,14 +219,14 @@ def test_faces_on_without_dlib_is_refused_in_one_line_before_anything_is_written
 def test_a_format_1_index_gets_faces_with_nothing_re_embedded(cli: Cli, v1_index: tuple[Path, Path]) -> None:  # noqa: F811
     index, photos = v1_index
     with StoreReader.open(index) as store:
-        before = store.vectors_by_path()
+        before = store.vectors.by_path()
     shutil.copy(FACES / "obama-1.jpg", photos / "obama-1.jpg")
     shutil.copy(FACES / "obama-2.jpg", photos / "obama-2.jpg")
     report = cli("index", photos, "--index", index, "--faces", "on", "--json").json()
     assert report["unchanged"] == 55 and report["added"] == 2  # type: ignore[index]
     assert report["faces"] == {"photos": 56, "found": 2, "failed": 0, "grouped": 2}  # type: ignore[index]
     with StoreReader.open(index) as store:
-        after = store.vectors_by_path()
+        after = store.vectors.by_path()
     assert all(after[p].tobytes() == v.tobytes() for p, v in before.items())
     assert [len(row["files"]) for row in _people_at(cli, index)] == [2]
 

@@ -221,12 +221,12 @@ def test_weighted_sums_of_terms_equal_a_reference(cli: Cli, index_dir: Path, tmp
     assert cli("index", photos, "--model", "demo", "--vocabulary", "none").exit_code == 0
     ref_image = photos / "green-square-0.jpg"
     with StoreReader.open(index_dir) as store:
-        stored = store.vectors_by_path()
-        like_id = store.file_row(str(photos / "blue-circle-1.jpg")).id  # type: ignore[union-attr]
+        stored = store.vectors.by_path()
+        like_id = store.catalog.file_row(str(photos / "blue-circle-1.jpg")).id  # type: ignore[union-attr]
     encoder = load_encoder("demo", device="cpu")
     red_star, people = encoder.encode_texts(["a red star", "people"])
     with Searcher(index_dir, device="cpu") as searcher:
-        image_vector = searcher.embed_image(str(ref_image))
+        image_vector = searcher.query_model.embed_image(str(ref_image))
         terms = parse(["2:a red star", "+", str(ref_image), "+", f"like:{like_id}", "-", "0.5:people"])
         assert [t.weight for t in terms] == [2, 1, 1, -0.5]
         hits = searcher.answer(Query(tuple(terms), k=200))

@@ -65,13 +65,13 @@ def test_index_and_search_with_a_saved_hf_model(cli: Cli, hf_model: Path, tmp_pa
     ref_images, ref_texts = reference(hf_model, paths, ["a photo of a dog", "a red circle"])
     store = StoreReader.open(index_dir)
     for path, ref in zip(paths, ref_images):
-        assert cosine(store.embedding_of(str(path)), ref) >= 0.999, path.name
+        assert cosine(store.vectors.of_path(str(path)), ref) >= 0.999, path.name
 
     from search.engine import Searcher
 
     searcher = Searcher(index_dir, precision="fp32")
     for text, ref in zip(["a photo of a dog", "a red circle"], ref_texts):
-        assert cosine(searcher.embed_text(text), ref) >= 0.999
+        assert cosine(searcher.query_model.embed_text(text), ref) >= 0.999
     hits = search_json(cli, "--image", str(paths[1]), "-k", "1", "--precision", "fp32")
     assert hits[0]["path"] == str(paths[1]) and hits[0]["score"] >= 0.99
 

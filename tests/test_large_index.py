@@ -12,6 +12,7 @@ import pytest
 
 from clipsearch.store import FileRecord, ModelRecord, StoreReader, StoreWriter, check_index, large_index
 from clipsearch.store.check import diagnose
+from clipsearch.store.index_files import IndexFiles
 from search.engine import Searcher
 
 DIM = 64
@@ -32,14 +33,14 @@ def path(i: int) -> str:
 def fill(index: Path, data: np.ndarray, start: int = 0, drop: range | None = None, salt: int = 0) -> None:
     """Store ``data`` as photos ``start``...; with ``drop``, those photos leave the index in the same run."""
     with StoreWriter.open(index) as store:
-        if store.model is None:
+        if store.catalog.model is None:
             store.bind_model(ModelRecord("synthetic", "{}", DIM))
             store.set_index_type(TYPE)
         store.begin_run([])
         for i, vector in enumerate(data, start=start):
             store.put(FileRecord(path(i), 1, 1 + salt, (i + (salt << 40)).to_bytes(16, "little"), 1, 1), vector)
         if drop is not None:
-            for row in store.file_rows():
+            for row in store.catalog.file_rows():
                 if int(Path(row.path).stem) not in drop:
                     store.mark_seen(row.id)
             store.sweep("/synthetic")
@@ -80,7 +81,7 @@ def test_the_on_disk_index_answers_as_its_in_memory_twin_and_recalls_what_exact_
         ondisk = store.vector_index()
         assert isinstance(ondisk, large_index.LargeIndex) and ondisk.ntotal == 12_000
         twin = faiss.read_index(str(index / "ivf-1.trained"))  # the same training, its lists in memory
-        for ids, matrix in store.iter_vectors():
+        for ids, matrix in store.vectors.iter_vectors():
             twin.add_with_ids(matrix, ids)
     faiss.extract_index_ivf(twin).nprobe = ondisk.nprobe
     faiss.downcast_index(faiss.extract_index_ivf(twin).quantizer).hnsw.efSearch = faiss.downcast_index(
@@ -105,7 +106,7 @@ def test_added_removed_and_re_embedded_photos_need_no_rebuild_until_the_delta_ou
     def not_from_scratch(*_: object) -> None:
         raise AssertionError("the run's delta was computed from the catalog, not patched with the run's changes")
 
-    monkeypatch.setattr(large_index, "delta_from_catalog", not_from_scratch)
+    monkeypatch.setattr(IndexFiles, "_delta_from_catalog", not_from_scratch)
     extra = clustered(300, seed=5)
     fill(index, extra, start=10_000, drop=range(0, 300))  # 300 new photos, 300 gone, in one run
     assert files(index, "ivf-*.base") == ["ivf-2.base"]  # the same base: the changes are in the delta
@@ -127,7 +128,7 @@ def test_added_removed_and_re_embedded_photos_need_no_rebuild_until_the_delta_ou
     assert not (old.path == path(500) and old.score > 0.99)
 
     with StoreReader.open(index) as store:
-        assert store.vector_index().ntotal == store.count() == 10_000
+        assert store.vector_index().ntotal == store.catalog.count() == 10_000
     monkeypatch.undo()
 
     answered, failed, done = [], [], threading.Event()
@@ -149,7 +150,7 @@ def test_added_removed_and_re_embedded_photos_need_no_rebuild_until_the_delta_ou
     assert not failed and set(answered) == {path(10_000)}
     assert files(index, "ivf-*.base") == ["ivf-3.base"] and files(index, "ivf-*.trained") == ["ivf-1.trained"]
     with StoreReader.open(index) as store:
-        assert store.vector_index().delta.ntotal == 0 and store.count() == 11_200
+        assert store.vector_index().delta.ntotal == 0 and store.catalog.count() == 11_200
 
 
 def test_a_collection_grown_past_its_training_is_trained_again(tmp_path: Path, collection: np.ndarray,
@@ -162,7 +163,7 @@ def test_a_collection_grown_past_its_training_is_trained_again(tmp_path: Path, c
     fill(index, collection[4_000:9_000], start=4_000)  # 9,000 > 2 x 4,000: trained again, a base from that
     assert files(index, "ivf-*.trained") == ["ivf-3.trained"] and files(index, "ivf-*.base") == ["ivf-4.base"]
     with StoreWriter.open(index) as store:
-        assert check_index(store) == [] and store.meta("index_built_at") == "9000"
+        assert check_index(store) == [] and store.catalog.meta("index_built_at") == "9000"
 
 
 def test_a_killed_runs_missing_delta_is_computed_and_check_repair_rebuilds_a_lost_base(

@@ -82,9 +82,9 @@ ACROSS_CPUS = 2e-3
 def test_a_format_1_index_is_upgraded_in_place_and_nothing_is_re_embedded(cli: Cli, v1_index: tuple[Path, Path]) -> None:
     index, photos = v1_index
     with StoreReader.open(index) as store:  # read as it is, before any upgrade (a read-only mount stays like this)
-        assert store.format_version == 1
-        vectors_before = store.vectors_by_path()
-        generation = store.generation
+        assert store.catalog.format_version == 1
+        vectors_before = store.vectors.by_path()
+        generation = store.catalog.generation
     assert len(vectors_before) == 55
     before = _answers(index, photos)
     _same(before, _expected(photos), ACROSS_CPUS)
@@ -102,13 +102,13 @@ def test_a_format_1_index_is_upgraded_in_place_and_nothing_is_re_embedded(cli: C
                                "nothing was re-embedded"]
 
     with StoreReader.open(index) as store:
-        assert store.format_version == FORMAT_VERSION
-        assert store.generation == generation  # no vector changed: the FAISS file of format 1 is still the one
-        vectors_after = store.vectors_by_path()
+        assert store.catalog.format_version == FORMAT_VERSION
+        assert store.catalog.generation == generation  # no vector changed: the FAISS file of format 1 is still the one
+        vectors_after = store.vectors.by_path()
         assert store.info()["failing_files"] == 1  # the remembered failure too
-        assert store.info()["vocabulary"] == "builtin" and store.tags.tagged_files() > 0
-        contents = {row.hash for row in store.file_rows(None)}
-        assert len(store.signatures.grids(sorted(contents))) == len(contents)  # format 8's grids, decoded for it
+        assert store.info()["vocabulary"] == "builtin" and store.catalog.tags.tagged_files() > 0
+        contents = {row.hash for row in store.catalog.file_rows(None)}
+        assert len(store.catalog.signatures.grids(sorted(contents))) == len(contents)  # format 8's grids, decoded for it
     assert vectors_after.keys() == vectors_before.keys()
     # copied once into a segment file (format 7), not re-embedded: the very same numbers
     assert all(vectors_after[p].tobytes() == vectors_before[p].tobytes() for p in vectors_before)
@@ -126,8 +126,8 @@ def test_after_the_upgrade_an_id_is_never_handed_out_again(cli: Cli, v1_index: t
     """Format 1 reused the largest id once its photo left: a saved /file/ID would have shown another photo."""
     index, photos = v1_index
     with StoreReader.open(index) as store:
-        largest = max(store.file_ids())
-        gone = store.indexed_file(largest)
+        largest = max(store.catalog.file_ids())
+        gone = store.catalog.indexed_file(largest)
     assert gone is not None
     Path(gone.path).unlink()
     report = cli("index", photos, "--index", index, "--json").json()
@@ -136,9 +136,9 @@ def test_after_the_upgrade_an_id_is_never_handed_out_again(cli: Cli, v1_index: t
     (photos / "new-photo.png").write_bytes((photos / "new-photo.png").read_bytes() + b"\0")  # other content, same look
     assert cli("index", photos, "--index", index, "--json").json()["added"] == 1
     with StoreReader.open(index) as store:
-        new = store.file_row(str(photos / "new-photo.png"))
+        new = store.catalog.file_row(str(photos / "new-photo.png"))
         assert new is not None and new.id > largest
-        assert store.indexed_file(largest) is None
+        assert store.catalog.indexed_file(largest) is None
 
 
 def test_an_upgrade_that_fails_half_way_leaves_the_index_as_it_was(v1_index: tuple[Path, Path],
@@ -154,10 +154,10 @@ def test_an_upgrade_that_fails_half_way_leaves_the_index_as_it_was(v1_index: tup
     with pytest.raises(OSError):
         StoreWriter.open(index)
     with StoreReader.open(index) as store:
-        assert store.format_version == 1 and store.count() == 55
+        assert store.catalog.format_version == 1 and store.catalog.count() == 55
     monkeypatch.undo()
     with StoreWriter.open(index) as store:  # the lock was let go; with room again, the upgrade goes through
-        assert store.upgraded_from == 1 and store.format_version == FORMAT_VERSION and store.count() == 55
+        assert store.upgraded_from == 1 and store.catalog.format_version == FORMAT_VERSION and store.catalog.count() == 55
 
 
 def test_an_index_newer_than_this_code_is_refused_in_one_line(cli: Cli, v1_index: tuple[Path, Path]) -> None:
@@ -185,7 +185,7 @@ def test_a_move_to_segment_files_that_fails_half_way_leaves_the_vectors_in_the_c
     that (a full disk at the commit) leaves format 1 whole, and the next upgrade removes the stray file."""
     index, _ = v1_index
     with StoreReader.open(index) as store:
-        before = store.vectors_by_path()
+        before = store.vectors.by_path()
     at = 6 - migrations.FIRST  # the step from format 6 to 7
     real = migrations.STEPS[at]
 
@@ -199,13 +199,13 @@ def test_a_move_to_segment_files_that_fails_half_way_leaves_the_vectors_in_the_c
     with pytest.raises(OSError):
         StoreWriter.open(index)
     with StoreReader.open(index) as store:
-        assert store.format_version == 1
-        assert all(np.array_equal(v, before[p]) for p, v in store.vectors_by_path().items())
+        assert store.catalog.format_version == 1
+        assert all(np.array_equal(v, before[p]) for p, v in store.vectors.by_path().items())
     monkeypatch.undo()
     (index / "segments" / "000007.seg").write_bytes(b"left by a killed upgrade")
     with StoreWriter.open(index) as store:
-        assert store.format_version == FORMAT_VERSION and store.count() == 55
-        after = store.vectors_by_path()
+        assert store.catalog.format_version == FORMAT_VERSION and store.catalog.count() == 55
+        after = store.vectors.by_path()
     assert sorted(p.name for p in (index / "segments").iterdir()) == ["000008.seg", "000008.sum"]  # a fresh id
     assert all(np.array_equal(after[p], v) for p, v in before.items())
 
@@ -217,8 +217,8 @@ def test_videos_join_an_upgraded_index_and_its_photos_are_not_re_embedded(cli: C
 
     index, photos = v1_index
     with StoreReader.open(index) as store:
-        vectors_before = store.vectors_by_path()
-        assert not store.moments.available and store.moments.count() == 0  # an old catalog reads as having none
+        vectors_before = store.vectors.by_path()
+        assert not store.catalog.moments.available and store.catalog.moments.count() == 0  # an old catalog reads as having none
     upgrade = cli("index", photos, "--index", index, "--json").json()
     assert upgrade["added"] == 0 and upgrade["model_seconds"] == 0
     conn = sqlite3.connect(index / "catalog.sqlite")
@@ -230,8 +230,8 @@ def test_videos_join_an_upgraded_index_and_its_photos_are_not_re_embedded(cli: C
     report = cli("index", photos, "--index", index, "--json").json()
     assert (report["added"], report["unchanged"], report["failed"]) == (1, 55, [])
     with StoreReader.open(index) as store:
-        assert store.format_version == FORMAT_VERSION and store.moments.count() >= 3
-        vectors_after = store.vectors_by_path()
+        assert store.catalog.format_version == FORMAT_VERSION and store.catalog.moments.count() >= 3
+        vectors_after = store.vectors.by_path()
     assert all(vectors_after[p].tobytes() == vectors_before[p].tobytes() for p in vectors_before)
     with Searcher(index, device="cpu") as searcher:
         hits = searcher.answer(Query((Term.text("a red star"),), k=5))

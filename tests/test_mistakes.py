@@ -316,7 +316,7 @@ def test_a_damaged_catalog_is_checked_salvaged_and_never_reported_whole(cli: Cli
         seen = cli("check")
         # SQLite's verdict ("database disk image is malformed", "Fragmentation of N bytes ...") depends on the cut
         assert seen.exit_code == 1 and "problem: catalog database: " in seen.stdout, (kept, seen.stdout)
-        assert "'check --repair' would save what can be read: saved" in seen.stdout, kept
+        assert "'check --repair' would save what can be read: kept" in seen.stdout, kept
         searched = cli("search", "a red star", "-k", "54")
         if searched.exit_code != 0:  # the damage may lie where this search does not read
             one_line(searched.stderr, "'clipsearch check' says what can be saved")
@@ -326,7 +326,7 @@ def test_a_damaged_catalog_is_checked_salvaged_and_never_reported_whole(cli: Cli
 
     repaired = cli("check", "--repair", "--json")
     assert repaired.exit_code == 1  # not a success: something was lost, and it says what
-    assert "saved" in repaired.json()["lost"] and repaired.json()["ok"] is False  # type: ignore[index]
+    assert "kept" in repaired.json()["lost"] and repaired.json()["ok"] is False  # type: ignore[index]
     assert catalog.read_bytes() != original[: len(original) // 3]
     assert [p.name for p in index_dir.glob("catalog.sqlite.damaged-*")]  # the damaged file is kept, not deleted
     assert cli("check", "--json").json()["ok"] is True  # type: ignore[index]
@@ -456,7 +456,7 @@ def test_the_watch_command_ignores_its_index_hidden_and_excluded_folders(cli: Cl
         said = interrupt(proc)
     assert "Traceback" not in said
     with StoreReader.open(index) as store:
-        names = sorted(Path(p).name for p in store.paths(store.file_ids()).values())
+        names = sorted(Path(p).name for p in store.catalog.paths(store.catalog.file_ids()).values())
     assert names == ["one.jpg", "three.jpg", "two.jpg"]
 
 

@@ -49,7 +49,7 @@ def test_walk_skips_hidden_non_images_and_link_hazards(cli: Cli, photos: imagege
                                                         index_dir: Path) -> None:
     index_json(cli, photos.root, "--model", model_spec)
     store = StoreReader.open(index_dir)
-    indexed = set(store.paths(store.ids_under(str(photos.root))).values())
+    indexed = set(store.catalog.paths(store.catalog.ids_under(str(photos.root))).values())
     assert indexed == {str(p) for p in photos.good}
     assert not any("/loop/" in p for p in indexed)
 
@@ -100,9 +100,10 @@ def test_modify_delete_rename_copy(cli: Cli, photos: imagegen.PhotoFolder, model
     old = tmp_path / "old_a.jpg"
     imagegen.photo(100).save(old, quality=90)  # the original content of a.jpg (seed 100)
     searcher = Searcher(index_dir)
-    stored = searcher.store.embedding_of(str(root / "a.jpg"))
-    assert cosine(stored, searcher.embed_image(str(root / "a.jpg"))) >= 0.999
-    assert cosine(stored, searcher.embed_image(str(old))) < cosine(stored, searcher.embed_image(str(root / "a.jpg")))
+    stored = searcher.store.vectors.of_path(str(root / "a.jpg"))
+    embed = searcher.query_model.embed_image
+    assert cosine(stored, embed(str(root / "a.jpg"))) >= 0.999
+    assert cosine(stored, embed(str(old))) < cosine(stored, embed(str(root / "a.jpg")))
 
     everything = search_json(cli, "--image", str(root / "e_moved.bmp"), "-k", "100")
     paths = [h["path"] for h in everything]
@@ -146,7 +147,7 @@ def test_exif_rotated_photo_embeds_like_its_rotated_twin(cli: Cli, tmp_path: Pat
     assert hits[0]["score"] > hits[1]["score"]
 
     with StoreReader.open(index_dir) as store:
-        sizes = {name: store.file_row(str(folder / name)) for name in ("tagged.jpg", "raw_unrotated.jpg")}
+        sizes = {name: store.catalog.file_row(str(folder / name)) for name in ("tagged.jpg", "raw_unrotated.jpg")}
     assert (sizes["tagged.jpg"].width, sizes["tagged.jpg"].height) == (240, 400)  # displayed size, after orientation
     assert (sizes["raw_unrotated.jpg"].width, sizes["raw_unrotated.jpg"].height) == (400, 240)
 

@@ -71,13 +71,13 @@ def index(folder: Path, index_dir: Path, *extra: object, model: str) -> dict:
 def catalog(index_dir: Path) -> tuple[dict[str, tuple], dict[str, str], dict[str, np.ndarray]]:
     """Each file's row (less its id), each failure's error, each file's vector: what two engines must agree on."""
     with StoreReader.open(index_dir) as store:
-        vectors = store.vectors_by_path()
+        vectors = store.vectors.by_path()
         rows = {}
         for path in vectors:
-            f = store.file_row(path)
+            f = store.catalog.file_row(path)
             assert f is not None
             rows[path] = (f.size, f.mtime_ns, f.hash, f.width, f.height)
-        failures = {f["path"]: f["error"] for f in store.failures()}
+        failures = {f["path"]: f["error"] for f in store.catalog.failures()}
     return rows, failures, vectors
 
 
@@ -112,6 +112,19 @@ def test_the_ray_engine_builds_the_local_engines_index_and_then_embeds_only_what
     assert again["unchanged"] == len(folder.good) + 1 - 3
 
 
+def test_gpus_per_replica_on_a_cluster_without_a_gpu_is_refused_in_one_line(
+        tmp_path: Path, model_spec: str, ray_address: str) -> None:
+    """``--gpus-per-replica`` (``RayOptions.gpus_per_replica``: one name) is checked against the cluster; the run
+    lets the cluster go and says why in one line."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    imagegen.photo(8200).save(folder / "a.jpg", quality=90)
+    done = run_cli("index", folder, "--model", model_spec, "--engine", "ray", "--address", ray_address,
+                   "--gpus-per-replica", "1", env=cli_env(tmp_path / "index"), timeout=300)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "--gpus-per-replica 1: the Ray cluster has no GPU" in done.stderr
+
+
 def test_a_model_worker_killed_mid_run_is_replaced_and_the_run_indexes_every_file(
         many_photos: Path, index_dir: Path, ray_address: str) -> None:
     proc = start_cli("index", many_photos, "--model", SLOW_MODEL, "--engine", "ray", "--address", ray_address,
@@ -142,15 +155,15 @@ def test_a_killed_driver_loses_nothing_committed_and_a_second_writer_is_refused(
     proc.kill()
     proc.wait()
     with StoreReader.open(index_dir) as store:  # it opens; what was committed is there
-        committed = store.vectors_by_path()
+        committed = store.vectors.by_path()
     total = len(list(many_photos.iterdir()))
     assert 16 <= len(committed) < total
 
     resumed = index(many_photos, index_dir, "--engine", "ray", "--address", ray_address, model="demo")
     assert resumed["added"] == total - len(committed)  # nothing committed was embedded again
     with StoreReader.open(index_dir) as store:
-        assert store.count() == total
-        now = store.vectors_by_path()
+        assert store.catalog.count() == total
+        now = store.vectors.by_path()
     for path, vector in committed.items():
         assert np.array_equal(now[path], vector)
 
@@ -196,22 +209,22 @@ def test_a_file_whose_hash_prefix_matches_a_stored_content_is_still_embedded(
     expected = catalog(tmp_path / "first")[2]
 
     forged = {file_content_hash(folder / "1.jpg")[:8]}  # "stored", as far as the decode tasks can tell
-    from clipsearch.store import StoreWriter
+    from clipsearch.store.catalog import Catalog
     from indexer.pipeline import DecodeEmbed
 
-    real, local_run, done_here = StoreWriter.content_prefixes, DecodeEmbed.run, []
+    real, local_run, done_here = Catalog.content_prefixes, DecodeEmbed.run, []
 
     def recorded(self: DecodeEmbed, tasks: list) -> Iterator:
         done_here.extend(Path(task.path).name for task in tasks)
         return local_run(self, tasks)
 
     try:
-        StoreWriter.content_prefixes = lambda self: b"".join(forged) + real(self)  # type: ignore[method-assign]
+        Catalog.content_prefixes = lambda self: b"".join(forged) + real(self)  # type: ignore[method-assign]
         DecodeEmbed.run = recorded  # type: ignore[method-assign]
         report, _ = index_folder(folder, tmp_path / "ray", encoder,
                                  Options(engine="ray", ray=RayOptions(address=ray_address)))
     finally:
-        StoreWriter.content_prefixes, DecodeEmbed.run = real, local_run  # type: ignore[method-assign]
+        Catalog.content_prefixes, DecodeEmbed.run = real, local_run  # type: ignore[method-assign]
     assert done_here == ["1.jpg"]  # only the misjudged file was done in the driver
     assert report.added == 3 and report.failed == []
     vectors = catalog(tmp_path / "ray")[2]

@@ -93,7 +93,7 @@ def test_one_bad_file_in_a_batch_costs_only_that_file(cli: Cli, tmp_path: Path, 
 
 @pytest.mark.parametrize("size_hint", [None, 0, 99, 100, 101, 10_000])
 def test_a_file_is_read_whole_whatever_size_the_walk_saw(tmp_path: Path, size_hint: int | None) -> None:
-    from indexer.cpu_decode import read_file
+    from indexer.file_bytes import read_file
 
     path = tmp_path / "f.jpg"
     data = bytes(range(100))
@@ -102,13 +102,13 @@ def test_a_file_is_read_whole_whatever_size_the_walk_saw(tmp_path: Path, size_hi
 
 
 def test_reading_stops_just_past_the_size_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from indexer import cpu_decode
+    from indexer import file_bytes
 
     path = tmp_path / "huge.jpg"
     path.write_bytes(b"x" * 100)
-    monkeypatch.setattr(cpu_decode, "MAX_FILE_BYTES", 10)
-    assert len(cpu_decode.read_file(str(path), 100)) == 11
-    assert len(cpu_decode.read_file(str(path), 5)) == 11  # the file grew past the limit since the walk
+    monkeypatch.setattr(file_bytes, "MAX_FILE_BYTES", 10)
+    assert len(file_bytes.read_file(str(path), 100)) == 11
+    assert len(file_bytes.read_file(str(path), 5)) == 11  # the file grew past the limit since the walk
 
 
 def test_a_jpeg_goes_to_the_decoder_in_one_call_with_the_same_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -178,9 +178,9 @@ def test_threads_read_ahead_but_decode_no_more_than_the_workers_at_once(tmp_path
     from clipsearch.encoders import load_encoder
     from indexer.concurrency import bounded_map
     from indexer.decoders import ThreadDecoder
+    from indexer.engine import Contents
     from indexer.items import Decoded, Task
-    from indexer.plan import Contents
-    from indexer.reader import Reader, reader_threads
+    from indexer.route import Router, reader_threads
 
     encoder = load_encoder(model_spec, device="cpu", precision="fp32")
     tasks = []
@@ -203,9 +203,9 @@ def test_threads_read_ahead_but_decode_no_more_than_the_workers_at_once(tmp_path
     staged = encoder.staged_transform
     transform = staged.to_uint8 if staged else encoder.image_transform
     threads = ThreadDecoder(counted, encoder.image_size, images.DEFAULT_MAX_PIXELS, slots=2)
-    reader = Reader(lambda: encoder, Contents(), lambda: threads)
+    reader = Router(lambda: encoder, Contents(), lambda: threads)
     assert reader_threads(2) == 4
-    loaded = [item for items in bounded_map(reader.read_many, tasks, reader_threads(2), 64) for item in items]
+    loaded = [item for items in bounded_map(reader.route_and_decode, tasks, reader_threads(2), 64) for item in items]
     assert len(loaded) == 12 and all(isinstance(item, Decoded) for item in loaded)
     assert most[0] == 2
 

@@ -49,7 +49,7 @@ def committed_count(index_dir: Path) -> int:
 
     try:
         with StoreReader.open(index_dir) as store:
-            return store.count()
+            return store.catalog.count()
     except UserError:
         return 0
 
@@ -78,7 +78,7 @@ def test_sigkill_at_random_moments_loses_nothing_committed(cli: Cli, many_photos
         if not (index_dir / "catalog.sqlite").exists():
             continue
         store = StoreReader.open(index_dir)
-        count = store.count()
+        count = store.catalog.count()
         assert count >= committed  # committed work is never lost
         committed = count
         with store.snapshot():
@@ -105,7 +105,7 @@ def test_searches_during_a_run_see_only_committed_states(many_photos: Path, inde
     assert first.wait(timeout=300) == 0, first.stderr.read() if first.stderr else ""
 
     searcher = Searcher(index_dir)
-    query = searcher.embed_text("a photo")
+    query = searcher.query_model.embed_text("a photo")
     go = tmp_path / "go"
     proc = start_index(index_dir, many_photos, hold=f"16:{go}")  # held part-way: a middle state is seen for sure
     sizes, errors = [], []
@@ -194,7 +194,7 @@ def test_watch_follows_changes_within_seconds(cli: Cli, tmp_path: Path, model_sp
     def indexed() -> set[str]:
         store = StoreReader.open(index_dir)
         try:
-            return set(store.paths(store.ids_under(str(folder))).values())
+            return set(store.catalog.paths(store.catalog.ids_under(str(folder))).values())
         finally:
             store.close()
 
@@ -203,7 +203,7 @@ def test_watch_follows_changes_within_seconds(cli: Cli, tmp_path: Path, model_sp
 
     def re_embedded() -> bool:
         with StoreReader.open(index_dir) as store:
-            row = store.file_row(str(folder / "album" / "two.jpg"))
+            row = store.catalog.file_row(str(folder / "album" / "two.jpg"))
         return row is not None and row.hash == file_content_hash(folder / "album" / "two.jpg")
 
     try:
@@ -310,7 +310,7 @@ def test_ctrl_c_on_the_terminal_commits_and_stops_the_run_and_its_workers(many_p
     report = json.loads(out)
     assert report["interrupted"] is True and report["added"] >= committed
     store = StoreReader.open(index_dir)
-    assert store.count() == report["added"]  # what it reports is what it committed
+    assert store.catalog.count() == report["added"]  # what it reports is what it committed
     store.close()
     # the pool's workers are joined before the run exits; the fork server and resource tracker notice the run's end
     # by their pipe closing, a moment later
@@ -334,6 +334,6 @@ def test_sigterm_commits_what_is_done_writes_the_index_and_logs_the_run(cli: Cli
     logged = json.loads((index_dir / "runs.log").read_text().splitlines()[-1])
     assert logged["terminated"] is True and logged["added"] == report["added"]
     with StoreReader.open(index_dir) as store:
-        assert store.count() == report["added"] >= 16
-        assert (index_dir / f"vectors-{store.generation}.faiss").is_file()  # written for the last commit
+        assert store.catalog.count() == report["added"] >= 16
+        assert (index_dir / f"vectors-{store.catalog.generation}.faiss").is_file()  # written for the last commit
     assert cli("check", "--json").json()["ok"] is True

@@ -32,7 +32,7 @@ def record(i: int) -> FileRecord:
 
 def fill(index: Path, data: np.ndarray, start: int = 0) -> None:
     with StoreWriter.open(index) as store:
-        if store.model is None:
+        if store.catalog.model is None:
             store.bind_model(ModelRecord("synthetic", "{}", DIM))
         store.begin_run([])
         for i, vector in enumerate(data, start=start):
@@ -42,7 +42,7 @@ def fill(index: Path, data: np.ndarray, start: int = 0) -> None:
 
 def stored(index: Path) -> dict[int, np.ndarray]:
     with StoreReader.open(index) as store:
-        return {int(Path(p).stem): v for p, v in store.vectors_by_path().items()}
+        return {int(Path(p).stem): v for p, v in store.vectors.by_path().items()}
 
 
 KILLED_WRITER = """
@@ -86,9 +86,9 @@ def test_a_writer_killed_between_segment_write_and_catalog_commit_loses_nothing_
     data = np.random.default_rng(7).normal(size=(first + 25, DIM)).astype("float32")
 
     with StoreWriter.open(index) as store:  # the next writer: cut to what the catalog holds
-        assert store.damaged_vectors() == []
-        assert store.count() == first
-        kept = {int(Path(p).stem): v for p, v in store.vectors_by_path().items()}
+        assert store.vectors.damaged() == []
+        assert store.catalog.count() == first
+        kept = {int(Path(p).stem): v for p, v in store.vectors.by_path().items()}
     if first:
         assert path.stat().st_size == HEADER + first * DIM * 4
     else:
@@ -115,10 +115,10 @@ def test_compaction_keeps_every_live_vector_and_reclaims_the_rest(tmp_path: Path
     with StoreWriter.open(index) as store:
         store.begin_run([])
         for i in keep:
-            store.mark_seen(store.file_row(record(i).path).id)  # type: ignore[union-attr]
+            store.mark_seen(store.catalog.file_row(record(i).path).id)  # type: ignore[union-attr]
         assert len(store.sweep("/synthetic")) == 350 - len(keep)
         store.finish({})
-        assert store.info()["vector_rows_to_reclaim"] == 0
+        assert store.vectors.unreferenced_rows() == 0
     files = sorted(p.name for p in (index / "segments").glob("*.seg"))
     assert not (index / "segments" / "000001.sum").exists()
     assert "000001.seg" not in files and "000004.seg" in files  # the mostly dead ones rewritten, the live one kept
@@ -129,9 +129,9 @@ def test_compaction_keeps_every_live_vector_and_reclaims_the_rest(tmp_path: Path
     assert all(np.array_equal(after[i], data[i]) for i in keep)  # the same numbers, moved
     with StoreWriter.open(index) as store:
         assert check_index(store) == []
-        hits = store.build_vector_index().search(data[[3, 330]], 1)[1]  # the FAISS file did not need a rebuild
+        hits = store.index_files.build().search(data[[3, 330]], 1)[1]  # the FAISS file did not need a rebuild
     with StoreReader.open(index) as store:
-        ids = {Path(p).stem: i for i, p in store.paths(store.file_ids()).items()}
+        ids = {Path(p).stem: i for i, p in store.catalog.paths(store.catalog.file_ids()).items()}
     assert hits[:, 0].tolist() == [ids["000003"], ids["000330"]]
 
 
@@ -186,12 +186,12 @@ def test_a_collection_that_becomes_large_during_a_run_goes_on_in_float16(tmp_pat
             if i % 100 == 99:
                 store.commit()
         store.commit()
-        kept = {int(Path(p).stem): v for p, v in store.vectors_by_path().items()}
+        kept = {int(Path(p).stem): v for p, v in store.vectors.by_path().items()}
         # float32 until the commit at 300 (the type needs 256 to train), float16 after
         assert all(np.array_equal(kept[i], data[i]) for i in range(300))
         assert all(np.array_equal(kept[i], data[i].astype("float16").astype("float32")) for i in range(300, 350))
         store.finish({})
-        assert store.meta("index_built_as") == "IVF16_HNSW32,PQ4"
+        assert store.catalog.meta("index_built_as") == "IVF16_HNSW32,PQ4"
     after = stored(index)
     assert all(np.array_equal(after[i], data[i].astype("float16").astype("float32")) for i in range(350))
     files = list((index / "segments").glob("*.seg"))

@@ -45,10 +45,37 @@ def test_decode_and_embed_run_on_a_list_of_files_with_no_index(tmp_path: Path, m
             np.testing.assert_allclose(outcome.vector, stored[name], atol=1e-5)
 
 
+def test_the_run_sees_either_engine_only_through_the_engine_protocol() -> None:
+    """``IndexRun`` holds one ``Engine``: both engines answer every member of the protocol, the local one lends
+    nothing after the decoding, and the run asks its engine for nothing else (no reaching inside)."""
+    import ast
+
+    from indexer.engine import Engine
+    from indexer.options import Options
+    from indexer.pipeline import DecodeEmbed
+    from indexer.ray_engine import RayDecodeEmbed
+
+    members = {name for name in vars(Engine) if not name.startswith("_")}
+    assert {"run", "close", "release", "encoder", "encoder_if_made", "model_seconds", "gpu_decoded", "notes",
+            "shard_runner", "faces_runner"} <= members
+    local = DecodeEmbed(lambda: None)  # type: ignore[arg-type, return-value]
+    on_ray = RayDecodeEmbed(lambda: None, Options(engine="ray"), local.contents, bytes, [])  # type: ignore[arg-type]
+    for engine in (local, on_ray):
+        assert {name for name in members if not hasattr(engine, name)} == set(), type(engine).__name__
+    assert (local.shard_runner(), local.faces_runner(), local.encoder_if_made(), local.gpu_decoded) == (None,) * 4
+    local.close()
+    local.release()
+
+    tree = ast.parse((ROOT / "indexer" / "run.py").read_text())
+    asked = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+             and isinstance(node.value, ast.Attribute) and node.value.attr == "engine"}
+    assert asked and asked <= members
+
+
 def test_one_rule_says_whether_a_content_needs_the_model() -> None:
     from clipsearch.store import IndexedFile
+    from indexer.engine import Contents
     from indexer.items import Reused, Task
-    from indexer.plan import Contents
     from indexer.walk import Found
 
     committed = {b"c" * 16, b"o" * 16}

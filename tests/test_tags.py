@@ -33,8 +33,8 @@ def library(tmp_path: Path) -> tuple[Path, Path]:
 
 def tags_by_name(index: Path) -> dict[str, set[str]]:
     with StoreReader.open(index) as store:
-        paths = store.paths(store.file_ids())
-        tagged = store.tags.of_ids(paths)
+        paths = store.catalog.paths(store.catalog.file_ids())
+        tagged = store.catalog.tags.of_ids(paths)
     return {Path(path).name: {tag for tag, _ in tagged.get(file_id, [])} for file_id, path in paths.items()}
 
 
@@ -89,7 +89,7 @@ def test_tags_follow_adds_deletes_renames_and_reindex(cli: Cli, index_dir: Path,
     assert "red star" in after["red-star-0.jpg"] and "green-square-0.jpg" not in after
     assert after["renamed-pink-cross.png"] == before["pink-cross-1.png"]
     with StoreReader.open(index_dir) as store:  # tags of a content that left are gone with it
-        assert store.tags.counts() == sorted(_counted(after).items(), key=lambda kv: (-kv[1], kv[0]))
+        assert store.catalog.tags.counts() == sorted(_counted(after).items(), key=lambda kv: (-kv[1], kv[0]))
 
     switched = cli("index", "--reindex", "--model", model_spec, "--json").json()  # random weights: tags change
     assert switched["tagged"] == len(after)  # type: ignore[index]
@@ -151,7 +151,7 @@ def test_a_run_stopped_while_tagging_keeps_what_it_tagged(cli: Cli, index_dir: P
     report = IndexJob(index_dir, vocabulary=str(vocabulary), quiet=True).run()
     assert report.interrupted and report.tagged == 32  # two blocks of 16 committed
     with StoreReader.open(index_dir) as store:
-        assert len(store.tags.of_ids(store.file_ids())) <= 32
+        assert len(store.catalog.tags.of_ids(store.catalog.file_ids())) <= 32
     monkeypatch.setattr(StoreWriter, "put_tags", put_tags)
     rest = cli("index", "--json").json()
     assert rest["tagged"] == 2 * len(VOCABULARY) - 32 and rest["added"] == 0  # type: ignore[index]

@@ -24,7 +24,7 @@ def clustered(n: int, seed: int, clusters: int = 100) -> np.ndarray:
 
 def fill(index_dir: Path, data: np.ndarray, start: int = 0, index_type: str | None = None) -> None:
     with StoreWriter.open(index_dir) as store:
-        if store.model is None:
+        if store.catalog.model is None:
             store.bind_model(ModelRecord("synthetic", "{}", DIM))
         if index_type:
             store.set_index_type(index_type)
@@ -80,10 +80,10 @@ def test_index_type_switches_and_retrains_as_the_collection_grows(tmp_path: Path
     assert info["index_type"] == "IVF128,Flat"  # 4 sqrt(n) lists, at most n/39
     fill(idx, data[8_000:9_000], start=8_000)  # small growth: patched, not retrained
     with StoreReader.open(idx) as store:
-        assert store.meta("index_built_at") == "8000"
+        assert store.catalog.meta("index_built_at") == "8000"
     fill(idx, data[9_000:], start=9_000)  # past 4x the training size: retrained with more lists
     with StoreReader.open(idx) as store:
-        assert store.meta("index_built_at") == "40000"
+        assert store.catalog.meta("index_built_at") == "40000"
         assert store.info()["index_type"] == "IVF1024,Flat"
     assert recall_at_10(idx, data, clustered(100, seed=4)) >= 0.95
     with StoreWriter.open(idx) as store:

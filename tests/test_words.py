@@ -217,7 +217,7 @@ def test_an_index_from_before_words_gets_them_with_nothing_re_embedded(cli: Cli,
         conn.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (str(WORDS_FROM - 1),))
     conn.close()
     with StoreReader.open(index_dir) as store:
-        before, generation = store.vectors_by_path(), store.generation
+        before, generation = store.vectors.by_path(), store.catalog.generation
         assert search_json(cli, "--text", "acme") == []  # a reader of the old format: no words, no error
     report = cli("index", "--json").json()
     assert report["notes"] == [f"the index was upgraded in place from format {WORDS_FROM - 1} to "  # type: ignore
@@ -225,8 +225,8 @@ def test_an_index_from_before_words_gets_them_with_nothing_re_embedded(cli: Cli,
     assert report["model_seconds"] == 0 and report["unchanged"] == 6  # type: ignore[index]
     assert report["words"] == {"named": 6, "read": 6, "with_text": 3, "failed": 0}  # type: ignore[index]
     with StoreReader.open(index_dir) as store:
-        after = store.vectors_by_path()
-        assert store.generation == generation and store.format_version == FORMAT_VERSION
+        after = store.vectors.by_path()
+        assert store.catalog.generation == generation and store.catalog.format_version == FORMAT_VERSION
     assert after.keys() == before.keys() and all(after[p].tobytes() == before[p].tobytes() for p in before)
     assert by_name(search_json(cli, "--text", "acme")) == ["sign.jpg"]
 

@@ -23,17 +23,17 @@ def check(directory: Path, repair: bool = False) -> CheckResult:
     if not index_exists(directory):
         raise UserError(f"no index at {directory}")
     lost, salvaged = None, None
-    salvaged_away: list[str] = []  # the files a salvage left out: the next run finds them again
+    salvaged_away: list[str] = []  # the files a salvage left out, as the user knows them
+    reembeds = 0  # how many of the files left out the next run embeds again (their vectors lost)
     if (damaged := remains.damage(directory)) is not None:
         found = salvage.repair(directory) if repair else salvage.inspect(directory)
         if not repair:
-            problems = [f"catalog database: {damaged}", f"'check --repair' would save what can be read: "
-                        f"{found.summary()}"]
-            return CheckResult(problems, problems, repaired=False,
-                               lost_paths=found.left_out)
-        salvaged_away = found.left_out
-        lost = f"catalog database was damaged ({damaged}); {found.summary()}" if found.lost_anything else None
-        salvaged = None if found.lost_anything else f"catalog database was damaged ({damaged}); {found.summary()}"
+            problems = [f"catalog database: {damaged}", f"'check --repair' would save what can be read: {found.story()}"]
+            return CheckResult(problems, problems, repaired=False, lost_paths=found.left_out,
+                               reembeds=len(found.without_vector))
+        salvaged_away, reembeds = found.left_out, len(found.without_vector)
+        told = f"catalog database was damaged ({damaged}); {found.story()}"
+        lost, salvaged = (told, None) if found.lost_anything else (None, told)
     try:
         store: StoreReader | StoreWriter = StoreWriter.open(directory)  # no run halfway through meanwhile
     except ReadOnlyIndex:
@@ -52,4 +52,5 @@ def check(directory: Path, repair: bool = False) -> CheckResult:
     problems = ([f"catalog database: {damaged}"] if damaged is not None else []) + found_now.problems
     lost_paths = found_now.lost_paths + salvaged_away
     return CheckResult(problems, remaining, repaired=bool(repair and problems), lost=lost, lost_paths=lost_paths,
-                       notes=([salvaged] if salvaged else []) + found_now.notes)
+                       notes=([salvaged] if salvaged else []) + found_now.notes,
+                       reembeds=reembeds + len(found_now.lost_paths))

@@ -138,14 +138,14 @@ class Index:
         from clipsearch import browser_images, video
 
         store = self.searcher.store
-        row = store.indexed_file(file_id)
+        row = store.catalog.indexed_file(file_id)
         if row is None:
             raise NoSuchPhoto(f"no photo with id {file_id} in the index")
         os.close(open_indexed(row.path, row.size, row.mtime_ns))  # what lies at the path now is the indexed file,
         # even for a thumbnail made before: a deleted or replaced photo's is not shown from the cache
         if video.is_video(row.path):
             if t is None:
-                t = min(store.moments.times([row.id]).get(row.id, {0: 0.0}).values())
+                t = min(store.catalog.moments.times([row.id]).get(row.id, {0: 0.0}).values())
             key = hashlib.sha256(row.hash + f"@{t:.3f}".encode()).digest()[:16]
             cached = store.thumbnails.get(key)
             if cached is None:
@@ -164,14 +164,14 @@ class Index:
         """An indexed photo's words: ``text`` read in its picture (None: not read) and ``boxes``, each line with its
         four corners in 0..1 of the picture's width and height; ``carried`` (keywords, captions) and ``names``."""
         store = self.searcher.store
-        if store.indexed_file(file_id) is None:
+        if store.catalog.indexed_file(file_id) is None:
             raise NoSuchPhoto(f"no photo with id {file_id} in the index")
-        return store.words.of_id(file_id)
+        return store.catalog.words.of_id(file_id)
 
     def tags(self) -> list[TagCount]:
         """Every tag the index gave, with its count of photos, most common first."""
         with self._reader() as store:
-            return [TagCount(tag, count) for tag, count in store.tags.counts()]
+            return [TagCount(tag, count) for tag, count in store.catalog.tags.counts()]
 
     # -- people (``clipsearch.app.people``): found by ``update`` with faces="on" ----------------------------------
     def people(self) -> People:
@@ -190,8 +190,8 @@ class Index:
         from clipsearch.faces import detect
 
         store = self.searcher.store
-        found = store.faces.box_of(face_id)
-        row = store.indexed_file(found[0]) if found is not None else None
+        found = store.catalog.faces.box_of(face_id)
+        row = store.catalog.indexed_file(found[0]) if found is not None else None
         if found is None or row is None:
             raise NoSuchPhoto(f"no face with id {face_id} in the index")
         return detect.crop(read_indexed(row.path, row.size, row.mtime_ns), found[1])
@@ -226,8 +226,8 @@ class Index:
         from search.keeper import describe, ranking
 
         with self._reader(separate) as store:
-            folder = folder_in_index(within, store.roots()) if within else None
-            key = (store.generation, similar, folder)
+            folder = folder_in_index(within, store.catalog.roots()) if within else None
+            key = (store.catalog.generation, similar, folder)
             if self._duplicates is not None and self._duplicates[0] == key:
                 return self._duplicates[1]
             collection = dup.Collection.of(store)  # the folder narrows what is listed, never what is judged
@@ -246,7 +246,7 @@ class Index:
     def failures(self) -> list[Failure]:
         """The files that could not be indexed, and why (retried once they change)."""
         with self._reader() as store:
-            return [Failure(**row) for row in store.failures()]
+            return [Failure(**row) for row in store.catalog.failures()]
 
     # -- writing ------------------------------------------------------------------------------------------------
     def update(self, folders: Sequence[str | os.PathLike[str]] = (), *, model: str | None = None,

@@ -34,7 +34,7 @@ class People:
 
 
 def listing(store: StoreReader) -> People:
-    table = store.faces
+    table = store.catalog.faces
     people = table.people.listing()
     grouped = sum(p.faces for p in people)
     found = table.counts()["faces"]
@@ -42,8 +42,8 @@ def listing(store: StoreReader) -> People:
 
 
 def faces_of(store: StoreReader, person: str) -> tuple[int, list[dict[str, Any]]]:
-    (found,) = store.faces.people.resolve([person])
-    return found, store.faces.people.faces_of(found)
+    (found,) = store.catalog.faces.people.resolve([person])
+    return found, store.catalog.faces.people.faces_of(found)
 
 
 def _decide(directory: Path, action: Callable[[StoreWriter], T]) -> T:
@@ -60,15 +60,15 @@ def _decide(directory: Path, action: Callable[[StoreWriter], T]) -> T:
 
 def name(directory: Path, person: str, new_name: str) -> dict[str, Any]:
     def act(store: StoreWriter) -> dict[str, Any]:
-        (found,) = store.faces.people.resolve([person])
-        return {"person": found, "name": store.faces.people.name(found, new_name)}
+        (found,) = store.catalog.faces.people.resolve([person])
+        return {"person": found, "name": store.catalog.faces.people.name(found, new_name)}
 
     return _decide(directory, act)
 
 
 def merge(directory: Path, into: str, others: Sequence[str]) -> dict[str, Any]:
     def act(store: StoreWriter) -> dict[str, Any]:
-        people = store.faces.people
+        people = store.catalog.faces.people
         target, *rest = people.resolve([into, *others])
         dropped = people.merge(target, rest)
         return {"person": target, "merged": sorted(set(rest) - {target}), "names_dropped": dropped}
@@ -78,16 +78,21 @@ def merge(directory: Path, into: str, others: Sequence[str]) -> dict[str, Any]:
 
 def split(directory: Path, person: str, faces: Sequence[int]) -> dict[str, Any]:
     def act(store: StoreWriter) -> dict[str, Any]:
-        (found,) = store.faces.people.resolve([person])
-        return {"person": found, "new_person": store.faces.people.split(found, faces), "faces": sorted(set(faces))}
+        (found,) = store.catalog.faces.people.resolve([person])
+        return {"person": found, "new_person": store.catalog.faces.people.split(found, faces), "faces": sorted(set(faces))}
 
     return _decide(directory, act)
 
 
 def remove(directory: Path, person: str, faces: Sequence[int], not_a_face: bool = False) -> dict[str, Any]:
     def act(store: StoreWriter) -> dict[str, Any]:
-        (found,) = store.faces.people.resolve([person])
-        store.faces.people.remove(found, faces, not_a_face)
+        (found,) = store.catalog.faces.people.resolve([person])
+        store.catalog.faces.people.remove(found, faces, not_a_face)
         return {"person": found, "removed": sorted(set(faces)), "not_a_face": not_a_face}
 
     return _decide(directory, act)
+
+
+def restore(directory: Path, faces: Sequence[int]) -> dict[str, Any]:
+    """Undo ``remove(..., not_a_face=True)``: the faces are faces again; the next run groups them."""
+    return _decide(directory, lambda store: {"restored": store.catalog.faces.people.restore(faces)})

@@ -87,10 +87,10 @@ def empty_answer_notes(searcher: Searcher, query: Query) -> list[str]:
 
     filters = query.filters
     if filters.tags:
-        known = {name.lower() for name, _ in searcher.store.tags.counts()}
+        known = {name.lower() for name, _ in searcher.store.catalog.tags.counts()}
         unknown = [t for t in filters.tags if t.lower() not in known]
         if unknown:
             return [f"no photo has the tag {unknown[0]} ('clipsearch tags' lists them)"]
     if filters.within is not None and Filters(filters.within).allowed_ids(searcher.store) == []:
-        return [f"nothing is indexed under {filters.within} (indexed folders: {', '.join(searcher.store.roots())})"]
+        return [f"nothing is indexed under {filters.within} (indexed folders: {', '.join(searcher.store.catalog.roots())})"]
     return []

@@ -98,7 +98,8 @@ class Failure:
 class CheckResult:
     """``problems``: what was found; ``remaining``: what is still wrong (after a repair, what it could not mend);
     ``lost``: what a repair of a damaged catalog could not save; ``lost_paths``: the photos a repair drops (or, for
-    a check, would drop) because their stored vector is lost or damaged: the next ``index`` run embeds them again;
+    a check, would drop), named as the user knows them: the next ``index`` run embeds again the ``reembeds`` of them whose
+    stored vector is lost or damaged and finds the others again (a damaged path), their vectors reused;
     ``notes``: what is so but is not wrong (a FAISS file an interrupted run did not write yet).
 
     A check's preview is the repair's outcome: both come from one diagnosis (``clipsearch.store.check``)."""
@@ -109,6 +110,7 @@ class CheckResult:
     lost: str | None = None
     lost_paths: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    reembeds: int = 0  # of ``lost_paths``, those the next run embeds again (their vector lost); it finds the others
 
     @property
     def ok(self) -> bool:
@@ -118,5 +120,6 @@ class CheckResult:
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "problems": self.problems, "repaired": self.repaired,
                 **({"notes": self.notes} if self.notes else {}),
-                **({"lost_photos": len(self.lost_paths), "lost_paths": self.lost_paths} if self.lost_paths else {}),
+                **({"lost_photos": len(self.lost_paths), "lost_paths": self.lost_paths, "reembeds": self.reembeds}
+                   if self.lost_paths else {}),
                 **({"lost": self.lost} if self.lost else {})}

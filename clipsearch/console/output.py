@@ -131,8 +131,13 @@ def print_check(result: CheckResult, as_json: bool) -> None:
     if result.lost_paths:
         listed = ", ".join(shown(p) for p in result.lost_paths[:5]) + (" …" if len(result.lost_paths) > 5 else "")
         verb = "dropped" if result.repaired else "'check --repair' would drop"
-        typer.echo(f"{verb} {counted(len(result.lost_paths), 'photo')} whose stored vector is lost or damaged (the next "
-                   f"index run embeds {'it' if len(result.lost_paths) == 1 else 'them'} again): {listed}")
+        many, again = len(result.lost_paths), result.reembeds
+        them = "it" if many == 1 else "them"
+        nxt = (f"its stored vector lost: the next index run embeds {them} again" if again == many else
+               f"its record's path damaged: the next index run finds {them} again, re-embedding nothing" if not again
+               else f"the next index run embeds {again} of them again (their vectors lost) and finds the others again "
+               "(their paths damaged), re-embedding nothing for them")
+        typer.echo(f"{verb} {counted(many, 'photo')} ({nxt.replace('its ', 'their ') if many > 1 else nxt}): {listed}")
     if result.lost:
         typer.echo(f"repaired with losses: {shown(result.lost)}")
     elif result.repaired:
@@ -188,6 +193,12 @@ def print_info(info: Info, as_json: bool) -> None:
         typer.echo(f"{'words:':15} text read in {words['pictures_with_text']} of {words['pictures_read']} pictures read"
                    + (f", {words['pictures_waiting']} waiting" if words["pictures_waiting"] else "")
                    + ("" if words["mode"] == "on" else f" (index --words {words['mode']})"))
+    faces = data.get("faces") or {}
+    if faces.get("setting", "off") != "off" or faces.get("faces"):
+        typer.echo(f"{'faces:':15} {counted(faces['faces'], 'face')} in {faces['faced_photos']} photos looked at, "
+                   f"{counted(faces['people'], 'person', 'people')}"
+                   + ("  (clipsearch people lists them)" if faces["people"] else "")
+                   + ("" if faces["setting"] == "on" else f" (index --faces {faces['setting']})"))
     if again := data.get("reembedding"):
         typer.echo(f"{'re-embedding:':15} with {again['model']}: {again['vectors_done']} of {again['vectors']} vectors "
                    "made, unfinished (searches use the old vectors until a run finishes it: clipsearch index)")

@@ -71,5 +71,5 @@ def removed_line(done: dict[str, Any]) -> str:
     n = len(done["removed"])
     if done.get("not_a_face"):
         return f"{counted(n, 'face')} of person {done['person']} {'is not a face' if n == 1 else 'are not faces'}: " \
-               "never grouped again"
+               f"never grouped again ('clipsearch people restore {' '.join(map(str, done['removed']))}' undoes it)"
     return f"{counted(n, 'face')} {'is' if n == 1 else 'are'} not person {done['person']} any more"

@@ -198,7 +198,7 @@ class OpenClipEncoder(Encoder):
                  precision: str, weights_id: str) -> None:
         self.spec = spec.text
         self._model = model
-        self._make_tokenizer = tokenizer  # made on first use: indexing images never needs it (0.2-0.5 s)
+        self._make_tokenizer = tokenizer  # made on first use: indexing images never needs it (bench/startup.py)
         self._tokenizer_value: Any = None
         self._image_tower, self.gpus = _spread_over_gpus(model, device)
         # Batches sized for the device: 128 images per GPU keep a GPU busy; 32 on a CPU keep memory small.

@@ -1,9 +1,10 @@
-"""The catalog (SQLite): what is indexed, the stored vectors, the model, and the queries readers and the writer share.
+"""The catalog (SQLite): the owner of rows and SQL. What is indexed, the model and settings (``meta``), runs,
+failures, and the optional tables' readers; the queries readers and the writer share.
 
-The catalog is authoritative. Vectors are stored once per distinct content hash (``vectors``), and
-each file row points at its hash: a renamed or copied photo reuses the stored embedding. FAISS ids
-are ``files.id``. Each commit that changes vectors bumps ``meta.generation``; the FAISS file is a
-cache stamped with the generation it was built from.
+The catalog is authoritative. Vectors are stored once per distinct content hash (``vectors``: where each lies in the
+segment files, read by ``stored_vectors``), and each file row points at its hash: a renamed or copied photo reuses the
+stored vector. FAISS ids are ``files.id``. Each commit that changes vectors bumps ``meta.generation``; the index files
+(``index_files``) are caches stamped with the generation they were built from.
 """
 
 from __future__ import annotations
@@ -12,29 +13,21 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from clipsearch.errors import UserError
-from clipsearch.store import index_changes, migrations, vector_index
+from clipsearch.store import migrations
 from clipsearch.store.faces import FaceTable
-from clipsearch.store.layout import Layout
 from clipsearch.store.metadata import MetadataReader
-from clipsearch.store.moments import MomentReader, moment_blocks, split_ids
+from clipsearch.store.moments import MomentReader
 from clipsearch.store.notes import NotesReader
+from clipsearch.store.path_check import PathCheck
 from clipsearch.store.paths import PATH, path_param, text, under
-from clipsearch.store.segments import Segments
 from clipsearch.store.signatures import SignatureReader
-from clipsearch.store.stored_vectors import StoredVectors
 from clipsearch.store.tags import TagReader
-from clipsearch.store.thumbnails import Thumbnails
 from clipsearch.store.words import WordsReader
-
-if TYPE_CHECKING:  # heavy imports stay out of start-up
-    import faiss
-    import numpy as np
 
 _IN_CHUNK = 500  # ids per "IN (...)" query
 
@@ -93,28 +86,36 @@ def _indexed_file(row: tuple[Any, ...] | None) -> IndexedFile | None:
 
 
 class Catalog:
-    """Read access shared by the readers and the writer of one index directory."""
+    """The rows of one index's catalog, on the connection its store opened (read-only for a reader). Never
+    subclassed: ``StoreReader`` and ``StoreWriter`` hold one."""
 
-    def __init__(self, directory: Path, conn: sqlite3.Connection) -> None:
-        self.directory = directory
-        self.layout = Layout(directory)
-        self.thumbnails = Thumbnails(self.layout.thumbs)
-        self._segments = Segments(self.layout.segments)
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
+        self.path = path  # the catalog's file (``vector_lookup``'s threads open their own connections to it)
         self.words = WordsReader(conn)  # the words of photos (``clipsearch.store.words``)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The connection, for the tables' own modules (``tags``, ``moments``, ``index_changes``...)."""
+        return self._conn
 
     def close(self) -> None:
         self._conn.close()
 
-    def __enter__(self) -> Any:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def txn(self) -> sqlite3.Connection:
+        """The writer's connection inside a write transaction (begun here unless one is open); the writer commits."""
+        if not self._conn.in_transaction:
+            self._conn.execute("BEGIN IMMEDIATE")
+        return self._conn
 
     def meta(self, key: str) -> str | None:
+        """A setting or record of ``meta`` (the model, the index files' state, the user's choices)."""
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        """In the writer's open transaction (``txn``)."""
+        self.txn().execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     @property
     def format_version(self) -> int:
@@ -155,6 +156,7 @@ class Catalog:
         return SignatureReader(self._conn)
 
     faces = property(lambda self: FaceTable(self._conn), doc="Faces and people (``clipsearch.store.faces``).")
+    path_check = property(lambda self: PathCheck(self._conn), doc="Hits' paths against the paths' index.")
 
     @property
     def metadata(self) -> MetadataReader:
@@ -227,10 +229,6 @@ class Catalog:
         rows = [r[0] for r in self._conn.execute("PRAGMA integrity_check(20)")]
         return "ok" if rows == ["ok"] else "; ".join(rows)
 
-    def damaged_vectors(self) -> list[bytes]:
-        """Content hashes whose stored vector cannot be read whole."""
-        return self.stored_vectors.damaged()
-
     def paths_without_vector(self, damaged: Sequence[bytes] = ()) -> list[str]:
         """The files with no stored vector, or whose content's vector is among ``damaged``."""
         rows = self._conn.execute("SELECT files.path, files.hash FROM files LEFT JOIN vectors ON vectors.hash = "
@@ -248,7 +246,7 @@ class Catalog:
     def vector_lookup(self) -> VectorLookup:
         """A thread-safe "is this content embedded (committed)?" check for a run's reader threads (by the model the
         run embeds with: the re-embedding's while one is under way)."""
-        return VectorLookup(self.layout.catalog, self.target_table)
+        return VectorLookup(self.path, self.target_table)
 
     def has_target_vector(self, digest: bytes) -> bool:
         return self._conn.execute(f"SELECT 1 FROM {self.target_table} WHERE hash = ?", (digest,)).fetchone() is not None
@@ -260,116 +258,6 @@ class Catalog:
         if row is None:
             return None
         return {"started": row[0], "finished": row[1], "roots": json.loads(row[2]), **json.loads(row[3])}
-
-    def info(self) -> dict[str, Any]:
-        model = self.model
-        return {
-            "index": str(self.directory),
-            "images": self.count(),
-            "vectors": self._conn.execute("SELECT count(*) FROM vectors").fetchone()[0],
-            "vector_rows_to_reclaim": (stored := self.stored_vectors).unreferenced_rows(),
-            "model": model.spec if model else None,
-            "dim": model.dim if model else None,
-            "fingerprint": json.loads(model.fingerprint) if model and model.fingerprint else None,
-            "roots": self.roots(),
-            "root_settings": self.root_settings(),
-            "failing_files": self._conn.execute("SELECT count(*) FROM failures").fetchone()[0],
-            "vocabulary": self.meta("vocabulary") or ("builtin" if self.tags.available else None),
-            "tags": len(self.tags.counts()),
-            "tagged_images": self.tags.tagged_files(),
-            "words": self.words.summary(), "reembedding": stored.reembedding(self.pending_model),
-            "index_type": self.meta("index_built_as"),
-            "index_type_setting": self.pinned_index_type(),
-            "index_type_note": self.index_type_note(),
-            "generation": self.generation,
-            "format_version": self.format_version,
-            "last_run": self.last_run(),
-        }
-
-    # -- vectors (``clipsearch.store.stored_vectors``) ---------------------------------
-    @property
-    def stored_vectors(self) -> StoredVectors:
-        return StoredVectors(self._conn, self._segments, self.model.dim if self.model else 0, self.format_version)
-
-    def iter_vectors(self, ids: Sequence[int] | None = None, chunk: int = 4096,
-                     between: tuple[int, int] = (0, 1 << 62), moments: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield (ids, float32 matrix) blocks of stored embeddings: all files (ids ``between`` the two, both included)
-        or the given ids, and unless not ``moments`` their videos' moments (FAISS ids: ``moments.moment_id``)."""
-        import numpy as np
-
-        stored = self.stored_vectors
-        select = f"SELECT files.id, {stored.columns} FROM files JOIN vectors ON vectors.hash = files.hash"
-        file_ids, wanted = (None, None) if ids is None else split_ids(ids)
-        if file_ids is None:
-            cursor = self._conn.execute(f"{select} WHERE files.id BETWEEN ? AND ? ORDER BY files.id", between)
-            blocks: Iterator[list[Any]] = iter(lambda: cursor.fetchmany(chunk), [])
-        else:
-            parts = (file_ids[start : start + _IN_CHUNK] for start in range(0, len(file_ids), _IN_CHUNK))
-            blocks = (self._conn.execute(f"{select} WHERE files.id IN ({','.join('?' * len(p))})", p).fetchall()
-                      for p in parts)
-        for rows in blocks:
-            if rows:
-                yield np.fromiter((r[0] for r in rows), dtype="int64", count=len(rows)), stored.matrix(rows, 1)
-        yield from moment_blocks(self.moments, stored, wanted if moments else {}, between, chunk)
-
-    def base_changes(self, base_max: int) -> tuple[list[int], np.ndarray]:
-        """The large index's delta against a base of the ids up to ``base_max``: (ids it holds, base ids to skip)."""
-        return index_changes.since(self._conn, base_max)
-
-    def _embedding_where(self, column: str, value: object, param: str) -> np.ndarray | None:
-        stored = self.stored_vectors
-        row = self._conn.execute(f"SELECT {stored.columns} FROM files JOIN vectors ON vectors.hash = files.hash "
-                                 f"WHERE files.{column} = {param}", (value,)).fetchone()
-        return None if row is None else stored.matrix([row])[0]
-
-    def embedding_of(self, path: str) -> np.ndarray | None:
-        return self._embedding_where("path", path_param(path), PATH)
-
-    def embedding_of_id(self, file_id: int) -> np.ndarray | None:
-        return self._embedding_where("id", file_id, "?")
-
-    def vectors_by_path(self) -> dict[str, np.ndarray]:
-        """Every indexed file's stored vector, by path."""
-        paths = dict(self._conn.execute("SELECT id, path FROM files"))
-        return {paths[int(i)]: row for ids, matrix in self.iter_vectors(moments=False) for i, row in zip(ids, matrix)}
-
-    # -- the FAISS index -----------------------------------------------------------
-    def index_factory(self) -> str:
-        """The FAISS index type for the collection as it is now: the --index-type override, else by size."""
-        dim = self.model.dim if self.model else 0
-        n = self.count() + self.moments.count()  # vectors: a file's, and a video's moments
-        wanted = self.pinned_index_type()
-        return vector_index.fitted(vector_index.choose(n, dim) if wanted == "auto" else wanted, n)
-
-    def pinned_index_type(self) -> str:
-        """The --index-type setting: "auto" unless pinned (a setting this code does not build counts as auto)."""
-        try:
-            return vector_index.canonical(self.meta("index_type") or "auto", self.model.dim if self.model else None)
-        except UserError:
-            return "auto"
-
-    def index_type_note(self) -> str | None:
-        """Why the index is not of the pinned type, when it is not: too few photos to train it yet."""
-        wanted, built = self.pinned_index_type(), self.index_factory()
-        if wanted in ("auto", built):
-            return None
-        return (f"--index-type {wanted} needs at least {vector_index.min_training(wanted):,} photos to train; until "
-                f"then the index is exact ({built})")
-
-    def build_vector_index(self, factory: str | None = None) -> faiss.Index:
-        """A fresh in-memory FAISS index of type ``factory`` (default: what the collection needs) holding every vector."""
-        factory = factory or self.index_factory()
-        return vector_index.build(factory, self.stored_vectors.dim, self.training_sample(factory), self.iter_vectors())
-
-    def training_sample(self, factory: str) -> np.ndarray | None:
-        """Stored vectors drawn at random, as many as ``factory`` trains on (None: it needs no training)."""
-        size = vector_index.training_size(factory, self.count() + self.moments.count())
-        if not size:
-            return None
-        stored = self.stored_vectors
-        return stored.matrix(self._conn.execute(
-            f"SELECT {stored.columns} FROM vectors WHERE hash IN (SELECT hash FROM files) ORDER BY random() LIMIT ?",
-            (size,)).fetchall())
 
 
 class VectorLookup:

@@ -16,7 +16,7 @@ from clipsearch.display import counted
 from clipsearch.store import file_sums, large_index, vector_index
 
 if TYPE_CHECKING:
-    from clipsearch.store.catalog import Catalog
+    from clipsearch.store.reader import StoreReader
     from clipsearch.store.writer import StoreWriter
 
 
@@ -29,25 +29,26 @@ class Diagnosis:
     rebuild: bool = False  # the derived index files are to be built again from the stored vectors
 
 
-def diagnose(store: Catalog) -> Diagnosis:
+def diagnose(store: StoreReader | StoreWriter) -> Diagnosis:
     """Everything wrong with the index, read from the disk; changes nothing."""
     found = Diagnosis()
-    verdict = store.integrity_check()
+    catalog, layout = store.catalog, store.layout
+    verdict = catalog.integrity_check()
     if verdict != "ok":
         found.problems.append(f"catalog database: {verdict}")
-    found.damaged = store.damaged_vectors()
-    found.lost_paths = store.paths_without_vector(found.damaged)
+    found.damaged = store.vectors.damaged()
+    found.lost_paths = catalog.paths_without_vector(found.damaged)
     if found.damaged:
         found.problems.append(f"{counted(len(found.damaged), 'stored vector')} lost or damaged on disk (checksums differ, "
                               f"or the segment file is cut short or gone): {counted(len(found.lost_paths), 'photo')} "
                               "to embed again")
     elif found.lost_paths:
         found.problems.append(f"{counted(len(found.lost_paths), 'photo')} without a stored vector")
-    if large_index.is_large(store.meta("index_built_as") or ""):
-        derived = large_index.check(store)
-        if not store.layout.ivf_delta(int(store.meta("index_base") or 0), store.generation).is_file():
-            found.notes.append(f"no delta for generation {store.generation} yet (an interrupted run): searches compute "
-                               "it from the catalog meanwhile, and the next run writes it")
+    if large_index.is_large(catalog.meta("index_built_as") or ""):
+        derived = large_index.check(layout, catalog)
+        if not layout.ivf_delta(int(catalog.meta("index_base") or 0), catalog.generation).is_file():
+            found.notes.append(f"no delta for generation {catalog.generation} yet (an interrupted run): searches "
+                               "compute it from the catalog meanwhile, and the next run writes it")
     else:
         derived = _check_faiss_file(store, found)
     found.problems += derived
@@ -55,12 +56,13 @@ def diagnose(store: Catalog) -> Diagnosis:
     return found
 
 
-def _check_faiss_file(store: Catalog, found: Diagnosis) -> list[str]:
+def _check_faiss_file(store: StoreReader | StoreWriter, found: Diagnosis) -> list[str]:
     import faiss
 
-    path = store.layout.faiss(store.generation)
+    catalog = store.catalog
+    path = store.layout.faiss(catalog.generation)
     if not path.is_file():
-        found.notes.append(f"no FAISS file for generation {store.generation} yet (an interrupted run): searches build "
+        found.notes.append(f"no FAISS file for generation {catalog.generation} yet (an interrupted run): searches build "
                            "the index in memory meanwhile, and the next run writes it")
         return []
     if (damage := file_sums.verify(path)) is not None:
@@ -70,7 +72,7 @@ def _check_faiss_file(store: Catalog, found: Diagnosis) -> list[str]:
     except RuntimeError as exc:
         return [f"FAISS index unreadable: {str(exc).splitlines()[0]}"]
     ids = vector_index.ids_of(index)
-    catalog_ids = store.file_ids() | store.moments.all_ids()  # a video's moments have ids of their own
+    catalog_ids = catalog.file_ids() | catalog.moments.all_ids()  # a video's moments have ids of their own
     if ids is not None and ids != catalog_ids:
         return [f"FAISS index and catalog disagree on {len(ids ^ catalog_ids)} ids"]
     if index.ntotal != len(catalog_ids):
@@ -85,7 +87,7 @@ def repair(store: StoreWriter, found: Diagnosis) -> None:
         store.repair(found.damaged)
 
 
-def check(store: Catalog, mend: bool = False) -> list[str]:
+def check(store: StoreReader | StoreWriter, mend: bool = False) -> list[str]:
     """The problems found (empty: whole and consistent); with ``mend`` (a writer), repaired after being found."""
     found = diagnose(store)
     if mend and (found.problems or found.rebuild):

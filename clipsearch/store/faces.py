@@ -8,6 +8,11 @@ next. Boxes and landmarks are in the pixels of the upright picture at its full s
 was read at. Who the faces are is ``clipsearch.store.people``'s. Format 12 on; readers of older
 catalogs see no faces.
 
+Face ids change when a photo's bytes do (its faces are found again, as new rows), so what the user decided about
+a face is also kept by what it looks like (``face_memory``, format 16): a face marked not a face (person ``NO_ONE``)
+marks any face found later within ``SAME_FACE`` of it, and a named person whose faces a repair lost (``salvage``)
+gets back the first face found within ``SAME_FACE`` of one of theirs, the rest following by grouping.
+
 ``meta.faces`` is the stage's setting (``SETTINGS``): on, later (faces kept, none looked for until on
 again) or off (none kept). The writes below run on the writer's connection, in the transaction its
 next ``commit`` closes; they never touch the vectors (no new generation).
@@ -21,13 +26,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from clipsearch.store.migrations import OptionalTable
-from clipsearch.store.people import NO_ONE, PeopleTable, begin
+from clipsearch.store.people import NO_ONE, SAME_FACE, PeopleTable, begin
 
 if TYPE_CHECKING:
     import numpy as np
 
 SETTINGS = ("on", "later", "off")
 DESCRIPTOR_SIZE = 128  # dlib's face descriptor (float32)
+# The same face found again (the photo re-saved, its metadata edited: the picture as good as unchanged) lies within a
+# few hundredths of its old descriptor; two photos of one person lie 0.3-0.6 apart (dlib's threshold: 0.6). So a
+# remembered decision follows a face only this close (``SAME_FACE``): the same face, not the same person.
 _IN_CHUNK = 500
 
 
@@ -106,7 +114,7 @@ class FaceTable(OptionalTable):
                    "people": int(conn.execute("SELECT count(*) FROM people").fetchone()[0]),
                    "named": [n for (n,) in conn.execute(
                        "SELECT name FROM people WHERE name IS NOT NULL ORDER BY name COLLATE NOCASE")]}  # ids vary
-        for table in ("faces", "faced", "people", "not_person"):
+        for table in ("faces", "faced", "people", "not_person", "face_memory"):
             conn.execute(f"DELETE FROM {table}")
         return dropped if dropped["faces"] or dropped["people"] else None
 
@@ -128,6 +136,29 @@ class FaceTable(OptionalTable):
                          [(digest, *face.box, np.asarray(face.landmarks, "<f4").tobytes(),
                            np.asarray(face.descriptor, "<f4").tobytes()) for face in faces])
         conn.execute("INSERT OR REPLACE INTO faced VALUES (?, ?)", (digest, error))
+        if faces:
+            self._remembered(conn, digest)
+
+    @staticmethod
+    def _remembered(conn: sqlite3.Connection, digest: bytes) -> None:
+        """What ``face_memory`` says of the faces just found in ``digest``: a face the user said is not a face stays
+        no one's; a named person waiting for their faces (after a repair) gets theirs back."""
+        import numpy as np
+
+        if conn.execute("SELECT 1 FROM face_memory LIMIT 1").fetchone() is None:
+            return
+        for face, descriptor in conn.execute("SELECT id, descriptor FROM faces WHERE hash = ?", (digest,)).fetchall():
+            memory = conn.execute("SELECT person, descriptor FROM face_memory").fetchall()
+            if not memory:
+                return
+            known = np.frombuffer(b"".join(m[1] for m in memory), "<f4").reshape(len(memory), DESCRIPTOR_SIZE)
+            gaps = np.linalg.norm(known - np.frombuffer(descriptor, "<f4"), axis=1)
+            if gaps[at := int(gaps.argmin())] >= SAME_FACE:
+                continue
+            if (person := int(memory[at][0])) == NO_ONE:
+                conn.execute("INSERT OR IGNORE INTO not_person VALUES (?, ?)", (face, NO_ONE))
+            elif conn.execute("UPDATE faces SET person = ? WHERE id = ? AND person IS NULL", (person, face)).rowcount:
+                conn.execute("DELETE FROM face_memory WHERE person = ?", (person,))  # theirs again: grouping does the rest
 
     def descriptors(self, assigned: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(face ids, person ids, descriptors) of the faces that belong to a person, or (``assigned`` False) of
@@ -162,7 +193,8 @@ class FaceTable(OptionalTable):
         conn = begin(self._conn)
         conn.execute("DELETE FROM faces WHERE hash NOT IN (SELECT hash FROM files)")
         conn.execute("DELETE FROM faced WHERE hash NOT IN (SELECT hash FROM files)")
-        conn.execute("DELETE FROM people WHERE id NOT IN (SELECT person FROM faces WHERE person IS NOT NULL)")
+        conn.execute("DELETE FROM people WHERE id NOT IN (SELECT person FROM faces WHERE person IS NOT NULL) "
+                     "AND id NOT IN (SELECT person FROM face_memory)")  # a name waiting for its faces stays
         conn.execute("DELETE FROM not_person WHERE face NOT IN (SELECT id FROM faces)")
 
 

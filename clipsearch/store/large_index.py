@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     import faiss
     import numpy as np
 
+    from clipsearch.store.catalog import Catalog
+    from clipsearch.store.layout import Layout
+
 RERANK = 64  # candidates scored exactly for each hit wanted (at least RERANK_MIN): bench/store_scale.py
 RERANK_MIN = 512
 REBUILD_SHARE = 0.1  # a base is rebuilt once its delta or its skipped ids pass this share of it
@@ -129,7 +132,8 @@ def train(factory: str, dim: int, sample: np.ndarray) -> faiss.Index:
     codes = faiss.downcast_index(ivf)
     if hasattr(codes, "do_polysemous_training"):
         codes.do_polysemous_training = False  # codes sorted for Hamming filtering, which a search here never uses:
-    index.train(sample)  # 13x the rest of the training. The quantizer holds its lists: only the codebooks train
+    # it cost most of the training (bench/store_scale.py). The quantizer holds its lists: only the codebooks train
+    index.train(sample)
     return index
 
 
@@ -140,20 +144,27 @@ def _add_shard(trained: str, directory: str, first: int, last: int, out: str) ->
 
     from clipsearch.store.catalog import Catalog, connect
     from clipsearch.store.layout import Layout
+    from clipsearch.store.segments import Segments
+    from clipsearch.store.stored_vectors import StoredVectors
 
     faiss.omp_set_num_threads(1)  # one core per worker: the workers are the parallelism
     index = faiss.read_index(trained)
     ivf = faiss.extract_index_ivf(index)
     faiss.downcast_index(ivf.quantizer).hnsw.efSearch = 64
     assign = _gpu_assigner(ivf) if gpus() > 0 else None
-    with Catalog(Path(directory), connect(Layout(Path(directory)).catalog, readonly=True)) as store:
-        for ids, matrix in store.iter_vectors(between=(first, last), moments=False):
+    layout = Layout(Path(directory))
+    catalog = Catalog(connect(layout.catalog, readonly=True), layout.catalog)
+    try:
+        for ids, matrix in StoredVectors.of(catalog, Segments(layout.segments)).iter_vectors(between=(first, last),
+                                                                                           moments=False):
             if assign is None:
                 index.add_with_ids(matrix, ids)
             else:  # the nearest list found exactly on the GPU; the codes computed here
                 lists = assign(matrix)
                 ivf.add_core(len(ids), faiss.swig_ptr(matrix), faiss.swig_ptr(ids), faiss.swig_ptr(lists))
                 index.ntotal = ivf.ntotal
+    finally:
+        catalog.close()
     faiss.write_index(index, out)
     return int(index.ntotal)
 
@@ -307,17 +318,9 @@ def read_delta(base: faiss.Index, target: Path) -> tuple[faiss.Index, np.ndarray
     return delta, skipped
 
 
-def delta_from_catalog(store: Any, trained: Path, base_max: int) -> tuple[faiss.Index, np.ndarray]:
-    """The delta of the committed catalog against a base of every id up to ``base_max``: the photos added since (ids
-    past it) and those re-embedded, and the base ids to skip (removed or re-embedded since: ``changed_after_build``)."""
-    ids, skipped = store.base_changes(base_max)
-    return make_delta(trained, store.iter_vectors(ids, moments=False)), skipped
-
-
-def check(store: Any) -> list[str]:
+def check(layout: Layout, catalog: Catalog) -> list[str]:
     """What is wrong with the large index's files against the catalog (``clipsearch check``)."""
-    layout = store.layout
-    base_no, trained_no = int(store.meta("index_base") or 0), int(store.meta("index_trained") or 0)
+    base_no, trained_no = int(catalog.meta("index_base") or 0), int(catalog.meta("index_trained") or 0)
     problems = []
     if not layout.ivf_trained(trained_no).is_file():
         problems.append(f"the on-disk index's training ({layout.ivf_trained(trained_no).name}) is missing")
@@ -325,9 +328,9 @@ def check(store: Any) -> list[str]:
         base = read_base(layout.ivf_base(base_no))
     except RuntimeError as exc:
         return [*problems, f"the on-disk index's base is missing or unreadable: {str(exc).splitlines()[0]}"]
-    if not layout.ivf_lists(base_no).is_file() or base.ntotal != int(store.meta("index_base_count") or -1):
+    if not layout.ivf_lists(base_no).is_file() or base.ntotal != int(catalog.meta("index_base_count") or -1):
         problems.append(f"the on-disk index's lists ({layout.ivf_lists(base_no).name}) are missing or not whole")
-    delta = layout.ivf_delta(base_no, store.generation)
+    delta = layout.ivf_delta(base_no, catalog.generation)
     for path in (layout.ivf_trained(trained_no), layout.ivf_base(base_no), layout.ivf_lists(base_no), delta,
                  skip_file(delta)):
         if path.is_file() and (damage := file_sums.verify(path)) is not None:
@@ -335,7 +338,7 @@ def check(store: Any) -> list[str]:
     found = read_delta(base, delta)
     if found is None:
         pass  # an interrupted run's: searches compute it from the catalog, the next run writes it (check's note)
-    elif base.ntotal - len(found[1]) + found[0].ntotal != store.count():
+    elif base.ntotal - len(found[1]) + found[0].ntotal != catalog.count():
         problems.append(f"the on-disk index holds {base.ntotal - len(found[1]) + found[0].ntotal} vectors, the "
-                        f"catalog {store.count()} files")
+                        f"catalog {catalog.count()} files")
     return problems

@@ -280,6 +280,13 @@ def _faces(conn: sqlite3.Connection, _: Path) -> None:
     conn.execute("CREATE TABLE IF NOT EXISTS not_person (face INTEGER NOT NULL, person INTEGER NOT NULL, "
                  "PRIMARY KEY (face, person)) WITHOUT ROWID")
 
+
+def _face_memory(conn: sqlite3.Connection, _: Path) -> None:
+    """Faces remembered by descriptor, not id (``clipsearch.store.faces``): not-a-face marks, names awaiting faces."""
+    conn.execute("CREATE TABLE IF NOT EXISTS face_memory (person INTEGER NOT NULL, face INTEGER, descriptor BLOB NOT NULL)")
+    conn.execute("INSERT INTO face_memory SELECT 0, id, descriptor FROM faces WHERE id IN (SELECT face FROM not_person "
+                 "WHERE person = 0)")
+
 STEPS: tuple[Step, ...] = (
     Step("photo ids are never handed out again after a photo leaves the index", _ids_never_reused),  # 1 -> 2
     Step("each indexed folder remembers its settings (hidden files, exclusions)", _root_settings),  # 2 -> 3
@@ -295,6 +302,7 @@ STEPS: tuple[Step, ...] = (
     Step("photos keep the words in and around them (text in the picture, keywords, names), searchable", _words),
     Step("videos are indexed as moments: frames with their times, and the container's facts", _videos),
     Step("photos may keep the faces found in them, grouped into people you can name (index --faces on)", _faces),
+    Step("a face marked not a face stays so when its photo changes; names outlive a repair that lost faces", _face_memory),
 )
 SUMS_FROM = 10  # the first format whose segments and derived files carry checksums
 CURRENT = FIRST + len(STEPS)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from clipsearch.store.migrations import OptionalTable
@@ -23,7 +23,6 @@ from clipsearch.store.migrations import OptionalTable
 if TYPE_CHECKING:
     import numpy as np
 
-    from clipsearch.store.stored_vectors import StoredVectors
     from clipsearch.video import Facts
 
 FLAG = 1 << 56  # set in every moment's FAISS id; file ids stay far below it
@@ -181,18 +180,3 @@ def split_ids(ids: Iterable[int]) -> tuple[list[int], dict[int, set[int]]]:
         else:
             files.append(i)
     return files, wanted
-
-
-def moment_blocks(reader: MomentReader, stored: StoredVectors, wanted: dict[int, set[int]] | None,
-                  between: tuple[int, int], chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(FAISS ids, float32 matrix) blocks of the moments ``wanted`` (None: of every file ``between`` the two ids)."""
-    import numpy as np
-
-    if wanted is not None and not wanted:
-        return
-    rows = reader.rows(stored.columns, None if wanted is None else sorted(wanted), between)
-    if wanted is not None:
-        rows = [r for r in rows if r[1] in wanted[r[0]]]
-    for start in range(0, len(rows), chunk):
-        part = rows[start : start + chunk]
-        yield np.fromiter((moment_id(r[0], r[1]) for r in part), dtype="int64", count=len(part)), stored.matrix(part, 2)

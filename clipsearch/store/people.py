@@ -19,6 +19,7 @@ from typing import Any
 from clipsearch.errors import NoSuchPerson, UserError
 
 MAX_NAME = 100
+SAME_FACE = 0.2  # descriptors this close are one face found again (``clipsearch.store.faces`` says why)
 NO_ONE = 0  # ``not_person``'s person for a face that is no one, ever: ids start at 1 (AUTOINCREMENT), so no one has it
 
 
@@ -138,6 +139,7 @@ class PeopleTable:
             f"SELECT id, name FROM people WHERE id IN ({','.join('?' * (len(others) + 1))})", (into, *others))}
         conn = begin(self._conn)
         conn.executemany("UPDATE faces SET person = ? WHERE person = ?", [(into, o) for o in others])
+        conn.executemany("UPDATE face_memory SET person = ? WHERE person = ?", [(into, o) for o in others])
         conn.executemany("UPDATE OR IGNORE not_person SET person = ? WHERE person = ?", [(into, o) for o in others])
         conn.executemany("DELETE FROM not_person WHERE person = ?", [(o,) for o in others])
         conn.executemany("DELETE FROM people WHERE id = ?", [(o,) for o in others])
@@ -173,13 +175,46 @@ class PeopleTable:
         someone else, or with no one. ``not_a_face``: they are no one's, ever (``NO_ONE``): no run groups them again
         (``FaceTable.descriptors`` leaves them out)."""
         owned = self._owned(person, faces)
-        self._move(person, owned, None)
+        self._move(person, owned, None, NO_ONE if not_a_face else person)  # not a face: no one's, not "not theirs"
         if not_a_face:
-            begin(self._conn).executemany("INSERT OR IGNORE INTO not_person VALUES (?, ?)", [(f, NO_ONE) for f in owned])
+            begin(self._conn).execute(f"INSERT INTO face_memory SELECT {NO_ONE}, id, descriptor FROM faces WHERE id IN "
+                         f"({','.join('?' * len(owned))})", owned)  # followed when the photo changes (its ids do)
 
-    def _move(self, person: int, faces: list[int], to: int | None) -> None:
+    def restore(self, faces: Sequence[int]) -> list[int]:
+        """Undo ``remove(..., not_a_face=True)``: ``faces`` (the ids they were marked on, or their ids now, after
+        their photo changed) are faces again, no one's until the next run groups them (with the person they were
+        taken from, likely: "not a face" refused no one in particular). Returns them."""
+        import numpy as np
+
+        conn, out = begin(self._conn), []
+        for face in dict.fromkeys(int(f) for f in faces):
+            looks = [d for (d,) in conn.execute(f"SELECT descriptor FROM face_memory WHERE person = {NO_ONE} AND face = ? "
+                                                f"UNION ALL SELECT descriptor FROM faces WHERE id = ? AND id IN (SELECT "
+                                                f"face FROM not_person WHERE person = {NO_ONE})", (face, face))]
+            if not looks:
+                marked = [str(f) for (f,) in conn.execute(f"SELECT face FROM not_person WHERE person = {NO_ONE} LIMIT 20")]
+                raise UserError(f"face {face} is not marked as not a face (marked now: {', '.join(marked) or 'none'})")
+            mine = np.stack([np.frombuffer(d, "<f4") for d in looks])
+            conn.executemany("DELETE FROM face_memory WHERE rowid = ?", [(r,) for r, d in conn.execute(
+                f"SELECT rowid, descriptor FROM face_memory WHERE person = {NO_ONE}").fetchall() if _near(mine, d)])
+            conn.executemany(f"DELETE FROM not_person WHERE face = ? AND person = {NO_ONE}", [(f,) for f, d in conn.execute(
+                f"SELECT id, descriptor FROM faces WHERE id IN (SELECT face FROM not_person WHERE person = {NO_ONE})"
+            ).fetchall() if f == face or _near(mine, d)])
+            out.append(face)
+        return out
+
+    def _move(self, person: int, faces: list[int], to: int | None, refused: int | None = None) -> None:
+        """``faces`` leave ``person`` for ``to``, and never join ``refused`` (``person`` unless said) again."""
         conn = begin(self._conn)
         conn.executemany("UPDATE faces SET person = ? WHERE id = ?", [(to, f) for f in faces])
-        conn.executemany("INSERT OR IGNORE INTO not_person VALUES (?, ?)", [(f, person) for f in faces])
+        conn.executemany("INSERT OR IGNORE INTO not_person VALUES (?, ?)",
+                         [(f, person if refused is None else refused) for f in faces])
         conn.execute("DELETE FROM people WHERE id = ? AND id NOT IN (SELECT person FROM faces WHERE person IS NOT NULL)",
                      (person,))
+
+
+def _near(looks: Any, descriptor: bytes) -> bool:
+    """Whether ``descriptor`` is one of the faces ``looks`` (rows of descriptors) found again (``SAME_FACE``)."""
+    import numpy as np
+
+    return bool((np.linalg.norm(looks - np.frombuffer(descriptor, "<f4"), axis=1) < SAME_FACE).any())

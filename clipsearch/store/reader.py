@@ -1,29 +1,60 @@
-"""Read-only access for searches: sees only committed states, never writes (a read-only mount works)."""
+"""Read-only access for searches: sees only committed states, never writes (a read-only mount works).
+
+A reader holds the index's parts, each the owner of its files: ``catalog`` (the rows), ``vectors`` (the stored
+vectors, of the current model) and ``index_files`` (the FAISS or large index for queries).
+"""
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from clipsearch.errors import UserError
-from clipsearch.store import large_index, migrations, vector_index
+from clipsearch.store import migrations
 from clipsearch.store.catalog import Catalog, connect
-from clipsearch.store.large_index import LargeIndex
+from clipsearch.store.index_files import IndexFiles
 from clipsearch.store.layout import Layout
+from clipsearch.store.segments import Segments
+from clipsearch.store.stored_vectors import StoredVectors
+from clipsearch.store.thumbnails import Thumbnails
 
 if TYPE_CHECKING:
     import faiss
-    import numpy as np
+
+    from clipsearch.store.large_index import LargeIndex
 
 
 _HINT = " ('clipsearch check' says what can be saved)"
 
 
-class StoreReader(Catalog):
-    """Read-only view used by search."""
+class StoreReader:
+    """Read-only view used by search, ``info`` and ``check``."""
+
+    def __init__(self, directory: Path, conn: sqlite3.Connection) -> None:
+        self.directory = directory
+        self.layout = Layout(directory)
+        self.thumbnails = Thumbnails(self.layout.thumbs)
+        self.catalog = Catalog(conn, self.layout.catalog)
+        self._segments = Segments(self.layout.segments)
+        self.index_files = IndexFiles(self.layout, self.catalog, lambda: self.vectors)
+
+    @property
+    def vectors(self) -> StoredVectors:
+        """The stored vectors of the model searches use."""
+        return StoredVectors.of(self.catalog, self._segments)
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    def __enter__(self) -> StoreReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @classmethod
     def open(cls, directory: Path) -> StoreReader:
@@ -56,43 +87,43 @@ class StoreReader(Catalog):
     @contextmanager
     def snapshot(self) -> Iterator[StoreReader]:
         """Hold one committed state for several reads (index, then paths): a commit landing meanwhile is not seen."""
-        self._conn.execute("BEGIN")
+        self.catalog.conn.execute("BEGIN")
         try:
             yield self
         finally:
-            self._conn.execute("COMMIT")
+            self.catalog.conn.execute("COMMIT")
 
     def vector_index(self) -> faiss.Index | LargeIndex:
-        """The FAISS index of the committed generation; rebuilt in memory if its file is missing or unreadable.
+        """The index of the committed generation (``IndexFiles.for_queries``). Call inside ``snapshot()`` so that
+        the generation and the vectors come from one state."""
+        return self.index_files.for_queries()
 
-        Call inside ``snapshot()`` so the generation and the vectors come from one state.
-        """
-        if large_index.is_large(self.meta("index_built_as") or ""):
-            return self._large_index()
-        verify = self.format_version >= migrations.SUMS_FROM  # older files have no checksums (a read-only mount)
-        index = vector_index.read_for_queries(self.layout.faiss(self.generation), verify)
-        return index if index is not None else vector_index.prepare_for_queries(self.build_vector_index())
-
-    def _large_index(self) -> LargeIndex:
-        """The large index: its base memory-mapped, and the delta of this generation (computed from the catalog
-        if a killed run left none: seconds, where rebuilding the base would take hours)."""
-        base_no, trained_no = int(self.meta("index_base") or 0), int(self.meta("index_trained") or 0)
-        try:
-            base = large_index.read_base(self.layout.ivf_base(base_no))
-        except RuntimeError:
-            raise UserError(f"the on-disk index of {self.directory} is missing or damaged: 'clipsearch check "
-                            "--repair' rebuilds it from the stored vectors") from None
-        found = large_index.read_delta(base, self.layout.ivf_delta(base_no, self.generation))
-        if found is None:
-            found = large_index.delta_from_catalog(self, self.layout.ivf_trained(trained_no),
-                                                   int(self.meta("index_base_max_id") or 0))
-        return LargeIndex(base, *found, self.exact_vectors)
-
-    def exact_vectors(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, float32 matrix) of the stored vectors of ``ids`` (re-ranking)."""
-        import numpy as np
-
-        blocks = list(self.iter_vectors(ids))
-        if not blocks:
-            return np.empty(0, dtype="int64"), np.empty((0, self.stored_vectors.dim), dtype="float32")
-        return np.concatenate([b[0] for b in blocks]), np.vstack([b[1] for b in blocks])
+    def info(self) -> dict[str, Any]:
+        """What ``clipsearch info`` shows: the catalog's records, the vectors' upkeep and the index files' type."""
+        catalog, model, stored = self.catalog, self.catalog.model, self.vectors
+        count = catalog.conn.execute("SELECT (SELECT count(*) FROM vectors), (SELECT count(*) FROM failures)")
+        vectors, failing = count.fetchone()
+        return {
+            "index": str(self.directory),
+            "images": catalog.count(),
+            "vectors": vectors,
+            "vector_rows_to_reclaim": stored.unreferenced_rows(),
+            "model": model.spec if model else None,
+            "dim": model.dim if model else None,
+            "fingerprint": json.loads(model.fingerprint) if model and model.fingerprint else None,
+            "roots": catalog.roots(),
+            "root_settings": catalog.root_settings(),
+            "failing_files": failing,
+            "vocabulary": catalog.meta("vocabulary") or ("builtin" if catalog.tags.available else None),
+            "tags": len(catalog.tags.counts()),
+            "tagged_images": catalog.tags.tagged_files(),
+            "words": catalog.words.summary(), "reembedding": stored.reembedding(catalog.pending_model),
+            "faces": {"setting": catalog.faces.setting(), **catalog.faces.counts(),
+                      "not_faces": catalog.faces.not_faces()},
+            "index_type": catalog.meta("index_built_as"),
+            "index_type_setting": self.index_files.pinned_type(),
+            "index_type_note": self.index_files.type_note(),
+            "generation": catalog.generation,
+            "format_version": catalog.format_version,
+            "last_run": catalog.last_run(),
+        }

@@ -26,7 +26,7 @@ TABLES = ("meta", "roots", "vectors", "files", "failures", "runs")
 # (recorded from the segment files), ``vectors_next`` (an unfinished re-embedding starts over, as the next run
 # does), ``changed_after_build`` and the words' FTS table (made again from what is kept).
 CARRIED = ("sqlite_sequence", "tags", "tagged", "photo_meta", "signatures", "content_notes", "seen_text",
-           "file_words", "videos", "moments", "faces", "faced", "people", "not_person")
+           "file_words", "videos", "moments", "faces", "faced", "people", "not_person", "face_memory")
 # A table and the one that says which contents it was made for: cut short, both go (a run makes them again), or
 # contents would be marked done without their rows.
 PAIRED = {"tags": "tagged", "tagged": "tags", "faces": "faced", "faced": "faces", "videos": "moments",
@@ -36,30 +36,72 @@ PAIRED = {"tags": "tagged", "tagged": "tags", "faces": "faced", "faced": "faces"
 
 @dataclass
 class Salvage:
+    """What a salvage reads and keeps, and the one account of it that ``check`` gives (``story``)."""
+
     rows: dict[str, list[tuple[object, ...]]] = field(default_factory=dict)
     columns: dict[str, list[str]] = field(default_factory=dict)  # of the ``CARRIED`` tables, as read
     incomplete: list[str] = field(default_factory=list)  # tables a missing page cut short (or lost whole)
-    files_without_vector: int = 0
-    files_misrecorded: int = 0  # rows whose path disagrees with the paths' index: left for the next run to find
-    left_out: list[str] = field(default_factory=list)  # the paths of the files left out (as read: maybe damaged)
+    without_vector: list[str] = field(default_factory=list)  # files left out, their vector lost: embedded again
+    misrecorded: list[str] = field(default_factory=list)  # files left out, their path damaged, as the user knows it
+    unknown: list[str] = field(default_factory=list)  # paths damaged past telling (as read): no file to name
+    mended: list[str] = field(default_factory=list)  # damaged paths read again from the paths' index, the file vouching
     schema_from_copy: bool = False  # the catalog's own schema was unreadable: the copy beside it stood in
     copied_meta: dict[str, str] = field(default_factory=dict)  # model record and settings, as the schema copy has them
+    copied_people: list[list[object]] = field(default_factory=list)  # (id, name, a face's descriptor in hex) named
+    awaited: list[tuple[int, str, bytes]] = field(default_factory=list)  # named, their faces lost: found again by a run
+    names_lost: list[str] = field(default_factory=list)  # named, their faces lost, and no face of theirs known
+
+    @property
+    def left_out(self) -> list[str]:
+        """The files the salvage drops, named as the user knows them (``lost_paths``)."""
+        return self.without_vector + self.misrecorded
 
     @property
     def lost_anything(self) -> bool:
-        return bool(self.incomplete or self.files_without_vector or self.files_misrecorded)
+        return bool(self.incomplete or self.without_vector or self.misrecorded or self.unknown or self.names_lost)
 
-    def summary(self) -> str:
+    def story(self) -> str:
+        """What was kept, what was lost, and what the next index run will do: one account, in that order, so that no
+        part of it says another thing than the rest (the trial's said "re-embeds" and "re-embedding nothing")."""
         files, vectors = len(self.rows.get("files", [])), len(self.rows.get("vectors", []))
-        lost = f"; lost: {', '.join(self.incomplete)} (cut short by the damage)" if self.incomplete else ""
+        kept = f"kept {files} files and {vectors} stored vectors"
+        if self.schema_from_copy:
+            kept += " (the catalog's schema was unreadable: read with the copy beside it)"
+        if self.mended:
+            kept += (f"; {_counted(len(self.mended), 'damaged path')} read again from the catalog's index of paths (the "
+                     "file there has the recorded size and time)")
+        lost = []
+        if self.incomplete:
+            lost.append(f"the rows of {', '.join(self.incomplete)} past the damage")
         if "meta" in self.incomplete and self.copied_meta:
-            lost += "; the model record and settings read from the schema copy"
-        copied = " (its schema unreadable, read with the copy beside it)" if self.schema_from_copy else ""
-        if self.files_misrecorded:
-            copied += (f"; {self.files_misrecorded} files whose path was damaged are left out (the next index run "
-                       "finds them again, re-embedding nothing)")
-        return (f"saved {files} files and {vectors} stored vectors{lost}; {self.files_without_vector} files whose "
-                f"vector was lost are left for the next index run to embed again{copied}")
+            lost[-1] += " (the model record and settings were read from the schema copy)"
+        if self.without_vector:
+            lost.append(f"{_counted(len(self.without_vector), 'file')} whose stored vector was lost")
+        if self.misrecorded or self.unknown:
+            told = f" ({len(self.unknown)} of them past telling: no file has the recorded size and time)" if \
+                self.unknown else ""
+            lost.append(f"{_counted(len(self.misrecorded) + len(self.unknown), 'file')} whose path was damaged{told}")
+        if self.names_lost:
+            lost.append(f"the names {', '.join(sorted(self.names_lost))} (no face of theirs is known any more)")
+        if self.awaited:
+            kept += (f"; the names {', '.join(sorted(n for _, n, _ in self.awaited))} (their faces were lost: the next run "
+                     "with faces on gives each back to their face when it finds it again)")
+        account = kept + ("; lost: " + "; ".join(lost) if lost else "; nothing lost")
+        again = self.without_vector or "vectors" in self.incomplete
+        refind = bool(self.misrecorded or self.unknown or "files" in self.incomplete)
+        nxt = (f"embeds {_counted(len(self.without_vector), 'photo')} again" if self.without_vector else "") + \
+            (" and any other photo whose stored vector was lost" if "vectors" in self.incomplete else "")
+        if not again:
+            nxt = "re-embeds nothing"
+        if refind:
+            nxt += ", and finds the files whose record was lost again under their paths, their vectors reused"
+        if self.incomplete and not {"meta", "files", "vectors"} >= set(self.incomplete):
+            nxt += "; what was cut short of tags, faces, words or videos is made again"
+        return f"{account}; the next index run {nxt}" if (lost or self.mended or self.awaited) else account
+
+
+def _counted(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
 
 
 def damage(directory: Path) -> str | None:
@@ -115,7 +157,7 @@ def read_what_remains(catalog: Path, scratch: Path) -> Salvage:
         conn.close()
         out.schema_from_copy = True
     if copy is not None:
-        out.copied_meta = dict(copy.get("meta", {}))
+        out.copied_meta, out.copied_people = dict(copy.get("meta", {})), list(copy.get("people", []))
     conn = sqlite3.connect(scratch, isolation_level=None)
     conn.text_factory = bytes
     try:
@@ -138,8 +180,7 @@ def read_what_remains(catalog: Path, scratch: Path) -> Salvage:
         except sqlite3.DatabaseError:
             out.incomplete.append(table)
         out.rows[table] = rows
-    out.rows["files"], misrecorded = _paths_as_indexed(conn, out.rows["files"])
-    out.files_misrecorded, out.left_out = len(misrecorded), misrecorded
+    out.rows["files"] = _paths_as_indexed(conn, out.rows["files"], out)
     present = {bytes(n).decode() for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     for table in CARRIED:
         if table in present:
@@ -158,22 +199,24 @@ def read_what_remains(catalog: Path, scratch: Path) -> Salvage:
     return out
 
 
-def _paths_as_indexed(conn: sqlite3.Connection, files: list[tuple[object, ...]]) -> tuple[list[tuple[object, ...]], list[str]]:
-    """The file rows whose path is also in the paths' own index (``path UNIQUE``) or names a file of the recorded
-    size and time, and the paths of the others: a byte changed in a row's path would otherwise be saved as a photo
-    that is not there, served until a run noticed (a byte changed in the index's entry instead leaves the row whole).
-    A file left out here is found again by the next run, its vector reused (same content): nothing is re-embedded.
-    An index that cannot be read whole vouches for nothing: the rows are kept as read."""
+def _paths_as_indexed(conn: sqlite3.Connection, files: list[tuple[object, ...]], out: Salvage) -> list[tuple[object, ...]]:
+    """The file rows to keep: those whose path is also in the paths' own index (``path UNIQUE``) or names a file of
+    the recorded size and time. A byte changed in a row's path would otherwise be saved as a photo that is not there,
+    served until a run noticed (a byte changed in the index's entry instead leaves the row whole). The index keeps
+    each path with its row's id: a row whose own path is damaged is mended from it when the file there has the
+    recorded size and time (``out.mended``: nothing lost); else it is left out (``out.misrecorded``, named as the
+    index has it, the path the user knows; ``out.unknown`` when the index names none) and the next run finds the
+    file again, its vector reused (same content): nothing is re-embedded. An index that cannot be read whole vouches
+    for nothing: the rows are kept as read."""
     try:
         (index,) = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'files' "
                                 "AND sql IS NULL AND name LIKE 'sqlite_autoindex_files_%'").fetchone()
-        indexed = {bytes(p) for (p,) in conn.execute(f"SELECT path FROM files INDEXED BY {bytes(index).decode()}")}
+        named = {int(i): bytes(p) for i, p in conn.execute(f"SELECT id, path FROM files INDEXED BY {bytes(index).decode()}")}
     except (TypeError, ValueError, sqlite3.DatabaseError):
-        return files, []
-    def vouched(row: tuple[object, ...]) -> bool:  # by the index, or by the file itself at that path, as recorded
-        path = bytes(row[1])  # type: ignore[arg-type]
-        if path in indexed:
-            return True
+        return files
+    indexed = set(named.values())
+
+    def as_recorded(path: bytes, row: tuple[object, ...]) -> bool:  # the file at ``path`` is the one the row records
         try:
             found = os.stat(path)
         except OSError:
@@ -181,10 +224,18 @@ def _paths_as_indexed(conn: sqlite3.Connection, files: list[tuple[object, ...]])
         return (found.st_size, found.st_mtime_ns) == (row[2], row[3])
 
     kept: list[tuple[object, ...]] = []
-    left: list[tuple[object, ...]] = []
     for row in files:
-        (kept if vouched(row) else left).append(row)
-    return kept, [os.fsdecode(bytes(row[1])) for row in left]  # type: ignore[arg-type]
+        path, real = bytes(row[1]), named.get(int(row[0]))  # type: ignore[arg-type,call-overload]
+        if path in indexed or as_recorded(path, row):
+            kept.append(row)
+        elif real is not None and as_recorded(real, row):  # the index's path is unique: no other row has it
+            kept.append((row[0], real, *row[2:]))
+            out.mended.append(os.fsdecode(real))
+        elif real is not None:
+            out.misrecorded.append(os.fsdecode(real))
+        else:
+            out.unknown.append(os.fsdecode(path))
+    return kept
 
 
 def _schema_readable(scratch: Path, data: bytearray) -> bool:

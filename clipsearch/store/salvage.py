@@ -92,11 +92,26 @@ def _keep_whole(found: Salvage, directory: Path) -> tuple[dict[str, str], int, d
     stored = {bytes(r[0]) for r in found.rows["vectors"]}  # type: ignore[arg-type]
     videos_whole = _videos_whole(found, stored)
     files = [r for r in found.rows["files"] if bytes(r[4]) in stored or bytes(r[4]) in videos_whole]  # type: ignore[arg-type]
-    found.files_without_vector = len(found.rows["files"]) - len(files)
     kept_ids = {r[0] for r in files}
-    found.left_out += [os.fsdecode(bytes(r[1])) for r in found.rows["files"] if r[0] not in kept_ids]  # type: ignore[arg-type]
+    found.without_vector = [os.fsdecode(bytes(r[1])) for r in found.rows["files"] if r[0] not in kept_ids]  # type: ignore[arg-type]
     found.rows["files"] = files
+    _names_of_faces_lost(found)
     return meta, dim, in_files
+
+
+def _names_of_faces_lost(found: Salvage) -> None:
+    """The names whose faces were all lost (the faces table cut short goes whole, ``remains.PAIRED``): each is kept,
+    waiting for the next run to find one of their faces again (``found.awaited``: by the descriptor the schema copy
+    holds), or, with no face of theirs known, said by name (``found.names_lost``). Never dropped in silence."""
+    columns = found.columns.get("faces", [])
+    faced = {row[columns.index("person")] for row in found.rows.get("faces", [])} if "person" in columns else set()
+    copied = {int(pid): (str(name), str(look or "")) for pid, name, look in found.copied_people}  # type: ignore[call-overload,misc]
+    for pid, (name, look) in copied.items():
+        if pid not in faced:
+            (found.awaited.append((pid, name, bytes.fromhex(look))) if look else found.names_lost.append(name))
+    for pid, name in found.rows.get("people", []):  # named after the copy was written (a killed writer's last commit)
+        if name is not None and pid not in faced and pid not in copied:
+            found.names_lost.append(os.fsdecode(bytes(name)))  # type: ignore[arg-type]
 
 
 def _videos_whole(found: Salvage, stored: set[bytes]) -> set[bytes]:
@@ -167,6 +182,9 @@ def salvage(directory: Path) -> Salvage:
             if rows:
                 conn.executemany(f"INSERT OR IGNORE INTO {table} ({_COLUMNS[table]}) VALUES ({_VALUES[table]})", rows)
         _put_back_carried(conn, found)
+        for pid, name, look in found.awaited:  # the person (their row lost, maybe) and a face to find them by
+            conn.execute("INSERT OR IGNORE INTO people (id, name) VALUES (?, ?)", (pid, name))
+            conn.execute("INSERT INTO face_memory (person, face, descriptor) VALUES (?, NULL, ?)", (pid, look))
         conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
         conn.execute("COMMIT")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -4,8 +4,9 @@ SQLite finds every table through its schema table (``sqlite_master``). Its rows 
 once they outgrow it (format 13 on has about 40), continue on pages allocated among the tables' own. A
 catalog cut short, or with a bad page 1, then reads as nothing at all though most of its tables' pages
 are whole. This copy holds what it takes to read them again: each schema row with its root page, the
-page size, and the rows of ``meta`` that give the stored vectors their meaning (the model record) and hold
-the user's settings.
+page size, the rows of ``meta`` that give the stored vectors their meaning (the model record) and hold
+the user's settings, and the names the user gave people, each with one face of theirs (its descriptor, by which
+the next run finds them again when a salvage lost their faces: ``clipsearch.store.salvage``).
 
 Invariants: a table's root page changes only when tables are created or dropped, or on VACUUM, all of
 which happen in the writer; the writer calls ``keep`` after each of its commits, and ``keep`` rewrites
@@ -36,8 +37,11 @@ def of(conn: sqlite3.Connection) -> dict[str, Any]:
     has_meta = any(row[1] == "meta" for row in rows)
     meta = {key: value for key, value in conn.execute("SELECT key, value FROM meta").fetchall()
             if not key.startswith(RUN_KEYS)} if has_meta else {}
+    named = conn.execute("SELECT id, name, (SELECT hex(descriptor) FROM faces WHERE person = people.id ORDER BY id "
+                         "LIMIT 1) FROM people WHERE name IS NOT NULL ORDER BY id").fetchall() \
+        if any(row[1] == "people" for row in rows) else []
     return {"page_size": conn.execute("PRAGMA page_size").fetchone()[0], "schema": [list(r) for r in rows],
-            "meta": meta}
+            "meta": meta, "people": [list(r) for r in named]}
 
 
 def keep(conn: sqlite3.Connection, path: Path, last: dict[str, Any] | None) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from clipsearch.errors import UserError
 from clipsearch.store import (
+    embedding_model,
     faces,
-    file_sums,
     index_changes,
     large_index,
     metadata,
@@ -32,13 +32,14 @@ from clipsearch.store import (
     tags,
     words,
 )
-from clipsearch.store.catalog import FileRecord, ModelRecord, connect
-from clipsearch.store.index_upkeep import IndexFileUpkeep
+from clipsearch.store.catalog import Catalog, FileRecord, ModelRecord, connect
+from clipsearch.store.index_files import IndexFiles, RunChanges
 from clipsearch.store.layout import Layout
 from clipsearch.store.lock import WriteLock
 from clipsearch.store.paths import PATH, path_param, under
 from clipsearch.store.segments import Segments, SegmentWriter
-from clipsearch.store.stored_vectors import SEGMENTS_FROM
+from clipsearch.store.stored_vectors import SEGMENTS_FROM, StoredVectors
+from clipsearch.store.thumbnails import Thumbnails
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,18 +55,25 @@ WRITER_CACHE_KB = 262_144  # SQLite's page cache for the writer: the catalog's r
 # in it to ~10M files, where the 2 MB default made each insert a read (bench/store_scale.py's insert rate)
 
 
-class StoreWriter(IndexFileUpkeep):
+class StoreWriter:
+    """The index's parts as a reader holds them (``catalog``, ``vectors``, ``index_files``), written under the lock:
+    a run's rows and vectors go in by ``put``/``fail``/``sweep``, ``commit`` makes them durable, ``finish`` brings
+    the index files up to date with the run's changes."""
+
     def __init__(self, directory: Path, conn: sqlite3.Connection, lock: WriteLock, upgraded_from: int | None) -> None:
-        super().__init__(directory, conn)
+        self.directory = directory
+        self.layout = Layout(directory)
+        self.thumbnails = Thumbnails(self.layout.thumbs)
+        self.catalog = Catalog(conn, self.layout.catalog)
+        self._segments = Segments(self.layout.segments)
+        self.index_files = IndexFiles(self.layout, self.catalog, lambda: self.vectors)
         self._lock = lock
         self.upgraded_from = upgraded_from  # the format this catalog had before this open upgraded it, if it did
         self._run_id = 0
-        self._start_generation = self.generation
-        self._removed_ids: set[int] = set()
-        self._added_ids: set[int] = set()
+        self._changes = RunChanges(self.catalog.generation)  # what the index files have not taken in yet
         self._dirty = False  # files or vectors changed in the open transaction
         self._vectors: SegmentWriter | None = None  # made once the model (the vectors' size) is known
-        self.notes: list[str] = []
+        self.notes: list[str] = []  # what a run's report should say about its index files
         self._retired: list[int] = []  # segments dropped in the open transaction: their files go after the commit
         self._compact_due = False
         self._vectors_put = 0  # vectors stored by this writer (``HOLD_AFTER_COMMIT`` counts them)
@@ -106,77 +114,53 @@ class StoreWriter(IndexFileUpkeep):
         return cls(directory, conn, lock, upgraded_from)
 
     def close(self) -> None:
-        if self._conn.in_transaction:  # SQLite may already have rolled back (disk full)
-            self._conn.execute("ROLLBACK")
-        super().close()
+        if self.catalog.conn.in_transaction:  # SQLite may already have rolled back (disk full)
+            self.catalog.conn.execute("ROLLBACK")
+        self.catalog.close()
         self._lock.release()
 
     def __enter__(self) -> StoreWriter:
         return self
 
-    def _txn(self) -> sqlite3.Connection:
-        if not self._conn.in_transaction:
-            self._conn.execute("BEGIN IMMEDIATE")
-        return self._conn
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
-    def _set_meta(self, key: str, value: str) -> None:
-        self._txn().execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+    @property
+    def vectors(self) -> StoredVectors:
+        """The stored vectors of the model searches use (not a re-embedding's under way)."""
+        return StoredVectors.of(self.catalog, self._segments)
+
+    def set_index_type(self, index_type: str) -> None:
+        """Pin the index type (``IndexFiles.set_type``); the next sync builds it."""
+        self.index_files.set_type(index_type, self.commit)
+
+    def _sync_index_files(self, shard_runner: large_index.ShardRunner | None = None) -> None:
+        self.notes.extend(self.index_files.sync(self._changes, self.commit, shard_runner))
 
     def _drop_files(self, ids: Sequence[int]) -> None:
-        conn = self._txn()
+        conn = self.catalog.txn()
         index_changes.record(conn, ids)
-        gone = [*map(int, ids), *self.moments.ids_of(ids)]  # a video's moments go from the FAISS index with it
+        gone = [*map(int, ids), *self.catalog.moments.ids_of(ids)]  # a video's moments go from the FAISS index with it
         conn.executemany("DELETE FROM files WHERE id = ?", [(i,) for i in ids])
-        self._removed_ids.update(gone)
-        self._added_ids.difference_update(gone)
+        self._changes.drop(gone)
         self._dirty = self._dirty or bool(ids)
 
-    # -- model ---------------------------------------------------------------
+    # -- the model (``embedding_model``: its rule and the re-embedding) -----------------
     def bind_model(self, record: ModelRecord, reindex: bool = False) -> None:
-        """Record the model of an empty index. ``reindex`` on an index that holds photos (same model or another)
-        starts a re-embedding beside the vectors searches use (``pending_model``): runs embed every file again into
-        ``vectors_next``, and ``swap_pending`` puts them in place by one commit once all are there. Until then every
-        search is answered in full by the old vectors, and a killed run leaves them answering."""
-        if self.model is not None and self.count() > 0:
-            if not reindex:
-                return  # the job checked that ``record`` is the model it embeds with
-            txn = self._txn()
-            txn.execute("DELETE FROM vectors_next")  # a re-embedding begun before, with whatever model: begun again
-            for key, value in (("next_model_spec", record.spec), ("next_model_fingerprint", record.fingerprint),
-                               ("next_dim", str(record.dim))):
-                self._set_meta(key, value)
+        """Record the model of an empty index; with ``reindex``, start a re-embedding beside the vectors searches use
+        (``embedding_model.bind``): until ``swap_pending`` every search is answered in full by the old vectors, and
+        a killed run leaves them answering."""
+        if embedding_model.bind(self.catalog, record, reindex):
             self._vectors = None  # new vectors go to vectors_next, maybe of another size
-            self.commit()
-            return
-        for key, value in (("model_spec", record.spec), ("model_fingerprint", record.fingerprint), ("dim", str(record.dim))):
-            self._set_meta(key, value)
         self.commit()
 
     def swap_pending(self) -> bool:
-        """If a re-embedding is under way and every file's content has its new vector, put the new vectors and model
-        in place of the old in one commit (a new generation; the index files are rebuilt, not patched; the old rows
-        are reclaimed by compaction, the tags computed again). True if it swapped."""
-        pending = self.pending_model
-        if pending is None:
+        """Put a finished re-embedding in place of the old vectors by one commit (a new generation; the index files
+        are rebuilt, not patched; the old rows are reclaimed by compaction). True if it swapped."""
+        if not embedding_model.swap(self.catalog):
             return False
-        missing = self._conn.execute("SELECT count(*) FROM files WHERE hash NOT IN (SELECT hash FROM vectors_next)")
-        if missing.fetchone()[0]:
-            return False
-        txn = self._txn()
-        txn.execute("DELETE FROM vectors")
-        txn.execute("INSERT INTO vectors SELECT * FROM vectors_next")
-        txn.execute("DELETE FROM vectors_next")
-        for key, value in (("model_spec", pending.spec), ("model_fingerprint", pending.fingerprint),
-                           ("dim", str(pending.dim)), ("logit_scale", self.meta("next_logit_scale") or "")):
-            self._set_meta(key, value)
-        txn.execute("DELETE FROM meta WHERE key IN ('next_model_spec', 'next_model_fingerprint', 'next_dim', "
-                    "'next_logit_scale')")
-        if not self.meta("logit_scale"):
-            txn.execute("DELETE FROM meta WHERE key = 'logit_scale'")
-        tags.clear(txn)
-        self._set_meta("index_built_as", "")  # vectors of another size, maybe: the index files are rebuilt
-        self._removed_ids.clear()
-        self._added_ids.clear()
+        self._changes.removed.clear()  # nothing to patch: the index files are built again
+        self._changes.added.clear()
         self._vectors = None
         self._dirty = True
         self._compact_due = True  # every old row is dead now
@@ -184,49 +168,46 @@ class StoreWriter(IndexFileUpkeep):
         return True
 
     def remember(self, key: str, value: str) -> None:
-        """Keep a setting that is not the vectors' business: the vocabulary tags come from, the model's logit scale
-        (the re-embedding's model's, while one is under way: it takes its place with the vectors)."""
+        """Keep a setting that is not the vectors' business: the vocabulary tags come from, the model's logit scale."""
         assert key in ("vocabulary", "logit_scale"), key
-        if key == "logit_scale" and self.pending_model is not None:
-            key = "next_logit_scale"
-        self._set_meta(key, value)
+        self.catalog.set_meta(embedding_model.logit_scale_key(self.catalog) if key == "logit_scale" else key, value)
         self.commit()
 
     # -- tags (``clipsearch.store.tags``) -------------------------------------
     def retag_unless(self, key: str) -> bool:
         """Keep the stored tags if they were computed with ``key``, else drop them all; True if dropped."""
-        changed = tags.reset(self._txn(), key)
+        changed = tags.reset(self.catalog.txn(), key)
         self.commit()
         return changed
 
     def without_metadata(self) -> list[tuple[bytes, str, int, int]]:
         """(hash, path, size, mtime_ns) of a file of each content with no metadata yet (indexed before format 5)."""
-        return metadata.missing(self._conn)
+        return metadata.missing(self.catalog.conn)
 
     def put_metadata(self, digest: bytes, meta: PhotoMeta) -> None:
-        metadata.put(self._txn(), digest, meta)
+        metadata.put(self.catalog.txn(), digest, meta)
 
     def without_signature(self) -> list[tuple[bytes, str, int, int]]:
         """(hash, path, size, mtime_ns) of a file of each content with no signature yet."""
-        return signatures.missing(self._conn)
+        return signatures.missing(self.catalog.conn)
 
     def put_signature(self, digest: bytes, value: Signature) -> None:
-        signatures.put(self._txn(), digest, value)
+        signatures.put(self.catalog.txn(), digest, value)
 
     def untagged(self, chunk: int = 8192) -> Iterator[tuple[list[bytes], np.ndarray]]:
         """The stored vectors whose tags are not computed yet, in blocks: (content hashes, matrix)."""
-        return tags.untagged(self._conn, self.stored_vectors, chunk)
+        return tags.untagged(self.catalog.conn, self.vectors, chunk)
 
     def put_tags(self, found: Sequence[tuple[bytes, Sequence[tuple[str, float]]]]) -> None:
         """(content hash, its tags) for a block of contents; no new generation: the vectors did not change."""
-        tags.put(self._txn(), found)
+        tags.put(self.catalog.txn(), found)
 
     def words_writer(self) -> words.WordsWriter:  # the words of photos (``clipsearch.store.words``), in this txn
-        return words.WordsWriter(self._txn)
+        return words.WordsWriter(self.catalog.txn)
 
     # -- a run ---------------------------------------------------------------
     def begin_run(self, roots: Sequence[str]) -> int:
-        conn = self._txn()
+        conn = self.catalog.txn()
         for root in roots:
             conn.execute(f"INSERT OR IGNORE INTO roots (path, added) VALUES ({PATH}, ?)", (path_param(root), time.time()))
         cur = conn.execute("INSERT INTO runs (started, roots) VALUES (?, ?)", (time.time(), json.dumps(list(roots))))
@@ -236,25 +217,26 @@ class StoreWriter(IndexFileUpkeep):
 
     def set_root_settings(self, root: str, settings: dict[str, Any]) -> None:
         """Record an indexed folder with its settings (``indexer.walk.Rules``), or change those of one recorded."""
-        self._txn().execute(f"INSERT INTO roots (path, added, settings) VALUES ({PATH}, ?, ?) "
+        self.catalog.txn().execute(f"INSERT INTO roots (path, added, settings) VALUES ({PATH}, ?, ?) "
                             "ON CONFLICT (path) DO UPDATE SET settings = excluded.settings",
                             (path_param(root), time.time(), json.dumps(settings, sort_keys=True)))
         self.commit()
 
     def known_failure(self, path: str, size: int, mtime_ns: int) -> bool:
         """True (and marks it seen) if the file failed before and has not changed since."""
-        row = self._conn.execute(f"SELECT size, mtime_ns FROM failures WHERE path = {PATH}", (path_param(path),)).fetchone()
+        row = self.catalog.conn.execute(f"SELECT size, mtime_ns FROM failures WHERE path = {PATH}",
+                                        (path_param(path),)).fetchone()
         if row is None or row != (size, mtime_ns):
             return False
-        self._txn().execute(f"UPDATE failures SET seen = ? WHERE path = {PATH}", (self._run_id, path_param(path)))
+        self.catalog.txn().execute(f"UPDATE failures SET seen = ? WHERE path = {PATH}", (self._run_id, path_param(path)))
         return True
 
     def mark_seen(self, file_id: int) -> None:
-        self._txn().execute("UPDATE files SET seen = ? WHERE id = ?", (self._run_id, file_id))
+        self.catalog.txn().execute("UPDATE files SET seen = ? WHERE id = ?", (self._run_id, file_id))
 
     def touch(self, file_id: int, size: int, mtime_ns: int) -> None:
         """Same content under a new size/mtime stamp: remember the stamp, keep the vector."""
-        self._txn().execute(
+        self.catalog.txn().execute(
             "UPDATE files SET size = ?, mtime_ns = ?, seen = ? WHERE id = ?", (size, mtime_ns, self._run_id, file_id)
         )
 
@@ -264,7 +246,7 @@ class StoreWriter(IndexFileUpkeep):
         ``meta``: what the content's header says, read by the decoder; ``signature``: its picture's; ``note``: what
         the decoder had to say of a content it decoded anyway (``clipsearch.store.notes``); ``video``: a video's
         (``moments``)."""
-        conn = self._txn()
+        conn = self.catalog.txn()
         if note is not None:
             notes.put(conn, record.hash, note)
         if embedding is not None:
@@ -286,37 +268,37 @@ class StoreWriter(IndexFileUpkeep):
             return int(old[0])
         if old is not None:
             file_id = int(old[0])
-            self._removed_ids.update((file_id, *moments.ids_for(conn, file_id, bytes(old[3]))))
+            self._changes.removed.update((file_id, *moments.ids_for(conn, file_id, bytes(old[3]))))
             conn.execute("UPDATE files SET size=?, mtime_ns=?, hash=?, width=?, height=?, seen=? WHERE id=?", (*values, old[0]))
             index_changes.record(conn, [file_id])
         else:
             cur = conn.execute(f"INSERT INTO files (path, size, mtime_ns, hash, width, height, seen) VALUES ({PATH},?,?,?,?,?,?)",
                                (path, *values))
             file_id = int(cur.lastrowid or 0)
-        self._added_ids.update((file_id, *moments.ids_for(conn, file_id, record.hash)))
+        self._changes.added.update((file_id, *moments.ids_for(conn, file_id, record.hash)))
         self._dirty = True
         return file_id
 
     def fail(self, path: str, size: int, mtime_ns: int, error: str) -> None:
         """Remember a file that could not be read (not retried until it changes); drop any stale vector."""
-        old = self._conn.execute(f"SELECT id FROM files WHERE path = {PATH}", (path_param(path),)).fetchone()
+        old = self.catalog.conn.execute(f"SELECT id FROM files WHERE path = {PATH}", (path_param(path),)).fetchone()
         self._drop_files([old[0]] if old else [])
-        self._txn().execute(f"INSERT OR REPLACE INTO failures VALUES ({PATH}, ?, ?, ?, ?)",
+        self.catalog.txn().execute(f"INSERT OR REPLACE INTO failures VALUES ({PATH}, ?, ?, ?, ?)",
                             (path_param(path), size, mtime_ns, error, self._run_id))
 
     def commit(self) -> None:
         """Make everything so far durable and visible to readers; a new generation if any vector changed."""
-        if not self._conn.in_transaction:
+        if not self.catalog.conn.in_transaction:
             return
         if self._vectors is not None:
             self._vectors.before_commit()  # the rows are on disk before any catalog row points at them
-            if self._vectors.appender.itemsize == 4 and self._dirty and large_index.is_large(self.index_factory()):
+            if self._vectors.appender.itemsize == 4 and self._dirty and large_index.is_large(self.index_files.factory()):
                 self._vectors.appender.half_from_now()  # the collection became large during this run
         if self._dirty:
-            self._conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
-        self._conn.execute("COMMIT")
+            self.catalog.conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+        self.catalog.conn.execute("COMMIT")
         self._dirty = False
-        self._schema_copy = schema_copy.keep(self._conn, self.layout.schema_copy, self._schema_copy)
+        self._schema_copy = schema_copy.keep(self.catalog.conn, self.layout.schema_copy, self._schema_copy)
         segments.remove(self._segments, self._retired)
         self._retired.clear()
         if (hold := os.environ.get(HOLD_AFTER_COMMIT)) and not self._held:
@@ -330,44 +312,43 @@ class StoreWriter(IndexFileUpkeep):
     def _segment_writer(self, dim: int | None = None) -> SegmentWriter:
         """Float16 rows once the collection takes the large index (``segments``), float32 before."""
         if self._vectors is None:
-            large = large_index.is_large(self.index_factory()) or large_index.is_large(self.pinned_index_type())
-            itemsize = 2 if large else 4
-            embedding = self.pending_model or self.model
-            self._vectors = SegmentWriter(self._segments, self._conn, dim or (embedding.dim if embedding else 0),
-                                          itemsize, self.target_table)
+            itemsize = 2 if self.index_files.is_large() else 4
+            embedding = self.catalog.pending_model or self.catalog.model
+            self._vectors = SegmentWriter(self._segments, self.catalog.conn, dim or (embedding.dim if embedding else 0),
+                                          itemsize, self.catalog.target_table)
         return self._vectors
 
     def compact(self) -> None:
         """Copy the live rows of mostly-dead segments into new ones, and delete the old files once committed."""
-        self._txn()
+        self.catalog.txn()
         self._retired.extend(self._segment_writer().compact())
         self.commit()
 
     def sweep(self, root: str) -> list[tuple[int, str, bytes]]:
         """Delete files under ``root`` not seen in this run (mark-and-sweep); returns (id, path, hash) of each."""
         bounds = tuple(path_param(b) for b in under(root))
-        gone = self._txn().execute(
+        gone = self.catalog.txn().execute(
             f"SELECT id, path, hash FROM files WHERE path >= {PATH} AND path < {PATH} AND seen != ?", (*bounds, self._run_id)
         ).fetchall()
         self._drop_files([file_id for file_id, _, _ in gone])
-        self._txn().execute(f"DELETE FROM failures WHERE path >= {PATH} AND path < {PATH} AND seen != ?",
+        self.catalog.txn().execute(f"DELETE FROM failures WHERE path >= {PATH} AND path < {PATH} AND seen != ?",
                             (*bounds, self._run_id))
         return [(int(i), p, bytes(h)) for i, p, h in gone]
 
     def forget(self, root: str) -> int:
         """Drop a folder and everything indexed under it; returns how many files were dropped."""
         self._run_id = -1  # nothing is "seen": everything under root goes
-        self._txn().execute(f"DELETE FROM roots WHERE path = {PATH}", (path_param(root),))
+        self.catalog.txn().execute(f"DELETE FROM roots WHERE path = {PATH}", (path_param(root),))
         return len(self.sweep(root))
 
     def repair(self, damaged: Sequence[bytes]) -> None:
         """Drop the ``damaged`` vectors and the files left without one (the next run embeds them again), forget the
         segments whose file is gone or no segment any more (new vectors go to a new one), and rebuild the derived
         index files from what is stored. Nothing is re-embedded here."""
-        txn = self._txn()
+        txn = self.catalog.txn()
         for digest in damaged:
             txn.execute("DELETE FROM vectors WHERE hash = ?", (digest,))
-        damaged_next = set(self.stored_vectors.damaged(table="vectors_next")) if self.pending_model else set()
+        damaged_next = set(self.vectors.damaged(table="vectors_next")) if self.catalog.pending_model else set()
         for digest in damaged_next:  # a re-embedding's damaged rows: that run embeds them again
             txn.execute("DELETE FROM vectors_next WHERE hash = ?", (digest,))
         for segment, dim, itemsize in txn.execute("SELECT id, dim, itemsize FROM segments").fetchall():
@@ -386,20 +367,15 @@ class StoreWriter(IndexFileUpkeep):
         self._vectors = None  # the segment to append to is chosen again
         self._dirty = True
         self.commit()
-        for derived in (*self.layout.faiss_files(), *self.layout.ivf_files()):  # built again from the stored vectors
-            if not derived.name.endswith((".trained", ".trained.crc")):  # (the training holds no vector: kept, the
-                derived.unlink(missing_ok=True)  # large base is rebuilt from it)
-        trained = self.layout.ivf_trained(int(self.meta("index_trained") or 0))
-        if trained.is_file() and file_sums.verify(trained) is not None:
-            trained.unlink()  # damaged: trained again
+        self.index_files.drop_for_rebuild()  # built again from the stored vectors
         self._segments.forget_maps()
-        self.sync_vector_index()
+        self._sync_index_files()
 
     def finish(self, report: dict[str, Any], shard_runner: large_index.ShardRunner | None = None) -> None:
         """Drop unreferenced vectors, commit, bring the FAISS file up to date and log the run.
 
         ``shard_runner``: where a new large base's shards are built (the Ray engine's cluster; None: processes here)."""
-        conn = self._txn()
+        conn = self.catalog.txn()
         moments.drop_orphans(conn)
         orphans = [bytes(r[0]) for r in conn.execute(f"SELECT hash FROM vectors WHERE hash NOT IN ({moments.LIVE})")]
         if orphans:
@@ -412,18 +388,17 @@ class StoreWriter(IndexFileUpkeep):
         finished = time.time()
         conn.execute("UPDATE runs SET finished = ?, report = ? WHERE id = ?", (finished, json.dumps(report), self._run_id))
         self.commit()
-        if orphans or self._compact_due or self._conn.execute("SELECT 1 FROM segments WHERE itemsize != ? LIMIT 1",
+        if orphans or self._compact_due or self.catalog.conn.execute("SELECT 1 FROM segments WHERE itemsize != ? LIMIT 1",
                                          (self._segment_writer().appender.itemsize,)).fetchone():
             self.compact()
         for digest in orphans:  # after the commit, so a killed run leaves at worst a stale cache file
             self.thumbnails.drop(digest)
-        self.shard_runner = shard_runner
-        self.sync_vector_index()
+        self._sync_index_files(shard_runner)
         try:
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # keep the WAL small; the main file whole
+            self.catalog.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # keep the WAL small; the main file whole
         except sqlite3.OperationalError:
             pass  # readers hold it open: the next run checkpoints
-        line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(finished)), "roots": self.roots(), **report}
+        line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(finished)), "roots": self.catalog.roots(), **report}
         try:
             with open(self.layout.run_log, "a", encoding="utf-8") as log:
                 log.write(json.dumps(line) + "\n")

@@ -24,7 +24,7 @@ _NOSNIFF = {"X-Content-Type-Options": "nosniff"}
 def _lookup(request: Request, raw: str) -> Any:
     state = server(request)
     with state.lock:
-        row = state.index.searcher.store.indexed_file(file_id(raw))
+        row = state.index.searcher.store.catalog.indexed_file(file_id(raw))
     if row is None:
         raise not_found()
     return row

@@ -31,7 +31,7 @@ def tags(request: Request) -> Any:
 def cameras(request: Request) -> Any:
     state = server(request)
     with state.lock:
-        return [{"camera": name, "photos": count} for name, count in state.index.searcher.store.metadata.cameras()]
+        return [{"camera": name, "photos": count} for name, count in state.index.searcher.store.catalog.metadata.cameras()]
 
 
 @router.get("/people")

@@ -12,10 +12,11 @@ import math
 import os
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from clipsearch.app import questions
+from clipsearch.display import shown, to_json
 from clipsearch.errors import UserError
 from clipsearch.zeroshot.vocabulary import MAX_LABELS
 from search import expression
@@ -25,7 +26,7 @@ from search.routes.state import body_image, filters, number, photo_id, server
 router = APIRouter()
 
 
-def _answer(request: Request, terms: list[Term]) -> list[dict[str, Any]]:
+def _answer(request: Request, terms: list[Term]) -> Any:
     p = request.query_params
     relevant = p.get("relevant", "").lower() in ("1", "true", "yes", "on")
     min_score = None
@@ -45,7 +46,13 @@ def _answer(request: Request, terms: list[Term]) -> list[dict[str, Any]]:
     state.prepare(question.terms)
     with state.lock:
         hits = state.index.answer(question)
-    return [{**hit.as_dict(), "name": os.path.basename(hit.path)} for hit in hits]
+    found = [{**hit.as_dict(), "name": os.path.basename(hit.path)} for hit in hits]
+    if (left_out := hits.gone_note()) is None:
+        return found
+    # hits whose file is gone were left out (search.engine._stand_behind): the list stays a list, the header says so
+    warning = shown(left_out).encode("ascii", "backslashreplace").decode()  # a header is Latin-1: the name escaped
+    return Response(to_json(found, allow_nan=False, separators=(",", ":")).encode("utf-8"),
+                    media_type="application/json", headers={"X-Clipsearch-Warning": warning})
 
 
 @router.get("/search")

@@ -44,7 +44,7 @@ class ServerState:
         model is in step with the index (``Searcher.prepare``); the caller then takes the lock to answer."""
         with self.lock:
             self.index.searcher.follow_model()
-        self.index.searcher.prepare(terms)
+        self.index.searcher.query_model.prepare(terms)
 
 
 def server(request: Any) -> ServerState:

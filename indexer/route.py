@@ -1,30 +1,29 @@
-"""The decode stage's router: read and hash each file, ask the plan whether its content needs the model, and send
-it to the GPU decoder (a baseline JPEG it has room for) or to the CPU decoder. One file's failure costs only that
-file. The only module that knows both decoders."""
+"""The route step, in the reader threads: read and hash each file, ask ``Contents`` whether its content needs the
+model, and send it to the GPU decoder (a baseline JPEG it has room for) or to the CPU decoder, which decodes a
+chunk's share in one call. One file's failure costs only that file. The only module that knows both decoders."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from clipsearch import images, video
 from clipsearch.hashing import content_hash, file_content_hash
-from indexer.concurrency import bounded_map, chunked
-from indexer.cpu_decode import MAX_FILE_BYTES, read_file
+from indexer.file_bytes import MAX_FILE_BYTES, read_file
 from indexer.items import Decoded, DecodedVideo, Failed, OnDevice, Read, Reused, Task
 
 if TYPE_CHECKING:
     from clipsearch.encoders import Encoder
     from indexer.decoders import CpuDecoder
     from indexer.device_decode import DeviceDecoder
-    from indexer.plan import Contents
+    from indexer.engine import Contents
 
-Loaded = Failed | Reused | Decoded | DecodedVideo  # what a reader call hands back: a claimed JPEG comes back from the GPU instead
+Loaded = Failed | Reused | Decoded | DecodedVideo  # what a chunk routed hands back: a claimed JPEG comes back from the GPU
 
 
 def reader_threads(workers: int) -> int:
-    """Threads that run a Reader for ``workers`` decode workers: twice as many, so that while a worker process
+    """Threads that run a Router for ``workers`` decode workers: twice as many, so that while a worker process
     decodes one photo the next is already read, hashed and queued for it. With one thread per process, each
     process waited for its thread's hand-off and next file: with two threads each decodes more photos per second
     beside a busy indexing thread (bench/read_ahead.py; docs/benchmarks.md). Decoding in the threads themselves
@@ -73,8 +72,8 @@ def _load_video(task: Task, stored: Callable[[bytes], bool]) -> Failed | Reused 
     return Read(task, digest, b"", video=True)
 
 
-class Reader:
-    """Turns tasks into Loaded items, in the reader threads."""
+class Router:
+    """Turns a chunk of tasks into Loaded items, in a reader thread (``route_and_decode``)."""
 
     def __init__(self, encoder: Callable[[], Encoder], contents: Contents, cpu: Callable[[], CpuDecoder],
                  device: Callable[[], DeviceDecoder | None] | None = None,
@@ -85,13 +84,7 @@ class Reader:
         self.device = device or (lambda: None)
         self.max_pixels = max_pixels
 
-    def stream(self, tasks: Iterable[Task], per_call: int, threads: int, window: int) -> Iterator[Loaded]:
-        """What ``threads`` reader threads make of ``tasks``, ``per_call`` files per call and at most ``window`` calls
-        in flight, as they finish (not in order)."""
-        for loaded in bounded_map(self.read_many, chunked(tasks, max(1, per_call)), threads, window):
-            yield from loaded
-
-    def read_many(self, tasks: Sequence[Task]) -> list[Loaded]:
+    def route_and_decode(self, tasks: Sequence[Task]) -> list[Loaded]:
         """Each task's outcome so far, in order, less the JPEGs the GPU claimed (on their way there already, so that
         it does not wait for the rest of the chunk). The files to decode on the CPU go to it in one call
         (``ProcessDecoder``: one call to a worker process for several photos)."""
