@@ -207,14 +207,15 @@ class Searcher:
     def search(self, query: np.ndarray, k: int = 10, within: str | None = None, offset: int = 0,
                exclude: int | None = None) -> vouch.Hits:
         """The ``k`` nearest files to a vector, best first, optionally only those under folder ``within`` (the hits
-        whose file is gone left out: ``search.vouch``). ``offset`` skips that many best hits (the next page);
-        ``exclude`` leaves out one file id (a "more like this"'s own). Ranks count from 1 at the best hit overall."""
+        vouched for by the catalog, ``search.vouch``; whether a file is on this disk is the caller's question).
+        ``offset`` skips that many best hits (the next page); ``exclude`` leaves out one file id (a "more like this"'s
+        own). Ranks count from 1 at the best hit overall."""
         check_page(k, offset)
         with self.store.snapshot() as store:  # a writer committing meanwhile is not seen half-way
             index = self._current_index()
             allowed = moments.with_moments(store, Filters(within).allowed_ids(store))
             found = self._nearest(index, query, k, offset, allowed, set() if exclude is None else {exclude})
-            return vouch.stand_behind(store, moments.attach(store, found, query))
+            return vouch.stand_behind(store, moments.attach(store, found, query), on_disk=False)
 
     def _nearest(self, index: faiss.Index, query: np.ndarray, k: int, offset: int, allowed: Sequence[int] | None,
                  exclude: set[int]) -> list[Hit]:

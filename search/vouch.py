@@ -40,15 +40,16 @@ class Hits(list):  # type: ignore[type-arg]  # list[Hit], and what was left out 
                 "'clipsearch index' brings the index up to date")
 
 
-def stand_behind(store: StoreReader, hits: list[Hit]) -> Hits:
-    """``hits`` less those whose file is gone; raises ``DamagedIndex`` for a hit the catalog disagrees with itself
-    about. Call inside ``store.snapshot()``, with hits read from it."""
+def stand_behind(store: StoreReader, hits: list[Hit], on_disk: bool = True) -> Hits:
+    """``hits`` less those whose file is gone (unless not ``on_disk``: vectors of rows that name no file on this
+    machine, as a bench or a collection built elsewhere has); raises ``DamagedIndex`` for a hit the catalog
+    disagrees with itself about. Call inside ``store.snapshot()``, with hits read from it."""
     bad = store.catalog.path_check.disagreeing((h.id, h.path) for h in hits)
     if bad:
         file_id, path = bad[0]
         raise DamagedIndex(f"the index at {store.directory} is damaged (the catalog's record of photo {file_id}, "
                            f"{path!r}, disagrees with its own index of paths): 'clipsearch check --repair' mends it "
                            "(nothing is re-embedded)")
-    gone = [h.path for h in hits if not os.path.exists(h.path)]
+    gone = [h.path for h in hits if not os.path.exists(h.path)] if on_disk else []
     missing = set(gone)
     return Hits([h for h in hits if h.path not in missing] if gone else hits, gone)

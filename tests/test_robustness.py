@@ -238,7 +238,7 @@ def test_every_reindexes_on_an_interval(cli: Cli, tmp_path: Path, model_spec: st
     assert "Traceback" not in err
     reports = [line for line in out.splitlines() if line.startswith("{")]
     assert len(reports) >= 2
-    assert StoreReader.open(index_dir).count() == 2
+    assert StoreReader.open(index_dir).catalog.count() == 2
 
 
 def _parents() -> dict[int, int]:
