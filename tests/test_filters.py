@@ -128,22 +128,26 @@ def test_index_keeps_metadata_and_search_filters_and_sorts_by_date(cli: Cli, ind
 
 
 def _random_catalog(directory: Path, n: int, dim: int, index_type: str, seed: int) -> dict[int, dict]:
-    """``n`` random vectors and random metadata through the store's write path; returns what each id was given."""
+    """``n`` random vectors and random metadata through the store's write path, each row naming an (empty) file under
+    ``directory``'s sibling ``r`` (a search leaves out hits whose file is gone); returns what each id was given."""
     rng = random.Random(seed)
+    root = directory.parent / "r"
     vectors = np.random.default_rng(seed).normal(size=(n, dim)).astype("float32")
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     truth: dict[int, dict] = {}
     with StoreWriter.open(directory) as store:
         store.bind_model(ModelRecord("demo", "{\"test\": 1}", dim))
         store.remember("vocabulary", "none")
-        store.begin_run(["/r"])
+        store.begin_run([str(root)])
         for i in range(n):
             when = datetime(2015, 1, 1) + timedelta(hours=rng.randrange(24 * 365 * 8))
             camera = rng.choice([("Canon", "EOS R5"), ("Google", "Pixel 6"), ("Apple", "iPhone 13"), (None, None)])
             place = rng.choice([None, (46.0 + rng.random(), 7.0 + rng.random())])
             ext = rng.choice([".jpg", ".JPEG", ".png", ".heic"])
             width, height = rng.choice([(4000, 3000), (1920, 1080), (640, 480)])
-            path = f"/r/{rng.choice(['a', 'b/c'])}/{i:05d}{ext}"
+            path = f"{root}/{rng.choice(['a', 'b/c'])}/{i:05d}{ext}"
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).touch()
             record = FileRecord(path, 1, 1, i.to_bytes(16, "big"), width, height)
             meta = PhotoMeta(when.isoformat(), "DateTimeOriginal", *camera, None, *(place or (None, None)))
             file_id = store.put(record, vectors[i], meta)
@@ -166,7 +170,7 @@ def test_filtered_results_equal_a_brute_force_scan(tmp_path: Path, index_type: s
         assert store.info()["index_type"] == index_type
     rng = random.Random(7)
     options = {
-        "within": lambda: rng.choice(["/r/a", "/r/b"]),
+        "within": lambda: rng.choice([str(tmp_path / "r" / "a"), str(tmp_path / "r" / "b")]),
         "after": lambda: f"{rng.randrange(2015, 2023)}-0{rng.randrange(1, 10)}-15",
         "before": lambda: f"{rng.randrange(2016, 2024)}-0{rng.randrange(1, 10)}-01",
         "camera": lambda: rng.choice(["canon", "PIXEL", "iphone 13", "eos"]),
