@@ -32,3 +32,21 @@ def change_a_byte_in_a_stored_path(catalog: Path, photo: Path, where: str) -> No
             catalog.write_bytes(bytes(changed))
             return
     raise AssertionError(f"no copy of {photo} in the {where}")
+
+
+def index_the_sample(base: Path) -> Path:
+    """The sample copied to ``base/photos`` and indexed once with the demo model into ``base/index`` (in-process): what
+    a module's damage tests copy, each its own."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from cli import app
+    from tests.serving import SAMPLE
+
+    shutil.copytree(SAMPLE, base / "photos")
+    result = CliRunner().invoke(app, ["index", str(base / "photos"), "--index", str(base / "index"), "--model", "demo",
+                                      "--quiet"])
+    assert result.exit_code == 0, result.output
+    return base
+

@@ -11,22 +11,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cli
-from tests.damaging import change_a_byte_in_a_stored_path
-from tests.serving import SAMPLE
+from tests.damaging import change_a_byte_in_a_stored_path, index_the_sample
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from typer.testing import CliRunner
-
-    from cli import app
-
-    base = tmp_path_factory.mktemp("built")
-    shutil.copytree(SAMPLE, base / "photos")
-    result = CliRunner().invoke(app, ["index", str(base / "photos"), "--index", str(base / "index"), "--model", "demo",
-                                      "--quiet"])
-    assert result.exit_code == 0, result.output
-    return base
+    return index_the_sample(tmp_path_factory.mktemp("built"))
 
 
 @pytest.fixture
