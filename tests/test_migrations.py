@@ -238,3 +238,22 @@ def test_videos_join_an_upgraded_index_and_its_photos_are_not_re_embedded(cli: C
     video = next(h for h in hits if h.path.endswith("clip.mp4"))
     assert 3.0 <= video.meta["t"] < 4.5
     assert cli("check", "--index", index, "--json").json()["ok"]
+
+
+def test_format_16_remembers_the_not_a_face_marks_of_a_format_15_index(tmp_path: Path) -> None:
+    """Format 16 (``face_memory``): a face the user said is not a face, in an index of format 15, is remembered by its
+    descriptor on upgrade, so the mark outlives a change to its photo's bytes; other faces are not."""
+    with StoreWriter.open(tmp_path / "index"):
+        pass
+    conn = sqlite3.connect(tmp_path / "index" / "catalog.sqlite")
+    conn.execute("DROP TABLE face_memory")
+    conn.execute("UPDATE meta SET value = '15' WHERE key = 'format_version'")
+    for face, descriptor in ((1, b"not-a-face"), (2, b"a-face")):
+        conn.execute("INSERT INTO faces VALUES (?, x'00', 0, 0, 10, 10, x'', ?, NULL)", (face, descriptor))
+    conn.execute("INSERT INTO not_person VALUES (1, 0)")
+    conn.commit()
+    conn.close()
+    with StoreWriter.open(tmp_path / "index") as store:
+        assert store.upgraded_from == 15 and store.catalog.format_version == FORMAT_VERSION
+        assert store.catalog.conn.execute("SELECT person, face, descriptor FROM face_memory").fetchall() == [
+            (0, 1, b"not-a-face")]
